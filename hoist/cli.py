@@ -1,0 +1,88 @@
+"""The hoist command line: one explicit command table, one module per verb.
+
+Each module in ``hoist.commands`` has ``add_arguments(parser)`` and ``run(args) -> int``
+(``run`` may be a coroutine function). Only the module of the verb being run is imported,
+so ``hoist run`` does not pay for the registry server's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import sys
+
+from hoist import __version__
+from hoist.errors import UserError
+
+# verb -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("hoist.commands.build", "Build an image from a Dockerfile"),
+    "push": ("hoist.commands.push", "Push an image to a registry"),
+    "pull": ("hoist.commands.pull", "Pull an image from a registry"),
+    "images": ("hoist.commands.images", "List local images"),
+    "tag": ("hoist.commands.tag", "Give a local image another name"),
+    "rmi": ("hoist.commands.rmi", "Remove local images"),
+    "inspect": ("hoist.commands.inspect", "Show an image's manifest and config"),
+    "save": ("hoist.commands.save", "Write images to a tar archive"),
+    "load": ("hoist.commands.load", "Load images from a tar archive"),
+    "login": ("hoist.commands.login", "Store credentials for a registry"),
+    "logout": ("hoist.commands.logout", "Forget credentials for a registry"),
+    "run": ("hoist.commands.run", "Run a command in a new container"),
+    "ps": ("hoist.commands.ps", "List containers"),
+    "stop": ("hoist.commands.stop", "Stop running containers"),
+    "kill": ("hoist.commands.kill", "Send a signal to running containers"),
+    "rm": ("hoist.commands.rm", "Remove containers"),
+    "logs": ("hoist.commands.logs", "Show a container's output"),
+    "exec": ("hoist.commands.exec", "Run a command in a running container"),
+    "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: hoist COMMAND [OPTIONS]", "", "Commands:"]
+    lines += [f"  {verb:<{width}}  {summary}" for verb, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run 'hoist COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-v", "--version", "version"):
+        print(f"hoist {__version__}")
+        return 0
+    verb = argv[0]
+    if verb not in COMMANDS:
+        print(f"hoist: '{verb}' is not a hoist command (see 'hoist --help')", file=sys.stderr)
+        return 2
+    module_name, summary = COMMANDS[verb]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            print(f"hoist: '{verb}' is not available in this build", file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(prog=f"hoist {verb}", description=summary)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        result = module.run(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except UserError as e:
+        print(f"hoist {verb}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"hoist {verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

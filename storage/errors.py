@@ -1,0 +1,108 @@
+"""Storage errors, in two tiers. Backend exceptions (OSError, botocore) never leak past a driver.
+
+::
+
+    StorageError
+    ├── DriverError                 a driver could not do what was asked (tier 1: paths and bytes)
+    │   ├── PathNotFound            no object at that path
+    │   ├── InvalidPath             a path outside the driver's grammar
+    │   └── InvalidOffset           a read or resumed write at an impossible offset
+    └── DomainError                 tier 2: digests, repositories, manifests (mapped to wire codes above)
+        ├── DigestInvalid           malformed digest, or content that does not match its digest
+        ├── SizeInvalid             content whose length does not match what was declared
+        ├── BlobUnknown             no such blob (in this repository)
+        ├── BlobUploadUnknown       no such upload session
+        ├── BlobUploadInvalid       an upload that cannot continue as asked (bad range, bad state)
+        ├── NameInvalid             a repository name outside the grammar
+        ├── NameUnknown             no such repository
+        ├── TagInvalid              a tag outside the grammar
+        ├── ManifestUnknown         no such manifest or tag
+        ├── ManifestInvalid         unparseable or invalid manifest
+        ├── ManifestBlobUnknown     a manifest that references content the repository lacks
+        ├── Unsupported             a valid request the store will not do (e.g. delete disabled)
+        └── ImageUnknown            a reference that names no image in a local image layout
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error raised by ``storage``."""
+
+
+class DriverError(StorageError):
+    pass
+
+
+class PathNotFound(DriverError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class InvalidPath(DriverError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"invalid path: {path!r}")
+        self.path = path
+
+
+class InvalidOffset(DriverError):
+    def __init__(self, path: str, offset: int) -> None:
+        super().__init__(f"invalid offset {offset} for {path}")
+        self.path, self.offset = path, offset
+
+
+class DomainError(StorageError):
+    pass
+
+
+class DigestInvalid(DomainError):
+    pass
+
+
+class SizeInvalid(DomainError):
+    pass
+
+
+class BlobUnknown(DomainError):
+    pass
+
+
+class BlobUploadUnknown(DomainError):
+    pass
+
+
+class BlobUploadInvalid(DomainError):
+    pass
+
+
+class NameInvalid(DomainError):
+    pass
+
+
+class NameUnknown(DomainError):
+    pass
+
+
+class TagInvalid(DomainError):
+    pass
+
+
+class ManifestUnknown(DomainError):
+    pass
+
+
+class ManifestInvalid(DomainError):
+    pass
+
+
+class ManifestBlobUnknown(DomainError):
+    pass
+
+
+class Unsupported(DomainError):
+    pass
+
+
+class ImageUnknown(DomainError):
+    pass

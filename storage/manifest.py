@@ -1,0 +1,194 @@
+"""Manifest, index and descriptor parsing and validation.
+
+Manifests are kept as the exact bytes that were pushed; parsing only reads them. The digest of
+a manifest is always the digest of those bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import mediatypes as mt
+from storage.digest import Digest
+from storage.errors import DigestInvalid, ManifestInvalid
+
+_MEDIA_TYPE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&-^_.+/")
+
+
+def valid_media_type(value: Any) -> bool:
+    """RFC 6838 type/subtype (no parameters)."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        return False
+    kind, sub = value.split("/")
+    return bool(kind) and bool(sub) and set(value) <= _MEDIA_TYPE_CHARS
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: dict[str, Any] | None = None
+    artifact_type: str | None = None
+    urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> "Descriptor":
+        if not isinstance(obj, dict):
+            raise ManifestInvalid(f"{where}: descriptor must be an object")
+        media_type = obj.get("mediaType")
+        if not valid_media_type(media_type):
+            raise ManifestInvalid(f"{where}: invalid mediaType {media_type!r}")
+        try:
+            digest = Digest.parse(obj.get("digest"))
+        except DigestInvalid as e:
+            raise ManifestInvalid(f"{where}: {e}") from None
+        size = obj.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ManifestInvalid(f"{where}: invalid size {size!r}")
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise ManifestInvalid(f"{where}: annotations must map strings to strings")
+        platform = obj.get("platform")
+        if platform is not None and (
+            not isinstance(platform, dict)
+            or not isinstance(platform.get("os"), str)
+            or not isinstance(platform.get("architecture"), str)
+        ):
+            raise ManifestInvalid(f"{where}: platform needs os and architecture")
+        artifact_type = obj.get("artifactType")
+        if artifact_type is not None and not valid_media_type(artifact_type):
+            raise ManifestInvalid(f"{where}: invalid artifactType {artifact_type!r}")
+        urls = obj.get("urls") or []
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ManifestInvalid(f"{where}: urls must be a list of strings")
+        return cls(media_type, digest, size, annotations, platform, artifact_type, tuple(urls))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        if self.urls:
+            out["urls"] = list(self.urls)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform
+        if self.artifact_type is not None:
+            out["artifactType"] = self.artifact_type
+        return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed image manifest or index. ``raw`` holds the pushed bytes."""
+
+    media_type: str
+    raw: bytes
+    doc: dict[str, Any]
+    config: Descriptor | None = None
+    layers: tuple[Descriptor, ...] = ()
+    manifests: tuple[Descriptor, ...] = ()
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in mt.INDEXES
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.raw)
+
+    def blob_references(self) -> tuple[Descriptor, ...]:
+        """Blobs the manifest needs in its repository (config and layers), minus foreign layers."""
+        refs = [self.config] if self.config else []
+        refs += [d for d in self.layers if not d.urls]
+        return tuple(refs)
+
+    def effective_artifact_type(self) -> str | None:
+        """artifactType as the referrers API reports it: the field, else the config's media type."""
+        if self.artifact_type:
+            return self.artifact_type
+        if self.config is not None and not self.is_index:
+            return self.config.media_type
+        return None
+
+
+def _media_type_of(doc: dict[str, Any], content_type: str | None) -> str:
+    declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestInvalid("mediaType must be a string")
+    ctype = (content_type or "").split(";")[0].strip() or None
+    if declared and ctype and declared != ctype and ctype in mt.MANIFESTS:
+        raise ManifestInvalid(f"mediaType {declared!r} does not match Content-Type {ctype!r}")
+    media_type = declared or (ctype if ctype in mt.MANIFESTS else None)
+    if media_type is None:
+        # OCI allows mediaType to be absent; the shape decides.
+        media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+    if media_type in (mt.DOCKER_MANIFEST_V1, mt.DOCKER_MANIFEST_V1_SIGNED):
+        raise ManifestInvalid("Docker schema 1 manifests are not supported")
+    if media_type not in mt.MANIFESTS:
+        raise ManifestInvalid(f"unsupported manifest media type {media_type!r}")
+    return media_type
+
+
+def parse_manifest(raw: bytes, content_type: str | None = None) -> Manifest:
+    """Parse and validate a manifest or index; raise ManifestInvalid with a reason."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestInvalid(f"manifest is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("manifest must be a JSON object")
+    if doc.get("schemaVersion") != 2:
+        raise ManifestInvalid("schemaVersion must be 2")
+    media_type = _media_type_of(doc, content_type)
+    subject = Descriptor.from_json(doc["subject"], "subject") if doc.get("subject") is not None else None
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not valid_media_type(artifact_type):
+        raise ManifestInvalid(f"invalid artifactType {artifact_type!r}")
+    annotations = doc.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ManifestInvalid("annotations must be an object")
+    if media_type in mt.INDEXES:
+        items = doc.get("manifests")
+        if not isinstance(items, list):
+            raise ManifestInvalid("an index needs a manifests list")
+        if "config" in doc or "layers" in doc:
+            raise ManifestInvalid("an index has no config or layers")
+        manifests = tuple(Descriptor.from_json(d, f"manifests[{i}]") for i, d in enumerate(items))
+        return Manifest(media_type, raw, doc, manifests=manifests, subject=subject,
+                        artifact_type=artifact_type, annotations=annotations)
+    if "manifests" in doc:
+        raise ManifestInvalid("an image manifest has no manifests list")
+    config = Descriptor.from_json(doc.get("config"), "config")
+    layer_items = doc.get("layers")
+    if layer_items is None and media_type == mt.OCI_MANIFEST:
+        raise ManifestInvalid("layers is required")
+    if not isinstance(layer_items, list):
+        raise ManifestInvalid("layers must be a list")
+    layers = tuple(Descriptor.from_json(d, f"layers[{i}]") for i, d in enumerate(layer_items))
+    if media_type == mt.DOCKER_MANIFEST and config.media_type not in (mt.DOCKER_CONFIG, mt.DOCKER_PLUGIN_CONFIG) \
+            and not config.media_type.startswith("application/"):
+        raise ManifestInvalid(f"invalid config media type {config.media_type!r}")
+    return Manifest(media_type, raw, doc, config=config, layers=layers, subject=subject,
+                    artifact_type=artifact_type, annotations=annotations)
+
+
+def parse_config(raw: bytes) -> dict[str, Any]:
+    """Parse an image config (OCI or Docker) loosely: JSON object with rootfs.diff_ids."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestInvalid(f"image config is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("image config must be a JSON object")
+    rootfs = doc.get("rootfs", {"type": "layers", "diff_ids": []})
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids", []), list):
+        raise ManifestInvalid("image config rootfs.diff_ids must be a list")
+    return doc

@@ -1,0 +1,23 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.peers import Dockerd
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """One private Docker engine for the whole session (started on first use)."""
+    base = Path(tempfile.mkdtemp(prefix="hoist-dockerd-", dir="/tmp"))
+    engine = Dockerd(base)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
