@@ -7,11 +7,14 @@
     ├── index.json                    one descriptor per name, annotated with
     │                                 org.opencontainers.image.ref.name = the full reference
     ├── blobs/sha256/<hex>            manifests, configs and layers
-    └── ingest/<hex>.partial          blobs being written (resumable; never visible as blobs)
+    ├── ingest/<alg>-<hex>.partial    blobs being written (resumable; never visible as blobs)
+    └── sources.json                  hoist's own record: blob digest -> repositories it was seen
+                                      in ("registry/name"), so a push can mount instead of upload
 
-skopeo (``oci:<root>:<ref>``) and umoci read it unchanged. Writes are atomic: a blob appears
-under its digest only after its bytes were hashed, verified and fsynced; index.json is replaced
-by rename under an exclusive lock, so concurrent hoist processes do not lose each other's tags.
+skopeo (``oci:<root>:<ref>``) and umoci read it unchanged; they ignore ``sources.json`` and
+``ingest/``. Writes are atomic: a blob appears under its digest only after its bytes were hashed,
+verified and fsynced; index.json is replaced by rename under an exclusive lock, so concurrent
+hoist processes do not lose each other's tags.
 
 The methods here block on local file I/O; async callers run large ones in a thread.
 """
@@ -22,16 +25,76 @@ import contextlib
 import fcntl
 import json
 import os
+import platform as _host
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from storage import mediatypes as mt
 from storage.digest import Digest, Hasher
-from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, SizeInvalid
+from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
 from storage.manifest import Descriptor, Manifest, parse_manifest
 
 LAYOUT_VERSION = "1.0.0"
+
+# Go's GOARCH names, which image platforms use, for what Python's platform.machine() reports.
+_MACHINE_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+                    "armv7l": "arm", "armv6l": "arm", "i386": "386", "i686": "386",
+                    "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+# containerd's normalisation: the variant an image without one is assumed to have.
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An image platform (``os/arch[/variant]``), matched the way containerd matches it."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Platform":
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
+        arch = _MACHINE_TO_ARCH.get(parts[1], parts[1])
+        return cls(parts[0], arch, parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def host(cls) -> "Platform":
+        machine = _host.machine().lower()
+        return cls("linux", _MACHINE_TO_ARCH.get(machine, machine),
+                   "v7" if machine == "armv7l" else "v6" if machine == "armv6l" else None)
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> "Platform":
+        return cls(str(obj.get("os", "")), str(obj.get("architecture", "")), obj.get("variant") or None)
+
+    def matches(self, other: "Platform") -> bool:
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        if self.variant is None or other.variant is None:
+            # An unspecified variant accepts the default one (arm64 = v8), as containerd does.
+            default = _DEFAULT_VARIANT.get(self.architecture)
+            return (self.variant or default) == (other.variant or default) or default is None
+        return self.variant == other.variant
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
+
+
+def select_platform(index: Manifest, wanted: Platform) -> Descriptor | None:
+    """The index entry for ``wanted``: an exact variant match first, then a compatible one."""
+    candidates = [d for d in index.manifests if d.platform and d.media_type in mt.MANIFESTS]
+    for desc in candidates:
+        if Platform.of(desc.platform or {}) == wanted:
+            return desc
+    for desc in candidates:
+        if wanted.matches(Platform.of(desc.platform or {})):
+            return desc
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -145,6 +208,30 @@ class ImageLayout:
             w.commit()
         return digest
 
+    def put_stream(self, f: BinaryIO, chunk: int = 1 << 20) -> tuple[Digest, int]:
+        """Store a blob whose digest is not known in advance (e.g. a layer inside a tar)."""
+        ingest = self.root / "ingest"
+        ingest.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=ingest, prefix="stream-", suffix=".partial")
+        hasher = Hasher()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while block := f.read(chunk):
+                    out.write(block)
+                    hasher.update(block)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = hasher.digest()
+            dest = self.blob_path(digest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return digest, hasher.size
+
     def put_json(self, doc: Any, media_type: str) -> Descriptor:
         data = json.dumps(doc, separators=(",", ":")).encode()
         return Descriptor(media_type, self.put_blob(data), len(data))
@@ -162,6 +249,82 @@ class ImageLayout:
 
     def delete_blob(self, digest: Digest) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
+
+    # -- where blobs came from (for cross-repository mounts) --------------------------------
+    def record_sources(self, digests: list[Digest], repository: str) -> None:
+        """Remember that ``repository`` ("registry/name") holds these blobs."""
+        with self._locked():
+            table = self._read_sources()
+            for d in digests:
+                repos = table.setdefault(str(d), [])
+                if repository not in repos:
+                    repos.append(repository)
+            self._atomic_write(self.root / "sources.json", json.dumps(table, indent=1).encode())
+
+    def sources(self, digest: Digest) -> list[str]:
+        return list(self._read_sources().get(str(digest), []))
+
+    def _read_sources(self) -> dict[str, list[str]]:
+        try:
+            table = json.loads((self.root / "sources.json").read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return table if isinstance(table, dict) else {}
+
+    # -- garbage collection -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        """Hold off garbage collection while blobs are written but not yet tagged (a pull, a
+        load): writers share this lock, gc() takes it exclusively."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".gc.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def reachable(self) -> set[Digest]:
+        """Every blob some ref needs: manifests, the children of indexes that are present,
+        configs and layers."""
+        seen: set[Digest] = set()
+        todo = [desc for _, desc in self.refs()]
+        while todo:
+            desc = todo.pop()
+            if desc.digest in seen or not self.has_blob(desc.digest):
+                continue
+            seen.add(desc.digest)
+            if desc.media_type not in mt.MANIFESTS:
+                continue
+            try:
+                manifest = self.manifest(desc)
+            except ManifestInvalid:
+                continue
+            todo += list(manifest.manifests) + list(manifest.blob_references())
+        return seen
+
+    def gc(self) -> list[Digest]:
+        """Delete blobs no ref reaches; return them. Waits for running pulls to finish."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".gc.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                keep = self.reachable()
+                gone = [d for d in self.blobs() if d not in keep]
+                for d in gone:
+                    self.delete_blob(d)
+                if gone:
+                    self._forget_sources(gone)
+                return gone
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _forget_sources(self, digests: list[Digest]) -> None:
+        with self._locked():
+            table = self._read_sources()
+            for d in digests:
+                table.pop(str(d), None)
+            self._atomic_write(self.root / "sources.json", json.dumps(table, indent=1).encode())
 
     # -- index.json -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -254,3 +417,21 @@ class ImageLayout:
         if manifest.config is None:
             raise ImageUnknown("an index has no config; pick a platform first")
         return json.loads(self.read_blob(manifest.config.digest))
+
+    def resolve_image(self, ref: str, platform: Platform | None = None) -> tuple[Descriptor, Manifest]:
+        """The image manifest ``ref`` names; through an index, the entry for ``platform``
+        (default: the host's) that is present in the store."""
+        desc = self.resolve(ref)
+        manifest = self.manifest(desc)
+        wanted = platform or Platform.host()
+        while manifest.is_index:
+            present = [d for d in manifest.manifests if self.has_blob(d.digest)]
+            local = Manifest(manifest.media_type, manifest.raw, manifest.doc, manifests=tuple(present))
+            child = select_platform(local, wanted)
+            if child is None:
+                if len(present) == 1 and not present[0].platform:
+                    child = present[0]
+                else:
+                    raise ImageUnknown(f"{ref} has no {wanted} image in the image store")
+            desc, manifest = child, self.manifest(child)
+        return desc, manifest

@@ -1,0 +1,73 @@
+"""Registry client errors. Each message is one line that names the registry, the repository or
+the digest concerned, so the CLI can print it as it is.
+
+::
+
+    ClientError                  base of everything the client raises
+    ├── RegistryUnreachable      connection refused, DNS failure, TLS failure, timeout
+    ├── AuthenticationRequired   401 and no credentials to offer
+    ├── AuthenticationFailed     credentials offered and refused (401 from the registry or the token realm)
+    ├── AccessDenied             403: authenticated, but not allowed
+    ├── NotFound                 the registry does not have it
+    │   ├── ManifestNotFound     unknown repository, tag or manifest digest
+    │   └── BlobNotFound         a blob a manifest names is missing
+    ├── PlatformNotFound         an index without an entry for the wanted platform
+    ├── ContentInvalid           bytes that do not match their digest or size (nothing is committed)
+    ├── ConnectionLost           the connection dropped mid-request (transfers retry and resume)
+    ├── TransferFailed           a transfer that kept failing after its retries
+    └── ProtocolError            an answer the spec does not allow (unexpected status, bad header)
+"""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """Base of every error the registry client raises."""
+
+
+class RegistryUnreachable(ClientError):
+    pass
+
+
+class AuthenticationRequired(ClientError):
+    pass
+
+
+class AuthenticationFailed(ClientError):
+    pass
+
+
+class AccessDenied(ClientError):
+    pass
+
+
+class NotFound(ClientError):
+    pass
+
+
+class ManifestNotFound(NotFound):
+    pass
+
+
+class BlobNotFound(NotFound):
+    pass
+
+
+class PlatformNotFound(ClientError):
+    pass
+
+
+class ContentInvalid(ClientError):
+    pass
+
+
+class ConnectionLost(ClientError):
+    pass
+
+
+class TransferFailed(ClientError):
+    pass
+
+
+class ProtocolError(ClientError):
+    pass

@@ -1,0 +1,136 @@
+"""Registry configuration: a YAML file in CNCF Distribution's shape (so an existing
+``config.yml`` mostly carries over), an embedded default, and command-line overrides.
+
+::
+
+    version: 0.1
+    http:
+      addr: 127.0.0.1:5000
+    storage:
+      filesystem: {rootdirectory: /var/lib/hoist/registry}   # or  inmemory: {}
+      delete: {enabled: true}                                # hoist's default: enabled
+      maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h}}
+    manifests: {maxsize: 4194304}                            # bytes
+    log: {accesslog: {disabled: false}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+DEFAULT_ROOT = "/var/lib/hoist/registry"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key."""
+
+
+@dataclass
+class Config:
+    addr: str = DEFAULT_ADDR
+    driver: str = "filesystem"
+    driver_params: dict[str, Any] = field(default_factory=lambda: {"rootdirectory": DEFAULT_ROOT})
+    delete_enabled: bool = True
+    max_manifest_bytes: int = 4 << 20
+    access_log: bool = True
+    upload_purge_age: float = 7 * 24 * 3600.0
+    upload_purge_interval: float = 24 * 3600.0
+    upload_purging: bool = True
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_addr(self.addr)
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"http.addr: expected HOST:PORT, got {addr!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Go-style durations ("168h", "90m") or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    total, text = 0.0, str(value)
+    for part in re.findall(r"\d+(?:\.\d+)?[a-z]+", text):
+        m = _DURATION.match(part)
+        if not m:
+            raise ConfigError(f"{key}: invalid duration {value!r}")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+    if not text or "".join(re.findall(r"\d+(?:\.\d+)?[a-z]+", text)) != text:
+        raise ConfigError(f"{key}: invalid duration {value!r}")
+    return total
+
+
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping")
+    return value
+
+
+def from_dict(doc: dict[str, Any]) -> Config:
+    cfg = Config()
+    http = _section(doc, "http")
+    if "addr" in http:
+        cfg.addr = str(http["addr"])
+        parse_addr(cfg.addr)
+    storage = _section(doc, "storage")
+    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag")]
+    if len(drivers) > 1:
+        raise ConfigError(f"storage: more than one driver configured: {', '.join(drivers)}")
+    if drivers:
+        cfg.driver = drivers[0]
+        params = storage[cfg.driver] or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"storage.{cfg.driver}: expected a mapping")
+        cfg.driver_params = dict(params)
+    delete = storage.get("delete") or {}
+    if "enabled" in delete:
+        cfg.delete_enabled = bool(delete["enabled"])
+    purging = (storage.get("maintenance") or {}).get("uploadpurging") or {}
+    if "enabled" in purging:
+        cfg.upload_purging = bool(purging["enabled"])
+    if "age" in purging:
+        cfg.upload_purge_age = parse_duration(purging["age"], "storage.maintenance.uploadpurging.age")
+    if "interval" in purging:
+        cfg.upload_purge_interval = parse_duration(purging["interval"], "storage.maintenance.uploadpurging.interval")
+    manifests = _section(doc, "manifests")
+    if "maxsize" in manifests:
+        size = manifests["maxsize"]
+        if not isinstance(size, int) or size <= 0:
+            raise ConfigError("manifests.maxsize: expected a positive number of bytes")
+        cfg.max_manifest_bytes = size
+    log = _section(doc, "log")
+    if (log.get("accesslog") or {}).get("disabled"):
+        cfg.access_log = False
+    return cfg
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a YAML config file, or the embedded default when ``path`` is None."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config {path}: expected a mapping at the top")
+    return from_dict(doc)
