@@ -99,3 +99,47 @@ class Dockerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Distribution:
+    """CNCF Distribution (Debian's docker-registry) on a free loopback port over ``root``."""
+
+    def __init__(self, root: Path, workdir: Path) -> None:
+        self.binary = need_tool("docker-registry")
+        self.root, self.workdir = root, workdir
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.addr}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Distribution":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / f"distribution-{self.port}.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: error, accesslog: {disabled: true}}\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.root}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: {self.addr}}}\n"
+        )
+        log = open(self.workdir / f"distribution-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 30, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def skopeo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run skopeo with TLS verification off for loopback registries; raise with its stderr on failure."""
+    binary = need_tool("skopeo")
+    res = subprocess.run([binary, *args], capture_output=True, timeout=timeout)
+    if res.returncode != 0:
+        raise AssertionError(f"skopeo {' '.join(args)} failed: {res.stderr.decode(errors='replace')}")
+    return res
