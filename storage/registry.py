@@ -70,8 +70,9 @@ class _LRU:
 
 class RegistryStore:
     def __init__(self, driver: StorageDriver, max_manifest_bytes: int = 4 << 20,
-                 allow_delete: bool = True) -> None:
+                 allow_delete: bool = True, automatic_crossmount: bool = True) -> None:
         self.driver = driver
+        self.automatic_crossmount = automatic_crossmount
         self.max_manifest_bytes = max_manifest_bytes
         self.allow_delete = allow_delete
         # upload id -> Hasher over exactly the bytes in that upload's data file.
@@ -143,7 +144,10 @@ class RegistryStore:
         await self.driver.delete(path.rsplit("/", 1)[0])
 
     async def mount_blob(self, name: str, d: Digest, from_name: str | None) -> bool:
-        """Link ``d`` into ``name`` if ``from_name`` has it (or, without from, if the store has it)."""
+        """Link ``d`` into ``name`` if ``from_name`` has it (or, without from, if the store has it
+        and automatic cross-mounting is on)."""
+        if from_name is None and not self.automatic_crossmount:
+            return False
         if from_name is not None:
             try:
                 validate_name(from_name)
@@ -300,9 +304,12 @@ class RegistryStore:
                 missing.append(desc.digest)
         return missing
 
-    async def put_manifest(self, name: str, reference: str, raw: bytes,
-                           content_type: str | None) -> tuple[Digest, Manifest]:
-        """Validate and store a manifest exactly as given; tag it when ``reference`` is a tag."""
+    async def put_manifest(self, name: str, reference: str, raw: bytes, content_type: str | None,
+                           extra_tags: tuple[str, ...] = ()) -> tuple[Digest, Manifest]:
+        """Validate and store a manifest exactly as given; tag it when ``reference`` is a tag,
+        and with every one of ``extra_tags`` (the ``?tag=`` of a push by digest)."""
+        for tag in extra_tags:
+            validate_tag(tag)
         if len(raw) > self.max_manifest_bytes:
             raise SizeInvalid(f"manifest is {len(raw)} bytes; the limit is {self.max_manifest_bytes}")
         digest_ref: Digest | None = None
@@ -323,9 +330,9 @@ class RegistryStore:
         self._media_types.put(d, m.media_type)
         if m.subject is not None:
             await self._write_link(paths.referrer_link(name, m.subject.digest, d), d)
-        if digest_ref is None:
-            await self._write_link(paths.tag_index_link(name, reference, d), d)
-            await self._write_link(paths.tag_current_link(name, reference), d)
+        for tag in ([reference] if digest_ref is None else []) + list(extra_tags):
+            await self._write_link(paths.tag_index_link(name, tag, d), d)
+            await self._write_link(paths.tag_current_link(name, tag), d)
         return d, m
 
     async def delete_manifest(self, name: str, d: Digest) -> None:

@@ -95,7 +95,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
         driver = create_driver(config.driver, config.driver_params)
     app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_manifest_bytes + 1)
     app[CONFIG] = config
-    app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.delete_enabled)
+    app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.delete_enabled,
+                               config.automatic_crossmount)
     for method, route, handler in ROUTES:
         app.router.add_route(method, PATTERNS[route], handler, name=f"{method.lower()}_{route}")
 

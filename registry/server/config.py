@@ -9,6 +9,7 @@
     storage:
       filesystem: {rootdirectory: /var/lib/hoist/registry}   # or  inmemory: {}
       delete: {enabled: true}                                # hoist's default: enabled
+      automaticcrossmount: true     # a mount without from= links any blob the store holds
       maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h}}
     manifests: {maxsize: 4194304}                            # bytes
     log: {accesslog: {disabled: false}}
@@ -37,6 +38,7 @@ class Config:
     driver: str = "filesystem"
     driver_params: dict[str, Any] = field(default_factory=lambda: {"rootdirectory": DEFAULT_ROOT})
     delete_enabled: bool = True
+    automatic_crossmount: bool = True
     max_manifest_bytes: int = 4 << 20
     access_log: bool = True
     upload_purge_age: float = 7 * 24 * 3600.0
@@ -88,7 +90,8 @@ def from_dict(doc: dict[str, Any]) -> Config:
         cfg.addr = str(http["addr"])
         parse_addr(cfg.addr)
     storage = _section(doc, "storage")
-    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag")]
+    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag",
+                                               "automaticcrossmount")]
     if len(drivers) > 1:
         raise ConfigError(f"storage: more than one driver configured: {', '.join(drivers)}")
     if drivers:
@@ -100,6 +103,8 @@ def from_dict(doc: dict[str, Any]) -> Config:
     delete = storage.get("delete") or {}
     if "enabled" in delete:
         cfg.delete_enabled = bool(delete["enabled"])
+    if "automaticcrossmount" in storage:
+        cfg.automatic_crossmount = bool(storage["automaticcrossmount"])
     purging = (storage.get("maintenance") or {}).get("uploadpurging") or {}
     if "enabled" in purging:
         cfg.upload_purging = bool(purging["enabled"])

@@ -72,3 +72,19 @@ def test_serves_with_a_config_file(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_automatic_crossmount_can_be_turned_off(tmp_path: Path) -> None:
+    from registry import routes
+    from tests.registry.http import Client, ServerProcess
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'root'}}}, automaticcrossmount: false}}\n")
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    try:
+        c = Client(server.url)
+        d = c.push_blob("src/repo", b"blob")
+        assert c.request("POST", routes.upload_start("dst/repo", mount=d)).status == 202
+        assert c.request("POST", routes.upload_start("dst/repo", mount=d, from_repo="src/repo")).status == 201
+    finally:
+        server.stop()

@@ -17,6 +17,7 @@ DIGEST_HEADER = "Docker-Content-Digest"
 UPLOAD_UUID_HEADER = "Docker-Upload-UUID"
 SESSION_ID_HEADER = "Blob-Upload-Session-ID"
 SUBJECT_HEADER = "OCI-Subject"
+TAG_HEADER = "OCI-Tag"
 FILTERS_HEADER = "OCI-Filters-Applied"
 
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from registry import routes
-from registry.server.errors import RegistryError
+from registry.server.errors import RegistryError, from_domain
 from registry.server.handlers.common import (
-    DIGEST_HEADER, SUBJECT_HEADER, content_length, parse_digest, repo_name, store,
+    DIGEST_HEADER, SUBJECT_HEADER, TAG_HEADER, content_length, parse_digest, repo_name, store,
 )
 from registry.server.state import CONFIG
 from storage import mediatypes as mt
-from storage.errors import DomainError, ManifestInvalid
+from storage.errors import DomainError
 from storage.manifest import parse_manifest
 from storage.registry import StoredManifest
-from registry.server.errors import from_domain
 
 
 def _reference(request: web.Request) -> str:
@@ -74,14 +71,19 @@ async def put_manifest(request: web.Request) -> web.Response:
     if length is not None and length > limit:
         raise RegistryError("SIZE_INVALID", f"manifest is {length} bytes; the limit is {limit}", status=413)
     raw = await _read_limited(request, limit)
+    # OCI 1.1+: a push by digest may name tags to set in the same request (?tag=a&tag=b).
+    extra_tags = tuple(request.query.getall("tag", [])) if ":" in ref else ()
     try:
-        d, m = await store(request).put_manifest(name, ref, raw, request.headers.get("Content-Type"))
+        d, m = await store(request).put_manifest(name, ref, raw, request.headers.get("Content-Type"), extra_tags)
     except DomainError as e:
         raise from_domain(e, "manifest-put") from None
-    headers = {"Location": routes.manifest(name, str(d)), DIGEST_HEADER: str(d), "Content-Length": "0"}
+    resp = web.Response(status=201, headers={"Location": routes.manifest(name, str(d)), DIGEST_HEADER: str(d),
+                                             "Content-Length": "0"})
     if m.subject is not None:
-        headers[SUBJECT_HEADER] = str(m.subject.digest)
-    return web.Response(status=201, headers=headers)
+        resp.headers[SUBJECT_HEADER] = str(m.subject.digest)
+    for tag in extra_tags:
+        resp.headers.add(TAG_HEADER, tag)
+    return resp
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:

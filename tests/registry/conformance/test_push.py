@@ -246,3 +246,13 @@ def test_retagging_moves_the_tag(client: Client, repo: str) -> None:
     # The old revision stays reachable by digest.
     assert client.request("HEAD", routes.manifest(repo, d1)).status == 200
     assert json.loads(client.request("GET", routes.tags(repo)).body)["tags"] == ["t"]
+
+
+def test_push_by_digest_with_tag_parameters(client: Client, repo: str) -> None:
+    _, d, raw = image(client, repo, None)
+    r = client.request("PUT", routes.manifest(repo, d) + "?tag=a1&tag=b2", raw, {"Content-Type": OCI_MANIFEST})
+    assert r.status == 201
+    assert r.headers.get_all("OCI-Tag") == ["a1", "b2"]
+    assert client.request("GET", routes.tags(repo)).json()["tags"] == ["a1", "b2"]
+    r = client.request("PUT", routes.manifest(repo, d) + "?tag=.bad", raw, {"Content-Type": OCI_MANIFEST})
+    assert r.status == 400 and r.error_codes() == ["MANIFEST_INVALID"]
