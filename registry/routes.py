@@ -15,6 +15,7 @@ PATTERNS: dict[str, str] = {
     "upload_start": "/v2/{name:.+}/blobs/uploads/",
     "upload": "/v2/{name:.+}/blobs/uploads/{uuid}",
     "referrers": "/v2/{name:.+}/referrers/{digest}",
+    "token": "/token",
 }
 
 
@@ -54,3 +55,9 @@ def upload(name: str, uuid: str, digest: str | None = None) -> str:
 
 def referrers(name: str, digest: str, artifact_type: str | None = None) -> str:
     return f"/v2/{name}/referrers/{digest}" + _q({"artifactType": artifact_type})
+
+
+def token(service: str | None = None, scopes: list[str] | None = None) -> str:
+    query = [("service", service)] if service else []
+    query += [("scope", s) for s in scopes or []]
+    return "/token" + (f"?{urlencode(query)}" if query else "")

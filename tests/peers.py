@@ -83,7 +83,9 @@ class Dockerd:
 
     def __call__(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
                  timeout: float = 600, input: bytes | None = None) -> subprocess.CompletedProcess:
-        full_env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", **(env or {}))
+        # A private client config too, so `docker login` in a test never touches ~/.docker.
+        full_env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}",
+                        DOCKER_CONFIG=str(self.base / "client-config"), **(env or {}))
         res = subprocess.run([self.docker, *args], capture_output=True, env=full_env,
                              timeout=timeout, input=input)
         if check and res.returncode != 0:

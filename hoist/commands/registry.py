@@ -18,9 +18,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--addr", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
     serve.add_argument("--root", help="filesystem storage root (default /var/lib/hoist/registry)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    pw = sub.add_parser("htpasswd", help="print an htpasswd line (bcrypt) for a user")
+    pw.add_argument("user")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    key = sub.add_parser("keygen", help="write a new EC P-256 token signing key (PEM)")
+    key.add_argument("path")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "htpasswd":
+        return _htpasswd(args)
+    if args.action == "keygen":
+        return _keygen(args)
+    return _serve(args)
+
+
+def _htpasswd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from registry.auth.htpasswd import hash_password
+
+    if ":" in args.user or not args.user:
+        raise UserError(f"invalid user name {args.user!r}")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    if not password:
+        raise UserError("empty password")
+    print(f"{args.user}:{hash_password(password)}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+
+    from registry.auth.tokens import generate_key
+
+    pem = generate_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+    try:
+        fd = os.open(args.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserError(f"{args.path} exists; not overwriting a key") from None
+    except OSError as e:
+        raise UserError(f"cannot write {args.path}: {e.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    print(f"wrote {args.path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
     from registry.server import config as cfgmod
     from registry.server.app import serve
 

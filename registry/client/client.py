@@ -16,8 +16,8 @@ from urllib.parse import urljoin
 from registry import routes
 from registry.client.auth import Authenticator, Body, Credentials, Request
 from registry.client.errors import (AccessDenied, AuthenticationFailed, AuthenticationRequired,
-                                    BlobNotFound, ClientError, ConnectionLost, ManifestNotFound,
-                                    NotFound, ProtocolError, RegistryUnreachable)
+                                    BlobNotFound, ConnectionLost, ManifestNotFound, NotFound,
+                                    ProtocolError, RegistryUnreachable)
 from registry.client.transport import AiohttpTransport, Response, Transport
 from storage import mediatypes as mt
 from storage.digest import Digest
@@ -270,5 +270,3 @@ def _range_end(value: str | None) -> int:
         raise ProtocolError(f"invalid upload Range header {value!r}") from None
     return last + 1 if last > 0 else 0
 
-
-__all__ = ["RegistryClient", "ClientError", "is_loopback", "MANIFEST_ACCEPT"]

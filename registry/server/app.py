@@ -17,7 +17,8 @@ from aiohttp import web
 from registry.routes import PATTERNS
 from registry.server.config import Config
 from registry.server.errors import RegistryError, from_domain
-from registry.server.handlers import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry.server.auth import auth_middleware
+from registry.server.handlers import base, blobs, catalog, manifests, referrers, tags, token, uploads
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER
 from registry.server.state import CONFIG, STORE
 from storage.drivers import StorageDriver, create_driver
@@ -46,6 +47,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("HEAD", "manifest", manifests.get_manifest),
     ("PUT", "manifest", manifests.put_manifest),
     ("DELETE", "manifest", manifests.delete_manifest),
+    ("GET", "token", token.get_token),
+    ("POST", "token", token.post_token),
 ]
 
 
@@ -93,7 +96,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     """Build the application; ``driver`` overrides the configured one (tests pass the in-memory one)."""
     if driver is None:
         driver = create_driver(config.driver, config.driver_params)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_manifest_bytes + 1)
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=config.max_manifest_bytes + 1)
     app[CONFIG] = config
     app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.delete_enabled,
                                config.automatic_crossmount)

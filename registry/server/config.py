@@ -13,6 +13,7 @@
       maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h}}
     manifests: {maxsize: 4194304}                            # bytes
     log: {accesslog: {disabled: false}}
+    auth: ...                                                # see registry/auth/setup.py
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from registry.auth.setup import AuthSetup
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 DEFAULT_ROOT = "/var/lib/hoist/registry"
@@ -44,6 +48,7 @@ class Config:
     upload_purge_age: float = 7 * 24 * 3600.0
     upload_purge_interval: float = 24 * 3600.0
     upload_purging: bool = True
+    auth: "AuthSetup | None" = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -121,6 +126,13 @@ def from_dict(doc: dict[str, Any]) -> Config:
     log = _section(doc, "log")
     if (log.get("accesslog") or {}).get("disabled"):
         cfg.access_log = False
+    if doc.get("auth"):
+        from registry.auth.errors import AuthConfigError
+        from registry.auth.setup import build_auth
+        try:
+            cfg.auth = build_auth(doc["auth"])
+        except AuthConfigError as e:
+            raise ConfigError(str(e)) from None
     return cfg
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.auth.tokens import Claims
 from registry.server.config import Config
 from storage.registry import RegistryStore
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", RegistryStore)
+# Per request: who the caller is and what their token grants (set by the auth middleware).
+CLAIMS = web.RequestKey("claims", Claims)

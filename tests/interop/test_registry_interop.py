@@ -118,3 +118,42 @@ def dist_catalog(dist: Distribution) -> list[str]:
     from tests.registry.http import Client
     from registry import routes
     return Client(dist.url).request("GET", routes.catalog()).json()["repositories"]
+
+
+def test_docker_and_skopeo_with_token_auth(dockerd: Dockerd, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from registry.auth.htpasswd import hash_password
+    from registry.auth.tokens import generate_key
+
+    (tmp_path / "key.pem").write_bytes(generate_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "htpasswd").write_text(f"ci:{hash_password('ci-pass', 4)}\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(json.dumps({
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+        "auth": {"token": {"signingkey": str(tmp_path / "key.pem"), "htpasswd": str(tmp_path / "htpasswd"),
+                           "acl": [{"account": "ci", "name": "*", "actions": ["*"]},
+                                   {"account": "", "name": "*", "actions": ["pull"]}]}}}))
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    try:
+        layout = tmp_path / "bb"
+        write_image(layout, "bb", [busybox_files()], {"Cmd": ["/bin/sh"]})
+        ref = f"{server.addr}/team/auth:1"
+        # skopeo without credentials may pull but not push.
+        with pytest.raises(AssertionError):
+            skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:bb", f"docker://{ref}")
+        skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "ci:ci-pass", f"oci:{layout}:bb", f"docker://{ref}")
+        skopeo("inspect", "--tls-verify=false", f"docker://{ref}")
+        # docker login / pull / push with the token flow.
+        bad = dockerd("login", "-u", "ci", "--password-stdin", server.addr, input=b"wrong\n", check=False)
+        assert bad.returncode != 0
+        dockerd("login", "-u", "ci", "--password-stdin", server.addr, input=b"ci-pass\n")
+        dockerd("pull", ref)
+        dockerd("tag", ref, f"{server.addr}/team/auth:2")
+        dockerd("push", f"{server.addr}/team/auth:2")
+        tags = json.loads(skopeo("list-tags", "--tls-verify=false", f"docker://{server.addr}/team/auth").stdout)
+        assert sorted(tags["Tags"]) == ["1", "2"]
+        dockerd("logout", server.addr)
+        dockerd("rmi", ref, f"{server.addr}/team/auth:2")
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from registry import routes
+from registry.server.auth import may_pull
 from registry.server.errors import RegistryError
 from registry.server.handlers.common import (
     DIGEST_HEADER, SESSION_ID_HEADER, UPLOAD_UUID_HEADER, content_length, parse_digest, repo_name, store,
@@ -82,8 +83,11 @@ async def start_upload(request: web.Request) -> web.Response:
             d = Digest.parse(mount)
         except DigestInvalid:
             d = None
-        # A failed mount falls back to a plain upload session (spec: 202).
-        if d is not None and await st.mount_blob(name, d, q.get("from")):
+        # A failed mount falls back to a plain upload session (spec: 202); so does a mount
+        # from a repository the caller may not read.
+        source = q.get("from")
+        allowed = source is None or may_pull(request, source)
+        if d is not None and allowed and await st.mount_blob(name, d, source):
             return _created(name, d)
     elif "digest" in q:
         d = parse_digest(q.get("digest"))

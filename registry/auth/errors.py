@@ -1,0 +1,27 @@
+"""Authentication and authorisation errors.
+
+::
+
+    AuthError
+    ├── AuthConfigError       an auth section, key, certificate or htpasswd file that cannot be used
+    ├── BadCredentials        a username/password pair that does not check out
+    └── InvalidToken          a bearer token that is malformed, expired, for another service, or badly signed
+"""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    pass
+
+
+class AuthConfigError(AuthError):
+    pass
+
+
+class BadCredentials(AuthError):
+    pass
+
+
+class InvalidToken(AuthError):
+    pass

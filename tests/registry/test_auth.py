@@ -1,0 +1,221 @@
+"""Auth: htpasswd Basic, the built-in token issuer, bearer verification, scopes and the ACL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from registry import routes
+from registry.auth.access import ACL, Access, parse_scope
+from registry.auth.errors import InvalidToken
+from registry.auth.htpasswd import hash_password
+from registry.auth.tokens import TokenIssuer, TokenVerifier, generate_key, key_id
+from tests.registry.http import Client, ServerProcess, digest_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _write_key(path: Path):
+    key = generate_key()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return key
+
+
+# -- units ---------------------------------------------------------------------------------------
+
+def test_scope_parsing() -> None:
+    assert parse_scope("repository:team/app:pull,push") == Access("repository", "team/app", frozenset({"pull", "push"}))
+    assert parse_scope("repository:host:5000/app:pull").name == "host:5000/app"
+    assert parse_scope("registry:catalog:*").actions == frozenset({"*"})
+    assert parse_scope("garbage") is None
+
+
+def test_acl_first_match_wins_and_account_substitution() -> None:
+    acl = ACL.from_config([
+        {"account": "admin", "name": "*", "actions": ["*"]},
+        {"account": "*", "name": "${account}/*", "actions": ["pull", "push"]},
+        {"account": "", "name": "public/*", "actions": ["pull"]},
+    ])
+    want = Access("repository", "alice/app", frozenset({"pull", "push", "delete"}))
+    assert acl.granted("alice", want) == {"pull", "push"}
+    assert acl.granted("bob", want) == frozenset()
+    assert acl.granted("admin", want) == {"pull", "push", "delete"}
+    pub = Access("repository", "public/x", frozenset({"pull", "push"}))
+    assert acl.granted("", pub) == {"pull"}
+    assert acl.granted("alice", pub) == frozenset()
+
+
+def test_token_roundtrip_and_rejections() -> None:
+    key = generate_key()
+    issuer = TokenIssuer(key, "hoist", "svc", 60)
+    verifier = TokenVerifier([key.public_key()], "hoist", "svc")
+    token = issuer.issue("alice", [Access("repository", "a/b", frozenset({"pull"}))])["token"]
+    claims = verifier.verify(token)
+    assert claims.account == "alice"
+    assert claims.allows(Access("repository", "a/b", frozenset({"pull"})))
+    assert not claims.allows(Access("repository", "a/b", frozenset({"push"})))
+    assert jwt.get_unverified_header(token)["kid"] == key_id(key.public_key())
+    with pytest.raises(InvalidToken):
+        TokenVerifier([key.public_key()], "hoist", "other-service").verify(token)
+    with pytest.raises(InvalidToken):
+        TokenVerifier([generate_key().public_key()], "hoist", "svc").verify(token)
+    expired = jwt.encode({"iss": "hoist", "aud": "svc", "sub": "a", "exp": int(time.time()) - 3600},
+                         key, algorithm="ES256", headers={"kid": key_id(key.public_key())})
+    with pytest.raises(InvalidToken):
+        verifier.verify(expired)
+    forged = jwt.encode({"iss": "hoist", "aud": "svc", "exp": int(time.time()) + 60}, "a-shared-secret-an-attacker-might-try", algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        verifier.verify(forged)
+    for junk in ("", "a.b.c", "x" * 50):
+        with pytest.raises(InvalidToken):
+            verifier.verify(junk)
+
+
+# -- htpasswd mode ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def htpasswd_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('s3cret', 4)}\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'root'}}}}}\n"
+                   f"auth: {{htpasswd: {{realm: test-realm, path: {tmp_path / 'htpasswd'}}}}}\n")
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    yield server
+    server.stop()
+
+
+def test_htpasswd_basic_auth(htpasswd_server: ServerProcess) -> None:
+    c = htpasswd_server.client()
+    r = c.request("GET", routes.base())
+    assert r.status == 401
+    assert r.header("WWW-Authenticate") == 'Basic realm="test-realm"'
+    assert r.error_codes() == ["UNAUTHORIZED"]
+    assert c.request("GET", routes.base(), headers=_basic("alice", "wrong")).status == 401
+    assert c.request("GET", routes.base(), headers=_basic("mallory", "s3cret")).status == 401
+    assert c.request("GET", routes.base(), headers=_basic("alice", "s3cret")).status == 200
+    r = c.request("POST", routes.upload_start("a/b", digest=digest_of(b"x")), b"x", _basic("alice", "s3cret"))
+    assert r.status == 201
+    assert c.request("HEAD", routes.blob("a/b", digest_of(b"x"))).status == 401
+
+
+# -- token mode ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def token_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    _write_key(tmp_path / "key.pem")
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('s3cret', 4)}\nadmin:{hash_password('root', 4)}\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(json.dumps({
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+        "auth": {"token": {"service": "test-svc", "issuer": "test-issuer", "signingkey": str(tmp_path / "key.pem"),
+                           "htpasswd": str(tmp_path / "htpasswd"), "acl": [
+                               {"account": "admin", "name": "*", "actions": ["*"], "type": "*"},
+                               {"account": "alice", "name": "alice/*", "actions": ["pull", "push"]},
+                               {"account": "*", "name": "public/*", "actions": ["pull"]},
+                               {"account": "", "name": "public/*", "actions": ["pull"]}]}}}))
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    yield server
+    server.stop()
+
+
+def _challenge(header: str) -> dict[str, str]:
+    assert header.startswith("Bearer ")
+    out = {}
+    for part in header[len("Bearer "):].split('",'):
+        k, _, v = part.partition("=")
+        out[k.strip()] = v.strip().strip('"')
+    return out
+
+
+def _token(c: Client, scope: str, creds: tuple[str, str] | None = None) -> tuple[int, dict]:
+    r = c.request("GET", routes.token("test-svc", [scope]), headers=_basic(*creds) if creds else {})
+    return r.status, (r.json() if r.status == 200 else {})
+
+
+def test_token_flow(token_server: ServerProcess) -> None:
+    c = token_server.client()
+    r = c.request("POST", routes.upload_start("alice/app"))
+    assert r.status == 401
+    ch = _challenge(r.header("WWW-Authenticate"))
+    assert ch["realm"] == f"{token_server.url}/token"
+    assert ch["service"] == "test-svc"
+    assert ch["scope"] == "repository:alice/app:pull,push"
+    status, tok = _token(c, ch["scope"], ("alice", "s3cret"))
+    assert status == 200 and tok["token"] == tok["access_token"] and tok["expires_in"] > 0
+    bearer = {"Authorization": f"Bearer {tok['token']}"}
+    assert c.request("POST", routes.upload_start("alice/app"), headers=bearer).status == 202
+    # The token is for alice/app only.
+    r = c.request("POST", routes.upload_start("alice/other"), headers=bearer)
+    assert r.status == 401 and "insufficient_scope" in r.header("WWW-Authenticate")
+    # Asking for more than the ACL gives yields a token with less.
+    status, tok = _token(c, "repository:bob/app:pull,push", ("alice", "s3cret"))
+    assert status == 200
+    bob = {"Authorization": f"Bearer {tok['token']}"}
+    assert c.request("GET", routes.tags("bob/app"), headers=bob).status == 401
+
+
+def test_token_bad_credentials_and_anonymous(token_server: ServerProcess) -> None:
+    c = token_server.client()
+    status, _ = _token(c, "repository:alice/app:pull", ("alice", "nope"))
+    assert status == 401
+    status, tok = _token(c, "repository:public/app:pull,push")
+    assert status == 200
+    claims = jwt.decode(tok["token"], options={"verify_signature": False})
+    assert claims["sub"] == "" and claims["access"] == [{"type": "repository", "name": "public/app", "actions": ["pull"]}]
+    r = c.request("GET", routes.token("wrong-service", ["repository:public/app:pull"]))
+    assert r.status == 400
+
+
+def test_token_password_grant(token_server: ServerProcess) -> None:
+    c = token_server.client()
+    body = urlencode({"grant_type": "password", "username": "admin", "password": "root", "service": "test-svc",
+                      "scope": "registry:catalog:*", "client_id": "test"}).encode()
+    r = c.request("POST", "/token", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 200
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert c.request("GET", routes.catalog(), headers=bearer).status == 200
+    r = c.request("POST", "/token", urlencode({"grant_type": "refresh_token", "refresh_token": "x"}).encode(),
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400 and r.json()["error"] == "unsupported_grant_type"
+
+
+def test_tampered_token_is_refused(token_server: ServerProcess) -> None:
+    c = token_server.client()
+    _, tok = _token(c, "repository:alice/app:pull", ("alice", "s3cret"))
+    header, payload, sig = tok["token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["access"][0]["name"] = "admin/secret"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    bearer = {"Authorization": f"Bearer {header}.{forged_payload}.{sig}"}
+    r = c.request("GET", routes.tags("admin/secret"), headers=bearer)
+    assert r.status == 401 and 'error="invalid_token"' in r.header("WWW-Authenticate")
+
+
+def test_auth_config_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    for text, message in [
+        ("auth: {htpasswd: {realm: r}}", "auth.htpasswd.path is required"),
+        ("auth: {htpasswd: {path: /nope}}", "cannot read htpasswd"),
+        ("auth: {token: {service: s}}", "set signingkey"),
+        ("auth: {token: {signingkey: /nope}}", "cannot read signing key"),
+        ("auth: {silly: {}}", "exactly one of htpasswd or token"),
+    ]:
+        cfg.write_text(text)
+        r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "serve", "--config", str(cfg)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=20)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)
