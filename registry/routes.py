@@ -16,6 +16,8 @@ PATTERNS: dict[str, str] = {
     "upload": "/v2/{name:.+}/blobs/uploads/{uuid}",
     "referrers": "/v2/{name:.+}/referrers/{digest}",
     "token": "/token",
+    "metrics": "/metrics",
+    "health": "/healthz",
 }
 
 

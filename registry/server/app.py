@@ -18,9 +18,10 @@ from registry.routes import PATTERNS
 from registry.server.config import Config
 from registry.server.errors import RegistryError, from_domain
 from registry.server.auth import auth_middleware
+from registry.server.metrics import Metrics, get_health, get_metrics, metrics_middleware
 from registry.server.handlers import base, blobs, catalog, manifests, referrers, tags, token, uploads
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER
-from registry.server.state import CONFIG, STORE
+from registry.server.state import CONFIG, METRICS, STORE
 from storage.drivers import StorageDriver, create_driver
 from storage.errors import DomainError, DriverError, InvalidPath
 from storage.registry import RegistryStore
@@ -49,6 +50,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "manifest", manifests.delete_manifest),
     ("GET", "token", token.get_token),
     ("POST", "token", token.post_token),
+    ("GET", "metrics", get_metrics),
+    ("GET", "health", get_health),
 ]
 
 
@@ -96,8 +99,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     """Build the application; ``driver`` overrides the configured one (tests pass the in-memory one)."""
     if driver is None:
         driver = create_driver(config.driver, config.driver_params)
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=config.max_manifest_bytes + 1)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware], client_max_size=config.max_manifest_bytes + 1)
     app[CONFIG] = config
+    app[METRICS] = Metrics.create()
     app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.delete_enabled,
                                config.automatic_crossmount)
     for method, route, handler in ROUTES:

@@ -46,7 +46,7 @@ CATALOG = Access("registry", "catalog", frozenset({"*"}))
 def required_access(request: web.Request) -> list[Access] | None:
     """The scopes a request needs; [] for routes that only need a valid identity, None for open ones."""
     route = request.match_info.route.name
-    if route in ("get_token", "post_token") or route is None:
+    if route in ("get_token", "post_token", "get_health", "get_metrics") or route is None:
         return None
     if route == "get_catalog":
         return [CATALOG]

@@ -9,6 +9,7 @@ from registry.server.config import Config
 from storage.registry import RegistryStore
 
 CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", object)
 STORE = web.AppKey("store", RegistryStore)
 # Per request: who the caller is and what their token grants (set by the auth middleware).
 CLAIMS = web.RequestKey("claims", Claims)

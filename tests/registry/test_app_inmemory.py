@@ -45,3 +45,15 @@ async def test_push_pull_roundtrip_in_memory(aiohttp_client) -> None:
     assert (await r.json())["tags"] == ["v1"]
     r = await client.get(routes.catalog())
     assert (await r.json())["repositories"] == ["mem/app"]
+
+
+async def test_metrics_and_health(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(Config(), MemoryDriver()))
+    assert (await client.get(routes.base())).status == 200
+    assert (await client.get(routes.manifest("a/b", "nope"))).status == 404
+    r = await client.get(routes.PATTERNS["health"])
+    assert r.status == 200 and (await r.json())["status"] == "ok"
+    text = await (await client.get(routes.PATTERNS["metrics"])).text()
+    assert 'hoist_http_requests_total{method="GET",route="get_base",status="200"} 1.0' in text
+    assert 'hoist_http_requests_total{method="GET",route="get_manifest",status="404"} 1.0' in text
+    assert "hoist_http_request_duration_seconds_bucket" in text
