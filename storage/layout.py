@@ -130,6 +130,16 @@ class BlobWriter:
         self._f.write(chunk)
         self.hasher.update(chunk)
 
+    def write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def reset(self) -> None:
+        """Start again from byte zero (the source could not continue where the partial ends)."""
+        self._f.seek(0)
+        self._f.truncate()
+        self.hasher = Hasher(self.expected.algorithm)
+
     def commit(self) -> Path:
         """Verify size and digest, fsync, rename into blobs/. On mismatch the partial is removed."""
         self._f.flush()
