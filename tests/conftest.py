@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.peers import Dockerd
+from tests.peers import Dockerd, MotoS3
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,14 @@ def dockerd() -> Iterator[Dockerd]:
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """One moto S3 server for the whole session; tests make their own buckets."""
+    server = MotoS3(Path(tempfile.mkdtemp(prefix="hoist-moto-", dir="/tmp")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

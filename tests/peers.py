@@ -145,3 +145,40 @@ def skopeo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     if res.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed: {res.stderr.decode(errors='replace')}")
     return res
+
+
+class MotoS3:
+    """moto in server mode: a real S3 API endpoint on loopback (pip package moto[server])."""
+
+    def __init__(self, workdir: Path) -> None:
+        import sys
+        candidate = Path(sys.executable).parent / "moto_server"
+        binary = str(candidate) if candidate.exists() else shutil.which("moto_server")
+        if not binary:
+            absent("moto_server not found (pip install 'moto[server]')")
+        self.binary, self.workdir = binary, workdir
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "MotoS3":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "moto.log", "wb")
+        self.proc = subprocess.Popen([self.binary, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 60, self.proc)
+        return self
+
+    def create_bucket(self, name: str) -> None:
+        import urllib.request
+        req = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

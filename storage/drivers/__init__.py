@@ -17,9 +17,15 @@ def _inmemory(params: dict[str, Any]) -> StorageDriver:
     return MemoryDriver()
 
 
+def _s3(params: dict[str, Any]) -> StorageDriver:
+    from storage.drivers.s3 import S3Driver
+    return S3Driver(**params)
+
+
 DRIVERS: dict[str, Callable[[dict[str, Any]], StorageDriver]] = {
     "filesystem": _filesystem,
     "inmemory": _inmemory,
+    "s3": _s3,
 }
 
 

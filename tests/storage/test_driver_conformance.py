@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -13,9 +14,23 @@ from storage.drivers.memory import MemoryDriver
 from storage.errors import InvalidOffset, InvalidPath, PathNotFound
 
 
-@pytest.fixture(params=["inmemory", "filesystem"])
+def s3_driver(request: pytest.FixtureRequest) -> StorageDriver:
+    from storage.drivers.s3 import MIN_PART, S3Driver
+    moto = request.getfixturevalue("moto_s3")
+    bucket = f"b-{uuid.uuid4().hex[:16]}"
+    moto.create_bucket(bucket)
+    return S3Driver(bucket=bucket, regionendpoint=moto.endpoint, accesskey="test", secretkey="test",
+                    rootdirectory="/prefix/under", chunksize=MIN_PART)
+
+
+@pytest.fixture(params=["inmemory", "filesystem", "s3"])
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageDriver]:
-    d: StorageDriver = MemoryDriver() if request.param == "inmemory" else FilesystemDriver(tmp_path / "root")
+    if request.param == "s3":
+        d: StorageDriver = s3_driver(request)
+    elif request.param == "inmemory":
+        d = MemoryDriver()
+    else:
+        d = FilesystemDriver(tmp_path / "root")
     yield d
     await d.close()
 
@@ -165,3 +180,19 @@ def test_filesystem_never_leaves_its_root(tmp_path: Path) -> None:
     d = FilesystemDriver(tmp_path / "root")
     with pytest.raises(InvalidPath):
         d.local_path("/../escape")
+
+
+async def test_large_append_keeps_old_bytes_and_rolls_back(driver: StorageDriver) -> None:
+    """Appends past the multipart threshold (S3: copy the old object as a part, then new parts)."""
+    first = bytes(range(256)) * 30_000          # ~7.7 MB
+    await driver.put_content("/big/data", first)
+    w = await driver.writer("/big/data", append=True)
+    await w.write(b"x" * 6_000_000)
+    await w.cancel()
+    assert await driver.get_content("/big/data") == first
+    w = await driver.writer("/big/data", append=True)
+    await w.write(b"y" * 6_000_000)
+    await w.write(b"z" * 10)
+    await w.commit()
+    assert await _read(driver, "/big/data") == first + b"y" * 6_000_000 + b"z" * 10
+    assert (await driver.stat("/big/data")).size == len(first) + 6_000_010
