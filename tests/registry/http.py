@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from registry import routes
-from tests.peers import free_port, wait_for_port
+from tests.peers import free_port, stop_process, wait_for_port
 
 
 @dataclass
@@ -124,11 +124,5 @@ class ServerProcess:
         return Client(self.url)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
