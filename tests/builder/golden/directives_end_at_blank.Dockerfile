@@ -1,0 +1,6 @@
+# syntax=docker/dockerfile:1
+
+# escape=`
+FROM alpine
+RUN echo a \
+    b

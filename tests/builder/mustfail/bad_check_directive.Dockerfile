@@ -1,0 +1,2 @@
+# check=skip=all;error=maybe
+FROM alpine

@@ -1,0 +1,5 @@
+FROM alpine
+RUN <<EOF
+FOO bar
+EOF
+BAR baz

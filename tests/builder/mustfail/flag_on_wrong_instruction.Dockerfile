@@ -1,0 +1,2 @@
+FROM alpine
+COPY --platform=linux/amd64 a b

@@ -1,0 +1,2 @@
+FROM alpine
+HEALTHCHECK --retries=x CMD true

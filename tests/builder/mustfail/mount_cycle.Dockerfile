@@ -1,0 +1,2 @@
+FROM alpine AS a
+RUN --mount=from=a,target=/x true

@@ -1,0 +1,4 @@
+FROM alpine
+FOO
+COPY x
+RUN --bad true

@@ -1,0 +1,2 @@
+FROM alpine AS app
+COPY --from=app /a /b

@@ -1,0 +1,2 @@
+FROM alpine
+COPY --from=0 /a /b

@@ -1,0 +1,5 @@
+FROM alpine
+COPY <<a <<b /x
+A
+a
+B
