@@ -1,8 +1,10 @@
 """Client configuration: registry credentials and insecure registries.
 
 Credentials live where docker and podman keep them, ``$DOCKER_CONFIG/config.json`` (default
-``~/.docker/config.json``), under ``auths``: ``{"<registry>": {"auth": base64("user:pass")}}``.
-Other keys in that file (credHelpers, proxies, ...) are kept untouched when hoist writes it.
+``~/.docker/config.json``): a credential helper named by ``credHelpers[<registry>]`` or
+``credsStore`` (the ``docker-credential-<name>`` protocol: get/store/erase over stdin), else
+``auths``: ``{"<registry>": {"auth": base64("user:pass")}}``. Other keys in that file (proxies,
+...) are kept untouched when hoist writes it.
 
 Insecure registries (plain HTTP, or HTTPS without verification) are listed in
 ``$HOIST_ROOT/config.json`` as ``{"insecure-registries": ["host:port", ...]}``; loopback
@@ -16,6 +18,8 @@ import binascii
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -73,9 +77,51 @@ def _auth_keys(registry: str) -> list[str]:
     return keys
 
 
+def _helper_name(doc: dict[str, Any], registry: str) -> str | None:
+    helpers = doc.get("credHelpers") or {}
+    for key in _auth_keys(registry):
+        if isinstance(helpers, dict) and isinstance(helpers.get(key), str) and helpers[key]:
+            return helpers[key]
+    store = doc.get("credsStore")
+    return store if isinstance(store, str) and store else None
+
+
+def _helper(name: str, action: str, payload: str) -> subprocess.CompletedProcess:
+    binary = shutil.which(f"docker-credential-{name}")
+    if binary is None:
+        raise UserError(f"credential helper docker-credential-{name} (named in {docker_config_path()}) "
+                        "is not on PATH")
+    try:
+        return subprocess.run([binary, action], input=payload, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(f"credential helper docker-credential-{name} failed: {e}") from None
+
+
+def _helper_get(name: str, registry: str) -> Credentials | None:
+    server = DOCKER_HUB_AUTH_KEY if registry == DOCKER_HUB else registry
+    res = _helper(name, "get", server)
+    if res.returncode != 0:
+        if "credentials not found" in (res.stdout + res.stderr).lower():
+            return None
+        raise UserError(f"credential helper docker-credential-{name} failed: "
+                        f"{(res.stderr or res.stdout).strip()[:200]}")
+    try:
+        doc = json.loads(res.stdout)
+        return Credentials(str(doc["Username"]), str(doc["Secret"]))
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"credential helper docker-credential-{name} answered something that is not "
+                        "credentials") from None
+
+
 def load_credentials(registry: str) -> Credentials | None:
     """The stored credentials for ``registry``, or None."""
-    auths = _read_json(docker_config_path()).get("auths") or {}
+    doc = _read_json(docker_config_path())
+    helper = _helper_name(doc, registry)
+    if helper is not None:
+        found = _helper_get(helper, registry)
+        if found is not None:
+            return found
+    auths = doc.get("auths") or {}
     for key in _auth_keys(registry):
         entry = auths.get(key)
         if isinstance(entry, dict) and entry.get("auth"):
@@ -97,12 +143,22 @@ def _decode_auth(value: str, key: str) -> Credentials:
 
 
 def store_credentials(registry: str, credentials: Credentials) -> Path:
+    """Store credentials in the configured helper (as docker does), else in ``auths``."""
     path = docker_config_path()
     doc = _read_json(path)
     auths = doc.setdefault("auths", {})
     key = DOCKER_HUB_AUTH_KEY if registry == DOCKER_HUB else registry
-    raw = f"{credentials.username}:{credentials.password}".encode()
-    auths[key] = {"auth": base64.b64encode(raw).decode()}
+    helper = _helper_name(doc, registry)
+    if helper is not None:
+        payload = json.dumps({"ServerURL": key, "Username": credentials.username, "Secret": credentials.password})
+        res = _helper(helper, "store", payload)
+        if res.returncode != 0:
+            raise UserError(f"credential helper docker-credential-{helper} could not store credentials: "
+                            f"{(res.stderr or res.stdout).strip()[:200]}")
+        auths[key] = {}
+    else:
+        raw = f"{credentials.username}:{credentials.password}".encode()
+        auths[key] = {"auth": base64.b64encode(raw).decode()}
     _write_json(path, doc)
     return path
 
@@ -111,13 +167,18 @@ def remove_credentials(registry: str) -> bool:
     """Forget ``registry``'s credentials; False if there were none."""
     path = docker_config_path()
     doc = _read_json(path)
+    helper = _helper_name(doc, registry)
+    erased = False
+    if helper is not None:
+        server = DOCKER_HUB_AUTH_KEY if registry == DOCKER_HUB else registry
+        erased = _helper(helper, "erase", server).returncode == 0
     auths = doc.get("auths") or {}
     gone = [k for k in _auth_keys(registry) if k in auths]
     for key in gone:
         del auths[key]
     if gone:
         _write_json(path, doc)
-    return bool(gone)
+    return bool(gone) or erased
 
 
 def hoist_config_path() -> Path:

@@ -178,7 +178,10 @@ class Authenticator:
             self._store(request.scopes, token)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
-        elif any(c.scheme == "basic" for c in challenges) and self.credentials and not self._basic:
+        elif any(c.scheme == "basic" for c in challenges) and self.credentials \
+                and request.headers.get("Authorization") != self.credentials.basic_header():
+            # Retry once with Basic. Test the request, not self._basic: a request sent in
+            # parallel before the first 401 arrived still deserves its retry.
             self._basic = True
             request.headers["Authorization"] = self.credentials.basic_header()
             yield request

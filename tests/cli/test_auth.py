@@ -103,6 +103,17 @@ def test_basic_challenge_retries_with_credentials_once() -> None:
     assert next(auth.flow(Request("GET", "u"))).headers["Authorization"].startswith("Basic ")
 
 
+def test_parallel_requests_each_retry_with_basic() -> None:
+    """Two requests sent before the first 401 came back: both must be retried with Basic."""
+    auth = Authenticator("r", Credentials("bob", "pw"))
+    challenge = MemoryResponse(401, CIMultiDict({"WWW-Authenticate": 'Basic realm="r"'}))
+    a, b = auth.flow(Request("HEAD", "a")), auth.flow(Request("HEAD", "b"))
+    assert "Authorization" not in next(a).headers
+    assert "Authorization" not in next(b).headers
+    assert a.send(challenge).headers["Authorization"].startswith("Basic ")
+    assert b.send(challenge).headers["Authorization"].startswith("Basic ")
+
+
 async def test_client_on_memory_transport_negotiates_manifest() -> None:
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                            "manifests": []}).encode()
