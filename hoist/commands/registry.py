@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--addr", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
     serve.add_argument("--root", help="filesystem storage root (default /var/lib/hoist/registry)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    gc = sub.add_parser("gc", help="delete blobs no manifest references (safe while serving)")
+    gc.add_argument("--config", help="YAML config (as for serve)")
+    gc.add_argument("--root", help="filesystem storage root")
+    gc.add_argument("--delete-untagged", action="store_true", help="also delete manifests no tag reaches")
+    gc.add_argument("--grace", default="1h", help="never delete blobs younger than this (default 1h)")
+    gc.add_argument("--dry-run", action="store_true", help="report, delete nothing")
     pw = sub.add_parser("htpasswd", help="print an htpasswd line (bcrypt) for a user")
     pw.add_argument("user")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -30,7 +36,42 @@ def run(args: argparse.Namespace) -> int:
         return _htpasswd(args)
     if args.action == "keygen":
         return _keygen(args)
+    if args.action == "gc":
+        return _gc(args)
     return _serve(args)
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from registry.server import config as cfgmod
+    from storage.drivers import create_driver
+    from storage.gc import collect
+    from storage.registry import RegistryStore
+
+    try:
+        cfg = cfgmod.load(args.config)
+        if args.root:
+            cfg.driver, cfg.driver_params = "filesystem", {"rootdirectory": args.root}
+        grace = cfgmod.parse_duration(args.grace, "--grace")
+        driver = create_driver(cfg.driver, cfg.driver_params)
+    except (cfgmod.ConfigError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+    async def main() -> None:
+        try:
+            report = await collect(RegistryStore(driver), delete_untagged=args.delete_untagged,
+                                   grace=grace, dry_run=args.dry_run)
+        finally:
+            await driver.close()
+        verb = "would delete" if args.dry_run else "deleted"
+        for name, d in report.untagged_manifests:
+            print(f"{verb} untagged manifest {name}@{d}")
+        for d in report.swept:
+            print(f"{verb} blob {d}")
+        print(f"{len(report.marked)} blobs in use, {verb} {len(report.swept)} ({report.bytes_freed} bytes), "
+              f"kept {len(report.kept_young)} younger than the grace period")
+
+    asyncio.run(main())
+    return 0
 
 
 def _htpasswd(args: argparse.Namespace) -> int:
