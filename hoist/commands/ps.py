@@ -1,0 +1,50 @@
+"""``hoist ps``: list running containers (all with ``-a``)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from hoist import paths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print ids only")
+
+
+def _status_text(status: str, state: dict, uptime_text) -> str:
+    now = time.time()
+    if status == "running":
+        return f"Up {uptime_text(now - state.get('started_at', now))}"
+    if status == "exited":
+        ago = uptime_text(now - state.get("finished_at", now))
+        return f"Exited ({state.get('exit_code', 255)}) {ago} ago"
+    return "Created"
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.containers import ContainerStore, uptime_text
+
+    rows = []
+    for c in ContainerStore(paths.containers_dir()).all():
+        try:
+            status, state = c.status()
+            spec = c.spec
+        except Exception:  # noqa: BLE001 - a container removed while listing is simply skipped
+            continue
+        if status != "running" and not args.all:
+            continue
+        if args.quiet:
+            print(c.id[:12])
+            continue
+        command = " ".join(spec.argv)
+        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+        created = f"{uptime_text(time.time() - spec.created)} ago"
+        rows.append((c.id[:12], spec.image, command, created, _status_text(status, state, uptime_text), spec.name))
+    if not args.quiet:
+        header = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+        for row in [header] + rows:
+            print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0

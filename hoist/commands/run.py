@@ -1,0 +1,59 @@
+"""``hoist run``: run a command in a new container from a local image."""
+
+from __future__ import annotations
+
+import argparse
+
+from hoist import paths
+from hoist.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    parser.add_argument("--name", help="a unique name for the container")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
+    parser.add_argument("-w", "--workdir", metavar="DIR")
+    parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
+    parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
+    parser.add_argument("--network", default="none", choices=("none", "host"))
+    parser.add_argument("--hostname", metavar="NAME")
+    parser.add_argument("--init", action="store_true", help="run a reaper as PID 1 that forwards signals")
+    parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
+    parser.add_argument("--cpus", type=float, metavar="N", help="CPU limit (e.g. 1.5)")
+    parser.add_argument("--pids-limit", type=int, metavar="N")
+    parser.add_argument("image")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.errors import RuntimeFailure
+    from runtime.lifecycle import RunOptions, Runtime, StartFailed
+    from runtime.spec import Limits, parse_size
+
+    runtime = Runtime(paths.hoist_root())
+    try:
+        limits = Limits(memory=parse_size(args.memory) if args.memory else None,
+                        cpus=args.cpus, pids=args.pids_limit)
+        opts = RunOptions(
+            image=args.image, args=list(args.command), name=args.name, env=args.env,
+            env_files=args.env_file, volumes=args.volume, workdir=args.workdir, user=args.user,
+            entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
+            init=args.init, limits=limits, remove=args.rm, detach=args.detach,
+            interactive=args.interactive,
+        )
+        container = runtime.create(opts)
+        if not args.detach:
+            return runtime.run_foreground(container, interactive=args.interactive)
+        runtime.start_detached(container)
+    except StartFailed as e:
+        raise UserError(str(e), exit_code=e.exit_code) from None
+    except RuntimeFailure as e:
+        raise UserError(str(e), exit_code=125) from None
+    except OSError as e:
+        raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
+    print(container.id)
+    return 0

@@ -1,0 +1,216 @@
+"""Container state on disk.
+
+::
+
+    <root>/containers/
+    ├── .lock                  flock held while names are checked and taken
+    └── <id: 64 hex>/
+        ├── config.json        the ContainerSpec (its name changes on rename)
+        ├── state.json         status, monitor and init pids, exit code, times (atomic rewrites)
+        ├── hosts, hostname, resolv.conf    bind-mounted into /etc
+        ├── container.log      stdout and stderr of a detached container
+        ├── upper/ work/       the overlay's upper and work directories (upper is the diff)
+        └── rootfs/            the mount point of the root (mounted only inside the container)
+
+A container whose monitor is gone while its state still says it runs is reported as exited:
+the state is only trusted together with the monitor's pid and start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from runtime.errors import ContainerNotFound, NameInUse, SetupError
+from runtime.spec import ContainerSpec
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] != b"Z" else None
+
+
+def _atomic_write_json(path: Path, doc: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Container:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.id = self.path.name
+        self._spec: ContainerSpec | None = None
+
+    @property
+    def spec(self) -> ContainerSpec:
+        if self._spec is None:
+            try:
+                doc = json.loads((self.path / "config.json").read_text())
+            except FileNotFoundError:
+                raise ContainerNotFound(f"container {self.id[:12]} was removed") from None
+            self._spec = ContainerSpec.from_json(doc)
+        return self._spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "container.log"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "state.json").read_text())
+        except FileNotFoundError:
+            return {"status": "created"}
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        with _flock(self.path / ".state.lock"):
+            state = self.state()
+            state.update(changes)
+            _atomic_write_json(self.path / "state.json", state)
+            return state
+
+    def monitor_alive(self, state: dict[str, Any] | None = None) -> bool:
+        state = self.state() if state is None else state
+        pid = state.get("monitor_pid")
+        return bool(pid) and process_start_time(pid) == state.get("monitor_start")
+
+    def status(self) -> tuple[str, dict[str, Any]]:
+        """("created" | "running" | "exited", state)."""
+        state = self.state()
+        status = state.get("status", "created")
+        if status != "exited" and state.get("monitor_pid") and not self.monitor_alive(state):
+            status = "exited"
+            state.setdefault("exit_code", 255)
+        return status, state
+
+    def init_pid(self) -> int:
+        """The host pid of the container's PID 1, or 0 when it is not running."""
+        status, state = self.status()
+        return int(state.get("pid") or 0) if status == "running" else 0
+
+    def write_spec(self, spec: ContainerSpec) -> None:
+        _atomic_write_json(self.path / "config.json", spec.to_json())
+        self._spec = spec
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class ContainerStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _flock(self.root / ".lock"):
+            yield
+
+    def all(self) -> list[Container]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for entry in os.listdir(self.root):
+            path = self.root / entry
+            if len(entry) == 64 and (path / "config.json").is_file():
+                out.append(Container(path))
+        return sorted(out, key=lambda c: c.spec.created, reverse=True)
+
+    def get(self, ref: str) -> Container:
+        """By exact name, full id, or unique id prefix."""
+        containers = self.all()
+        for c in containers:
+            if c.name == ref or c.id == ref:
+                return c
+        matches = [c for c in containers if ref and c.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ContainerNotFound(f"{ref!r} matches {len(matches)} containers; give more of the id")
+        raise ContainerNotFound(f"no such container: {ref}")
+
+    def new_id(self) -> str:
+        return os.urandom(32).hex()
+
+    def reserve(self, spec: ContainerSpec) -> Container:
+        """Create the container's folder under the name lock; the name must be free."""
+        if not NAME_RE.match(spec.name):
+            raise SetupError(f"invalid container name {spec.name!r} (letters, digits, _ . -)")
+        with self.locked():
+            self._check_name_free(spec.name)
+            path = self.root / spec.id
+            path.mkdir(mode=0o711)
+            container = Container(path)
+            container.write_spec(spec)
+            container.update_state(status="created")
+        return container
+
+    def _check_name_free(self, name: str) -> None:
+        for c in self.all():
+            if c.name == name:
+                raise NameInUse(f'the name "{name}" is already in use by container {c.id[:12]} '
+                                f"(remove or rename it first)")
+
+    def rename(self, container: Container, new_name: str) -> None:
+        if not NAME_RE.match(new_name):
+            raise SetupError(f"invalid container name {new_name!r} (letters, digits, _ . -)")
+        with self.locked():
+            self._check_name_free(new_name)
+            spec = container.spec
+            spec.name = new_name
+            container.write_spec(spec)
+
+
+def uptime_text(seconds: float) -> str:
+    """docker's "About a minute" style, roughly."""
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}" if s else "Less than a second"
+    if s < 3600:
+        m = s // 60
+        return "About a minute" if m == 1 else f"{m} minutes"
+    if s < 86400:
+        h = s // 3600
+        return "About an hour" if h == 1 else f"{h} hours"
+    d = s // 86400
+    return f"{d} day{'s' if d != 1 else ''}"
+
+
+def now() -> float:
+    return time.time()

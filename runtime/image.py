@@ -1,0 +1,116 @@
+"""Find a runnable image in the local image store (an OCI image layout)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ImageConfigInvalid, ImageNotFound
+from storage.errors import StorageError
+from storage.layout import ImageLayout
+from storage.manifest import Descriptor, Manifest
+from storage.reference import parse_reference
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def host_platform() -> tuple[str, str]:
+    machine = platform.machine()
+    return "linux", _ARCH.get(machine, machine)
+
+
+@dataclass(frozen=True)
+class Image:
+    """What the runtime needs of an image: its name, ids, config and layer blobs."""
+
+    ref: str
+    manifest_digest: str
+    config_digest: str
+    config: dict[str, Any]
+    layer_blobs: tuple[Path, ...]
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The ``config`` object of the image config (Env, Cmd, User...); may be empty."""
+        return self.config.get("config") or {}
+
+
+def _candidates(text: str) -> list[str]:
+    out = []
+    try:
+        out.append(str(parse_reference(text)))
+    except StorageError:
+        pass
+    out.append(text)
+    return out
+
+
+def _pick_platform(layout: ImageLayout, index: Manifest, text: str) -> Descriptor:
+    want_os, want_arch = host_platform()
+    for desc in index.manifests:
+        p = desc.platform or {}
+        if p.get("os") == want_os and p.get("architecture") == want_arch:
+            return desc
+    raise ImageConfigInvalid(f"image {text} has no variant for {want_os}/{want_arch}")
+
+
+def resolve_descriptor(layout: ImageLayout, text: str) -> tuple[str, Descriptor]:
+    """The stored reference name and descriptor for what the user typed: the normalised
+    reference, the text itself, then a manifest digest or a unique ID prefix (of the config
+    digest too, the way ``docker images`` shows IDs)."""
+    for name in _candidates(text):
+        try:
+            return name, layout.resolve(name)
+        except StorageError:
+            continue
+    hexpart = text.removeprefix("sha256:")
+    if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+        hits = {}
+        for name, desc in layout.refs():
+            if desc.digest.hex.startswith(hexpart) or _config_hex(layout, desc).startswith(hexpart):
+                hits[str(desc.digest)] = (name or str(desc.digest), desc)
+        if len(hits) == 1:
+            return next(iter(hits.values()))
+    raise ImageNotFound(f"no image {text!r} in the local image store (pull or build it first)")
+
+
+def _config_hex(layout: ImageLayout, desc: Descriptor) -> str:
+    try:
+        manifest = layout.manifest(desc)
+    except StorageError:
+        return ""
+    return manifest.config.digest.hex if manifest.config is not None else ""
+
+
+def load_image(images_dir: str | Path, text: str) -> Image:
+    """Resolve ``text`` in the image layout at ``images_dir``; pick the host's platform from an
+    index. Raises ImageNotFound or ImageConfigInvalid."""
+    layout = ImageLayout(images_dir)
+    if not (Path(images_dir) / "index.json").is_file():
+        raise ImageNotFound(f"no image {text!r}: the local image store {images_dir} is empty")
+    try:
+        name, desc = resolve_descriptor(layout, text)
+        manifest = layout.manifest(desc)
+        for _ in range(2):
+            if not manifest.is_index:
+                break
+            desc = _pick_platform(layout, manifest, text)
+            manifest = layout.manifest(desc)
+        if manifest.is_index or manifest.config is None:
+            raise ImageConfigInvalid(f"image {text} is a nested index without an image manifest")
+        config = json.loads(layout.read_blob(manifest.config.digest))
+    except StorageError as e:
+        raise ImageNotFound(f"image {text}: {e}") from None
+    except ValueError as e:
+        raise ImageConfigInvalid(f"image {text}: config is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ImageConfigInvalid(f"image {text}: config is not a JSON object")
+    blobs = tuple(layout.blob_path(layer.digest) for layer in manifest.layers)
+    return Image(name, str(manifest.digest), str(manifest.config.digest), config, blobs)

@@ -1,0 +1,288 @@
+"""The per-container monitor and the container's first process.
+
+``python -m runtime.init CONTAINER_DIR [READY_FD]`` is started fresh for every container (never
+forked from a possibly threaded caller). It is the *monitor*: it unshares a PID namespace, forks
+the container init (PID 1 inside), forwards signals to it, records the exit code in the state
+file and removes the container when asked (``--rm``). The child unshares mount, UTS, IPC and
+(unless ``--network host``) network namespaces, builds the root (overlay, /proc, /dev, /sys,
+/etc files, volumes), pivots into it, becomes the user with docker's capabilities and
+no_new_privs, and execs the command, so PID 1 is the command itself (or, with ``--init``, a
+small reaper that forwards signals to it).
+
+The child reports a failure before exec on a pipe that closes on exec: the monitor reads
+nothing when the command started, or ``{"code": N, "message": ...}`` when it did not (125 for
+a hoist error, 126 when the command cannot be invoked, 127 when it is not found, as docker).
+Every module it needs is imported up front: after pivot_root the host's Python is gone.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from runtime import cgroups, linux, mounts, users
+from runtime.containers import Container, process_start_time
+from runtime.snapshots import RootfsPlan
+from runtime.spec import ContainerSpec
+
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+class StartFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# -- the container side (PID 1) -----------------------------------------------------------------
+
+def _setup_root(spec: ContainerSpec, cdir: Path) -> str:
+    root = str(cdir / "rootfs")
+    plan = RootfsPlan.from_json(spec.rootfs)
+    mounts.make_private()
+    if plan.kind == "overlay":
+        mounts.mount_overlay(root, plan.cwd, plan.options)
+    else:
+        mounts.mount_rootfs_copy(root, plan.copy)
+    mounts.mount_proc(root)
+    mounts.mount_dev(root)
+    mounts.mount_sys(root, spec.network != "host")
+    mounts.mask_paths(root)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        mounts.bind(str(cdir / name), mounts.mountpoint(root, f"/etc/{name}", False))
+    for vol in spec.volumes:
+        target = mounts.mountpoint(root, vol.target, os.path.isdir(vol.source))
+        mounts.bind(vol.source, target, readonly=vol.readonly)
+    return root
+
+
+def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int) -> tuple[list[str], users.ExecUser]:
+    """Inside the container's root: resolve the user in its /etc files, add HOME, create and
+    enter the workdir, keep docker's capabilities only, set no_new_privs, switch ids.
+    Raises StartFailure (125) when the user or the workdir is unusable."""
+    try:
+        user = users.resolve_user(spec_user)
+    except users.UserNotFound as e:
+        raise StartFailure(125, str(e)) from None
+    if not any(item.startswith("HOME=") for item in env):
+        env = env + [f"HOME={user.home}"]
+    _ensure_workdir(cwd, user)
+    keep = set(linux.DEFAULT_CAPS.values())
+    linux.drop_bounding_set(keep, last_cap)
+    linux.set_no_new_privs()
+    os.setgroups(list(user.groups))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    if user.uid == 0:
+        linux.capset(keep, keep, set())
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise StartFailure(125, f"cannot enter working directory {cwd}: {e.strerror}") from None
+    return env, user
+
+
+def _ensure_workdir(cwd: str, user: users.ExecUser) -> None:
+    if os.path.isdir(cwd):
+        return
+    try:
+        os.makedirs(cwd, 0o755)
+        os.chown(cwd, user.uid, user.gid)
+    except OSError as e:
+        raise StartFailure(125, f"cannot create working directory {cwd}: {e.strerror}") from None
+
+
+def _env_path(env: list[str]) -> str:
+    for item in env:
+        if item.startswith("PATH="):
+            return item[5:]
+    return ""
+
+
+def exec_command(argv: list[str], env: list[str]) -> None:
+    """execve with docker's PATH search and exit codes; raises StartFailure if nothing ran."""
+    envmap = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    name = argv[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        candidates = [os.path.join(d or ".", name) for d in _env_path(env).split(":")]
+    denied: OSError | None = None
+    for path in candidates:
+        try:
+            os.execve(path, argv, envmap)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR):
+                denied = e
+            elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise StartFailure(126, f"exec {name}: {e.strerror}") from None
+    if denied is not None:
+        raise StartFailure(126, f'exec: "{name}": {denied.strerror.lower()}')
+    if "/" in name:
+        raise StartFailure(127, f'exec: "{name}": stat {name}: no such file or directory')
+    raise StartFailure(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _report(fd: int, code: int, message: str) -> None:
+    try:
+        os.write(fd, json.dumps({"code": code, "message": message}).encode())
+    except OSError:
+        pass
+
+
+def container_main(spec: ContainerSpec, cdir: Path, report_fd: int) -> None:
+    """PID 1 of the container. Never returns."""
+    code = 125
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+        if spec.network != "host":
+            flags |= linux.CLONE_NEWNET
+        linux.unshare(flags)
+        cgroups.join(spec.cgroups)
+        last_cap = linux.cap_last_cap()
+        root = _setup_root(spec, cdir)
+        socket.sethostname(spec.hostname)
+        if spec.network != "host":
+            linux.loopback_up()
+        mounts.pivot(root)
+        # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would stay ignored across exec.
+        for sig in FORWARDED + (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        if spec.init:
+            _reaper(spec, report_fd, last_cap)
+        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
+        exec_command(spec.argv, env)
+    except StartFailure as e:
+        code = e.code
+        _report(report_fd, e.code, e.message)
+    except OSError as e:
+        _report(report_fd, 125, f"container setup failed: {e.strerror or e}"
+                + (f" ({e.filename})" if e.filename else ""))
+    except BaseException as e:  # noqa: BLE001 - nothing may escape PID 1 as a traceback
+        _report(report_fd, 125, f"container setup failed: {type(e).__name__}: {e}")
+    os._exit(code)
+
+
+def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
+    """``--init``: fork the command, forward signals to it, reap every zombie, exit as it did."""
+    child = os.fork()
+    if child == 0:
+        try:
+            env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
+            exec_command(spec.argv, env)
+        except StartFailure as e:
+            _report(report_fd, e.code, e.message)
+            os._exit(e.code)
+        except BaseException as e:  # noqa: BLE001
+            _report(report_fd, 125, f"container setup failed: {e}")
+            os._exit(125)
+    os.close(report_fd)
+    linux.set_process_name("hoist-init")
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os._exit(exit_code_of(status))
+
+
+def _kill_quiet(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as docker reports it: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+# -- the monitor ----------------------------------------------------------------------------------
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while chunk := os.read(fd, 65536):
+        out += chunk
+    os.close(fd)
+    return out
+
+
+def monitor_main(cdir: Path, ready_fd: int | None) -> int:
+    container = Container(cdir)
+    spec = container.spec
+    linux.set_process_name("hoist-monitor")
+    container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()))
+    if ready_fd is not None:
+        os.set_inheritable(ready_fd, False)
+    linux.unshare(linux.CLONE_NEWPID)
+    report_r, report_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        if ready_fd is not None:
+            os.close(ready_fd)
+        container_main(spec, cdir, report_w)
+    os.close(report_w)
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
+    container.update_state(pid=child)
+    failure = _read_all(report_r)
+    error = _parse_failure(failure)
+    if not error:
+        container.update_state(status="running", started_at=time.time())
+    if ready_fd is not None:
+        os.write(ready_fd, failure or b"ok")
+        os.close(ready_fd)
+    status = _wait(child)
+    code = error[0] if error else exit_code_of(status)
+    container.update_state(status="exited", exit_code=code, finished_at=time.time(), pid=0,
+                           error=error[1] if error else "")
+    if error and ready_fd is None:
+        print(f"hoist run: {error[1]}", file=sys.stderr, flush=True)
+    cgroups.remove(spec.cgroups)
+    if spec.remove:
+        container.destroy()
+    return code
+
+
+def _parse_failure(raw: bytes) -> tuple[int, str] | None:
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+        return int(doc["code"]), str(doc["message"])
+    except (ValueError, KeyError, TypeError):
+        return 125, raw.decode(errors="replace")
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return status
+        except ChildProcessError:
+            return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ready_fd = int(argv[1]) if len(argv) > 1 else None
+    return monitor_main(Path(argv[0]), ready_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Create, start, stop, kill, remove and exec into containers.
+
+The CLI verbs are thin wrappers over ``Runtime``. Starting always goes through a fresh monitor
+process (``runtime.init``): in the foreground the caller waits for it and forwards signals; with
+``detach`` it outlives the caller and writes the exit code into the state when the container ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime import cgroups, linux
+from runtime.containers import Container, ContainerStore
+from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
+from runtime.image import Image, load_image
+from runtime.snapshots import SnapshotStore, plan_rootfs
+from runtime.spec import (ContainerSpec, Limits, build_env, command_line, parse_env_args,
+                          parse_signal, parse_volume, read_env_file, working_dir)
+from runtime.unpack import Limits as UnpackLimits
+
+_PKG_PARENT = str(Path(__file__).resolve().parent.parent)
+_MONITOR = ("import sys; sys.path.insert(0, sys.argv[1]); from runtime.init import main; "
+            "sys.exit(main(sys.argv[2:]))")
+_PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
+          "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+
+class StartFailed(RuntimeFailure):
+    """The command did not start; ``exit_code`` is 125, 126 or 127 as docker reports it."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunOptions:
+    image: str
+    args: list[str] = field(default_factory=list)
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    entrypoint: str | None = None
+    network: str = "none"
+    hostname: str | None = None
+    init: bool = False
+    limits: Limits = field(default_factory=Limits)
+    remove: bool = False
+    detach: bool = False
+    interactive: bool = False
+
+
+class Runtime:
+    def __init__(self, root: str | os.PathLike[str], use_overlay: bool = True,
+                 unpack_limits: UnpackLimits | None = None) -> None:
+        self.root = Path(root)
+        self.images_dir = self.root / "images"
+        self.snapshots = SnapshotStore(self.root / "snapshots", unpack_limits)
+        self.containers = ContainerStore(self.root / "containers")
+        self.use_overlay = use_overlay and os.environ.get("HOIST_NO_OVERLAY", "") == ""
+
+    # -- create -------------------------------------------------------------------------------
+    def create(self, opts: RunOptions) -> Container:
+        """Resolve the image, unpack what is missing, write the container's folder."""
+        if opts.network not in ("none", "host"):
+            raise SetupError(f"unsupported network {opts.network!r} (use none or host)")
+        image = load_image(self.images_dir, opts.image)
+        spec = self._spec(image, opts)
+        chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
+        container = self.containers.reserve(spec)
+        try:
+            self._prepare(container, spec, chain)
+        except BaseException:
+            cgroups.remove(spec.cgroups)
+            container.destroy()
+            raise
+        return container
+
+    def _spec(self, image: Image, opts: RunOptions) -> ContainerSpec:
+        config = image.run_config
+        cid = self.containers.new_id()
+        hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
+        user_env = []
+        for path in opts.env_files:
+            user_env += read_env_file(path)
+        user_env += parse_env_args(opts.env)
+        return ContainerSpec(
+            id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
+            argv=command_line(config, opts.entrypoint, opts.args),
+            env=build_env(config.get("Env"), user_env, hostname),
+            cwd=working_dir(config, opts.workdir),
+            user=opts.user if opts.user is not None else (config.get("User") or ""),
+            hostname=hostname, network=opts.network, init=opts.init,
+            volumes=[parse_volume(v) for v in opts.volumes],
+            stop_signal=parse_signal(config.get("StopSignal")),
+            limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
+        )
+
+    def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
+        (container.path / "rootfs").mkdir(mode=0o755, exist_ok=True)
+        plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay)
+        spec.rootfs = plan.to_json()
+        spec.cgroups = cgroups.create(spec.id, spec.limits)
+        _write_etc_files(container.path, spec)
+        container.write_spec(spec)
+
+    # -- start ----------------------------------------------------------------------------------
+    def _monitor_argv(self, container: Container, *extra: str) -> list[str]:
+        return [sys.executable, "-I", "-S", "-c", _MONITOR, _PKG_PARENT, str(container.path), *extra]
+
+    def _spawn_monitor(self, container: Container, ready_fd: int | None, stdin: int | None,
+                       output: int | None) -> int:
+        """Start the monitor in its own session; returns its pid. A single-threaded caller (the
+        CLI) forks, which saves a Python start-up; anything else re-executes Python."""
+        if threading.active_count() == 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _monitor_child(container.path, ready_fd, stdin, output)
+            return pid
+        import subprocess
+
+        extra = (str(ready_fd),) if ready_fd is not None else ()
+        proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
+                                stdin=stdin, stdout=output, stderr=output,
+                                pass_fds=(ready_fd,) if ready_fd is not None else ())
+        return proc.pid
+
+    def run_foreground(self, container: Container, interactive: bool = False) -> int:
+        """Start and wait; signals to the caller are passed on. Returns the exit code."""
+        devnull = None if interactive else os.open(os.devnull, os.O_RDONLY)
+        try:
+            pid = self._spawn_monitor(container, None, devnull, None)
+        finally:
+            if devnull is not None:
+                os.close(devnull)
+        previous = {sig: signal.signal(sig, lambda s, _f: _kill_quiet(pid, s)) for sig in _PROXIED}
+        try:
+            _, status = os.waitpid(pid, 0)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+    def start_detached(self, container: Container) -> None:
+        """Start with output to the container's log; return once the command runs (or raise
+        StartFailed with docker's exit code)."""
+        ready_r, ready_w = os.pipe()
+        log = os.open(container.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._spawn_monitor(container, ready_w, devnull, log)
+        finally:
+            os.close(log)
+            os.close(devnull)
+        os.close(ready_w)
+        try:
+            # The monitor writes its one answer in a single write (well under PIPE_BUF).
+            answer = os.read(ready_r, 65536)
+        finally:
+            os.close(ready_r)
+        if answer == b"ok":
+            return
+        if not answer:
+            raise StartFailed(f"the monitor of container {container.id[:12]} exited early "
+                              f"(see {container.log_path})")
+        doc = json.loads(answer)
+        raise StartFailed(doc["message"], int(doc["code"]))
+
+    # -- stop, kill, remove ------------------------------------------------------------------------
+    def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
+        pid = container.init_pid()
+        if not pid:
+            raise ContainerRunning(f"container {container.name} is not running")
+        _kill_quiet(pid, sig)
+
+    def stop(self, container: Container, timeout: float = 10.0) -> None:
+        """The image's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; waits for the exit."""
+        pid = container.init_pid()
+        if not pid:
+            return
+        _kill_quiet(pid, container.spec.stop_signal)
+        if self.wait_exit(container, timeout):
+            return
+        pid = container.init_pid()
+        if pid:
+            _kill_quiet(pid, signal.SIGKILL)
+        self.wait_exit(container, 10.0)
+
+    def wait_exit(self, container: Container, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not container.path.exists() or not container.monitor_alive():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def remove(self, container: Container, force: bool = False) -> None:
+        status, _ = container.status()
+        if status == "running":
+            if not force:
+                raise ContainerRunning(f"container {container.name} is running "
+                                       f"(stop it first, or use rm -f)")
+            self.kill(container, signal.SIGKILL)
+            self.wait_exit(container, 10.0)
+        if container.path.exists():
+            cgroups.remove(container.spec.cgroups)
+        container.destroy()
+
+    # -- exec -------------------------------------------------------------------------------------
+    def exec(self, container: Container, argv: list[str], env: list[str] | None = None,
+             user: str | None = None, workdir: str | None = None) -> int:
+        """Run ``argv`` inside the running container's namespaces; returns its exit code."""
+        from runtime import init
+
+        pid = container.init_pid()
+        if not pid:
+            raise ContainerRunning(f"container {container.name} is not running")
+        spec = container.spec
+        ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+                  for ns in ("ipc", "uts", "net", "pid", "mnt")]
+        full_env = build_env(spec.env, parse_env_args(env or []), spec.hostname)
+        child = os.fork()
+        if child == 0:
+            _exec_child(init, spec, ns_fds, argv, full_env, user if user is not None else spec.user,
+                        workdir or spec.cwd)
+        for fd in ns_fds:
+            os.close(fd)
+        previous = {sig: signal.signal(sig, lambda s, _f: _kill_quiet(child, s)) for sig in _PROXIED}
+        try:
+            _, status = os.waitpid(child, 0)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return init.exit_code_of(status)
+
+
+def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: int | None) -> None:
+    """The forked monitor: a new session, its own stdio, then ``runtime.init``. Never returns."""
+    code = 125
+    try:
+        os.setsid()
+        for fd, target in ((stdin, 0), (output, 1), (output, 2)):
+            if fd is not None:
+                os.dup2(fd, target)
+        for sig in _PROXIED:
+            signal.signal(sig, signal.SIG_DFL)
+        from runtime import init
+
+        code = init.monitor_main(cdir, ready_fd)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the caller
+        print(f"hoist: container monitor failed: {e}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
+
+
+def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], env: list[str],
+                user: str, cwd: str) -> None:
+    """Forked from the caller: join the namespaces, fork into the PID namespace, exec. Never returns."""
+    try:
+        cgroups.join(spec.cgroups)
+        last_cap = linux.cap_last_cap()
+        for fd in ns_fds:
+            linux.setns(fd)
+        grandchild = os.fork()
+        if grandchild == 0:
+            try:
+                for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
+                env2, _ = init.become_user(user, env, cwd, last_cap)
+                init.exec_command(argv, env2)
+            except init.StartFailure as e:
+                print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
+                os._exit(e.code)
+            except BaseException as e:  # noqa: BLE001 - a forked child must never unwind
+                print(f"hoist exec: {e}", file=sys.stderr, flush=True)
+                os._exit(125)
+        for sig in _PROXIED:
+            signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
+        _, status = os.waitpid(grandchild, 0)
+        os._exit(init.exit_code_of(status))
+    except BaseException as e:  # noqa: BLE001
+        print(f"hoist exec: cannot enter the container: {e}", file=sys.stderr, flush=True)
+        os._exit(125)
+
+
+def _kill_quiet(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _host_resolv_conf(network: str) -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    if network != "host":
+        # A nameserver on the host's loopback is unreachable from the container's own loopback.
+        lines = [ln for ln in lines if not (ln.startswith("nameserver") and
+                                            (" 127." in ln or " ::1" in ln))]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _write_etc_files(cdir: Path, spec: ContainerSpec) -> None:
+    if spec.network == "host":
+        try:
+            hosts = Path("/etc/hosts").read_text()
+        except OSError:
+            hosts = _HOSTS
+    else:
+        hosts = _HOSTS
+    (cdir / "hosts").write_text(hosts)
+    (cdir / "hostname").write_text(spec.hostname + "\n")
+    (cdir / "resolv.conf").write_text(_host_resolv_conf(spec.network))

@@ -1,0 +1,147 @@
+"""Thin ctypes wrappers for the Linux calls Python 3.11 lacks (unshare, mount, pivot_root, setns,
+prctl, capset) and for bringing loopback up. Every wrapper raises OSError with errno set.
+
+Nothing here imports lazily: the container init calls these after pivot_root, when the host's
+Python library is no longer reachable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import platform
+import socket
+import struct
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+# Syscalls glibc does not wrap, by machine.
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capset": 91},
+}
+
+# Docker's default capability set (moby/oci/caps/defaults.go), by number.
+DEFAULT_CAPS = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
+    "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29,
+    "CAP_SETFCAP": 31,
+}
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _syscall_number(name: str) -> int:
+    table = _SYSCALLS.get(platform.machine())
+    if table is None:
+        raise OSError(38, f"{name}: unsupported machine {platform.machine()}")
+    return table[name]
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    res = _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
+    _check(res, f"mount {target}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    res = _libc.syscall(ctypes.c_long(_syscall_number("pivot_root")), new_root.encode(), put_old.encode())
+    _check(res, "pivot_root")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    args = [ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5)]
+    return _check(_libc.prctl(ctypes.c_int(option), *args), f"prctl {option}")
+
+
+def set_process_name(name: str) -> None:
+    """What ``ps`` and /proc/PID/comm show (at most 15 bytes)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), "prctl PR_SET_NAME")
+
+
+def cap_last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def drop_bounding_set(keep: set[int], last_cap: int) -> None:
+    """Drop every capability not in ``keep`` from the bounding set (needs CAP_SETPCAP)."""
+    for cap in range(last_cap + 1):
+        if cap not in keep:
+            prctl(PR_CAPBSET_DROP, cap)
+
+
+def capset(effective: set[int], permitted: set[int], inheritable: set[int]) -> None:
+    """Set this thread's capability sets (version 3: two 32-bit words per set)."""
+    def words(caps: set[int]) -> tuple[int, int]:
+        mask = sum(1 << c for c in caps)
+        return mask & 0xFFFFFFFF, mask >> 32
+
+    header = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    (e0, e1), (p0, p1), (i0, i1) = words(effective), words(permitted), words(inheritable)
+    data = struct.pack("6I", e0, p0, i0, e1, p1, i1)
+    hbuf, dbuf = ctypes.create_string_buffer(header), ctypes.create_string_buffer(data)
+    _check(_libc.syscall(ctypes.c_long(_syscall_number("capset")), hbuf, dbuf), "capset")
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current network namespace (ioctl, no ``ip`` binary needed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))

@@ -1,0 +1,332 @@
+"""Unpacked layers, shared by chain id, and the root filesystem a container runs on.
+
+::
+
+    <root>/snapshots/
+    ├── <chain id hex>/        one layer as an overlay diff (see unpack.py), read-only by convention
+    ├── flat-<chain id hex>/   a chain merged into one directory, when overlay's option string
+    │                          cannot name every layer
+    ├── .unpack-*/             a layer being unpacked (renamed into place when complete)
+    └── .locks/<hex>           flock so two processes do not unpack the same layer at once
+
+ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)) (OCI image spec).
+
+A container's root is an overlay of its chain with its own upper directory; the upper directory
+is the container's diff, which ``walk_changes`` lists for the builder. Without overlay the chain
+is merged into a plain copy (reflinked where the filesystem can).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from runtime.errors import ImageConfigInvalid, ImageError
+from runtime.unpack import OPAQUE_XATTR, Limits, RootedTree, UnpackStats, apply_layer
+
+# The kernel copies at most a page of mount data; keep a margin for upperdir/workdir.
+MOUNT_DATA_MAX = 4096 - 1
+_FICLONE = 0x40049409
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """Chain ids of every prefix of ``diff_ids`` (OCI image spec, "Layer ChainID")."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+def _hex(chain_id: str) -> str:
+    algo, _, hexd = chain_id.partition(":")
+    if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+        raise ImageConfigInvalid(f"invalid diff_id or chain id {chain_id!r}")
+    return hexd
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class SnapshotStore:
+    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None) -> None:
+        self.root = Path(root)
+        self.limits = limits
+
+    def path(self, chain_id: str) -> Path:
+        return self.root / _hex(chain_id)
+
+    def has(self, chain_id: str) -> bool:
+        return self.path(chain_id).is_dir()
+
+    def ensure(self, blob: Path, diff_id: str, chain_id: str) -> Path:
+        """The snapshot for ``chain_id``, unpacking ``blob`` into it first if needed."""
+        dest = self.path(chain_id)
+        if dest.is_dir():
+            return dest
+        if not blob.is_file():
+            raise ImageError(f"layer {blob.name} is missing from the image store (pull the image again)")
+        with _flock(self.root / ".locks" / dest.name):
+            if dest.is_dir():
+                return dest
+            self._unpack(blob, diff_id, dest)
+        return dest
+
+    def _unpack(self, blob: Path, diff_id: str, dest: Path) -> UnpackStats:
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".unpack-"))
+        try:
+            os.chmod(tmp, 0o755)
+            stats = apply_layer(blob, tmp, diff_id, self.limits)
+            os.rename(tmp, dest)
+            return stats
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def ensure_chain(self, blobs: list[Path], diff_ids: list[str]) -> list[Path]:
+        """Snapshots for every layer of an image, lowest first."""
+        if len(blobs) != len(diff_ids):
+            raise ImageConfigInvalid(
+                f"the image has {len(blobs)} layers but its config lists {len(diff_ids)} diff_ids")
+        self.root.mkdir(parents=True, exist_ok=True)
+        ids = chain_ids(diff_ids)
+        return [self.ensure(b, d, c) for b, d, c in zip(blobs, diff_ids, ids)]
+
+    def flattened(self, chain: list[Path]) -> Path:
+        """One directory holding the merge of ``chain`` (cached under the top layer's chain id)."""
+        dest = self.root / f"flat-{chain[-1].name}" if chain else self.root / "flat-empty"
+        if dest.is_dir():
+            return dest
+        with _flock(self.root / ".locks" / dest.name):
+            if dest.is_dir():
+                return dest
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".flatten-"))
+            try:
+                os.chmod(tmp, 0o755)
+                merge_into(chain, tmp)
+                os.rename(tmp, dest)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return dest
+
+
+@dataclass(frozen=True)
+class RootfsPlan:
+    """How the container init builds the root: an overlay (``options`` relative to ``cwd``),
+    or a bind mount of the ready-made directory ``copy``."""
+
+    kind: str               # "overlay" | "copy"
+    cwd: str = ""
+    options: str = ""
+    copy: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "cwd": self.cwd, "options": self.options, "copy": self.copy}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, str]) -> "RootfsPlan":
+        return cls(doc["kind"], doc.get("cwd", ""), doc.get("options", ""), doc.get("copy", ""))
+
+
+def _unsafe_for_options(path: str) -> bool:
+    return any(c in path for c in ",:\\\n")
+
+
+def overlay_options(lowers: list[str], upper: str, work: str) -> str:
+    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+
+
+def plan_rootfs(store: SnapshotStore, chain: list[Path], container_dir: Path,
+                use_overlay: bool = True) -> RootfsPlan:
+    """Pick overlay (names relative to the snapshot root, to fit more layers into one page of
+    mount data) or, when overlay is off, a merged copy in ``container_dir/rootfs``."""
+    upper, work = container_dir / "upper", container_dir / "work"
+    if use_overlay and not any(_unsafe_for_options(str(p)) for p in (upper, work)):
+        upper.mkdir(mode=0o755, exist_ok=True)
+        work.mkdir(mode=0o700, exist_ok=True)
+        lowers = [p.name for p in reversed(chain)] or [_empty_lower(store)]
+        options = overlay_options(lowers, str(upper), str(work))
+        if len(options) > MOUNT_DATA_MAX:
+            options = overlay_options([store.flattened(chain).name], str(upper), str(work))
+        return RootfsPlan("overlay", cwd=str(store.root), options=options)
+    rootfs = container_dir / "rootfs"
+    rootfs.mkdir(mode=0o755, exist_ok=True)
+    merge_into(chain, rootfs)
+    return RootfsPlan("copy", copy=str(rootfs))
+
+
+def _empty_lower(store: SnapshotStore) -> str:
+    (store.root / "empty").mkdir(mode=0o755, exist_ok=True)
+    return "empty"
+
+
+# -- merging diffs (the copy fallback) ---------------------------------------------------------
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(fd: int) -> bool:
+    try:
+        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
+    except OSError:
+        return False
+
+
+def merge_into(chain: list[Path], target: Path) -> None:
+    """Apply the overlay diffs ``chain`` (lowest first) onto ``target`` as overlayfs would show
+    them: whiteouts delete, opaque directories hide what was below, nothing follows a symlink."""
+    with RootedTree(target) as dest:
+        for layer in chain:
+            with RootedTree(layer) as src:
+                _Merger(src, dest).merge_dir(())
+
+
+class _Merger:
+    def __init__(self, src: RootedTree, dest: RootedTree) -> None:
+        self.src, self.dest = src, dest
+        self.links: dict[tuple[int, int], tuple[str, ...]] = {}
+
+    def merge_dir(self, parts: tuple[str, ...]) -> None:
+        names = sorted(os.listdir(self.src.dir_fd(parts, create=False)))
+        for name in names:
+            self.src.trim()
+            self.dest.trim()
+            st = os.stat(name, dir_fd=self.src.dir_fd(parts, create=False), follow_symlinks=False)
+            self._merge_entry(parts + (name,), st)
+        _copy_meta_fd(self.src.dir_fd(parts, create=False), self.dest.dir_fd(parts))
+
+    def _merge_entry(self, path: tuple[str, ...], st: os.stat_result) -> None:
+        if is_whiteout(st):
+            self.dest.remove(path)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            opaque = _is_opaque(self.src.dir_fd(path, create=False))
+            self.dest.remove(path, keep_dir=not opaque)
+            self.merge_dir(path)
+            return
+        self.dest.remove(path)
+        dfd = self.dest.dir_fd(path[:-1])
+        if st.st_nlink > 1:
+            first = self.links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                os.link(first[-1], path[-1], src_dir_fd=self.dest.dir_fd(first[:-1]), dst_dir_fd=dfd,
+                        follow_symlinks=False)
+                return
+            self.links[(st.st_dev, st.st_ino)] = path
+        _copy_node(self.src.dir_fd(path[:-1], create=False), dfd, path[-1], st)
+
+
+def _copy_node(sfd: int, dfd: int, name: str, st: os.stat_result) -> None:
+    if stat.S_ISREG(st.st_mode):
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+        try:
+            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o600, dir_fd=dfd)
+            try:
+                copy_file(src, dst, st.st_size)
+                _copy_meta_fd(src, dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        return
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(name, 0o600, dir_fd=dfd)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dfd)
+    else:
+        return
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dfd)
+    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+
+def copy_file(src: int, dst: int, size: int) -> None:
+    """Reflink when the filesystem can, else an in-kernel copy."""
+    import fcntl as _fcntl
+    try:
+        _fcntl.ioctl(dst, _FICLONE, src)
+        return
+    except OSError:
+        pass
+    copied = 0
+    while copied < size:
+        try:
+            n = os.copy_file_range(src, dst, size - copied)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL):
+                raise
+            shutil.copyfileobj(os.fdopen(os.dup(src), "rb"), os.fdopen(os.dup(dst), "wb"))
+            return
+        if n == 0:
+            break
+        copied += n
+
+
+def _copy_meta_fd(src: int, dst: int) -> None:
+    st = os.fstat(src)
+    os.fchown(dst, st.st_uid, st.st_gid)
+    os.fchmod(dst, stat.S_IMODE(st.st_mode))
+    for key in os.listxattr(src):
+        if key.startswith("trusted.overlay."):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst, key, os.getxattr(src, key))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# -- the upper directory as a diff -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a container's diff. ``kind`` is "deleted" (an overlay whiteout), "opaque" (a
+    directory that hides everything below it; its own entries follow as changes) or "changed"."""
+
+    path: str
+    kind: str
+    stat: os.stat_result
+
+
+def walk_changes(upper: str | os.PathLike[str]) -> Iterator[Change]:
+    """The container's changes, parents before children, names sorted, never following links."""
+    with RootedTree(upper) as tree:
+        yield from _walk(tree, ())
+
+
+def _walk(tree: RootedTree, parts: tuple[str, ...]) -> Iterator[Change]:
+    fd = tree.dir_fd(parts, create=False)
+    for name in sorted(os.listdir(fd)):
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        path = "/".join(parts + (name,))
+        if is_whiteout(st):
+            yield Change(path, "deleted", st)
+        elif stat.S_ISDIR(st.st_mode):
+            child = tree.dir_fd(parts + (name,), create=False)
+            yield Change(path, "opaque" if _is_opaque(child) else "changed", st)
+            yield from _walk(tree, parts + (name,))
+        else:
+            yield Change(path, "changed", st)

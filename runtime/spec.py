@@ -1,0 +1,170 @@
+"""The container spec: what to run and how, from the image config and the user's options.
+
+Entrypoint and Cmd combine as docker combines them: ``--entrypoint`` replaces the image's
+ENTRYPOINT and drops its CMD; command-line arguments replace CMD. The environment starts with
+a default PATH and HOSTNAME, then the image's Env, then ``-e``/``--env-file``; HOME is filled in
+at start from the user's passwd entry, inside the container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runtime.errors import ImageConfigInvalid, SetupError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Volume:
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int | None = None       # bytes
+    cpus: float | None = None       # CPUs' worth of time
+    pids: int | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.memory, self.cpus, self.pids))
+
+
+@dataclass
+class ContainerSpec:
+    """Everything the container init needs; stored as the container's config.json."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    argv: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    network: str = "none"
+    init: bool = False
+    volumes: list[Volume] = field(default_factory=list)
+    stop_signal: int = int(signal.SIGTERM)
+    limits: Limits = field(default_factory=Limits)
+    remove: bool = False
+    detach: bool = False
+    rootfs: dict[str, str] = field(default_factory=dict)
+    cgroups: list[str] = field(default_factory=list)
+    created: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "ContainerSpec":
+        doc = dict(doc)
+        doc["volumes"] = [Volume(**v) for v in doc.get("volumes") or []]
+        doc["limits"] = Limits(**(doc.get("limits") or {}))
+        return cls(**doc)
+
+
+def _env_key(item: str) -> str:
+    return item.split("=", 1)[0]
+
+
+def merge_env(base: list[str], overrides: list[str]) -> list[str]:
+    """Replace-or-append by key, keeping the first position of each key (docker's order)."""
+    out: dict[str, str] = {}
+    for item in list(base) + list(overrides):
+        out[_env_key(item)] = item
+    return list(out.values())
+
+
+def build_env(image_env: list[str] | None, user_env: list[str], hostname: str) -> list[str]:
+    env = merge_env([f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"], list(image_env or []))
+    return merge_env(env, user_env)
+
+
+def parse_env_args(items: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """``-e K=V`` as given; ``-e K`` takes K from the caller's environment, or is dropped."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for item in items:
+        if "=" in item:
+            if not item.split("=", 1)[0]:
+                raise SetupError(f"invalid environment variable {item!r}")
+            out.append(item)
+        elif item in environ:
+            out.append(f"{item}={environ[item]}")
+    return out
+
+
+def read_env_file(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise SetupError(f"cannot read env file {path}: {e.strerror}") from None
+    return parse_env_args([ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
+
+
+def command_line(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> list[str]:
+    """docker's rule: --entrypoint resets CMD; arguments replace CMD."""
+    if entrypoint is not None:
+        head = [entrypoint] if entrypoint else []
+        argv = head + list(args)
+    else:
+        argv = list(config.get("Entrypoint") or []) + (list(args) or list(config.get("Cmd") or []))
+    if not argv:
+        raise ImageConfigInvalid("no command specified (the image has no ENTRYPOINT or CMD; give one)")
+    return argv
+
+
+def working_dir(config: dict[str, Any], override: str | None) -> str:
+    cwd = override if override else (config.get("WorkingDir") or "/")
+    if not cwd.startswith("/"):
+        raise ImageConfigInvalid(f"the working directory {cwd!r} is not an absolute path")
+    return os.path.normpath(cwd)
+
+
+def parse_volume(text: str) -> Volume:
+    """``HOST:CONTAINER[:ro|rw]``; the host path must exist (docker would create it; hoist
+    refuses, so that a typo does not quietly create a directory on the host)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise SetupError(f"invalid volume {text!r} (use HOST:CONTAINER[:ro])")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise SetupError(f"invalid volume mode {mode!r} in {text!r} (use ro or rw)")
+    source, target = os.path.abspath(parts[0]), parts[1]
+    if not target.startswith("/"):
+        raise SetupError(f"volume target {target!r} is not an absolute path")
+    if not os.path.exists(source):
+        raise SetupError(f"volume source {parts[0]} does not exist (create it first)")
+    return Volume(source, os.path.normpath(target), mode == "ro")
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise SetupError(f"invalid size {text!r} (use e.g. 512m or 1g)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_signal(text: str | int | None, default: int = int(signal.SIGTERM)) -> int:
+    """``SIGTERM``, ``TERM`` or ``15``."""
+    if text is None or text == "":
+        return default
+    if isinstance(text, int) or str(text).isdigit():
+        return int(text)
+    name = str(text).upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise SetupError(f"unknown signal {text!r}") from None
