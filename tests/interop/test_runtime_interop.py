@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.peers import Dockerd, need_tool
+from tests.peers import Dockerd, absent, need_tool
 from tests.runtime.images import APPLETS, BUSYBOX, GROUP, PASSWD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def _hoist_run(stores: dict[str, Path], ref: str, entrypoint: str | None, args: 
 @pytest.mark.parametrize("builder", ["buildah", "docker"])
 def test_same_output_as_docker_and_runc(builder: str, stores: dict[str, Path], dockerd: Dockerd) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root")
+        absent("needs root")
     ref = f"docker.io/library/interop:{builder}"
     if builder == "buildah":
         _build_with_buildah(stores, ref)

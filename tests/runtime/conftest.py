@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.peers import absent
 from tests.runtime.images import BUSYBOX, busybox_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,21 +34,9 @@ def _no_leaked_mounts(tmp_path: Path) -> Iterator[None]:
 
 def need_root_and_busybox() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the runtime tests need root (rootless is not supported yet)")
+        absent("the runtime tests need root (rootless is not supported yet)")
     if not BUSYBOX.is_file():
-        pytest.skip("/usr/bin/busybox missing (apt-get install busybox-static)")
-
-
-# A verb whose module exists before hoist/cli.py's table lists it is driven the way the CLI would.
-_DIRECT = ("import sys, argparse, importlib; from hoist.errors import UserError; "
-           "m = importlib.import_module('hoist.commands.' + sys.argv[1]); p = argparse.ArgumentParser(); "
-           "m.add_arguments(p)\ntry: sys.exit(m.run(p.parse_args(sys.argv[2:])))\n"
-           "except UserError as e: print(f'hoist {sys.argv[1]}: {e}', file=sys.stderr); sys.exit(e.exit_code)")
-
-
-def _entry(verb: str) -> list[str]:
-    from hoist.cli import COMMANDS
-    return ["-m", "hoist.cli"] if verb in COMMANDS else ["-c", _DIRECT]
+        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
 
 
 @dataclass
@@ -60,7 +49,7 @@ class Hoist:
         return env
 
     def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *_entry(args[0]), *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True,
                               env=self.env(), timeout=timeout, input=input, cwd=REPO)
 
     def ok(self, *args: str, timeout: float = 60) -> str:
