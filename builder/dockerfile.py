@@ -106,14 +106,22 @@ def parse_dockerfile_collecting(text: str | bytes) -> tuple[Dockerfile | None, l
             errors.append(e)
     meta_args, stages, split_errors = _split_stages(typed, bool(result.nodes) and not errors)
     errors += split_errors
-    errors += _duplicate_names(stages)
+    directives = {d.name: d.value for d in result.directives}
+    duplicates = _duplicate_names(stages)
+    lint_warnings: list[str] = []
+    # BuildKit reports duplicate stage names as the DuplicateStageName check: a warning that
+    # fails the build only under `# check=error=true` (and not when the check is skipped).
+    if duplicates and _check_fails(directives.get(kw.DIRECTIVE_CHECK), "DuplicateStageName"):
+        errors += duplicates
+    else:
+        lint_warnings = [f"line {e.line}: DuplicateStageName: {e.message}" for e in duplicates]
     if not errors:
         errors += copy_cycles(stages)
     errors.sort(key=lambda e: e.line or 0)
     dockerfile = Dockerfile(
         directives=MappingProxyType({d.name: d.value for d in result.directives}),
         escape=result.escape, meta_args=tuple(meta_args), stages=tuple(stages),
-        directive_list=result.directives, warnings=result.warnings,
+        directive_list=result.directives, warnings=tuple(result.warnings) + tuple(lint_warnings),
     )
     return (dockerfile if stages else None), errors
 
@@ -144,6 +152,20 @@ def _split_stages(typed: list[Instruction], require_stage: bool) -> tuple[list[A
     return meta_args, stages, errors
 
 
+def _check_fails(value: str | None, rule: str) -> bool:
+    """Whether ``# check=...`` makes lint rule ``rule`` an error (error=true, rule not skipped)."""
+    if not value:
+        return False
+    options = {}
+    for part in value.split(";"):
+        key, _, arg = part.partition("=")
+        options[key.strip().lower()] = arg.strip()
+    skipped = {r.strip() for r in options.get("skip", "").split(",")}
+    if "all" in skipped or rule in skipped:
+        return False
+    return options.get("error", "").lower() in ("1", "t", "true")
+
+
 def _duplicate_names(stages: list[Stage]) -> list[DockerfileError]:
     seen: dict[str, Stage] = {}
     errors: list[DockerfileError] = []
@@ -153,7 +175,8 @@ def _duplicate_names(stages: list[Stage]) -> list[DockerfileError]:
         first = seen.setdefault(stage.name, stage)
         if first is not stage:
             errors.append(DockerfileError(
-                f"duplicate stage name {stage.name!r} (first defined on line {first.line})", stage.line))
+                f"Duplicate stage name {stage.name!r}, stage names should be unique "
+                f"(first defined on line {first.line})", stage.line))
     return errors
 
 

@@ -256,8 +256,9 @@ def _from(node: Node) -> From:
 
 
 def _run(node: Node) -> Run:
+    # No argument count check: BuildKit's parseRun accepts a bare ``RUN`` (and ``RUN []``);
+    # the shell form then runs an empty command line.
     flags = _flags(node, kw.RUN)
-    _at_least_one(node, kw.RUN)
     network = flags.string(kw.FLAG_NETWORK)
     if network is not None and network not in kw.NETWORK_MODES:
         raise DockerfileError(f"unsupported network mode {network!r} (use one of "

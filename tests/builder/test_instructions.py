@@ -53,6 +53,15 @@ def test_heredoc_copy_source_and_chomp() -> None:
     assert isinstance(copy, Copy) and copy.contents[0].data == "indented\n" and copy.sources == ()
 
 
+def test_run_without_arguments_is_accepted() -> None:
+    # BuildKit's parseRun has no argument count check: a bare RUN is an empty shell command.
+    df = parse_dockerfile("FROM alpine\nRUN\nRUN []\nRUN --network=none\n")
+    runs = df.stages[0].instructions
+    assert [(i.keyword, i.line) for i in runs] == [("RUN", 2), ("RUN", 3), ("RUN", 4)]
+    assert all(isinstance(r, Run) and r.command == () for r in runs)
+    assert [r.prepend_shell for r in runs if isinstance(r, Run)] == [True, False, True]
+
+
 def test_run_json_has_no_heredocs() -> None:
     run = parse_dockerfile('FROM alpine\nRUN ["cat", "<<EOF"]\n').stages[0].instructions[0]
     assert isinstance(run, Run) and run.heredocs == () and not run.prepend_shell

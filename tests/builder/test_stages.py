@@ -173,3 +173,13 @@ def test_stage_inherits_env_from_parent_stage_in_check() -> None:
     text = "FROM alpine AS a\nENV P=80\nFROM a\nEXPOSE ${P}\n"
     assert check_dockerfile(text).ok
     assert not check_dockerfile("FROM alpine AS a\nENV P=x\nFROM a\nEXPOSE ${P}\n").ok
+
+
+def test_duplicate_stage_names_warn_as_buildkit_does() -> None:
+    """BuildKit's DuplicateStageName check warns (the build goes on) unless # check=error=true."""
+    from builder import parse_dockerfile
+    df = parse_dockerfile("FROM alpine AS build\nRUN true\nFROM debian AS build\n")
+    assert [s.name for s in df.stages] == ["build", "build"]
+    assert any("DuplicateStageName" in w and "line 3" in w for w in df.warnings)
+    skipped = parse_dockerfile("# check=skip=DuplicateStageName;error=true\nFROM alpine AS b\nFROM debian AS b\n")
+    assert len(skipped.stages) == 2

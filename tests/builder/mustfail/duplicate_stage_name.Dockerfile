@@ -1,3 +1,4 @@
+# check=error=true
 FROM alpine AS build
 RUN true
 FROM debian AS Build
