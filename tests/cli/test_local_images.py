@@ -91,13 +91,13 @@ def test_credentials_round_trip_like_docker(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
     (tmp_path / "dc").mkdir()
     (tmp_path / "dc" / "config.json").write_text(json.dumps({
-        "auths": {"https://index.docker.io/v1/": {"auth": "aHViOmh1YnB3"}}, "credsStore": "keep-me"}))
+        "auths": {"https://index.docker.io/v1/": {"auth": "aHViOmh1YnB3"}}, "proxies": {"keep": "me"}}))
     assert config.load_credentials("docker.io") == Credentials("hub", "hubpw")
     assert config.load_credentials("registry.local:5000") is None
     config.store_credentials("registry.local:5000", Credentials("u", "p:w"))
     assert config.load_credentials("registry.local:5000") == Credentials("u", "p:w")
     doc = json.loads((tmp_path / "dc" / "config.json").read_text())
-    assert doc["credsStore"] == "keep-me" and doc["auths"]["registry.local:5000"] == {"auth": "dTpwOnc="}
+    assert doc["proxies"] == {"keep": "me"} and doc["auths"]["registry.local:5000"] == {"auth": "dTpwOnc="}
     assert config.remove_credentials("registry.local:5000") and not config.remove_credentials("registry.local:5000")
 
 
