@@ -19,7 +19,6 @@ the state is only trusted together with the monitor's pid and start time.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from storage.fsutil import file_lock
 from runtime.errors import ContainerNotFound, NameInUse, SetupError
 from runtime.spec import ContainerSpec
 
@@ -56,16 +56,6 @@ def _atomic_write_json(path: Path, doc: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Container:
@@ -99,7 +89,7 @@ class Container:
             return {"status": "created"}
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
-        with _flock(self.path / ".state.lock"):
+        with file_lock(self.path / ".state.lock"):
             state = self.state()
             state.update(changes)
             _atomic_write_json(self.path / "state.json", state)
@@ -139,7 +129,7 @@ class ContainerStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with _flock(self.root / ".lock"):
+        with file_lock(self.root / ".lock"):
             yield
 
     def all(self) -> list[Container]:

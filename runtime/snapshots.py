@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import shutil
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from storage.fsutil import file_lock
 from runtime.errors import ImageConfigInvalid, ImageError
 from runtime.unpack import OPAQUE_XATTR, Limits, RootedTree, UnpackStats, apply_layer
 
@@ -56,17 +56,6 @@ def _hex(chain_id: str) -> str:
     return hexd
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 class SnapshotStore:
     def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None) -> None:
         self.root = Path(root)
@@ -85,7 +74,7 @@ class SnapshotStore:
             return dest
         if not blob.is_file():
             raise ImageError(f"layer {blob.name} is missing from the image store (pull the image again)")
-        with _flock(self.root / ".locks" / dest.name):
+        with file_lock(self.root / ".locks" / dest.name):
             if dest.is_dir():
                 return dest
             self._unpack(blob, diff_id, dest)
@@ -116,7 +105,7 @@ class SnapshotStore:
         dest = self.root / f"flat-{chain[-1].name}" if chain else self.root / "flat-empty"
         if dest.is_dir():
             return dest
-        with _flock(self.root / ".locks" / dest.name):
+        with file_lock(self.root / ".locks" / dest.name):
             if dest.is_dir():
                 return dest
             tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".flatten-"))

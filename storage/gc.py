@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from storage import paths
 from storage.digest import Digest
-from storage.errors import DigestInvalid, ManifestInvalid, PathNotFound
+from storage.errors import DigestInvalid, PathNotFound
 from storage.manifest import parse_manifest
 from storage.registry import RegistryStore
 

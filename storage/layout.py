@@ -22,7 +22,6 @@ The methods here block on local file I/O; async callers run large ones in a thre
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import platform as _host
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from storage import mediatypes as mt
+from storage.fsutil import file_lock, fsync_dir
 from storage.digest import Digest, Hasher
 from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
 from storage.manifest import Descriptor, Manifest, parse_manifest
@@ -97,14 +97,6 @@ def select_platform(index: Manifest, wanted: Platform) -> Descriptor | None:
     return None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class BlobWriter:
     """A resumable blob being written into the layout. Use as a context manager or call
     commit()/close(); an uncommitted writer leaves its partial file for a later resume."""
@@ -154,7 +146,7 @@ class BlobWriter:
         dest = self.layout.blob_path(self.expected)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return dest
 
     def close(self) -> None:
@@ -235,7 +227,7 @@ class ImageLayout:
             dest = self.blob_path(digest)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -286,13 +278,8 @@ class ImageLayout:
     def lease(self) -> Iterator[None]:
         """Hold off garbage collection while blobs are written but not yet tagged (a pull, a
         load): writers share this lock, gc() takes it exclusively."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".gc.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.root / ".gc.lock", shared=True):
+            yield
 
     def reachable(self) -> set[Digest]:
         """Every blob some ref needs: manifests, the children of indexes that are present,
@@ -315,19 +302,14 @@ class ImageLayout:
 
     def gc(self) -> list[Digest]:
         """Delete blobs no ref reaches; return them. Waits for running pulls to finish."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".gc.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                keep = self.reachable()
-                gone = [d for d in self.blobs() if d not in keep]
-                for d in gone:
-                    self.delete_blob(d)
-                if gone:
-                    self._forget_sources(gone)
-                return gone
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.root / ".gc.lock"):
+            keep = self.reachable()
+            gone = [d for d in self.blobs() if d not in keep]
+            for d in gone:
+                self.delete_blob(d)
+            if gone:
+                self._forget_sources(gone)
+            return gone
 
     def _forget_sources(self, digests: list[Digest]) -> None:
         with self._locked():
@@ -339,13 +321,8 @@ class ImageLayout:
     # -- index.json -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

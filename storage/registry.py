@@ -23,9 +23,8 @@ from storage import paths
 from storage.digest import Digest, Hasher
 from storage.drivers.base import StorageDriver
 from storage.errors import (
-    BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath,
-    ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
-    TagInvalid,
+    BlobUnknown, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath, ManifestBlobUnknown,
+    ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
 )
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.reference import validate_name, validate_tag

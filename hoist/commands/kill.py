@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hoist import paths
+from hoist.commands._each_container import for_each_container
 from hoist.errors import UserError
 
 
@@ -15,21 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
-    from runtime.lifecycle import Runtime
     from runtime.spec import parse_signal
 
-    runtime = Runtime(paths.hoist_root())
-    failed = []
     try:
         sig = parse_signal(args.signal)
     except RuntimeFailure as e:
         raise UserError(str(e)) from None
-    for ref in args.containers:
-        try:
-            runtime.kill(runtime.containers.get(ref), sig)
-            print(ref)
-        except RuntimeFailure as e:
-            failed.append(str(e))
-    if failed:
-        raise UserError("; ".join(failed))
-    return 0
+    return for_each_container(args.containers, lambda rt, c: rt.kill(c, sig))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hoist import paths
-from hoist.errors import UserError
+from hoist.commands._each_container import for_each_container
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,17 +13,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.errors import RuntimeFailure
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(paths.hoist_root())
-    failed = []
-    for ref in args.containers:
-        try:
-            runtime.stop(runtime.containers.get(ref), args.time)
-            print(ref)
-        except RuntimeFailure as e:
-            failed.append(str(e))
-    if failed:
-        raise UserError("; ".join(failed))
-    return 0
+    return for_each_container(args.containers, lambda rt, c: rt.stop(c, args.time))

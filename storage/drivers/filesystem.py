@@ -14,17 +14,10 @@ import uuid
 from typing import AsyncIterator
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver, check_dir, check_path
+from storage.fsutil import fsync_dir
 from storage.errors import DriverError, InvalidOffset, PathNotFound
 
 _FLUSH_AT = 1 << 20
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _FsWriter(FileWriter):
@@ -74,7 +67,7 @@ class _FsWriter(FileWriter):
         self._closed = True
         if not self._append:
             os.replace(self._target, self._full)
-            _fsync_dir(os.path.dirname(self._full))
+            fsync_dir(os.path.dirname(self._full))
 
     async def cancel(self) -> None:
         self._buf = []
@@ -190,7 +183,7 @@ class FilesystemDriver(StorageDriver):
             if e.errno in (errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
                 raise DriverError(f"cannot move {src} to {dst}: {e.strerror}") from None
             raise DriverError(f"cannot move {src} to {dst}: {e.strerror}") from None
-        _fsync_dir(os.path.dirname(d))
+        fsync_dir(os.path.dirname(d))
 
     async def delete(self, path: str) -> None:
         full = self._full(check_path(path))

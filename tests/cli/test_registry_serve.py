@@ -63,7 +63,7 @@ def test_serves_with_a_config_file(tmp_path: Path) -> None:
     try:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line
-        from tests.registry.http import Client, digest_of
+        from tests.registry.http import Client
         from registry import routes
         c = Client(f"http://127.0.0.1:{port}")
         d = c.push_blob("a/b", b"x")

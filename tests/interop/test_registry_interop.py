@@ -4,7 +4,6 @@ sharing one storage root with hoist."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Iterator
 

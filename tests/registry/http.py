@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
