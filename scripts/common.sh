@@ -27,6 +27,8 @@ ensure_venv() {
             python3 -m venv "$VENV"
         fi
     fi
-    echo "==> pip install -e .[$extras]"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$HOIST_SRC[$extras]"
+    local target="$HOIST_SRC"
+    if [ -n "$extras" ]; then target="$HOIST_SRC[$extras]"; fi
+    echo "==> pip install -e $target"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$target"
 }
