@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     from registry.server import config as cfgmod
     from storage.drivers import create_driver
+    from storage.errors import DriverError
     from storage.gc import collect
     from storage.registry import RegistryStore
 
@@ -53,7 +54,7 @@ def _gc(args: argparse.Namespace) -> int:
             cfg.driver, cfg.driver_params = "filesystem", {"rootdirectory": args.root}
         grace = cfgmod.parse_duration(args.grace, "--grace")
         driver = create_driver(cfg.driver, cfg.driver_params)
-    except (cfgmod.ConfigError, ValueError) as e:
+    except (cfgmod.ConfigError, ValueError, DriverError) as e:
         raise UserError(str(e)) from None
 
     async def main() -> None:
@@ -112,6 +113,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from registry.server import config as cfgmod
     from registry.server.app import serve
+    from storage.errors import DriverError
 
     try:
         cfg = cfgmod.load(args.config)
@@ -140,6 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
             await serve(cfg, ready)
         except asyncio.CancelledError:
             pass
+        except DriverError as e:
+            raise UserError(str(e)) from None
         except OSError as e:
             raise UserError(f"cannot listen on {cfg.addr}: {e.strerror}") from None
         except ValueError as e:

@@ -95,7 +95,10 @@ class FilesystemDriver(StorageDriver):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.path.abspath(os.fspath(root))
-        os.makedirs(self.root, exist_ok=True)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise DriverError(f"cannot use storage root {self.root}: {e.strerror}") from None
 
     def _full(self, path: str) -> str:
         return self.root + check_dir(path) if path != "/" else self.root

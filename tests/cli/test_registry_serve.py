@@ -23,6 +23,7 @@ def _hoist(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     (["--addr", "nonsense"], "expected HOST:PORT"),
     (["--addr", "127.0.0.1:99999"], "expected HOST:PORT"),
     (["--config", "/does/not/exist.yml"], "cannot read config"),
+    (["--root", "/proc/no/such/root"], "cannot use storage root /proc/no/such/root"),
 ])
 def test_bad_settings_are_one_line_errors(args: list[str], message: str) -> None:
     r = _hoist("registry", "serve", *args)
