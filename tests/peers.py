@@ -72,7 +72,9 @@ class Dockerd:
         self.base = base
         self.socket = base / "docker.sock"
         self.proc: subprocess.Popen | None = None
-        self.docker = need_tool("docker", "docker.io")
+        # Debian's client, matching its engine (its DOCKER_BUILDKIT=1 build is BuildKit without
+        # buildx); a newer client elsewhere on PATH would want a buildx plugin.
+        self.docker = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else need_tool("docker", "docker.io")
         self.dockerd = need_tool("dockerd", "docker.io")
 
     def start(self, timeout: float = 60.0) -> "Dockerd":
