@@ -6,6 +6,11 @@ Credentials live where docker and podman keep them, ``$DOCKER_CONFIG/config.json
 ``auths``: ``{"<registry>": {"auth": base64("user:pass")}}``. Other keys in that file (proxies,
 ...) are kept untouched when hoist writes it.
 
+Certificates for a registry with a private CA, or that wants a client certificate, go where
+docker and podman look for them: ``certs.d/<registry>/`` under ``$HOIST_ROOT``,
+``/etc/docker`` or ``/etc/containers``: ``*.crt`` are CAs to trust, ``NAME.cert`` + ``NAME.key``
+a client certificate.
+
 Insecure registries (plain HTTP, or HTTPS without verification) are listed in
 ``$HOIST_ROOT/config.json`` as ``{"insecure-registries": ["host:port", ...]}``; loopback
 registries are always spoken to over plain HTTP, as docker does.
@@ -19,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from pathlib import Path
@@ -198,12 +204,37 @@ def is_insecure(registry: str, extra: Iterable[str] = ()) -> bool:
 
 # -- wiring the configuration into the client and the store ------------------------------------
 
+def certs_dirs(registry: str) -> list[Path]:
+    return [base / "certs.d" / registry for base in (hoist_root(), Path("/etc/docker"), Path("/etc/containers"))]
+
+
+def tls_context(registry: str) -> ssl.SSLContext | None:
+    """System CAs plus the registry's certs.d CAs and client certificate; None when it has none."""
+    dirs = [d for d in certs_dirs(registry) if d.is_dir()]
+    if not dirs:
+        return None
+    ctx = ssl.create_default_context()
+    try:
+        for d in dirs:
+            for ca in sorted(d.glob("*.crt")):
+                ctx.load_verify_locations(cafile=str(ca))
+            for cert in sorted(d.glob("*.cert")):
+                key = cert.with_suffix(".key")
+                if not key.exists():
+                    raise UserError(f"client certificate {cert} has no {key.name} beside it")
+                ctx.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as e:
+        raise UserError(f"cannot use the certificates in {', '.join(map(str, dirs))}: {e}") from None
+    return ctx
+
+
 def open_client(registry: str, insecure: bool = False, connections: int = 8,
                 credentials: Credentials | None = None) -> RegistryClient:
-    """A client for ``registry`` with ``credentials`` (default: the stored ones) and its
-    insecure setting."""
+    """A client for ``registry`` with ``credentials`` (default: the stored ones), its insecure
+    setting and its certificates."""
     return RegistryClient(registry, credentials=credentials or load_credentials(registry),
-                          insecure=insecure or is_insecure(registry), connections=connections)
+                          insecure=insecure or is_insecure(registry), connections=connections,
+                          tls=tls_context(registry))
 
 
 def local_store() -> ImageLayout:

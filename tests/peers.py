@@ -52,17 +52,18 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
         proc.wait()
 
 
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None,
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 class Dockerd:
@@ -178,3 +179,48 @@ class MotoS3:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+class NetnsHost:
+    """A test host: a network namespace this test run creates, joined to the root namespace by
+    a veth pair on a private /30. Traffic stays inside this machine's own sandbox; it is how a
+    test reaches a registry at an address that is not loopback (so clients verify TLS)."""
+
+    def __init__(self) -> None:
+        import os as _os
+        import random
+        if _os.geteuid() != 0:
+            absent("network namespaces need root")
+        self.ip_tool = need_tool("ip", "iproute2")
+        tag = f"{_os.getpid() % 10000}{random.randrange(100, 999)}"
+        self.name = f"hoist-{tag}"
+        self.veth_host, self.veth_ns = f"hh{tag}", f"hn{tag}"
+        subnet = random.randrange(1, 250)
+        self.host_addr, self.addr = f"10.251.{subnet}.1", f"10.251.{subnet}.2"
+        self._created = False
+
+    def _ip(self, *args: str) -> None:
+        res = subprocess.run([self.ip_tool, *args], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+
+    def start(self) -> "NetnsHost":
+        self._ip("netns", "add", self.name)
+        self._created = True
+        self._ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)
+        self._ip("link", "set", self.veth_ns, "netns", self.name)
+        self._ip("addr", "add", f"{self.host_addr}/30", "dev", self.veth_host)
+        self._ip("link", "set", self.veth_host, "up")
+        self._ip("-n", self.name, "addr", "add", f"{self.addr}/30", "dev", self.veth_ns)
+        self._ip("-n", self.name, "link", "set", self.veth_ns, "up")
+        self._ip("-n", self.name, "link", "set", "lo", "up")
+        return self
+
+    def command(self, *args: str) -> list[str]:
+        return [self.ip_tool, "netns", "exec", self.name, *args]
+
+    def stop(self) -> None:
+        if self._created:
+            subprocess.run([self.ip_tool, "link", "del", self.veth_host], capture_output=True)
+            subprocess.run([self.ip_tool, "netns", "del", self.name], capture_output=True)
+            self._created = False

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--addr", help="HOST:PORT to listen on (default 127.0.0.1:5000)")
     serve.add_argument("--root", help="filesystem storage root (default /var/lib/hoist/registry)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM, chain first)")
+    serve.add_argument("--tls-key", help="the certificate's private key (PEM)")
     gc = sub.add_parser("gc", help="delete blobs no manifest references (safe while serving)")
     gc.add_argument("--config", help="YAML config (as for serve)")
     gc.add_argument("--root", help="filesystem storage root")
@@ -124,13 +126,18 @@ def _serve(args: argparse.Namespace) -> int:
             cfg.driver, cfg.driver_params = "filesystem", {"rootdirectory": args.root}
         if args.no_access_log:
             cfg.access_log = False
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise cfgmod.ConfigError("--tls-cert and --tls-key go together")
+        if args.tls_cert:
+            cfg.tls_certificate, cfg.tls_key = args.tls_cert, args.tls_key
+        cfgmod.server_tls_context(cfg)
     except cfgmod.ConfigError as e:
         raise UserError(str(e)) from None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(addr: str) -> None:
-        print(f"hoist registry listening on http://{addr} "
+        print(f"hoist registry listening on {addr} "
               f"(storage: {cfg.driver} {cfg.driver_params.get('rootdirectory', '')})".rstrip(), flush=True)
 
     async def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import ssl
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import urljoin
 
@@ -54,19 +55,25 @@ def push_scope(name: str) -> str:
 
 
 class RegistryClient:
-    """A client for one registry (``host[:port]`` as in a reference). Plain HTTP for loopback
-    and for ``insecure`` registries, as docker does; HTTPS with verification otherwise."""
+    """A client for one registry (``host[:port]`` as in a reference).
+
+    HTTPS with verification (``tls``: a context with extra CAs or a client certificate) unless
+    the registry is insecure: loopback registries and those the user marked insecure are tried,
+    as docker does, over HTTPS without verification first and over plain HTTP if that fails."""
 
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
                  insecure: bool = False, transport: Transport | None = None,
-                 connections: int = 8) -> None:
+                 connections: int = 8, tls: ssl.SSLContext | None = None) -> None:
         self.registry = registry
         self.credentials = credentials
-        plain = insecure or is_loopback(registry)
+        insecure = insecure or is_loopback(registry)
         host = DOCKER_HUB_ENDPOINT if registry == DOCKER_HUB else registry
-        self.base = f"{'http' if plain else 'https'}://{host}"
+        self.base = f"https://{host}"
+        # Insecure: which scheme works is settled by the first request (see _settle_scheme).
+        self._fallback: str | None = f"http://{host}" if insecure else None
+        self._settling = asyncio.Lock()
         self.auth = Authenticator(registry, credentials)
-        self.transport: Transport = transport or AiohttpTransport(connections, verify_tls=not insecure)
+        self.transport: Transport = transport or AiohttpTransport(connections, verify_tls=not insecure, tls=tls)
 
     async def __aenter__(self) -> "RegistryClient":
         return self
@@ -81,9 +88,26 @@ class RegistryClient:
     def url(self, path: str) -> str:
         return urljoin(self.base, path)
 
+    async def _settle_scheme(self) -> None:
+        """For an insecure registry: keep HTTPS if it answers over TLS at all, else use HTTP."""
+        async with self._settling:
+            if self._fallback is None:
+                return
+            try:
+                probe = await self.transport.send(Request("GET", urljoin(self.base, routes.base())))
+                probe.release()
+            except (RegistryUnreachable, ConnectionLost):
+                self.base = self._fallback
+            self._fallback = None
+
     async def send(self, request: Request) -> Response:
         """Send ``request`` through the auth flow; return the final answer (body unread).
         Raises RegistryUnreachable, ConnectionLost, and the auth errors."""
+        if self._fallback is not None:
+            before = self.base
+            await self._settle_scheme()
+            if self.base != before and request.url.startswith(before):
+                request.url = self.base + request.url[len(before):]
         flow = self.auth.flow(request)
         outgoing = next(flow)
         while True:

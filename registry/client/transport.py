@@ -84,13 +84,13 @@ class AiohttpTransport:
     """HTTP(S) over one pooled aiohttp session. ``connections`` bounds concurrent connections
     per registry; ``verify_tls=False`` is for registries the user marked insecure."""
 
-    def __init__(self, connections: int = 8, verify_tls: bool = True) -> None:
-        self.connections, self.verify_tls = connections, verify_tls
+    def __init__(self, connections: int = 8, verify_tls: bool = True, tls: ssl.SSLContext | None = None) -> None:
+        self.connections, self.verify_tls, self.tls = connections, verify_tls, tls
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            tls: ssl.SSLContext | bool = True if self.verify_tls else False
+            tls: ssl.SSLContext | bool = (self.tls or True) if self.verify_tls else False
             connector = aiohttp.TCPConnector(limit_per_host=self.connections, ssl=tls)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
@@ -103,6 +103,10 @@ class AiohttpTransport:
         try:
             resp = await session.request(request.method, request.url, headers=request.headers,
                                          data=data, allow_redirects=True)
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise RegistryUnreachable(
+                f"the TLS certificate of {e.host}:{e.port} is not trusted ({e.certificate_error.reason}): "
+                f"put its CA in certs.d/{e.host}:{e.port}/ca.crt, or mark the registry insecure") from None
         except aiohttp.ClientConnectorError as e:
             raise RegistryUnreachable(f"cannot reach {e.host}:{e.port}: {e.os_error.strerror or e}") from None
         except aiohttp.ClientSSLError as e:

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from registry.routes import PATTERNS
-from registry.server.config import Config
+from registry.server.config import Config, server_tls_context
 from registry.server.errors import RegistryError, from_domain
 from registry.server.auth import auth_middleware
 from registry.server.metrics import Metrics, get_health, get_metrics, metrics_middleware
@@ -118,15 +118,16 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
 
 async def serve(config: Config, ready: Callable[[str], None] | None = None) -> None:
     """Run until cancelled."""
+    tls = server_tls_context(config)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=log if config.access_log else None,
                            access_log_format='%a "%r" %s %b %Tf')
     await runner.setup()
     host, port = config.host_port
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=tls)
     await site.start()
     if ready:
-        ready(f"{host}:{port}")
+        ready(f"{'https' if tls else 'http'}://{host}:{port}")
     try:
         await asyncio.Event().wait()
     finally:

@@ -6,6 +6,7 @@
     version: 0.1
     http:
       addr: 127.0.0.1:5000
+      tls: {certificate: /etc/hoist/tls.crt, key: /etc/hoist/tls.key}   # optional: serve HTTPS
     storage:
       filesystem: {rootdirectory: /var/lib/hoist/registry}   # or  inmemory: {}
       delete: {enabled: true}                                # hoist's default: enabled
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
+    import ssl
+
     from registry.auth.setup import AuthSetup
 
 DEFAULT_ADDR = "127.0.0.1:5000"
@@ -49,10 +53,29 @@ class Config:
     upload_purge_interval: float = 24 * 3600.0
     upload_purging: bool = True
     auth: "AuthSetup | None" = None
+    tls_certificate: str | None = None
+    tls_key: str | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
         return parse_addr(self.addr)
+
+
+def server_tls_context(cfg: Config) -> "ssl.SSLContext | None":
+    """The TLS context for serving HTTPS, or None for plain HTTP; ConfigError if unusable."""
+    if not cfg.tls_certificate:
+        return None
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in (cfg.tls_certificate, cfg.tls_key):
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"http.tls: cannot read {path}")
+    try:
+        ctx.load_cert_chain(cfg.tls_certificate, cfg.tls_key)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(f"http.tls: cannot use {cfg.tls_certificate} / {cfg.tls_key}: {e}") from None
+    return ctx
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -94,6 +117,13 @@ def from_dict(doc: dict[str, Any]) -> Config:
     if "addr" in http:
         cfg.addr = str(http["addr"])
         parse_addr(cfg.addr)
+    tls = http.get("tls") or {}
+    if not isinstance(tls, dict):
+        raise ConfigError("http.tls: expected a mapping")
+    if tls:
+        if not tls.get("certificate") or not tls.get("key"):
+            raise ConfigError("http.tls needs both certificate and key")
+        cfg.tls_certificate, cfg.tls_key = str(tls["certificate"]), str(tls["key"])
     storage = _section(doc, "storage")
     drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag",
                                                "automaticcrossmount")]

@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from registry.client.auth import (Authenticator, Credentials, Request, merge_scopes, parse_token,
                                   parse_www_authenticate)
 from registry.client.client import RegistryClient, is_loopback
-from registry.client.errors import AuthenticationFailed, AuthenticationRequired, ProtocolError
+from registry.client.errors import AuthenticationFailed, AuthenticationRequired, ProtocolError, RegistryUnreachable
 from registry.client.transport import MemoryResponse, MemoryTransport
 
 REALM = "https://auth.example/token"
@@ -140,11 +140,40 @@ async def test_client_on_memory_transport_negotiates_manifest() -> None:
     ("localhost:5000", True), ("127.0.0.1:5000", True), ("127.1.2.3", True), ("[::1]:5000", True),
     ("::1", True), ("registry.local:5000", False), ("10.0.0.1:5000", False), ("docker.io", False),
 ])
-def test_loopback_registries_use_plain_http(registry: str, loopback: bool) -> None:
+def test_loopback_detection(registry: str, loopback: bool) -> None:
     assert is_loopback(registry) is loopback
-    assert RegistryClient(registry).base.startswith("http://" if loopback else "https://")
 
 
-def test_insecure_registry_uses_plain_http() -> None:
-    assert RegistryClient("registry.local:5000", insecure=True).base == "http://registry.local:5000"
+def _tls_or_plain(tls_works: bool):
+    async def handler(request: Request, body: bytes) -> MemoryResponse:
+        if request.url.startswith("https://") and not tls_works:
+            raise RegistryUnreachable("TLS handshake failed")
+        return answer(200, {})
+    return MemoryTransport(handler)
+
+
+@pytest.mark.parametrize("registry,insecure", [("127.0.0.1:5000", False), ("registry.local:5000", True)])
+async def test_insecure_registry_falls_back_to_plain_http(registry: str, insecure: bool) -> None:
+    """As docker: HTTPS without verification first; plain HTTP when TLS does not answer."""
+    transport = _tls_or_plain(tls_works=False)
+    async with RegistryClient(registry, insecure=insecure, transport=transport) as client:
+        await client.ping()
+        await client.ping()
+    assert [r.url for r in transport.sent] == [f"https://{registry}/v2/", f"http://{registry}/v2/",
+                                               f"http://{registry}/v2/"]
+
+
+async def test_insecure_registry_keeps_https_when_it_answers() -> None:
+    transport = _tls_or_plain(tls_works=True)
+    async with RegistryClient("registry.local:5000", insecure=True, transport=transport) as client:
+        await client.ping()
+    assert {r.url for r in transport.sent} == {"https://registry.local:5000/v2/"}
+
+
+async def test_secure_registry_never_falls_back() -> None:
+    transport = _tls_or_plain(tls_works=False)
+    async with RegistryClient("registry.example", transport=transport) as client:
+        with pytest.raises(RegistryUnreachable):
+            await client.ping()
+    assert [r.url for r in transport.sent] == ["https://registry.example/v2/"]
     assert RegistryClient("docker.io").base == "https://registry-1.docker.io"

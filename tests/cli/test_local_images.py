@@ -105,8 +105,8 @@ def test_insecure_registries_from_config(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOIST_ROOT", str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"insecure-registries": ["registry.local:5000"]}))
     assert config.is_insecure("registry.local:5000") and not config.is_insecure("other:5000")
-    assert config.open_client("registry.local:5000").base == "http://registry.local:5000"
-    assert config.open_client("other:5000").base == "https://other:5000"
+    assert config.open_client("registry.local:5000")._fallback == "http://registry.local:5000"
+    assert config.open_client("other:5000")._fallback is None
 
 
 def test_progress_plain_lines_on_state_changes_only() -> None:

@@ -24,6 +24,9 @@ def _hoist(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     (["--addr", "127.0.0.1:99999"], "expected HOST:PORT"),
     (["--config", "/does/not/exist.yml"], "cannot read config"),
     (["--root", "/proc/no/such/root"], "cannot use storage root /proc/no/such/root"),
+    (["--tls-cert", "/etc/hostname"], "--tls-cert and --tls-key go together"),
+    (["--tls-cert", "/nope.crt", "--tls-key", "/nope.key"], "http.tls: cannot read /nope.crt"),
+    (["--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"], "http.tls: cannot use /etc/hostname"),
 ])
 def test_bad_settings_are_one_line_errors(args: list[str], message: str) -> None:
     r = _hoist("registry", "serve", *args)
