@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="KEY[=VALUE]",
                         help="set a build argument (KEY alone takes the value from the environment)")
     parser.add_argument("--platform", help="target platform, e.g. linux/arm64")
+    parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], metavar="NAME[:TAG]",
+                        help="name the image (building is not available yet: use --check)")
     parser.add_argument("--check", action="store_true", help="parse and validate only; build nothing")
 
 
