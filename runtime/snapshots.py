@@ -317,5 +317,8 @@ def _walk(tree: RootedTree, parts: tuple[str, ...]) -> Iterator[Change]:
             child = tree.dir_fd(parts + (name,), create=False)
             yield Change(path, "opaque" if _is_opaque(child) else "changed", st)
             yield from _walk(tree, parts + (name,))
+            # Done with this subtree: release its descriptors, so a tree with more directories
+            # than the open-file limit can be walked.
+            tree.forget(under=parts + (name,))
         else:
             yield Change(path, "changed", st)

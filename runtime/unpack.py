@@ -133,6 +133,14 @@ class RootedTree:
             if under is None or key[:len(under)] == under:
                 os.close(self._dirs.pop(key))
 
+    def keep_path(self, parts: list[str] | tuple[str, ...]) -> None:
+        """Drop cached descriptors of directories not on the way to ``parts``: a depth-first
+        walk then holds O(depth) descriptors, however many directories it visits."""
+        key = tuple(parts)
+        for cached in list(self._dirs):
+            if cached != key[:len(cached)] and cached in self._dirs:
+                self.forget(under=cached)
+
     def trim(self) -> None:
         """Keep the descriptor cache bounded; only called where no caller holds one."""
         if len(self._dirs) > 512:

@@ -1,0 +1,608 @@
+"""Deterministic OCI layer blobs from a RUN step's overlay upper directory or a COPY's files.
+
+One streaming pass; nothing larger than one block is held in memory::
+
+    tar bytes ─┬─► sha256 ──────────────────────────────────► diff_id  (config rootfs.diff_ids)
+               └─► 1 MiB blocks ─► compressor ─┬─► sha256 ───► digest   (manifest)
+                                               └─► dest_dir/.layer-XXXX ─fsync, rename─► dest_dir/<hex>
+
+Determinism: the same inputs give the same diff_id on any machine, and the same digest wherever
+the compressor library is the same build (see "Compressors" below).
+
+- Entries go depth first, parents before children, siblings sorted by name; whiteouts take the
+  place of the name they delete, an opaque marker follows its directory's entry.
+- A header holds the mode (setuid, setgid and sticky included), numeric uid/gid with empty
+  uname/gname, size, the mtime in whole seconds (``min(mtime, SOURCE_DATE_EPOCH)`` when an epoch
+  is given), the link target and device numbers. No atime, no ctime. PAX records appear only for
+  what ustar cannot hold and for xattrs (``SCHILY.xattr.*``, keys sorted).
+- Whiteout and opaque markers stand for an absence, so they carry no metadata of their own:
+  mode 0, owner 0:0, mtime 0.
+- The compressor is fed the tar stream cut into fixed 1 MiB blocks, so its output depends on the
+  tar bytes alone, never on how reads happened to be sized.
+
+Compressors: gzip is raw deflate from ISA-L (``isal``) inside a gzip header written here (no
+name, mtime 0, OS "unknown"); zstd is ``zstandard``, single-threaded, without content size or
+dictionary id. Both pin their output to the library version (and, for ISA-L, to its CPU
+dispatch: x86-64 with SSE4.2 and later behave alike), which the project's dependency pins fix.
+
+Left out of every layer: sockets (tar cannot hold them; docker skips them too), and the xattrs
+``trusted.overlay.*`` / ``user.overlay.*`` (overlay's own bookkeeping) and ``security.selinux``
+(a label the host assigns, which would make the digest depend on the machine).
+
+Reading never follows a symlink: the upper directory is read through directory descriptors
+(``RootedTree``), each file is opened ``O_NOFOLLOW`` relative to its parent and checked against
+what the walk saw. The functions block (file I/O, compression); async callers run them in a
+worker thread. They raise only ``builder.layer_errors.LayerError`` and its subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import struct
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+from builder.layer_errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
+from runtime.errors import RuntimeFailure
+from runtime.snapshots import Change, walk_changes
+from runtime.unpack import OPAQUE_MARKER, WHITEOUT_PREFIX, RootedTree
+from storage import mediatypes
+from storage.digest import Digest, Hasher
+from storage.fsutil import fsync_dir
+
+CHUNK = 1 << 20
+_TAR_BLOCK = 512
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_SKIPPED_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
+_FILE_TYPES = {0: tarfile.REGTYPE, stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE,
+               stat.S_IFLNK: tarfile.SYMTYPE}
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer written to ``path`` (``dest_dir/<digest hex>``)."""
+
+    digest: Digest      # of the compressed bytes: the manifest's layer descriptor
+    diff_id: Digest     # of the uncompressed tar: the config's rootfs.diff_ids
+    size: int           # of the compressed bytes
+    media_type: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a COPY layer.
+
+    ``mode`` holds the permission bits and optionally the type (``stat.S_IFDIR``, ``S_IFLNK``;
+    none means a regular file). A regular file's ``source`` is its content as bytes, or the path
+    of a file to read (opened without following a symlink; None is an empty file). ``link`` is a
+    symlink's target. Missing parent directories are added as 0755, 0:0, mtime 0.
+    """
+
+    path: str
+    source: str | os.PathLike[str] | bytes | None = None
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    link: str = ""
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+
+
+EntryLike = FileEntry | Sequence[object]
+
+
+# -- compressors -------------------------------------------------------------------------------
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes | bytearray) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Gzip:
+    """RFC 1952 written by hand so nothing in it can vary: FLG 0 (no name, no comment), MTIME 0,
+    XFL 0, OS 255 ("unknown"); the body is raw deflate from ISA-L."""
+
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+    def __init__(self, level: int) -> None:
+        from isal import isal_zlib
+        self._zlib = isal_zlib
+        self._deflate = isal_zlib.compressobj(level=level, method=isal_zlib.DEFLATED, wbits=-15)
+        self._crc = 0
+        self._size = 0
+        self._header_sent = False
+
+    def compress(self, data: bytes | bytearray) -> bytes:
+        self._crc = self._zlib.crc32(data, self._crc)
+        self._size += len(data)
+        return self._header() + self._deflate.compress(data)
+
+    def flush(self) -> bytes:
+        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
+        return self._header() + self._deflate.flush() + trailer
+
+    def _header(self) -> bytes:
+        if self._header_sent:
+            return b""
+        self._header_sent = True
+        return self.HEADER
+
+
+class _Zstd:
+    """One zstd frame, single-threaded; no content size (unknown while streaming anyway) and no
+    dictionary id, so the frame header is the same for the same level."""
+
+    def __init__(self, level: int) -> None:
+        import zstandard
+        cctx = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True,
+                                        write_content_size=False, write_dict_id=False)
+        self._obj = cctx.compressobj()
+
+    def compress(self, data: bytes | bytearray) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+@dataclass(frozen=True)
+class _Codec:
+    media_type: str
+    levels: range
+    default_level: int
+    make: Callable[[int], _Compressor] | None     # None: the tar is stored as it is
+
+
+_CODECS: dict[str, _Codec] = {
+    "gzip": _Codec(mediatypes.OCI_LAYER_GZIP, range(0, 4), 1, _Gzip),
+    "zstd": _Codec(mediatypes.OCI_LAYER_ZSTD, range(1, 20), 3, _Zstd),
+    "none": _Codec(mediatypes.OCI_LAYER, range(0, 1), 0, None),
+}
+COMPRESSIONS = tuple(_CODECS)
+
+
+def _choose_codec(compression: str, level: int | None) -> tuple[_Codec, int]:
+    codec = _CODECS.get(compression)
+    if codec is None:
+        raise LayerInputInvalid(f"unknown layer compression {compression!r} "
+                                f"(choose one of {', '.join(COMPRESSIONS)})")
+    if level is None:
+        return codec, codec.default_level
+    if not isinstance(level, int) or level not in codec.levels:
+        raise LayerInputInvalid(f"{compression} level {level!r} is out of range "
+                                f"({codec.levels.start}..{codec.levels.stop - 1})")
+    return codec, level
+
+
+def _check_epoch(epoch: int | None) -> int | None:
+    if epoch is None:
+        return None
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise LayerInputInvalid(f"SOURCE_DATE_EPOCH must be a non-negative integer, not {epoch!r}")
+    return epoch
+
+
+# -- the output: hashing, compressing, committing ----------------------------------------------
+
+class _BlobSink:
+    """Takes the tar stream; hashes it, compresses it block by block, hashes and writes the
+    result to a temporary file that ``commit`` renames to its digest."""
+
+    def __init__(self, dest_dir: Path, codec: _Codec, level: int) -> None:
+        self.dest_dir = dest_dir
+        self.media_type = codec.media_type
+        self._compressor = codec.make(level) if codec.make else None
+        self._diff = Hasher()
+        self._blob = Hasher()
+        self._pending = bytearray()
+        self._committed = False
+        self._tmp, self._file = self._open_temporary()
+
+    def _open_temporary(self) -> tuple[Path, BinaryIO]:
+        with self._writing():
+            self.dest_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".layer-", dir=self.dest_dir)
+            os.fchmod(fd, 0o644)
+            return Path(name), os.fdopen(fd, "wb", buffering=CHUNK)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise LayerOutputError(f"cannot write a layer to {self.dest_dir}: {e.strerror or e}") from None
+
+    def __enter__(self) -> "_BlobSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._discard()
+
+    def write(self, data: bytes) -> None:
+        self._diff.update(data)
+        self._pending += data
+        while len(self._pending) >= CHUNK:
+            block = self._pending[:CHUNK]
+            del self._pending[:CHUNK]      # O(1) from the front of a bytearray
+            self._emit(self._compress(block))
+
+    def _compress(self, block: bytes | bytearray) -> bytes:
+        return self._compressor.compress(block) if self._compressor else block
+
+    def _emit(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        if self._compressor:
+            self._blob.update(data)
+        with self._writing():
+            self._file.write(data)
+
+    def commit(self) -> LayerBlob:
+        """Finish the stream and move the blob to ``dest_dir/<digest hex>`` (fsynced first)."""
+        self._emit(self._compress(self._pending))
+        if self._compressor:
+            self._emit(self._compressor.flush())
+        diff_id = self._diff.digest()
+        digest, size = (self._blob.digest(), self._blob.size) if self._compressor else (diff_id, self._diff.size)
+        final = self.dest_dir / digest.hex
+        with self._writing():
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, final)
+            self._committed = True
+            fsync_dir(self.dest_dir)
+        return LayerBlob(digest=digest, diff_id=diff_id, size=size, media_type=self.media_type, path=final)
+
+    def _discard(self) -> None:
+        """Drop an unfinished blob; after a commit its temporary name may already be another's."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        if not self._committed:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+
+
+# -- tar ---------------------------------------------------------------------------------------
+
+class _TarStream:
+    """Tar entries onto a sink; every entry's data must be exactly the size its header states."""
+
+    def __init__(self, sink: _BlobSink) -> None:
+        self.sink = sink
+
+    def add(self, info: tarfile.TarInfo, content: Iterable[bytes] = ()) -> None:
+        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        written = 0
+        for chunk in content:
+            written += len(chunk)
+            if written > info.size:
+                break
+            self.sink.write(chunk)
+        if written != info.size:
+            raise LayerSourceError(f"{info.name!r} changed size while the layer was written")
+        if info.size % _TAR_BLOCK:
+            self.sink.write(bytes(_TAR_BLOCK - info.size % _TAR_BLOCK))
+
+    def close(self) -> None:
+        # Two zero blocks end the archive; no padding to a 10 KiB record (as Go's archive/tar).
+        self.sink.write(bytes(2 * _TAR_BLOCK))
+
+
+def _header(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: int, *, size: int = 0,
+            linkname: str = "", device: tuple[int, int] = (0, 0),
+            xattrs: Mapping[str, bytes] | None = None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = stat.S_IMODE(mode)
+    info.uid, info.gid = uid, gid
+    info.uname = info.gname = ""
+    info.mtime = mtime
+    info.size = size
+    info.linkname = linkname
+    info.devmajor, info.devminor = device
+    info.pax_headers = {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+                        for key, value in sorted((xattrs or {}).items())}
+    return info
+
+
+def _marker(name: str) -> tarfile.TarInfo:
+    return _header(name, tarfile.REGTYPE, 0, 0, 0, 0)
+
+
+def _clamp(mtime: int, epoch: int | None) -> int:
+    return mtime if epoch is None else min(mtime, epoch)
+
+
+def _stat_header(name: str, kind: bytes, st: os.stat_result, epoch: int | None, *, size: int = 0,
+                 linkname: str = "", device: tuple[int, int] = (0, 0),
+                 xattrs: Mapping[str, bytes] | None = None) -> tarfile.TarInfo:
+    mtime = _clamp(st.st_mtime_ns // 1_000_000_000, epoch)
+    return _header(name, kind, st.st_mode, st.st_uid, st.st_gid, mtime, size=size, linkname=linkname,
+                   device=device, xattrs=xattrs)
+
+
+def _read_chunks(fd: int, size: int) -> Iterator[bytes]:
+    """Up to ``size`` bytes of ``fd`` in 1 MiB chunks; fewer if the file shrank meanwhile, which
+    ``_TarStream.add`` refuses (a file that grows is cut at the size its header states)."""
+    remaining = size
+    while remaining > 0:
+        chunk = os.read(fd, min(CHUNK, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _chunks_of(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK):
+        yield bytes(view[start:start + CHUNK])
+
+
+def _read_xattrs(target: int | str, follow: bool = True) -> dict[str, bytes]:
+    """The xattrs a layer keeps; ``target`` is a descriptor, or a path not followed at its end."""
+    try:
+        names = os.listxattr(target, follow_symlinks=follow)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    found: dict[str, bytes] = {}
+    for key in names:
+        if key.startswith(_SKIPPED_XATTRS):
+            continue
+        try:
+            found[key] = os.getxattr(target, key, follow_symlinks=follow)
+        except OSError as e:
+            if e.errno != errno.ENODATA:    # removed since it was listed
+                raise
+    return found
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Source-side failures become LayerSourceError naming ``what``."""
+    try:
+        yield
+    except LayerError:
+        raise
+    except OSError as e:
+        raise LayerSourceError(f"cannot read {what}: {e.strerror or e}") from None
+    except RuntimeFailure as e:
+        raise LayerSourceError(f"cannot read {what}: {e}") from None
+
+
+def _reserved(name: str) -> bool:
+    return name.startswith(WHITEOUT_PREFIX)
+
+
+# -- from an overlay upper directory -----------------------------------------------------------
+
+def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathLike[str],
+                     compression: str = "gzip", source_date_epoch: int | None = None,
+                     level: int | None = None) -> LayerBlob:
+    """Write the overlayfs upper directory ``upper_dir`` as an OCI layer blob into ``dest_dir``.
+
+    Overlay whiteouts (0/0 character devices) become ``.wh.NAME`` entries and opaque directories
+    get a ``.wh..wh..opq`` entry right after their own. Files that share an inode within the
+    layer are stored once; later names are hardlink entries to the first. ``compression`` is
+    "gzip", "zstd" or "none"; ``level`` defaults to 1 for gzip (ISA-L, 0..3) and 3 for zstd.
+
+    Raises LayerInputInvalid (compression, level, epoch, a file named ``.wh.*``),
+    LayerSourceError (the upper dir is missing, unreadable or changed while read) or
+    LayerOutputError (``dest_dir`` cannot take the blob).
+    """
+    codec, level = _choose_codec(compression, level)
+    epoch = _check_epoch(source_date_epoch)
+    upper = Path(upper_dir)
+    with _reading(f"upper directory {upper}"):
+        tree = RootedTree(upper)
+    with tree, _BlobSink(Path(dest_dir), codec, level) as sink:
+        tar = _TarStream(sink)
+        writer = _UpperWriter(tree, tar, epoch)
+        with _reading(f"upper directory {upper}"), contextlib.closing(walk_changes(upper)) as changes:
+            for change in changes:
+                with _reading(f"{change.path!r} in {upper}"):
+                    writer.add(change)
+        tar.close()
+        return sink.commit()
+
+
+class _UpperWriter:
+    """Turns walk_changes' entries into tar entries, reading each node through descriptors."""
+
+    def __init__(self, tree: RootedTree, tar: _TarStream, epoch: int | None) -> None:
+        self.tree, self.tar, self.epoch = tree, tar, epoch
+        self.first_names: dict[tuple[int, int], str] = {}
+
+    def add(self, change: Change) -> None:
+        parts = change.path.split("/")
+        self.tree.keep_path(parts)
+        if _reserved(parts[-1]):
+            raise LayerInputInvalid(f"{change.path!r}: names starting with {WHITEOUT_PREFIX!r} are "
+                                    "reserved for whiteouts in OCI layers")
+        mode = change.stat.st_mode
+        if change.kind == "deleted":
+            self.tar.add(_marker("/".join(parts[:-1] + [WHITEOUT_PREFIX + parts[-1]])))
+        elif stat.S_ISDIR(mode):
+            self._directory(parts, change)
+        elif stat.S_ISSOCK(mode):
+            return
+        elif (first := self._earlier_name(change)) is not None:
+            self.tar.add(_stat_header(change.path, tarfile.LNKTYPE, change.stat, self.epoch, linkname=first))
+        else:
+            self._node(self.tree.dir_fd(parts[:-1], create=False), parts[-1], change)
+
+    def _earlier_name(self, change: Change) -> str | None:
+        """The name this inode was first written under in this layer, if any."""
+        if change.stat.st_nlink < 2:
+            return None
+        key = (change.stat.st_dev, change.stat.st_ino)
+        first = self.first_names.setdefault(key, change.path)
+        return None if first == change.path else first
+
+    def _directory(self, parts: list[str], change: Change) -> None:
+        fd = self.tree.dir_fd(parts, create=False)
+        st = _same_node(os.fstat(fd), change)
+        self.tar.add(_stat_header(change.path, tarfile.DIRTYPE, st, self.epoch, xattrs=_read_xattrs(fd)))
+        if change.kind == "opaque":
+            self.tar.add(_marker(f"{change.path}/{OPAQUE_MARKER}"))
+
+    def _node(self, parent: int, name: str, change: Change) -> None:
+        mode = change.stat.st_mode
+        if stat.S_ISREG(mode):
+            self._regular(parent, name, change)
+            return
+        st = _same_node(os.stat(name, dir_fd=parent, follow_symlinks=False), change)
+        # Only a path reaches a symlink's or a device's xattrs without opening (or following) it.
+        xattrs = _read_xattrs(f"/proc/self/fd/{parent}/{name}", follow=False)
+        if stat.S_ISLNK(mode):
+            target = os.readlink(name, dir_fd=parent)
+            self.tar.add(_stat_header(change.path, tarfile.SYMTYPE, st, self.epoch, linkname=target, xattrs=xattrs))
+        elif stat.S_ISFIFO(mode):
+            self.tar.add(_stat_header(change.path, tarfile.FIFOTYPE, st, self.epoch, xattrs=xattrs))
+        else:
+            kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            device = (os.major(st.st_rdev), os.minor(st.st_rdev))
+            self.tar.add(_stat_header(change.path, kind, st, self.epoch, device=device, xattrs=xattrs))
+
+    def _regular(self, parent: int, name: str, change: Change) -> None:
+        # O_NONBLOCK: if the name was swapped for a fifo, opening it must not hang the build.
+        fd = os.open(name, _FILE_FLAGS, dir_fd=parent)
+        try:
+            st = _same_node(os.fstat(fd), change)
+            info = _stat_header(change.path, tarfile.REGTYPE, st, self.epoch, size=st.st_size,
+                                xattrs=_read_xattrs(fd))
+            self.tar.add(info, _read_chunks(fd, st.st_size))
+        finally:
+            os.close(fd)
+
+
+def _same_node(st: os.stat_result, change: Change) -> os.stat_result:
+    """``st`` if it is the node the walk listed; an upper dir must not change while it is read."""
+    seen = change.stat
+    if (st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)) != (seen.st_dev, seen.st_ino, stat.S_IFMT(seen.st_mode)):
+        raise LayerSourceError(f"{change.path!r} was replaced while the layer was written")
+    return st
+
+
+# -- from a list of files (COPY) ---------------------------------------------------------------
+
+def layer_from_files(entries: Iterable[EntryLike], dest_dir: str | os.PathLike[str],
+                     compression: str = "gzip", source_date_epoch: int | None = None,
+                     level: int | None = None) -> LayerBlob:
+    """Write ``entries`` (``FileEntry`` or tuples ``(path, source, mode, uid, gid, mtime)``) as
+    an OCI layer blob into ``dest_dir``, in the same deterministic form as ``layer_from_upper``;
+    the order of ``entries`` does not matter.
+
+    Raises LayerInputInvalid (a bad path, mode, owner or duplicate; compression, level, epoch),
+    LayerSourceError (a source file is missing, not a regular file or changed while read) or
+    LayerOutputError.
+    """
+    codec, level = _choose_codec(compression, level)
+    epoch = _check_epoch(source_date_epoch)
+    plan = _plan_files(entries)
+    with _BlobSink(Path(dest_dir), codec, level) as sink:
+        tar = _TarStream(sink)
+        for parts, entry in plan:
+            _write_file_entry(tar, "/".join(parts), entry, epoch)
+        tar.close()
+        return sink.commit()
+
+
+def _plan_files(entries: Iterable[EntryLike]) -> list[tuple[tuple[str, ...], FileEntry]]:
+    """Validated entries keyed by path components, missing parents added, in layer order."""
+    by_path: dict[tuple[str, ...], FileEntry] = {}
+    for raw in entries:
+        entry = _as_entry(raw)
+        parts = _layer_path(entry.path)
+        if parts in by_path:
+            raise LayerInputInvalid(f"{entry.path!r} is listed more than once")
+        by_path[parts] = entry
+    for parts in list(by_path):
+        for depth in range(1, len(parts)):
+            parent = by_path.setdefault(parts[:depth], FileEntry("/".join(parts[:depth]), mode=stat.S_IFDIR | 0o755))
+            if _entry_type(parent) != tarfile.DIRTYPE:
+                raise LayerInputInvalid(f"{'/'.join(parts)!r} is under {parent.path!r}, which is not a directory")
+    return sorted(by_path.items(), key=lambda item: tuple(p.encode("utf-8", "surrogateescape") for p in item[0]))
+
+
+def _as_entry(raw: EntryLike) -> FileEntry:
+    if isinstance(raw, FileEntry):
+        entry = raw
+    elif isinstance(raw, (tuple, list)) and 1 <= len(raw) <= 6:
+        entry = FileEntry(*raw)  # type: ignore[arg-type]
+    else:
+        raise LayerInputInvalid(f"a layer entry must be a FileEntry or (path, source, mode, uid, gid, mtime), not {raw!r}")
+    _check_entry(entry)
+    return entry
+
+
+def _check_entry(entry: FileEntry) -> None:
+    for label, value in (("mode", entry.mode), ("uid", entry.uid), ("gid", entry.gid), ("mtime", entry.mtime)):
+        if isinstance(value, bool) or not isinstance(value, int) or (label != "mtime" and value < 0):
+            raise LayerInputInvalid(f"{entry.path!r}: {label} {value!r} is not valid")
+    kind = _entry_type(entry)
+    if kind != tarfile.REGTYPE and entry.source is not None:
+        raise LayerInputInvalid(f"{entry.path!r}: only a regular file has a source")
+    if (kind == tarfile.SYMTYPE) != bool(entry.link):
+        raise LayerInputInvalid(f"{entry.path!r}: a symlink needs a link target, and only a symlink has one")
+
+
+def _entry_type(entry: FileEntry) -> bytes:
+    kind = _FILE_TYPES.get(stat.S_IFMT(entry.mode))
+    if kind is None or entry.mode & ~0o177777:
+        raise LayerInputInvalid(f"{entry.path!r}: mode {entry.mode:#o} is not a regular file, "
+                                "directory or symlink")
+    return kind
+
+
+def _layer_path(path: object) -> tuple[str, ...]:
+    if not isinstance(path, str) or "\0" in path:
+        raise LayerInputInvalid(f"layer path {path!r} is not a valid path")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if not parts:
+        raise LayerInputInvalid(f"layer path {path!r} names the root")
+    if ".." in parts:
+        raise LayerInputInvalid(f"layer path {path!r} contains '..'")
+    if _reserved(parts[-1]):
+        raise LayerInputInvalid(f"layer path {path!r}: names starting with {WHITEOUT_PREFIX!r} are "
+                                "reserved for whiteouts in OCI layers")
+    return parts
+
+
+def _write_file_entry(tar: _TarStream, name: str, entry: FileEntry, epoch: int | None) -> None:
+    kind = _entry_type(entry)
+    if kind != tarfile.REGTYPE:
+        tar.add(_entry_header(name, kind, entry, epoch))
+    elif entry.source is None or isinstance(entry.source, (bytes, bytearray, memoryview)):
+        data = bytes(entry.source or b"")
+        tar.add(_entry_header(name, kind, entry, epoch, size=len(data)), _chunks_of(data))
+    else:
+        with _reading(f"{os.fspath(entry.source)!r} (for {name!r})"):
+            _write_source_file(tar, name, entry, epoch, entry.source)
+
+
+def _entry_header(name: str, kind: bytes, entry: FileEntry, epoch: int | None, size: int = 0) -> tarfile.TarInfo:
+    return _header(name, kind, entry.mode, entry.uid, entry.gid, _clamp(entry.mtime, epoch), size=size,
+                   linkname=entry.link, xattrs=entry.xattrs)
+
+
+def _write_source_file(tar: _TarStream, name: str, entry: FileEntry, epoch: int | None,
+                       source: str | os.PathLike[str]) -> None:
+    fd = os.open(source, _FILE_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LayerSourceError(f"{os.fspath(source)!r} (for {name!r}) is not a regular file")
+        tar.add(_entry_header(name, tarfile.REGTYPE, entry, epoch, size=st.st_size), _read_chunks(fd, st.st_size))
+    finally:
+        os.close(fd)
