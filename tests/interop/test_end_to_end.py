@@ -4,23 +4,13 @@ hoist's registry, pulled by `hoist pull` on a "host" and run by `hoist run`."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.images import busybox_files, write_image
+from tests.cli.helpers import Hoist
 from tests.peers import Dockerd, absent, skopeo
 from tests.registry.http import ServerProcess
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _hoist(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HOIST_ROOT=str(root), DOCKER_CONFIG=str(root / "docker-config"))
-    res = subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True, text=True,
-                         env=env, cwd=REPO, timeout=120)
-    assert "Traceback" not in res.stderr, res.stderr
-    return res
 
 
 def test_docker_build_push_then_hoist_pull_run(tmp_path: Path, dockerd: Dockerd) -> None:
@@ -39,17 +29,13 @@ def test_docker_build_push_then_hoist_pull_run(tmp_path: Path, dockerd: Dockerd)
         dockerd("build", "--network", "host", "-t", ref, str(context), env={"DOCKER_BUILDKIT": "1"})
         dockerd("push", ref)
         expected = dockerd("run", "--rm", "--network", "none", ref).stdout.decode()
-        host = tmp_path / "host"
-        pulled = _hoist(host, "pull", ref)
-        assert pulled.returncode == 0, pulled.stderr
-        ran = _hoist(host, "run", "--rm", ref)
-        assert ran.returncode == 0, ran.stderr
-        assert ran.stdout == expected == "hello from /srv as 0\n"
+        host = Hoist(tmp_path / "host")
+        host("pull", ref)
+        assert host("run", "--rm", ref).out == expected == "hello from /srv as 0\n"
         # And back: what hoist pulled, hoist pushes to another repository, and skopeo reads it.
         again = f"{registry.addr}/team/copy:1"
-        assert _hoist(host, "tag", ref, again).returncode == 0
-        pushed = _hoist(host, "push", again)
-        assert pushed.returncode == 0, pushed.stderr
+        host("tag", ref, again)
+        host("push", again)
         skopeo("inspect", "--tls-verify=false", f"docker://{again}")
     finally:
         registry.stop()
@@ -64,9 +50,8 @@ def test_skopeo_push_hoist_pull_run(tmp_path: Path) -> None:
         write_image(layout, "bb", [busybox_files(), {"etc/motd": b"from the registry\n"}], {"Cmd": ["cat", "/etc/motd"]})
         ref = f"{registry.addr}/team/bb:1"
         skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:bb", f"docker://{ref}")
-        host = tmp_path / "host"
-        assert _hoist(host, "pull", ref).returncode == 0
-        ran = _hoist(host, "run", "--rm", ref)
-        assert (ran.returncode, ran.stdout) == (0, "from the registry\n"), ran.stderr
+        host = Hoist(tmp_path / "host")
+        host("pull", ref)
+        assert host("run", "--rm", ref).out == "from the registry\n"
     finally:
         registry.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.images import busybox_files, manifest_of, write_image
+from tests.cli.helpers import Hoist
 from tests.peers import NetnsHost, skopeo, stop_process, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,14 +78,6 @@ def tls_registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         host.stop()
 
 
-def _hoist(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HOIST_ROOT=str(root), DOCKER_CONFIG=str(root / "docker-config"))
-    res = subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True, text=True,
-                         env=env, cwd=REPO, timeout=120)
-    assert "Traceback" not in res.stderr, res.stderr
-    return res
-
-
 def test_tls_registry_with_private_ca(tls_registry: tuple[str, Path], tmp_path: Path) -> None:
     addr, pki = tls_registry
     layout = tmp_path / "src"
@@ -96,24 +88,22 @@ def test_tls_registry_with_private_ca(tls_registry: tuple[str, Path], tmp_path: 
     certdir.mkdir()
     (certdir / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
     skopeo("copy", "--dest-cert-dir", str(certdir), f"oci:{layout}:bb", f"docker://{ref}")
-    root = tmp_path / "hoist"
+    h = Hoist(tmp_path / "hoist")
     # Without the CA: a clear one-line TLS error, nothing pulled.
-    res = _hoist(root, "pull", ref)
-    assert res.returncode != 0 and "certificate" in res.stderr.lower()
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "certs.d" in res.stderr
+    res = h("pull", ref, ok=False)
+    assert res.code != 0 and "certificate" in res.err.lower()
+    assert len(res.err.strip().splitlines()) == 1, res.err
+    assert "certs.d" in res.err
     # Marked insecure: HTTPS without verification, as docker does.
-    assert _hoist(root, "pull", "--insecure", ref).returncode == 0
-    assert _hoist(root, "rmi", ref).returncode == 0
+    h("pull", "--insecure", ref)
+    h("rmi", ref)
     # With the CA in $HOIST_ROOT/certs.d/<registry>/: verified HTTPS.
-    certs = root / "certs.d" / addr
+    certs = h.root / "certs.d" / addr
     certs.mkdir(parents=True)
     (certs / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
-    res = _hoist(root, "pull", ref)
-    assert res.returncode == 0, res.stderr
-    assert _hoist(root, "tag", ref, f"{addr}/team/bb:2").returncode == 0
-    res = _hoist(root, "push", f"{addr}/team/bb:2")
-    assert res.returncode == 0, res.stderr
+    h("pull", ref)
+    h("tag", ref, f"{addr}/team/bb:2")
+    h("push", f"{addr}/team/bb:2")
     out = tmp_path / "out"
     skopeo("copy", "--src-cert-dir", str(certdir), f"docker://{addr}/team/bb:2", f"oci:{out}:bb")
     assert manifest_of(out, "bb") == manifest_of(layout, "bb")
