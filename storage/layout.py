@@ -22,13 +22,14 @@ The methods here block on local file I/O; async callers run large ones in a thre
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform as _host
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, TextIO
 
 from storage import mediatypes as mt
 from storage.fsutil import file_lock, fsync_dir
@@ -99,14 +100,24 @@ def select_platform(index: Manifest, wanted: Platform) -> Descriptor | None:
 
 class BlobWriter:
     """A resumable blob being written into the layout. Use as a context manager or call
-    commit()/close(); an uncommitted writer leaves its partial file for a later resume."""
+    commit()/close(); an uncommitted writer leaves its partial file for a later resume.
+
+    One writer per blob at a time, across processes: the constructor waits for an exclusive
+    lock on ``ingest/<blob>.lock`` (so two pulls sharing a layer never append to one partial
+    file). If the blob was committed while it waited, ``present`` is True and nothing is opened.
+    """
 
     def __init__(self, layout: "ImageLayout", expected: Digest, size: int | None, resume: bool) -> None:
         self.layout, self.expected, self.size = layout, expected, size
         self.partial = layout.root / "ingest" / f"{expected.algorithm}-{expected.hex}.partial"
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.hasher = Hasher(expected.algorithm)
-        if resume and self.partial.exists():
+        self._lock_path = self.partial.with_suffix(".lock")
+        self._lock = self._acquire()
+        self.present = layout.has_blob(expected)
+        if self.present:
+            self._f = open(os.devnull, "wb")
+        elif resume and self.partial.exists():
             with open(self.partial, "rb") as f:
                 while block := f.read(1 << 20):
                     self.hasher.update(block)
@@ -134,6 +145,9 @@ class BlobWriter:
 
     def commit(self) -> Path:
         """Verify size and digest, fsync, rename into blobs/. On mismatch the partial is removed."""
+        if self.present:
+            self.close()
+            return self.layout.blob_path(self.expected)
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -147,15 +161,36 @@ class BlobWriter:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.partial, dest)
         fsync_dir(dest.parent)
+        self._unlock()
         return dest
+
+    def _acquire(self) -> TextIO:
+        """Lock ``ingest/<blob>.lock``. The holder removes the file when done, so after
+        waiting, check that the lock is still the one at that path (else take the new one)."""
+        while True:
+            f = open(self._lock_path, "a")
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                if os.fstat(f.fileno()).st_ino == os.stat(self._lock_path).st_ino:
+                    return f
+            except FileNotFoundError:
+                pass
+            f.close()
+
+    def _unlock(self) -> None:
+        if not self._lock.closed:
+            self._lock_path.unlink(missing_ok=True)
+            self._lock.close()  # closing the descriptor releases the flock
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+        self._unlock()
 
     def discard(self) -> None:
-        self.close()
+        # Unlink while still holding the lock, so a writer waiting for it starts afresh.
         self.partial.unlink(missing_ok=True)
+        self.close()
 
     def __enter__(self) -> "BlobWriter":
         return self

@@ -129,9 +129,10 @@ class BlobFetcher:
 
     async def fetch_all(self, blobs: list[Descriptor]) -> list[bool]:
         """Fetch every blob; True for each one downloaded. The first failure cancels the rest."""
-        for desc in blobs:
+        unique = list({desc.digest: desc for desc in blobs}.values())  # a layer may repeat
+        for desc in unique:
             self.progress(Progress.of(desc.digest, WAITING, 0, desc.size))
-        return await run_all([self.fetch(desc) for desc in blobs])
+        return await run_all([self.fetch(desc) for desc in unique])
 
     async def fetch(self, desc: Descriptor) -> bool:
         if self.layout.has_blob(desc.digest):
@@ -139,6 +140,11 @@ class BlobFetcher:
             return False
         async with self.slots:
             writer = await asyncio.to_thread(self.layout.writer, desc.digest, desc.size, True)
+            if writer.present:
+                # Another pull committed it while this one waited for the blob's lock.
+                writer.close()
+                self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
+                return False
             try:
                 await self._download(desc, writer)
                 self.progress(Progress.of(desc.digest, VERIFYING, desc.size, desc.size))

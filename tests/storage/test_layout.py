@@ -104,3 +104,34 @@ def test_gc_keeps_everything_a_ref_reaches(layout: ImageLayout) -> None:
     index = json.loads((layout.root / "index.json").read_text())
     assert index["mediaType"] == mt.OCI_INDEX and len(index["manifests"]) == 1
     assert parse_manifest(layout.read_blob(keep.digest)).config is not None
+
+
+def test_one_writer_per_blob_across_threads(tmp_path: Path) -> None:
+    """Two pulls sharing a layer: the second waits for the first, then finds the blob present;
+    the partial file is never written by both (which could commit interleaved bytes)."""
+    import threading
+
+    layout = ImageLayout(tmp_path / "store").init()
+    data = b"layer bytes " * 1000
+    digest = Digest.of(data)
+    first = layout.writer(digest, len(data))
+    first.write(data[:5000])
+    got: list[object] = []
+    second_started = threading.Event()
+
+    def second() -> None:
+        second_started.set()
+        w = layout.writer(digest, len(data))
+        got.append(w.present)
+        w.close()
+
+    t = threading.Thread(target=second)
+    t.start()
+    second_started.wait()
+    t.join(0.3)
+    assert t.is_alive(), "the second writer must wait for the first"
+    first.write(data[5000:])
+    first.commit()
+    t.join(10)
+    assert got == [True]
+    assert layout.read_blob(digest) == data
