@@ -95,7 +95,7 @@ class Pusher:
         return PushResult(self.ref, desc.digest, desc.size, self.uploaded)
 
     async def _push_image(self, manifest: Manifest, by_digest: str | None) -> None:
-        blobs = list(manifest.blob_references())
+        blobs = list({b.digest: b for b in manifest.blob_references()}.values())  # a layer may repeat
         for blob in blobs:
             self.progress(Progress.of(blob.digest, WAITING, 0, blob.size))
         await run_all([self.push_blob(blob) for blob in blobs])
