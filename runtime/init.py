@@ -29,7 +29,7 @@ from pathlib import Path
 from runtime import cgroups, linux, mounts, users
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
-from runtime.spec import ContainerSpec
+from runtime.spec import ContainerSpec, exit_code_of
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
@@ -202,13 +202,6 @@ def _kill_quiet(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def exit_code_of(status: int) -> int:
-    """A wait status as docker reports it: the exit code, or 128 + the signal."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
 
 
 # -- the monitor ----------------------------------------------------------------------------------

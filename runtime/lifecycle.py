@@ -21,7 +21,7 @@ from runtime.containers import Container, ContainerStore
 from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.spec import (ContainerSpec, Limits, build_env, command_line, parse_env_args,
+from runtime.spec import (ContainerSpec, Limits, build_env, command_line, exit_code_of, parse_env_args,
                           parse_signal, parse_volume, read_env_file, working_dir)
 from runtime.unpack import Limits as UnpackLimits
 
@@ -146,13 +146,7 @@ class Runtime:
         finally:
             if devnull is not None:
                 os.close(devnull)
-        previous = {sig: signal.signal(sig, lambda s, _f: _kill_quiet(pid, s)) for sig in _PROXIED}
-        try:
-            _, status = os.waitpid(pid, 0)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        return _wait_forwarding(pid)
 
     def start_detached(self, container: Container) -> None:
         """Start with output to the container's log; return once the command runs (or raise
@@ -239,13 +233,7 @@ class Runtime:
                         workdir or spec.cwd)
         for fd in ns_fds:
             os.close(fd)
-        previous = {sig: signal.signal(sig, lambda s, _f: _kill_quiet(child, s)) for sig in _PROXIED}
-        try:
-            _, status = os.waitpid(child, 0)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return init.exit_code_of(status)
+        return _wait_forwarding(child)
 
 
 def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: int | None) -> None:
@@ -291,10 +279,21 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         for sig in _PROXIED:
             signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
         _, status = os.waitpid(grandchild, 0)
-        os._exit(init.exit_code_of(status))
+        os._exit(exit_code_of(status))
     except BaseException as e:  # noqa: BLE001
         print(f"hoist exec: cannot enter the container: {e}", file=sys.stderr, flush=True)
         os._exit(125)
+
+
+def _wait_forwarding(pid: int) -> int:
+    """Wait for ``pid``, passing the caller's signals on to it; docker's exit code."""
+    previous = {sig: signal.signal(sig, lambda s, _f: _kill_quiet(pid, s)) for sig in _PROXIED}
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code_of(status)
 
 
 def _kill_quiet(pid: int, sig: int) -> None:

@@ -168,3 +168,10 @@ def parse_signal(text: str | int | None, default: int = int(signal.SIGTERM)) -> 
         return int(signal.Signals[name])
     except KeyError:
         raise SetupError(f"unknown signal {text!r}") from None
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as docker reports it: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)

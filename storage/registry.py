@@ -69,11 +69,10 @@ class _LRU:
 
 class RegistryStore:
     def __init__(self, driver: StorageDriver, max_manifest_bytes: int = 4 << 20,
-                 allow_delete: bool = True, automatic_crossmount: bool = True) -> None:
+                 automatic_crossmount: bool = True) -> None:
         self.driver = driver
         self.automatic_crossmount = automatic_crossmount
         self.max_manifest_bytes = max_manifest_bytes
-        self.allow_delete = allow_delete
         # upload id -> Hasher over exactly the bytes in that upload's data file.
         self._hashers = _LRU(256)
         # manifest digest -> media type (manifests are immutable under their digest).

@@ -20,8 +20,8 @@ def _blob(layout: Path, data: bytes) -> tuple[str, int]:
     return f"sha256:{hexd}", len(data)
 
 
-def layer_tar(files: dict[str, bytes | str], mode: int = 0o755) -> bytes:
-    """An uncompressed tar of ``files`` (path -> bytes, or path -> "->target" for a symlink)."""
+def layer_tar(files: dict[str, bytes | str | Path], mode: int = 0o755) -> bytes:
+    """An uncompressed tar of ``files`` (path -> bytes, a file to copy, or "->target" for a symlink)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs = sorted({str(Path(p).parent) for p in files if str(Path(p).parent) != "."})
@@ -37,6 +37,8 @@ def layer_tar(files: dict[str, bytes | str], mode: int = 0o755) -> bytes:
                 info.type, info.linkname = tarfile.SYMTYPE, content[2:]
                 tar.addfile(info)
             else:
+                if isinstance(content, Path):
+                    content = content.read_bytes()
                 data = content.encode() if isinstance(content, str) else content
                 info.size, info.mode = len(data), mode
                 tar.addfile(info, io.BytesIO(data))

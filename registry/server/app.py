@@ -102,8 +102,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware], client_max_size=config.max_manifest_bytes + 1)
     app[CONFIG] = config
     app[METRICS] = Metrics.create()
-    app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.delete_enabled,
-                               config.automatic_crossmount)
+    app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.automatic_crossmount)
     for method, route, handler in ROUTES:
         app.router.add_route(method, PATTERNS[route], handler, name=f"{method.lower()}_{route}")
 

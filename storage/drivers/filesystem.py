@@ -7,7 +7,6 @@ flushed from a worker thread so the event loop never waits on the disk for long.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import shutil
 import uuid
@@ -183,8 +182,6 @@ class FilesystemDriver(StorageDriver):
         except FileNotFoundError:
             raise PathNotFound(src) from None
         except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
-                raise DriverError(f"cannot move {src} to {dst}: {e.strerror}") from None
             raise DriverError(f"cannot move {src} to {dst}: {e.strerror}") from None
         fsync_dir(os.path.dirname(d))
 

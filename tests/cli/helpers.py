@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage import mediatypes as mt
+from tests.images import layer_tar
 from storage.digest import Digest
 from storage.layout import ImageLayout
 from storage.manifest import Descriptor
@@ -56,19 +55,7 @@ class Hoist:
 
 def tar_layer(files: dict[str, bytes | Path], mode: int = 0o755) -> bytes:
     """A deterministic tar of ``files`` (path -> bytes, or a file to copy)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(Path(p).parent) for p in files if str(Path(p).parent) != "."})
-        for d in dirs:
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for path, content in sorted(files.items()):
-            data = content.read_bytes() if isinstance(content, Path) else content
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return layer_tar(dict(files), mode)
 
 
 def build_image(layout: ImageLayout, ref: str | None, layers: list[bytes], *, arch: str = "amd64",

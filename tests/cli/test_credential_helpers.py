@@ -7,12 +7,12 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from registry.auth.htpasswd import hash_password
 from tests.cli.helpers import Hoist, busybox_image
-from tests.registry.http import ServerProcess
+from tests.registry.http import ServerProcess, htpasswd_registry
 
 # A real implementation of the helper protocol, keeping its secrets in a JSON file.
 HELPER = """#!{python}
@@ -40,12 +40,8 @@ elif action == "erase":
 
 
 @pytest.fixture
-def auth_registry(tmp_path: Path):
-    (tmp_path / "htpasswd").write_text(f"ci:{hash_password('pw', 4)}\n")
-    cfg = tmp_path / "reg.yml"
-    cfg.write_text(f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'root'}}}}}\n"
-                   f"auth: {{htpasswd: {{path: {tmp_path / 'htpasswd'}}}}}\n")
-    server = ServerProcess(tmp_path / "root", config=cfg)
+def auth_registry(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = htpasswd_registry(tmp_path, {"ci": "pw"})
     yield server
     server.stop()
 

@@ -124,3 +124,13 @@ class ServerProcess:
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
+
+
+def htpasswd_registry(base: Path, users: dict[str, str], realm: str = "hoist-registry") -> ServerProcess:
+    """``hoist registry serve`` with Basic auth for ``users`` (name -> password) over ``base/root``."""
+    from registry.auth.htpasswd import hash_password
+    (base / "htpasswd").write_text("".join(f"{u}:{hash_password(p, 4)}\n" for u, p in users.items()))
+    cfg = base / "htpasswd-registry.yml"
+    cfg.write_text(f"storage: {{filesystem: {{rootdirectory: {base / 'root'}}}}}\n"
+                   f"auth: {{htpasswd: {{realm: {realm}, path: {base / 'htpasswd'}}}}}\n")
+    return ServerProcess(base / "root", config=cfg)

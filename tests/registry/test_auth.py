@@ -20,7 +20,7 @@ from registry.auth.access import ACL, Access, parse_scope
 from registry.auth.errors import InvalidToken
 from registry.auth.htpasswd import hash_password
 from registry.auth.tokens import TokenIssuer, TokenVerifier, generate_key, key_id
-from tests.registry.http import Client, ServerProcess, digest_of
+from tests.registry.http import Client, ServerProcess, digest_of, htpasswd_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,11 +90,7 @@ def test_token_roundtrip_and_rejections() -> None:
 
 @pytest.fixture
 def htpasswd_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('s3cret', 4)}\n")
-    cfg = tmp_path / "c.yml"
-    cfg.write_text(f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'root'}}}}}\n"
-                   f"auth: {{htpasswd: {{realm: test-realm, path: {tmp_path / 'htpasswd'}}}}}\n")
-    server = ServerProcess(tmp_path / "root", config=cfg)
+    server = htpasswd_registry(tmp_path, {"alice": "s3cret"}, realm="test-realm")
     yield server
     server.stop()
 
