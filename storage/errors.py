@@ -13,6 +13,7 @@
         ├── BlobUnknown             no such blob (in this repository)
         ├── BlobUploadUnknown       no such upload session
         ├── BlobUploadInvalid       an upload that cannot continue as asked (bad range, bad state)
+        │   └── UploadOffsetMismatch    a write at an offset that is no longer the upload's end
         ├── NameInvalid             a repository name outside the grammar
         ├── NameUnknown             no such repository
         ├── TagInvalid              a tag outside the grammar
@@ -74,6 +75,14 @@ class BlobUploadUnknown(DomainError):
 
 class BlobUploadInvalid(DomainError):
     pass
+
+
+class UploadOffsetMismatch(BlobUploadInvalid):
+    """Another writer moved the upload on (a duplicate PATCH): ``size`` is where it is now."""
+
+    def __init__(self, expected: int, size: int) -> None:
+        super().__init__(f"the upload is at offset {size}, not {expected}")
+        self.expected, self.size = expected, size
 
 
 class NameInvalid(DomainError):

@@ -2,6 +2,10 @@
 
     /docker/registry/v2/
     ├── blobs/<algorithm>/<first two hex>/<hex>/data                 blob bytes, global
+    ├── _gc/                                                          hoist's addition (below)
+    │   ├── clock                                                     rewritten at each gc start: the store's own time
+    │   ├── deleting/<algorithm>/<hex>                                a blob gc is about to delete
+    │   └── untagging/<algorithm>/<hex>                               a manifest revision gc is about to delete
     └── repositories/<name>/
         ├── _layers/<algorithm>/<hex>/link                            blob linked into the repo
         ├── _manifests/
@@ -17,6 +21,9 @@
 A ``link`` file holds a digest as text. ``_referrers`` is hoist's own index of manifests by
 their ``subject`` (the referrers API); Distribution 2.8 skips ``_``-prefixed folders when it
 walks repositories, so a root hoist wrote stays valid for it.
+
+``_gc`` holds the markers that let garbage collection run while the registry serves (see
+``storage/gc.py``); Distribution never looks at it.
 
 Every path kind is a small function here; ``tests/storage/test_paths.py`` pins them in a table.
 """
@@ -106,3 +113,23 @@ def referrers_dir(name: str, subject: Digest) -> str:
 
 def referrer_link(name: str, subject: Digest, d: Digest) -> str:
     return f"{referrers_dir(name, subject)}/{d.algorithm}/{d.hex}/link"
+
+
+def gc_clock() -> str:
+    return f"{ROOT}/_gc/clock"
+
+
+def gc_deleting_root() -> str:
+    return f"{ROOT}/_gc/deleting"
+
+
+def gc_deleting(d: Digest) -> str:
+    return f"{ROOT}/_gc/deleting/{d.algorithm}/{d.hex}"
+
+
+def gc_untagging_root() -> str:
+    return f"{ROOT}/_gc/untagging"
+
+
+def gc_untagging(d: Digest) -> str:
+    return f"{ROOT}/_gc/untagging/{d.algorithm}/{d.hex}"

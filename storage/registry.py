@@ -6,12 +6,25 @@ under its digest only after the bytes were hashed while streaming and matched th
 All state lives in the driver, so several processes can serve one store; the only
 process-local state is a cache of upload hash states (an optimisation: a process that did
 not see the earlier chunks re-hashes the upload from the store) and of immutable manifests.
+
+Garbage collection runs while the store serves (``storage/gc.py``). Its half of the
+protocol lives here: before it deletes a blob, gc writes ``_gc/deleting/<digest>`` and then
+re-reads every repository's revisions and layer links. A writer that makes a blob reachable
+does the mirror image: it first writes its link (a revision, a layer link), then looks for
+that marker; while the marker is there it waits for gc to decide, and afterwards it checks
+the blob's data itself. Whichever of the two writes comes first, the other side reads it, so
+either gc sees the new reference and keeps the blob, or the writer sees the blob gone and
+refuses (MANIFEST_BLOB_UNKNOWN) or re-supplies it (an upload of the same bytes); never a 201
+for something gc then deletes. ``_gc/untagging/<digest>`` does the same for the manifest
+revisions ``gc --delete-untagged`` removes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -22,14 +35,19 @@ from storage import mediatypes as mt
 from storage import paths
 from storage.digest import Digest, Hasher
 from storage.drivers.base import StorageDriver
+from storage.drivers.base import FileInfo
 from storage.errors import (
-    BlobUnknown, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath, ManifestBlobUnknown,
-    ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
+    BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath,
+    ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
+    UploadOffsetMismatch,
 )
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.reference import validate_name, validate_tag
 
 _UPLOAD_ID_CHARS = set("0123456789abcdef-")
+# How long a writer waits for a gc run to decide about a blob it references (the gc writes
+# its markers, re-reads the repositories and deletes: seconds, even on large stores).
+GC_WAIT = 300.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,24 @@ class RegistryStore:
     async def link_blob(self, name: str, d: Digest) -> None:
         await self._write_link(paths.layer_link(name, d), d)
 
+    # -- the writer's half of the gc protocol (module docstring) --------------------------------
+    async def _wait_for_gc(self, marker: str) -> None:
+        """Return once no gc run holds ``marker`` (bounded: a gc killed mid-run leaves its
+        markers, which the next run clears; until then this is an error, not a hang)."""
+        deadline = time.monotonic() + GC_WAIT
+        delay = 0.005
+        while await self._exists(marker):
+            if time.monotonic() > deadline:
+                raise DriverError(f"garbage collection holds {marker}; retry later")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    async def _blob_survives_gc(self, d: Digest) -> bool:
+        """Called after a reference to ``d`` was written: True if the blob's data is there
+        and no gc run is deleting it."""
+        await self._wait_for_gc(paths.gc_deleting(d))
+        return await self._exists(paths.blob_data(d))
+
     async def delete_blob(self, name: str, d: Digest) -> None:
         """Unlink a blob from a repository (the bytes stay for other repositories; GC removes them)."""
         path = paths.layer_link(name, d)
@@ -158,7 +194,16 @@ class RegistryStore:
         except BlobUnknown:
             return False
         await self.link_blob(name, d)
+        if not await self._blob_survives_gc(d):
+            await self._unlink_quietly(name, d)
+            return False
         return True
+
+    async def _unlink_quietly(self, name: str, d: Digest) -> None:
+        try:
+            await self.driver.delete(paths.layer_link(name, d).rsplit("/", 1)[0])
+        except PathNotFound:
+            pass
 
     # -- uploads ------------------------------------------------------------------------------
     def _check_upload_id(self, upload_id: str) -> None:
@@ -192,10 +237,29 @@ class RegistryStore:
         self._hashers.put(upload.id, h)
         return h
 
+    @contextlib.asynccontextmanager
+    async def upload_lock(self, upload: Upload) -> AsyncIterator[None]:
+        """Serialises the writers of one upload (across processes on a filesystem root; see
+        ``StorageDriver.lock``). Hold it around ``append_upload`` and ``finish_upload``."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self.driver.lock(paths.upload_data(upload.name, upload.id)))
+            except PathNotFound:
+                raise BlobUploadUnknown(upload.id) from None
+            yield
+
     async def append_upload(self, upload: Upload, body: AsyncIterator[bytes],
                             expected_length: int | None = None) -> Upload:
         """Append a request body to an upload, hashing as it streams. A short or broken body
-        is rolled back: the upload keeps exactly the bytes it had before."""
+        is rolled back: the upload keeps exactly the bytes it had before.
+
+        ``upload.size`` is the offset the caller means to write at: if the stored upload has
+        another size when the write starts (a concurrent duplicate PATCH got there first),
+        BlobUploadInvalid carries the current state and nothing is written. Call it holding
+        ``upload_lock`` so the check and the write are one step."""
+        current = await self.get_upload(upload.name, upload.id)
+        if current.size != upload.size:
+            raise UploadOffsetMismatch(upload.size, current.size)
         h = (await self._hasher_for(upload)).copy()
         writer = await self.driver.writer(paths.upload_data(upload.name, upload.id), append=True)
         received = 0
@@ -228,9 +292,17 @@ class RegistryStore:
         if got != expected:
             await self.cancel_upload(upload.name, upload.id)
             raise DigestInvalid(f"upload hashes to {got}, not {expected}")
-        if not await self._exists(paths.blob_data(expected)):
-            await self.driver.move(paths.upload_data(upload.name, upload.id), paths.blob_data(expected))
-        await self.link_blob(upload.name, expected)
+        data = paths.upload_data(upload.name, upload.id)
+        if await self._exists(paths.blob_data(expected)):
+            # The bytes are already stored: link them, then make sure a concurrent gc did not
+            # take them meanwhile; if it did, this upload holds the same verified bytes.
+            await self.link_blob(upload.name, expected)
+            if not await self._blob_survives_gc(expected):
+                await self.driver.move(data, paths.blob_data(expected))
+                await self.link_blob(upload.name, expected)
+        else:
+            await self.driver.move(data, paths.blob_data(expected))
+            await self.link_blob(upload.name, expected)
         await self._drop_upload(upload.name, upload.id)
         return expected
 
@@ -245,23 +317,43 @@ class RegistryStore:
         await self.get_upload(name, upload_id)
         await self._drop_upload(name, upload_id)
 
-    async def purge_uploads(self, older_than: float) -> int:
-        """Remove uploads started more than ``older_than`` seconds ago; returns how many."""
-        removed = 0
-        async for name in self.repositories():
+    async def upload_started(self, name: str, upload_id: str) -> float | None:
+        """When an upload started (its ``startedat``, RFC 3339), else its data file's mtime;
+        None if the upload is gone."""
+        try:
+            text = (await self.driver.get_content(paths.upload_started_at(name, upload_id))).decode("ascii")
+            return _parse_rfc3339(text)
+        except (PathNotFound, UnicodeDecodeError, ValueError):
+            pass
+        try:
+            return (await self.driver.stat(paths.upload_data(name, upload_id))).modified
+        except PathNotFound:
+            return None
+
+    async def purge_uploads(self, older_than: float, dry_run: bool = False,
+                            now: float | None = None) -> list[tuple[str, str]]:
+        """Remove uploads started more than ``older_than`` seconds before ``now``, in every
+        repository (with or without manifests); returns the (repository, upload id) pairs."""
+        now = time.time() if now is None else now
+        purged: list[tuple[str, str]] = []
+        for name in await self.repository_names(("_uploads",)):
             try:
-                ids = await self.driver.list(paths.uploads_root(name))
+                entries = await self.driver.list(paths.uploads_root(name))
             except PathNotFound:
                 continue
-            for path in ids:
-                try:
-                    info = await self.driver.stat(path)
-                except PathNotFound:
+            for path in entries:
+                upload_id = path.rsplit("/", 1)[1]
+                started = await self.upload_started(name, upload_id)
+                if started is None or now - started <= older_than:
                     continue
-                if info.modified and time.time() - info.modified > older_than:
-                    await self.driver.delete(path)
-                    removed += 1
-        return removed
+                purged.append((name, upload_id))
+                if not dry_run:
+                    self._hashers.pop(upload_id)
+                    try:
+                        await self.driver.delete(path)
+                    except PathNotFound:
+                        pass
+        return purged
 
     # -- manifests ----------------------------------------------------------------------------
     async def resolve(self, name: str, reference: str) -> Digest:
@@ -293,12 +385,31 @@ class RegistryStore:
         return StoredManifest(d, media_type, raw)
 
     async def _check_references(self, name: str, m: Manifest) -> list[Digest]:
+        """What ``m`` references that ``name`` lacks: a blob needs its link in the repository
+        and its data in the store (a gc killed mid-sweep can leave the first without the
+        second), a child manifest its revision."""
         missing: list[Digest] = []
         for desc in m.blob_references():
-            if await self._read_link(paths.layer_link(name, desc.digest)) != desc.digest:
+            if (await self._read_link(paths.layer_link(name, desc.digest)) != desc.digest
+                    or not await self._exists(paths.blob_data(desc.digest))):
                 missing.append(desc.digest)
         for desc in m.manifests:
-            if await self._read_link(paths.revision_link(name, desc.digest)) != desc.digest:
+            if (await self._read_link(paths.revision_link(name, desc.digest)) != desc.digest
+                    or not await self._exists(paths.blob_data(desc.digest))):
+                missing.append(desc.digest)
+        return missing
+
+    async def _confirm_references(self, name: str, d: Digest, m: Manifest) -> list[Digest]:
+        """After the revision of ``d`` was written: what a concurrent gc run removed (or is
+        removing) of what ``m`` needs, itself included."""
+        missing: list[Digest] = []
+        for blob in [d, *(desc.digest for desc in m.blob_references())]:
+            if not await self._blob_survives_gc(blob):
+                missing.append(blob)
+        for desc in m.manifests:
+            await self._wait_for_gc(paths.gc_untagging(desc.digest))
+            if (await self._read_link(paths.revision_link(name, desc.digest)) != desc.digest
+                    or not await self._blob_survives_gc(desc.digest)):
                 missing.append(desc.digest)
         return missing
 
@@ -324,14 +435,44 @@ class RegistryStore:
             raise ManifestBlobUnknown(", ".join(map(str, missing)))
         if not await self._exists(paths.blob_data(d)):
             await self.driver.put_content(paths.blob_data(d), raw)
-        await self._write_link(paths.revision_link(name, d), d)
-        self._media_types.put(d, m.media_type)
+        revision = paths.revision_link(name, d)
+        existed = await self._read_link(revision) == d
+        await self._write_link(revision, d)
         if m.subject is not None:
             await self._write_link(paths.referrer_link(name, m.subject.digest, d), d)
-        for tag in ([reference] if digest_ref is None else []) + list(extra_tags):
-            await self._write_link(paths.tag_index_link(name, tag, d), d)
-            await self._write_link(paths.tag_current_link(name, tag), d)
+        tags = ([reference] if digest_ref is None else []) + list(extra_tags)
+        # The gc protocol (module docstring): the revision is written, now confirm that
+        # nothing it needs is being swept; then tags, and confirm `gc --delete-untagged` did
+        # not take the revision before it saw them.
+        for _ in range(3):
+            missing = await self._confirm_references(name, d, m)
+            if missing:
+                if not existed:
+                    await self._drop_revision(name, d, m)
+                raise ManifestBlobUnknown(", ".join(map(str, missing)))
+            for tag in tags:
+                await self._write_link(paths.tag_current_link(name, tag), d)
+                await self._write_link(paths.tag_index_link(name, tag, d), d)
+            await self._wait_for_gc(paths.gc_untagging(d))
+            if await self._read_link(revision) == d:
+                break
+            await self._write_link(revision, d)
+        else:
+            raise DriverError(f"garbage collection keeps removing {name}@{d}; retry later")
+        self._media_types.put(d, m.media_type)
         return d, m
+
+    async def _drop_revision(self, name: str, d: Digest, m: Manifest | None) -> None:
+        """Remove a revision link and its referrer entry (tags are the caller's business)."""
+        if m is not None and m.subject is not None:
+            try:
+                await self.driver.delete(paths.referrer_link(name, m.subject.digest, d).rsplit("/", 1)[0])
+            except PathNotFound:
+                pass
+        try:
+            await self.driver.delete(paths.revision_link(name, d).rsplit("/", 1)[0])
+        except PathNotFound:
+            pass
 
     async def delete_manifest(self, name: str, d: Digest) -> None:
         """Delete a manifest revision, every tag pointing at it, and its referrer entry."""
@@ -341,16 +482,7 @@ class RegistryStore:
         for tag in await self.tags(name):
             if await self._read_link(paths.tag_current_link(name, tag)) == d:
                 await self.driver.delete(paths.tag_dir(name, tag))
-        try:
-            m = parse_manifest(await self.driver.get_content(paths.blob_data(d)))
-        except (PathNotFound, ManifestInvalid):
-            m = None
-        if m is not None and m.subject is not None:
-            try:
-                await self.driver.delete(paths.referrer_link(name, m.subject.digest, d).rsplit("/", 1)[0])
-            except PathNotFound:
-                pass
-        await self.driver.delete(link.rsplit("/", 1)[0])
+        await self._drop_revision(name, d, await self.read_manifest(d))
 
     async def delete_tag(self, name: str, tag: str) -> None:
         validate_tag(tag)
@@ -359,8 +491,9 @@ class RegistryStore:
         await self.driver.delete(paths.tag_dir(name, tag))
 
     # -- listing ------------------------------------------------------------------------------
-    async def tags(self, name: str) -> list[str]:
-        """Tags of ``name``, sorted; NameUnknown if the repository does not exist."""
+    async def tags(self, name: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Tags of ``name`` sorted, only those after ``after``, at most ``limit`` of them;
+        NameUnknown if the repository does not exist. Only the returned tags are read."""
         try:
             entries = await self.driver.list(paths.tags_root(name))
         except PathNotFound:
@@ -368,44 +501,173 @@ class RegistryStore:
                 return []
             raise NameUnknown(name) from None
         out = []
-        for path in entries:
-            tag = path.rsplit("/", 1)[1]
+        for tag in sorted(path.rsplit("/", 1)[1] for path in entries):
+            if limit is not None and len(out) >= limit:
+                break
+            if after is not None and tag <= after:
+                continue
+            # A tag folder without `current` is a half-deleted tag: not a tag.
             if await self._exists(paths.tag_current_link(name, tag)):
                 out.append(tag)
-        return sorted(out)
+        return out
+
+    async def tag_targets(self, name: str) -> dict[str, Digest]:
+        """Every tag of ``name`` and the manifest it points at (storage errors propagate)."""
+        out = {}
+        for tag in await self.tags(name):
+            d = await self._read_link(paths.tag_current_link(name, tag))
+            if d is not None:
+                out[tag] = d
+        return out
 
     async def repository_exists(self, name: str) -> bool:
         return await self._exists(paths.repository(name))
 
-    async def repositories(self) -> AsyncIterator[str]:
-        """Every repository with manifests, in lexical order (as Distribution's catalog walk)."""
+    async def repository_names(self, kinds: tuple[str, ...] = ("_layers", "_manifests")) -> list[str]:
+        """Repositories holding any of ``kinds`` (folder names such as ``_layers``), sorted.
+        Storage errors other than a folder vanishing mid-walk propagate."""
         root = paths.repositories_root()
         prefix = len(root) + 1
+        found: list[str] = []
 
-        async def walk(path: str) -> AsyncIterator[str]:
+        async def walk(path: str) -> None:
             try:
                 children = await self.driver.list(path)
-            except (PathNotFound, DriverError):
+            except PathNotFound:
                 return
-            found: list[str] = []
-            for child in children:
-                base = child.rsplit("/", 1)[1]
-                if base == "_manifests":
-                    found.append(path[prefix:])
-                elif not base.startswith("_"):
-                    info = await self.driver.stat(child)
-                    if info.is_dir:
-                        found.append(child)
-            for item in found:
-                if item.startswith("/"):
-                    async for sub in walk(item):
-                        yield sub
-                else:
-                    yield item
+            bases = [child.rsplit("/", 1)[1] for child in children]
+            if path != root and any(b in kinds for b in bases):
+                found.append(path[prefix:])
+            for child, base in zip(children, bases):
+                # A repository can hold nested ones (team/app and team/app/sub). Listing a
+                # file is PathNotFound on every driver, so no stat is needed to tell.
+                if not base.startswith("_"):
+                    await walk(child)
 
-        names = [n async for n in walk(root)]
-        for n in sorted(names):
+        await walk(root)
+        return sorted(found)
+
+    async def repositories(self) -> AsyncIterator[str]:
+        """Every repository with blobs or manifests, in lexical order (as Distribution's catalog,
+        which lists a repository holding only a cross-mounted layer too)."""
+        for n in await self.repository_names():
             yield n
+
+    async def _digests_under(self, root: str) -> list[Digest]:
+        """Digests of ``<root>/<alg>/<hex>`` entries (links, markers)."""
+        out = []
+        try:
+            algos = await self.driver.list(root)
+        except PathNotFound:
+            return out
+        for algo in algos:
+            try:
+                entries = await self.driver.list(algo)
+            except PathNotFound:
+                continue
+            for entry in entries:
+                try:
+                    out.append(Digest.parse(f"{algo.rsplit('/', 1)[1]}:{entry.rsplit('/', 1)[1]}"))
+                except DigestInvalid:
+                    continue
+        return out
+
+    async def revisions(self, name: str) -> list[Digest]:
+        """Manifest revisions of ``name`` (storage errors propagate)."""
+        return await self._digests_under(paths.revisions_root(name))
+
+    async def linked_layers(self, name: str) -> list[Digest]:
+        """Blobs linked into ``name`` (storage errors propagate)."""
+        return await self._digests_under(paths.layers_root(name))
+
+    async def _info(self, path: str) -> FileInfo | None:
+        try:
+            return await self.driver.stat(path)
+        except PathNotFound:
+            return None
+
+    async def revision_info(self, name: str, d: Digest) -> FileInfo | None:
+        return await self._info(paths.revision_link(name, d))
+
+    async def layer_link_info(self, name: str, d: Digest) -> FileInfo | None:
+        return await self._info(paths.layer_link(name, d))
+
+    async def blob_info(self, d: Digest) -> FileInfo | None:
+        """Size and mtime of a blob's data, None if absent."""
+        return await self._info(paths.blob_data(d))
+
+    async def all_blobs(self) -> list[Digest]:
+        """Every blob in the global store (storage errors propagate)."""
+        out = []
+        try:
+            algos = await self.driver.list(paths.blobs_root())
+        except PathNotFound:
+            return out
+        for algo_dir in algos:
+            algo = algo_dir.rsplit("/", 1)[1]
+            try:
+                prefixes = await self.driver.list(algo_dir)
+            except PathNotFound:
+                continue
+            for prefix in prefixes:
+                try:
+                    entries = await self.driver.list(prefix)
+                except PathNotFound:
+                    continue
+                for entry in entries:
+                    try:
+                        out.append(Digest.parse(f"{algo}:{entry.rsplit('/', 1)[1]}"))
+                    except DigestInvalid:
+                        continue
+        return out
+
+    async def read_manifest(self, d: Digest) -> Manifest | None:
+        """The manifest stored as blob ``d``; None if absent or not a manifest (storage errors
+        propagate: a reader that cannot tell must not guess)."""
+        try:
+            return parse_manifest(await self.driver.get_content(paths.blob_data(d)))
+        except (PathNotFound, ManifestInvalid):
+            return None
+
+    # -- the collector's half of the gc protocol (module docstring; driven by storage/gc.py) -----
+    async def store_clock(self) -> float:
+        """Now, by the store's own clock (the mtime of a file just written), so gc compares
+        mtimes with mtimes even when this machine's clock and the store's differ."""
+        await self.driver.put_content(paths.gc_clock(), str(uuid.uuid4()).encode())
+        return (await self.driver.stat(paths.gc_clock())).modified
+
+    async def mark_deleting(self, d: Digest) -> None:
+        await self.driver.put_content(paths.gc_deleting(d), b"")
+
+    async def mark_untagging(self, d: Digest) -> None:
+        await self.driver.put_content(paths.gc_untagging(d), b"")
+
+    async def clear_gc_marker(self, d: Digest, untagging: bool = False) -> None:
+        try:
+            await self.driver.delete(paths.gc_untagging(d) if untagging else paths.gc_deleting(d))
+        except PathNotFound:
+            pass
+
+    async def clear_all_gc_markers(self) -> None:
+        """Drop every marker (what a killed gc run left; only while no other gc runs)."""
+        for root in (paths.gc_deleting_root(), paths.gc_untagging_root()):
+            try:
+                await self.driver.delete(root)
+            except PathNotFound:
+                pass
+
+    async def sweep_blob(self, d: Digest, linked_in: list[str]) -> None:
+        """Unlink ``d`` from the given repositories, then delete its data (gc, holding the marker)."""
+        for name in linked_in:
+            await self._unlink_quietly(name, d)
+        try:
+            await self.driver.delete(paths.blob_dir(d))
+        except PathNotFound:
+            pass
+
+    async def drop_untagged(self, name: str, d: Digest) -> None:
+        """Remove an untagged revision (gc, holding the untagging marker)."""
+        await self._drop_revision(name, d, await self.read_manifest(d))
 
     async def referrers(self, name: str, subject: Digest) -> list[Descriptor]:
         """Descriptors of the manifests in ``name`` whose subject is ``subject``."""
@@ -427,6 +689,20 @@ class RegistryStore:
                 out.append(Descriptor(m.media_type, d, len(raw), dict(m.annotations),
                                       artifact_type=m.effective_artifact_type()))
         return out
+
+
+def _parse_rfc3339(text: str) -> float:
+    """``startedat``: RFC 3339 as Distribution and hoist write it (Z or an offset, optional
+    fraction); ValueError otherwise."""
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python parses at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    t = datetime.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError("startedat without a time zone")
+    return t.timestamp()
 
 
 async def _update(h: Hasher, chunk: bytes) -> None:

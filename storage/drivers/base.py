@@ -8,6 +8,8 @@ Every driver passes ``tests/storage/test_driver_conformance.py``.
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -106,6 +108,33 @@ class StorageDriver(abc.ABC):
             if info.is_dir:
                 async for sub in self.walk(child):
                     yield sub
+
+    @contextlib.asynccontextmanager
+    async def lock(self, path: str) -> AsyncIterator[None]:
+        """Hold the writers' lock of an existing file for the block: one holder at a time.
+
+        This default serialises the holders in this process only (memory; S3, which has no
+        lock primitive: several S3 processes rely on the re-checked offset instead, see
+        ``RegistryStore.append_upload``). The filesystem driver also excludes other processes.
+        """
+        check_path(path)
+        locks: dict[str, tuple[asyncio.Lock, int]] = self.__dict__.setdefault("_path_locks", {})
+        lock, users = locks.get(path, (asyncio.Lock(), 0))
+        locks[path] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = locks[path]
+            if users == 1:
+                del locks[path]
+            else:
+                locks[path] = (lock, users - 1)
+
+    async def clean_temporaries(self, older_than: float, dry_run: bool = False) -> int:
+        """Remove temporary files a crashed writer left behind, older than ``older_than``
+        seconds; returns how many. Drivers without such files have nothing to do."""
+        return 0
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL the client can fetch the file from directly, or None (serve it ourselves)."""

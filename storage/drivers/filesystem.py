@@ -2,21 +2,43 @@
 
 Small reads and link writes happen inline (page-cache speed); bulk writes are buffered and
 flushed from a worker thread so the event loop never waits on the disk for long.
+
+Every OSError (ENOSPC, EROFS, EACCES, EIO...) becomes a DriverError here, so a full or
+read-only disk is a storage error the registry answers as JSON, never a traceback; a failed
+write is rolled back (an append is truncated to its start, a new file's temporary removed).
+``lock`` adds an ``flock`` on the file, so processes sharing one root exclude each other too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import shutil
+import time
 import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver, check_dir, check_path
 from storage.fsutil import fsync_dir
 from storage.errors import DriverError, InvalidOffset, PathNotFound
 
 _FLUSH_AT = 1 << 20
+_TMP_PREFIX = ".tmp-"
+# How long a writer waits for another process's lock before giving up (a stuck peer).
+LOCK_TIMEOUT = 120.0
+
+
+@contextlib.contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """OSError to the driver tier: missing paths to PathNotFound, the rest to DriverError."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(path) from None
+    except OSError as e:
+        raise DriverError(f"{path}: {e.strerror or e}") from None
 
 
 class _FsWriter(FileWriter):
@@ -25,18 +47,16 @@ class _FsWriter(FileWriter):
         self._full = driver._full(path)
         self._buf: list[bytes] = []
         self._buffered = 0
-        if append:
-            try:
+        with _os_errors(path):
+            if append:
                 self._fd = os.open(self._full, os.O_WRONLY | os.O_APPEND)
-            except FileNotFoundError:
-                raise PathNotFound(path) from None
-            self._target = self._full
-            self._start = os.fstat(self._fd).st_size
-        else:
-            os.makedirs(os.path.dirname(self._full), exist_ok=True)
-            self._target = f"{os.path.dirname(self._full)}/.tmp-{uuid.uuid4().hex}"
-            self._fd = os.open(self._target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            self._start = 0
+                self._target = self._full
+                self._start = os.fstat(self._fd).st_size
+            else:
+                os.makedirs(os.path.dirname(self._full), exist_ok=True)
+                self._target = f"{os.path.dirname(self._full)}/{_TMP_PREFIX}{uuid.uuid4().hex}"
+                self._fd = os.open(self._target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._start = 0
         self._append = append
         self._written = 0
         self._closed = False
@@ -57,29 +77,30 @@ class _FsWriter(FileWriter):
             return
         data = b"".join(self._buf)
         self._buf, self._buffered = [], 0
-        await asyncio.to_thread(_write_all, self._fd, data)
+        with _os_errors(self._path):
+            await asyncio.to_thread(_write_all, self._fd, data)
 
     async def commit(self) -> None:
         await self._flush()
-        await asyncio.to_thread(os.fsync, self._fd)
+        with _os_errors(self._path):
+            await asyncio.to_thread(os.fsync, self._fd)
+            if not self._append:
+                os.replace(self._target, self._full)
+                fsync_dir(os.path.dirname(self._full))
         os.close(self._fd)
         self._closed = True
-        if not self._append:
-            os.replace(self._target, self._full)
-            fsync_dir(os.path.dirname(self._full))
 
     async def cancel(self) -> None:
         self._buf = []
         if not self._closed:
-            if self._append:
-                os.ftruncate(self._fd, self._start)
+            with contextlib.suppress(OSError):
+                if self._append:
+                    os.ftruncate(self._fd, self._start)
             os.close(self._fd)
             self._closed = True
         if not self._append:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._target)
-            except FileNotFoundError:
-                pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -117,7 +138,7 @@ class FilesystemDriver(StorageDriver):
     async def put_content(self, path: str, data: bytes) -> None:
         full = self._full(check_path(path))
         directory = os.path.dirname(full)
-        tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
+        tmp = f"{directory}/{_TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             os.makedirs(directory, exist_ok=True)
             with open(tmp, "wb") as f:
@@ -138,6 +159,8 @@ class FilesystemDriver(StorageDriver):
             f = open(self._full(check_path(path)), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
+        except OSError as e:
+            raise DriverError(f"{path}: {e.strerror}") from None
         try:
             size = os.fstat(f.fileno()).st_size
             if offset < 0 or offset > size:
@@ -145,7 +168,8 @@ class FilesystemDriver(StorageDriver):
             f.seek(offset)
             remaining = size - offset if length is None else min(length, size - offset)
             while remaining > 0:
-                chunk = await asyncio.to_thread(f.read, min(remaining, _FLUSH_AT))
+                with _os_errors(path):
+                    chunk = await asyncio.to_thread(f.read, min(remaining, _FLUSH_AT))
                 if not chunk:
                     break
                 remaining -= len(chunk)
@@ -158,39 +182,87 @@ class FilesystemDriver(StorageDriver):
         return _FsWriter(self, path, append)
 
     async def stat(self, path: str) -> FileInfo:
-        try:
+        with _os_errors(path):
             st = os.stat(self._full(path))
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
         is_dir = os.path.isdir(self._full(path))
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
     async def list(self, path: str) -> list[str]:
         full = self._full(path)
-        try:
+        with _os_errors(path):
             names = os.listdir(full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
         prefix = "" if path == "/" else path
-        return sorted(f"{prefix}/{n}" for n in names if not n.startswith(".tmp-"))
+        return sorted(f"{prefix}/{n}" for n in names if not n.startswith(_TMP_PREFIX))
 
     async def move(self, src: str, dst: str) -> None:
         s, d = self._full(check_path(src)), self._full(check_path(dst))
-        os.makedirs(os.path.dirname(d), exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(d), exist_ok=True)
             os.replace(s, d)
+            fsync_dir(os.path.dirname(d))
         except FileNotFoundError:
             raise PathNotFound(src) from None
         except OSError as e:
             raise DriverError(f"cannot move {src} to {dst}: {e.strerror}") from None
-        fsync_dir(os.path.dirname(d))
 
     async def delete(self, path: str) -> None:
         full = self._full(check_path(path))
         if os.path.isdir(full) and not os.path.islink(full):
-            await asyncio.to_thread(shutil.rmtree, full, True)
+            def rmtree() -> None:
+                def failed(func: object, p: str, exc_info: tuple) -> None:
+                    # Whatever vanished meanwhile is gone anyway; anything else must be reported.
+                    if not isinstance(exc_info[1], FileNotFoundError):
+                        raise exc_info[1]
+                shutil.rmtree(full, onerror=failed)
+            with _os_errors(path):
+                await asyncio.to_thread(rmtree)
             return
-        try:
+        with _os_errors(path):
             os.unlink(full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
+
+    @contextlib.asynccontextmanager
+    async def lock(self, path: str) -> AsyncIterator[None]:
+        async with super().lock(path):
+            with _os_errors(path):
+                fd = os.open(self._full(check_path(path)), os.O_RDONLY)
+            try:
+                deadline = time.monotonic() + LOCK_TIMEOUT
+                delay = 0.002
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        pass
+                    except OSError as e:
+                        raise DriverError(f"cannot lock {path}: {e.strerror}") from None
+                    if time.monotonic() > deadline:
+                        raise DriverError(f"{path} is locked by another process")
+                    # Poll rather than block a worker thread on another process's writer.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor drops the flock
+
+    async def clean_temporaries(self, older_than: float, dry_run: bool = False) -> int:
+        def scan() -> int:
+            removed, now = 0, time.time()
+            for directory, dirs, files in os.walk(self.root):
+                for name in files:
+                    if not name.startswith(_TMP_PREFIX):
+                        continue
+                    full = os.path.join(directory, name)
+                    try:
+                        if now - os.lstat(full).st_mtime <= older_than:
+                            continue
+                        if not dry_run:
+                            os.unlink(full)
+                    except FileNotFoundError:
+                        continue
+                    removed += 1
+            return removed
+        try:
+            return await asyncio.to_thread(scan)
+        except OSError as e:
+            raise DriverError(f"cannot clean temporary files under {self.root}: {e.strerror}") from None

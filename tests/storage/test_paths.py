@@ -25,6 +25,9 @@ TABLE = [
     (paths.upload_started_at("team/app", "u-1"), f"{R}/repositories/team/app/_uploads/u-1/startedat"),
     (paths.referrer_link("team/app", S, D),
      f"{R}/repositories/team/app/_referrers/sha256/{'cd' * 32}/sha256/{'ab' * 32}/link"),
+    (paths.gc_clock(), f"{R}/_gc/clock"),
+    (paths.gc_deleting(D), f"{R}/_gc/deleting/sha256/{'ab' * 32}"),
+    (paths.gc_untagging(D), f"{R}/_gc/untagging/sha256/{'ab' * 32}"),
 ]
 
 

@@ -1,5 +1,10 @@
 """Blob uploads: POST (start, monolithic, mount), PATCH (chunks), PUT (finish), GET (status),
-DELETE (cancel) on /v2/<name>/blobs/uploads/[<uuid>]."""
+DELETE (cancel) on /v2/<name>/blobs/uploads/[<uuid>].
+
+A PATCH or PUT holds the upload's lock (``RegistryStore.upload_lock``: across processes on a
+filesystem root) and writes only at the offset the upload had when the request arrived, so of
+two copies of one chunk (a client retrying after a timeout) the second gets 416 and the upload
+keeps one copy."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from registry.server.handlers.common import (
     DIGEST_HEADER, SESSION_ID_HEADER, UPLOAD_UUID_HEADER, content_length, parse_digest, repo_name, store,
 )
 from storage.digest import Digest
-from storage.errors import DigestInvalid, SizeInvalid
+from storage.errors import DigestInvalid, SizeInvalid, UploadOffsetMismatch
 from storage.registry import Upload
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
@@ -47,6 +52,11 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _range_error(message: str, upload: Upload) -> RegistryError:
+    return RegistryError("BLOB_UPLOAD_INVALID", message, status=416,
+                         headers={k: v for k, v in _upload_headers(upload).items() if k != "Content-Length"})
+
+
 def _check_content_range(request: web.Request, upload: Upload, length: int | None) -> None:
     """Chunks must arrive in order: a Content-Range must start at the upload's offset (else 416)."""
     header = request.headers.get("Content-Range")
@@ -58,12 +68,12 @@ def _check_content_range(request: web.Request, upload: Upload, length: int | Non
         start, end = int(m.group(1)), int(m.group(2))
         bad = start != upload.size or end < start or (length is not None and end - start + 1 != length)
     if bad:
-        raise RegistryError("BLOB_UPLOAD_INVALID", f"Content-Range {header[:80]!r} does not continue "
-                            f"the upload at offset {upload.size}", status=416,
-                            headers={k: v for k, v in _upload_headers(upload).items() if k != "Content-Length"})
+        raise _range_error(f"Content-Range {header[:80]!r} does not continue the upload at offset "
+                           f"{upload.size}", upload)
 
 
 async def _receive(request: web.Request, upload: Upload) -> Upload:
+    """Append the body at ``upload.size``; call it holding the upload's lock."""
     length = content_length(request)
     if length == 0:
         return upload
@@ -71,6 +81,10 @@ async def _receive(request: web.Request, upload: Upload) -> Upload:
         return await store(request).append_upload(upload, _body(request), length)
     except SizeInvalid as e:
         raise RegistryError("SIZE_INVALID", str(e)) from None
+    except UploadOffsetMismatch as e:
+        raise _range_error(f"another request moved the upload to offset {e.size}; this one "
+                           f"was written for offset {e.expected}",
+                           Upload(upload.name, upload.id, e.size)) from None
 
 
 async def start_upload(request: web.Request) -> web.Response:
@@ -118,7 +132,8 @@ async def _get(request: web.Request) -> Upload:
 async def patch_upload(request: web.Request) -> web.Response:
     upload = await _get(request)
     _check_content_range(request, upload, content_length(request))
-    upload = await _receive(request, upload)
+    async with store(request).upload_lock(upload):
+        upload = await _receive(request, upload)
     return web.Response(status=202, headers=_upload_headers(upload))
 
 
@@ -126,8 +141,14 @@ async def put_upload(request: web.Request) -> web.Response:
     upload = await _get(request)
     d = parse_digest(request.query.get("digest"))
     _check_content_range(request, upload, content_length(request))
-    upload = await _receive(request, upload)
-    await store(request).finish_upload(upload, d)
+    st = store(request)
+    async with st.upload_lock(upload):
+        upload = await _receive(request, upload)
+        # What this request appended is all the upload holds only if no one else wrote meanwhile.
+        current = await st.get_upload(upload.name, upload.id)
+        if current.size != upload.size:
+            raise _range_error(f"the upload moved to offset {current.size} meanwhile", current)
+        await st.finish_upload(upload, d)
     return _created(upload.name, d)
 
 
