@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING, Iterator
 
 from hoist.errors import UserError
+
+if TYPE_CHECKING:
+    from storage.drivers import StorageDriver
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     from registry.server import config as cfgmod
     from storage.drivers import create_driver
-    from storage.errors import DriverError
+    from storage.errors import DriverError, StorageError
     from storage.gc import collect
     from storage.registry import RegistryStore
 
@@ -61,8 +66,11 @@ def _gc(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         try:
-            report = await collect(RegistryStore(driver), delete_untagged=args.delete_untagged,
-                                   grace=grace, dry_run=args.dry_run)
+            with _one_gc_at_a_time(driver):
+                report = await collect(RegistryStore(driver), delete_untagged=args.delete_untagged,
+                                       grace=grace, dry_run=args.dry_run)
+        except StorageError as e:
+            raise UserError(f"gc stopped on a storage error, nothing more deleted: {e}") from None
         finally:
             await driver.close()
         verb = "would delete" if args.dry_run else "deleted"
@@ -71,10 +79,33 @@ def _gc(args: argparse.Namespace) -> int:
         for d in report.swept:
             print(f"{verb} blob {d}")
         print(f"{len(report.marked)} blobs in use, {verb} {len(report.swept)} ({report.bytes_freed} bytes), "
-              f"kept {len(report.kept_young)} younger than the grace period")
+              f"kept {len(report.kept_young)} younger than the grace period and "
+              f"{len(report.kept_referenced)} referenced during the run")
 
     asyncio.run(main())
     return 0
+
+
+@contextlib.contextmanager
+def _one_gc_at_a_time(driver: "StorageDriver") -> Iterator[None]:
+    """Two gc runs would clear each other's markers: hold an flock on a filesystem root (on S3
+    the operator runs gc from one place, as the docs say)."""
+    import fcntl
+    import os
+
+    from storage import paths
+
+    local = driver.local_path(paths.gc_clock())
+    if local is None:
+        yield
+        return
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with open(os.path.join(os.path.dirname(local), "lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError("another hoist registry gc is running on this root") from None
+        yield
 
 
 def _htpasswd(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER
 from registry.server.state import CONFIG, METRICS, STORE
 from storage.drivers import StorageDriver, create_driver
 from storage.errors import DomainError, DriverError, InvalidPath
+from storage.maintenance import purge_abandoned
 from storage.registry import RegistryStore
 
 log = logging.getLogger("hoist.registry")
@@ -81,9 +82,7 @@ def _purger(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
             while True:
                 await asyncio.sleep(config.upload_purge_interval)
                 try:
-                    n = await app[STORE].purge_uploads(config.upload_purge_age)
-                    if n:
-                        log.info("purged %d stale uploads", n)
+                    await purge_abandoned(app[STORE], config.upload_purge_age, config.upload_purge_dryrun, log)
                 except Exception:
                     log.exception("upload purge failed")
         task = asyncio.create_task(loop()) if config.upload_purging else None

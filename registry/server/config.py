@@ -11,7 +11,7 @@
       filesystem: {rootdirectory: /var/lib/hoist/registry}   # or  inmemory: {}
       delete: {enabled: true}                                # hoist's default: enabled
       automaticcrossmount: true     # a mount without from= links any blob the store holds
-      maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h}}
+      maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}}
     manifests: {maxsize: 4194304}                            # bytes
     log: {accesslog: {disabled: false}}
     auth: ...                                                # see registry/auth/setup.py
@@ -52,6 +52,7 @@ class Config:
     upload_purge_age: float = 7 * 24 * 3600.0
     upload_purge_interval: float = 24 * 3600.0
     upload_purging: bool = True
+    upload_purge_dryrun: bool = False
     auth: "AuthSetup | None" = None
     tls_certificate: str | None = None
     tls_key: str | None = None
@@ -147,6 +148,8 @@ def from_dict(doc: dict[str, Any]) -> Config:
         cfg.upload_purge_age = parse_duration(purging["age"], "storage.maintenance.uploadpurging.age")
     if "interval" in purging:
         cfg.upload_purge_interval = parse_duration(purging["interval"], "storage.maintenance.uploadpurging.interval")
+    if "dryrun" in purging:
+        cfg.upload_purge_dryrun = bool(purging["dryrun"])
     manifests = _section(doc, "manifests")
     if "maxsize" in manifests:
         size = manifests["maxsize"]

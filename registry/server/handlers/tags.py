@@ -11,6 +11,9 @@ from registry.server.handlers.pagination import page
 
 async def list_tags(request: web.Request) -> web.Response:
     name = repo_name(request)
-    tags = await store(request).tags(name)
+    # Read only the page (and one more, so page() knows whether to link the next).
+    n = request.query.get("n", "")
+    tags = await store(request).tags(name, after=request.query.get("last") or None,
+                                     limit=int(n) + 1 if n.isdigit() else None)
     shown, headers = page(request, tags, lambda n, last: routes.tags(name, n, last))
     return web.json_response({"name": name, "tags": shown}, headers=headers)
