@@ -34,10 +34,9 @@ from typing import AsyncIterator
 from storage import mediatypes as mt
 from storage import paths
 from storage.digest import Digest, Hasher
-from storage.drivers.base import StorageDriver
-from storage.drivers.base import FileInfo
+from storage.drivers.base import FileInfo, StorageDriver
 from storage.errors import (
-    BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath,
+    BlobUnknown, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath,
     ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
     UploadOffsetMismatch,
 )
@@ -255,7 +254,7 @@ class RegistryStore:
 
         ``upload.size`` is the offset the caller means to write at: if the stored upload has
         another size when the write starts (a concurrent duplicate PATCH got there first),
-        BlobUploadInvalid carries the current state and nothing is written. Call it holding
+        UploadOffsetMismatch (a BlobUploadInvalid) carries the current size and nothing is written. Call it holding
         ``upload_lock`` so the check and the write are one step."""
         current = await self.get_upload(upload.name, upload.id)
         if current.size != upload.size:

@@ -15,7 +15,7 @@ from storage.maintenance import purge_abandoned
 from storage.registry import RegistryStore
 from tests.storage.faulty import FaultyDriver
 from tests.storage.test_driver_conformance import driver  # noqa: F401  (the per-driver fixture)
-from tests.storage.test_gc import _blob, _image
+from tests.storage.test_gc import _image
 
 OLD = "2020-01-02T03:04:05.123456789Z"  # as Distribution writes it (nanoseconds)
 
