@@ -104,6 +104,11 @@ def test_htpasswd_basic_auth(htpasswd_server: ServerProcess) -> None:
     assert c.request("GET", routes.base(), headers=_basic("alice", "wrong")).status == 401
     assert c.request("GET", routes.base(), headers=_basic("mallory", "s3cret")).status == 401
     assert c.request("GET", routes.base(), headers=_basic("alice", "s3cret")).status == 200
+    # HEAD /v2/ answers as GET does (Distribution), behind the same check.
+    r = c.request("HEAD", routes.base())
+    assert r.status == 401 and r.header("WWW-Authenticate") == 'Basic realm="test-realm"'
+    r = c.request("HEAD", routes.base(), headers=_basic("alice", "s3cret"))
+    assert r.status == 200 and r.header("Docker-Distribution-API-Version") == "registry/2.0"
     r = c.request("POST", routes.upload_start("a/b", digest=digest_of(b"x")), b"x", _basic("alice", "s3cret"))
     assert r.status == 201
     assert c.request("HEAD", routes.blob("a/b", digest_of(b"x"))).status == 401
@@ -215,3 +220,110 @@ def test_auth_config_errors(tmp_path: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "serve", "--config", str(cfg)],
                            capture_output=True, text=True, cwd=ROOT, timeout=20)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)
+
+
+# -- automatic cross-repository mount: never from a repository the caller may not pull ---------------
+
+@pytest.fixture
+def two_user_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    _write_key(tmp_path / "key.pem")
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('a-pw', 4)}\nbob:{hash_password('b-pw', 4)}\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(json.dumps({
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+        "auth": {"token": {"service": "test-svc", "issuer": "test-issuer", "signingkey": str(tmp_path / "key.pem"),
+                           "htpasswd": str(tmp_path / "htpasswd"), "acl": [
+                               {"account": "*", "name": "${account}/*", "actions": ["pull", "push"]},
+                               {"account": "bob", "name": "shared/*", "actions": ["pull", "push"]},
+                               {"account": "*", "name": "shared/*", "actions": ["pull"]}]}}}))
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    yield server
+    server.stop()
+
+
+def _bearer(c: Client, scope: str, creds: tuple[str, str]) -> dict[str, str]:
+    status, tok = _token(c, scope, creds)
+    assert status == 200
+    return {"Authorization": f"Bearer {tok['token']}"}
+
+
+def test_automatic_mount_never_links_a_blob_the_caller_cannot_pull(two_user_server: ServerProcess) -> None:
+    c = two_user_server.client()
+    bob = ("bob", "b-pw")
+    private, shared = b"bob's private layer", b"a layer everyone may pull"
+    bob_private = _bearer(c, "repository:bob/private:pull,push", bob)
+    r = c.request("POST", routes.upload_start("bob/private", digest=digest_of(private)), private, bob_private)
+    assert r.status == 201
+    bob_shared = _bearer(c, "repository:shared/base:pull,push", bob)
+    r = c.request("POST", routes.upload_start("shared/base", digest=digest_of(shared)), shared, bob_shared)
+    assert r.status == 201
+
+    # alice's token covers only her own repository, as a docker client asks for it.
+    alice = _bearer(c, "repository:alice/app:pull,push", ("alice", "a-pw"))
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(private)), headers=alice)
+    assert r.status == 202 and r.header("Location"), (r.status, r.body)
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(private), from_repo="bob/private"),
+                  headers=alice)
+    assert r.status == 202
+    # A digest nobody holds answers exactly like one alice may not see.
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(b"nowhere")), headers=alice)
+    assert r.status == 202
+    assert c.request("HEAD", routes.blob("alice/app", digest_of(private)), headers=alice).status == 404
+    # A blob held by a repository the ACL lets alice pull is mounted without from=.
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(shared)), headers=alice)
+    assert r.status == 201 and r.header("Docker-Content-Digest") == digest_of(shared)
+    assert c.request("GET", routes.blob("alice/app", digest_of(shared)), headers=alice).body == shared
+    # The blob is still nowhere in alice's repository, so a manifest naming it is refused.
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(private),
+             "size": len(private)}
+    doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(shared),
+                      "size": len(shared)}, "layers": [layer]}
+    r = c.request("PUT", routes.manifest("alice/app", "v1"), json.dumps(doc).encode(),
+                  {**alice, "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 400 and r.error_codes() == ["MANIFEST_BLOB_UNKNOWN"]
+    # bob may pull his own blob into another of his repositories without from=.
+    bob_other = _bearer(c, "repository:bob/other:pull,push", bob)
+    r = c.request("POST", routes.upload_start("bob/other", mount=digest_of(private)), headers=bob_other)
+    assert r.status == 201
+
+
+# -- the route table carries each route's access rule; a route without one is refused ---------------
+
+def test_every_route_carries_an_access_rule() -> None:
+    from registry.server.app import ROUTES, create_app
+    from registry.server.auth import Needs, route_key
+    from registry.server.config import Config
+    from registry.server.state import ROUTE_NEEDS
+    from storage.drivers.memory import MemoryDriver
+
+    app = create_app(Config(), MemoryDriver())
+    registered = {r.name for r in app.router.routes()}
+    assert registered == {route_key(r.method, r.name) for r in ROUTES}
+    assert all(isinstance(app[ROUTE_NEEDS][name], Needs) for name in registered)
+    # Writes and deletes of a repository never run on "any valid identity".
+    for r in ROUTES:
+        if r.method in ("POST", "PUT", "PATCH", "DELETE") and "name" in routes.PATTERNS[r.name]:
+            assert r.needs.kind == "repository" and r.needs.actions & {"push", "delete"}, r
+
+
+async def test_a_route_without_a_rule_is_refused(aiohttp_client) -> None:
+    from aiohttp import web
+
+    from registry.server.app import create_app
+    from registry.server.config import Config
+    from storage.drivers.memory import MemoryDriver
+
+    called = []
+
+    async def extra(request: web.Request) -> web.Response:
+        called.append(request.path)
+        return web.Response(text="should not run")
+
+    app = create_app(Config(), MemoryDriver())
+    app.router.add_get("/v2/{name:.+}/extra", extra, name="get_extra")
+    client = await aiohttp_client(app)
+    r = await client.get("/v2/a/b/extra")
+    assert r.status == 403 and (await r.json())["errors"][0]["code"] == "DENIED"
+    assert called == []
+    assert (await client.head(routes.base())).status == 200
