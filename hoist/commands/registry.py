@@ -80,6 +80,7 @@ def _gc(args: argparse.Namespace) -> int:
 def _htpasswd(args: argparse.Namespace) -> int:
     import getpass
 
+    from registry.auth.errors import PasswordTooLong
     from registry.auth.htpasswd import hash_password
 
     if ":" in args.user or not args.user:
@@ -87,7 +88,11 @@ def _htpasswd(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     if not password:
         raise UserError("empty password")
-    print(f"{args.user}:{hash_password(password)}")
+    try:
+        line = f"{args.user}:{hash_password(password)}"
+    except PasswordTooLong as e:
+        raise UserError(f"{e}: choose a shorter password") from None
+    print(line)
     return 0
 
 

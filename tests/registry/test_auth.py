@@ -327,3 +327,66 @@ async def test_a_route_without_a_rule_is_refused(aiohttp_client) -> None:
     assert r.status == 403 and (await r.json())["errors"][0]["code"] == "DENIED"
     assert called == []
     assert (await client.head(routes.base())).status == 200
+
+
+# -- passwords bcrypt cannot take, and users that do not exist ---------------------------------------
+
+LONG = "p" * 73
+
+
+def test_a_password_over_72_bytes_is_401_not_500(htpasswd_server: ServerProcess, token_server: ServerProcess) -> None:
+    c = htpasswd_server.client()
+    r = c.request("GET", routes.base(), headers=_basic("alice", LONG))
+    assert r.status == 401 and r.error_codes() == ["UNAUTHORIZED"]
+    assert c.request("HEAD", routes.base(), headers=_basic("alice", "é" * 37)).status == 401  # 74 bytes
+    t = token_server.client()
+    status, _ = _token(t, "repository:alice/app:pull", ("alice", LONG))
+    assert status == 401
+    body = urlencode({"grant_type": "password", "username": "alice", "password": LONG, "service": "test-svc"})
+    r = t.request("POST", "/token", body.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 401
+
+
+def test_htpasswd_command_refuses_a_password_over_72_bytes() -> None:
+    r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "htpasswd", "alice", "--password-stdin"],
+                       input=LONG + "\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode != 0 and r.stdout == ""
+    assert "73 bytes" in r.stderr and "72" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "htpasswd", "alice", "--password-stdin"],
+                       input="p" * 72 + "\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("alice:$2y$")
+
+
+def test_htpasswd_file_with_a_malformed_hash_is_a_config_error(tmp_path: Path) -> None:
+    from registry.auth.errors import AuthConfigError
+    from registry.auth.htpasswd import Htpasswd
+
+    (tmp_path / "htpasswd").write_text("alice:$2y$10$short\n")
+    with pytest.raises(AuthConfigError, match=":1: expected user:bcrypt-hash"):
+        Htpasswd.load(tmp_path / "htpasswd")
+
+
+def test_unknown_users_pay_a_bcrypt_check_like_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behaviour, not time: an unknown user's password is checked against a hash of the same cost."""
+    import bcrypt
+
+    from registry.auth.errors import BadCredentials
+    from registry.auth.htpasswd import Htpasswd
+
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('s3cret', 5)}\n")
+    users = Htpasswd.load(tmp_path / "htpasswd")
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    with pytest.raises(BadCredentials):
+        users.check("mallory", "s3cret")
+    with pytest.raises(BadCredentials):
+        users.check("alice", "wrong")
+    assert len(checked) == 2
+    assert checked[0] != checked[1] and checked[0][:7] == checked[1][:7] == b"$2b$05$"
