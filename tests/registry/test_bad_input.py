@@ -293,3 +293,42 @@ def test_schema_edge_values_that_are_valid(client: Client, repo: str) -> None:
                           "size": (1 << 63) - 1, "urls": ["https://example.invalid/far"]})
     r = client.push_manifest(repo, "edge", doc)
     assert r.status == 201, r.body
+
+
+RANGE_CASES = [
+    ("bytes=-0", None, 416, None),
+    ("bytes=10-", None, 416, None),
+    ("bytes=99-200", None, 416, None),
+    ("bytes=5-2", None, 416, None),
+    ("bytes=-", None, 416, None),
+    ("bytes=x-1", None, 416, None),
+    ("bytes=-20", None, 206, (0, 9)),
+    ("bytes=-3", None, 206, (7, 9)),
+    ("bytes=3-100", None, 206, (3, 9)),
+    ("bytes=0-0", None, 206, (0, 0)),
+    ("bytes=9-", None, 206, (9, 9)),
+    ("bytes=0-1,4-5", None, 200, None),
+    ("items=0-1", None, 200, None),
+    ("bytes=2-4", '"sha256:other"', 200, None),
+    ("bytes=2-4", "Wed, 21 Oct 2015 07:28:00 GMT", 200, None),
+    ("bytes=2-4", "ETAG", 206, (2, 4)),
+]
+
+
+@pytest.mark.parametrize("rng,if_range,status,span", RANGE_CASES, ids=[f"{c[0]}|{c[1]}" for c in RANGE_CASES])
+def test_range_requests_follow_rfc_9110(client: Client, repo: str, rng: str, if_range: str | None,
+                                        status: int, span: tuple[int, int] | None) -> None:
+    data = b"0123456789"
+    d = client.push_blob(repo, data)
+    headers = {"Range": rng}
+    if if_range:
+        headers["If-Range"] = f'"{d}"' if if_range == "ETAG" else if_range
+    r = client.request("GET", routes.blob(repo, d), headers=headers)
+    assert r.status == status, (rng, r.status, r.body[:100])
+    if status == 416:
+        assert r.header("Content-Range") == "bytes */10"
+    elif status == 200:
+        assert r.body == data and r.header("Content-Range") is None
+    else:
+        start, end = span
+        assert r.body == data[start:end + 1] and r.header("Content-Range") == f"bytes {start}-{end}/10"
