@@ -214,7 +214,8 @@ def test_auth_config_errors(tmp_path: Path) -> None:
         ("auth: {htpasswd: {path: /nope}}", "cannot read htpasswd"),
         ("auth: {token: {service: s}}", "set signingkey"),
         ("auth: {token: {signingkey: /nope}}", "cannot read signing key"),
-        ("auth: {silly: {}}", "exactly one of htpasswd or token"),
+        ("auth: {silly: {}}", "unknown config key 'auth.silly'"),
+        ("auth: {htpasswd: {path: /x}, token: {service: s}}", "exactly one of htpasswd or token"),
     ]:
         cfg.write_text(text)
         r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "serve", "--config", str(cfg)],
