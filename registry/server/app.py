@@ -17,6 +17,7 @@ from aiohttp import web
 
 from registry.routes import PATTERNS
 from registry.server.config import Config, server_tls_context
+from registry.server.connections import handler_factory
 from registry.server.errors import RegistryError, from_domain
 from registry.server.auth import (
     CATALOG_SCOPE, IDENTITY, OPEN, Needs, auth_middleware, repository, route_key,
@@ -145,15 +146,24 @@ async def serve(config: Config, ready: Callable[[str], None] | None = None) -> N
     """Run until cancelled."""
     tls = server_tls_context(config)
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=log if config.access_log else None,
-                           access_log_format='%a "%r" %s %b %Tf')
+    # aiohttp's keep-alive timeout is the idle timeout; 0 means none (as Distribution's idletimeout).
+    handler_args: dict[str, object] = {
+        "keepalive_timeout": config.idle_timeout or 10.0 ** 9,
+        "access_log": log if config.access_log else None,
+        "access_log_format": '%a "%r" %s %b %Tf',
+    }
+    runner = web.AppRunner(app, **handler_args)  # type: ignore[arg-type]
     await runner.setup()
     host, port = config.host_port
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=tls)
-    await site.start()
+    loop = asyncio.get_running_loop()
+    assert runner.server is not None
+    listener = await loop.create_server(
+        handler_factory(runner.server, loop, config.read_header_timeout, **handler_args),
+        host, port, backlog=1024, reuse_address=True, ssl=tls)
     if ready:
         ready(f"{'https' if tls else 'http'}://{host}:{port}")
     try:
         await asyncio.Event().wait()
     finally:
+        listener.close()
         await runner.cleanup()
