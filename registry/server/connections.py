@@ -10,7 +10,7 @@ timed, so a slow upload that keeps sending lives as long as it needs.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
@@ -49,7 +49,7 @@ class HeaderTimeoutHandler(RequestHandler):
 
 
 def handler_factory(server: Server, loop: asyncio.AbstractEventLoop, read_header_timeout: float,
-                    **kwargs: Any) -> "callable[[], HeaderTimeoutHandler]":  # type: ignore[valid-type]
+                    **kwargs: Any) -> Callable[[], HeaderTimeoutHandler]:
     """The protocol factory for ``loop.create_server``: one handler per connection."""
     def make() -> HeaderTimeoutHandler:
         return HeaderTimeoutHandler(server, loop=loop, read_header_timeout=read_header_timeout, **kwargs)
