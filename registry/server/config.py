@@ -174,6 +174,12 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def from_dict(doc: dict[str, Any]) -> Config:
+    storage_keys = doc.get("storage") if isinstance(doc.get("storage"), dict) else {}
+    for key in storage_keys:
+        if key not in KNOWN_KEYS["storage"]:
+            # Under storage: an unknown key is most likely a driver name.
+            raise ConfigError(f"storage.{key}: unknown storage driver or key {key!r} "
+                              f"(drivers: {', '.join(_DRIVERS)})")
     check_keys(doc)
     cfg = Config()
     http = _section(doc, "http")
