@@ -6,7 +6,10 @@ a manifest is always the digest of those bytes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,15 +17,29 @@ from storage import mediatypes as mt
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ManifestInvalid
 
-_MEDIA_TYPE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&-^_.+/")
+# The image spec's JSON schema (defs-descriptor.json): RFC 6838 type "/" subtype, no parameters.
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
+INT64_MAX = (1 << 63) - 1
+# No real manifest nests more than a handful of levels; anything deeper is refused before it
+# can cost recursion (the JSON decoder itself recurses).
+MAX_DEPTH = 64
 
 
 def valid_media_type(value: Any) -> bool:
-    """RFC 6838 type/subtype (no parameters)."""
-    if not isinstance(value, str) or value.count("/") != 1:
-        return False
-    kind, sub = value.split("/")
-    return bool(kind) and bool(sub) and set(value) <= _MEDIA_TYPE_CHARS
+    """RFC 6838 type/subtype (no parameters), as the image spec's schema has it."""
+    return isinstance(value, str) and _MEDIA_TYPE.match(value) is not None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -47,26 +64,22 @@ class Descriptor:
         except DigestInvalid as e:
             raise ManifestInvalid(f"{where}: {e}") from None
         size = obj.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestInvalid(f"{where}: invalid size {size!r}")
-        annotations = obj.get("annotations") or {}
-        if not isinstance(annotations, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-        ):
+        if not _is_int(size) or not 0 <= size <= INT64_MAX:
+            raise ManifestInvalid(f"{where}: size must be an integer from 0 to 2^63-1, not {size!r}")
+        annotations = obj.get("annotations", {})
+        if not _string_map(annotations):
             raise ManifestInvalid(f"{where}: annotations must map strings to strings")
         platform = obj.get("platform")
-        if platform is not None and (
-            not isinstance(platform, dict)
-            or not isinstance(platform.get("os"), str)
-            or not isinstance(platform.get("architecture"), str)
-        ):
-            raise ManifestInvalid(f"{where}: platform needs os and architecture")
+        if platform is not None:
+            _check_platform(platform, where)
         artifact_type = obj.get("artifactType")
         if artifact_type is not None and not valid_media_type(artifact_type):
             raise ManifestInvalid(f"{where}: invalid artifactType {artifact_type!r}")
-        urls = obj.get("urls") or []
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        urls = obj.get("urls", [])
+        if not _string_list(urls):
             raise ManifestInvalid(f"{where}: urls must be a list of strings")
+        if "data" in obj and not _base64(obj["data"]):
+            raise ManifestInvalid(f"{where}: data must be a base64 string")
         return cls(media_type, digest, size, annotations, platform, artifact_type, tuple(urls))
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +93,78 @@ class Descriptor:
         if self.artifact_type is not None:
             out["artifactType"] = self.artifact_type
         return out
+
+
+def _base64(value: Any) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+def _check_platform(platform: Any, where: str) -> None:
+    if not isinstance(platform, dict) or not isinstance(platform.get("os"), str) \
+            or not isinstance(platform.get("architecture"), str):
+        raise ManifestInvalid(f"{where}: platform needs os and architecture strings")
+    for key in ("os.version", "variant"):
+        if key in platform and not isinstance(platform[key], str):
+            raise ManifestInvalid(f"{where}: platform {key} must be a string")
+    for key in ("os.features", "features"):
+        if key in platform and not _string_list(platform[key]):
+            raise ManifestInvalid(f"{where}: platform {key} must be a list of strings")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Go's decoder keeps the last of duplicate keys (case-insensitively); refusing them means
+    # every client reads the manifest the registry validated.
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ManifestInvalid(f"duplicate key {dup!r}")
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ManifestInvalid(f"{name} is not JSON")
+
+
+def _check_depth(doc: Any) -> None:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ManifestInvalid(f"manifest nests more than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _decode(raw: bytes) -> Any:
+    """Strict JSON as the spec means it: UTF-8 without a BOM, no NaN/Infinity, no duplicate keys,
+    no lone surrogates, nesting bounded by MAX_DEPTH."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestInvalid(f"manifest is not UTF-8: {e.reason} at byte {e.start}") from None
+    if text.startswith("\ufeff"):
+        raise ManifestInvalid("manifest starts with a byte order mark")
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ManifestInvalid(f"manifest nests more than {MAX_DEPTH} levels") from None
+    except ValueError as e:
+        raise ManifestInvalid(f"manifest is not valid JSON: {e}") from None
+    _check_depth(doc)
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestInvalid("manifest holds a lone surrogate escape") from None
+    except RecursionError:
+        raise ManifestInvalid(f"manifest nests more than {MAX_DEPTH} levels") from None
+    return doc
 
 
 @dataclass(frozen=True)
@@ -139,22 +224,20 @@ def _media_type_of(doc: dict[str, Any], content_type: str | None) -> str:
 
 def parse_manifest(raw: bytes, content_type: str | None = None) -> Manifest:
     """Parse and validate a manifest or index; raise ManifestInvalid with a reason."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestInvalid(f"manifest is not valid JSON: {e}") from None
+    doc = _decode(raw)
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")
-    if doc.get("schemaVersion") != 2:
-        raise ManifestInvalid("schemaVersion must be 2")
+    version = doc.get("schemaVersion")
+    if not _is_int(version) or version != 2:
+        raise ManifestInvalid(f"schemaVersion must be the integer 2, not {version!r}")
     media_type = _media_type_of(doc, content_type)
     subject = Descriptor.from_json(doc["subject"], "subject") if doc.get("subject") is not None else None
     artifact_type = doc.get("artifactType")
     if artifact_type is not None and not valid_media_type(artifact_type):
         raise ManifestInvalid(f"invalid artifactType {artifact_type!r}")
-    annotations = doc.get("annotations") or {}
-    if not isinstance(annotations, dict):
-        raise ManifestInvalid("annotations must be an object")
+    annotations = doc.get("annotations", {})
+    if not _string_map(annotations):
+        raise ManifestInvalid("annotations must map strings to strings")
     if media_type in mt.INDEXES:
         items = doc.get("manifests")
         if not isinstance(items, list):

@@ -689,6 +689,36 @@ class RegistryStore:
                                       artifact_type=m.effective_artifact_type()))
         return out
 
+    async def repositories_linking(self, d: Digest) -> AsyncIterator[str]:
+        """Every repository that has blob ``d`` linked into its layers (repositories holding only
+        blobs included), depth first; nothing when the store lacks ``d``.
+        For choosing the origin of an automatic cross-repository mount the caller may read.
+        Raises DriverError on a storage failure (never a partial answer read as "nowhere")."""
+        if not await self._exists(paths.blob_data(d)):
+            return
+        root = paths.repositories_root()
+        pending = [root]
+        while pending:
+            path = pending.pop()
+            try:
+                children = sorted(await self.driver.list(path), reverse=True)
+            except PathNotFound:
+                continue
+            subdirs: list[str] = []
+            for child in children:
+                base = child.rsplit("/", 1)[1]
+                if base == "_layers":
+                    name = path[len(root) + 1:]
+                    if await self._read_link(paths.layer_link(name, d)) == d:
+                        yield name
+                elif not base.startswith("_"):
+                    try:
+                        if (await self.driver.stat(child)).is_dir:
+                            subdirs.append(child)
+                    except PathNotFound:
+                        continue
+            pending.extend(subdirs)
+
 
 def _parse_rfc3339(text: str) -> float:
     """``startedat``: RFC 3339 as Distribution and hoist write it (Z or an offset, optional

@@ -111,6 +111,7 @@ def _one_gc_at_a_time(driver: "StorageDriver") -> Iterator[None]:
 def _htpasswd(args: argparse.Namespace) -> int:
     import getpass
 
+    from registry.auth.errors import PasswordTooLong
     from registry.auth.htpasswd import hash_password
 
     if ":" in args.user or not args.user:
@@ -118,7 +119,11 @@ def _htpasswd(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     if not password:
         raise UserError("empty password")
-    print(f"{args.user}:{hash_password(password)}")
+    try:
+        line = f"{args.user}:{hash_password(password)}"
+    except PasswordTooLong as e:
+        raise UserError(f"{e}: choose a shorter password") from None
+    print(line)
     return 0
 
 

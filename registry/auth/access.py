@@ -74,6 +74,10 @@ class ACL:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "actions" not in item:
                 raise AuthConfigError(f"auth.token.acl[{i}]: needs account, name and actions")
+            unknown = sorted(set(map(str, item)) - {"account", "name", "actions", "type"})
+            if unknown:
+                raise AuthConfigError(f"auth.token.acl[{i}]: unknown key {unknown[0]!r} "
+                                      "(known: account, name, actions, type)")
             actions = item["actions"]
             if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
                 raise AuthConfigError(f"auth.token.acl[{i}].actions: expected a list of strings")

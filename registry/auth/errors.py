@@ -5,6 +5,7 @@
     AuthError
     ├── AuthConfigError       an auth section, key, certificate or htpasswd file that cannot be used
     ├── BadCredentials        a username/password pair that does not check out
+    ├── PasswordTooLong       a password bcrypt cannot hash (over 72 bytes)
     └── InvalidToken          a bearer token that is malformed, expired, for another service, or badly signed
 """
 
@@ -20,6 +21,10 @@ class AuthConfigError(AuthError):
 
 
 class BadCredentials(AuthError):
+    pass
+
+
+class PasswordTooLong(AuthError):
     pass
 
 

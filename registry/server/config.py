@@ -7,6 +7,8 @@
     http:
       addr: 127.0.0.1:5000
       tls: {certificate: /etc/hoist/tls.crt, key: /etc/hoist/tls.key}   # optional: serve HTTPS
+      idletimeout: 5m           # close connections idle this long (0: never)
+      readheadertimeout: 60s    # a request's headers must arrive within this (0: no limit)
     storage:
       filesystem: {rootdirectory: /var/lib/hoist/registry}   # or  inmemory: {}
       delete: {enabled: true}                                # hoist's default: enabled
@@ -15,6 +17,9 @@
     manifests: {maxsize: 4194304}                            # bytes
     log: {accesslog: {disabled: false}}
     auth: ...                                                # see registry/auth/setup.py
+
+Unknown keys are refused, naming the key (``KNOWN_KEYS``); a few Distribution keys that change
+nothing here (log.level, storage.cache, http.headers, health) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ class Config:
     auth: "AuthSetup | None" = None
     tls_certificate: str | None = None
     tls_key: str | None = None
+    # A connection with no request in flight is closed after idle_timeout (also before its first
+    # request); a request's headers must arrive within read_header_timeout of its first byte.
+    # 0 turns either off. A request body is not timed: a slow upload that keeps sending lives.
+    idle_timeout: float = 300.0
+    read_header_timeout: float = 60.0
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -86,23 +96,75 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 100 * 365 * 24 * 3600.0
 
 
 def parse_duration(value: Any, key: str) -> float:
-    """Go-style durations ("168h", "90m") or a number of seconds."""
+    """Go-style durations ("168h", "1h30m", "0") or a number of seconds; never negative.
+    The one duration parser: the config file, ``--grace`` and auth expirations all use it."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    total, text = 0.0, str(value)
-    for part in re.findall(r"\d+(?:\.\d+)?[a-z]+", text):
-        m = _DURATION.match(part)
-        if not m:
-            raise ConfigError(f"{key}: invalid duration {value!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-    if not text or "".join(re.findall(r"\d+(?:\.\d+)?[a-z]+", text)) != text:
-        raise ConfigError(f"{key}: invalid duration {value!r}")
-    return total
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        if text in ("0", "+0"):
+            return 0.0
+        body = text[1:] if text.startswith("+") else text
+        parts = _DURATION_PART.findall(body)
+        if not body or "".join(n + u for n, u in parts) != body:
+            raise ConfigError(f"{key}: invalid duration {value!r} (expected e.g. 0, 90s, 30m, 1h30m)")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 0 <= seconds <= MAX_DURATION:  # also refuses NaN
+        raise ConfigError(f"{key}: duration {value!r} must be between 0 and 100 years")
+    return seconds
+
+
+IGNORED = "ignored"   # a Distribution key hoist accepts and does not use (harmless to ignore)
+VALUE = "value"       # a leaf read (and checked) by from_dict or registry/auth/setup.py
+# Every key hoist knows, as nested sections. Anything else is an error naming the key, so a
+# misspelt key (rootdirectroy) never silently sends data somewhere else.
+KNOWN_KEYS: dict[str, Any] = {
+    "version": VALUE,
+    "log": {"level": IGNORED, "formatter": IGNORED, "fields": IGNORED, "accesslog": {"disabled": VALUE}},
+    "loglevel": IGNORED,
+    "http": {"addr": VALUE, "idletimeout": VALUE, "readheadertimeout": VALUE,
+             "tls": {"certificate": VALUE, "key": VALUE}, "headers": IGNORED, "secret": IGNORED},
+    "storage": {
+        "filesystem": {"rootdirectory": VALUE},
+        "inmemory": {},
+        "s3": {k: VALUE for k in ("bucket", "region", "regionendpoint", "accesskey", "secretkey",
+                                  "rootdirectory", "chunksize", "redirect")},
+        "delete": {"enabled": VALUE},
+        "maintenance": {"uploadpurging": {"enabled": VALUE, "age": VALUE, "interval": VALUE, "dryrun": VALUE}},
+        "automaticcrossmount": VALUE,
+        "cache": IGNORED,
+    },
+    "manifests": {"maxsize": VALUE},
+    "health": IGNORED,
+    "auth": {
+        "htpasswd": {"realm": VALUE, "path": VALUE},
+        "token": {k: VALUE for k in ("realm", "service", "issuer", "rootcertbundle", "signingkey",
+                                     "htpasswd", "expiration", "acl")},
+    },
+}
+_DRIVERS = ("filesystem", "inmemory", "s3")
+
+
+def check_keys(doc: Any, known: dict[str, Any] = KNOWN_KEYS, where: str = "") -> None:
+    """ConfigError naming the first key hoist does not know."""
+    if doc is None:
+        return
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping")
+    for key, value in doc.items():
+        path = f"{where}.{key}" if where else str(key)
+        spec = known.get(key) if isinstance(key, str) else None
+        if spec is None:
+            choices = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"unknown config key {path!r} (known here: {choices})")
+        if isinstance(spec, dict):
+            check_keys(value, spec, path)
 
 
 def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -113,11 +175,22 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def from_dict(doc: dict[str, Any]) -> Config:
+    storage_keys = doc.get("storage") if isinstance(doc.get("storage"), dict) else {}
+    for key in storage_keys:
+        if key not in KNOWN_KEYS["storage"]:
+            # Under storage: an unknown key is most likely a driver name.
+            raise ConfigError(f"storage.{key}: unknown storage driver or key {key!r} "
+                              f"(drivers: {', '.join(_DRIVERS)})")
+    check_keys(doc)
     cfg = Config()
     http = _section(doc, "http")
     if "addr" in http:
         cfg.addr = str(http["addr"])
         parse_addr(cfg.addr)
+    if "idletimeout" in http:
+        cfg.idle_timeout = parse_duration(http["idletimeout"], "http.idletimeout")
+    if "readheadertimeout" in http:
+        cfg.read_header_timeout = parse_duration(http["readheadertimeout"], "http.readheadertimeout")
     tls = http.get("tls") or {}
     if not isinstance(tls, dict):
         raise ConfigError("http.tls: expected a mapping")
@@ -126,8 +199,7 @@ def from_dict(doc: dict[str, Any]) -> Config:
             raise ConfigError("http.tls needs both certificate and key")
         cfg.tls_certificate, cfg.tls_key = str(tls["certificate"]), str(tls["key"])
     storage = _section(doc, "storage")
-    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag",
-                                               "automaticcrossmount")]
+    drivers = [k for k in storage if k in _DRIVERS]
     if len(drivers) > 1:
         raise ConfigError(f"storage: more than one driver configured: {', '.join(drivers)}")
     if drivers:

@@ -11,5 +11,7 @@ from storage.registry import RegistryStore
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", object)
 STORE = web.AppKey("store", RegistryStore)
+# aiohttp route name -> what it needs (auth.Needs), built from the route table in app.py.
+ROUTE_NEEDS = web.AppKey("route_needs", dict)
 # Per request: who the caller is and what their token grants (set by the auth middleware).
 CLAIMS = web.RequestKey("claims", Claims)

@@ -104,6 +104,11 @@ def test_htpasswd_basic_auth(htpasswd_server: ServerProcess) -> None:
     assert c.request("GET", routes.base(), headers=_basic("alice", "wrong")).status == 401
     assert c.request("GET", routes.base(), headers=_basic("mallory", "s3cret")).status == 401
     assert c.request("GET", routes.base(), headers=_basic("alice", "s3cret")).status == 200
+    # HEAD /v2/ answers as GET does (Distribution), behind the same check.
+    r = c.request("HEAD", routes.base())
+    assert r.status == 401 and r.header("WWW-Authenticate") == 'Basic realm="test-realm"'
+    r = c.request("HEAD", routes.base(), headers=_basic("alice", "s3cret"))
+    assert r.status == 200 and r.header("Docker-Distribution-API-Version") == "registry/2.0"
     r = c.request("POST", routes.upload_start("a/b", digest=digest_of(b"x")), b"x", _basic("alice", "s3cret"))
     assert r.status == 201
     assert c.request("HEAD", routes.blob("a/b", digest_of(b"x"))).status == 401
@@ -209,9 +214,180 @@ def test_auth_config_errors(tmp_path: Path) -> None:
         ("auth: {htpasswd: {path: /nope}}", "cannot read htpasswd"),
         ("auth: {token: {service: s}}", "set signingkey"),
         ("auth: {token: {signingkey: /nope}}", "cannot read signing key"),
-        ("auth: {silly: {}}", "exactly one of htpasswd or token"),
+        ("auth: {silly: {}}", "unknown config key 'auth.silly'"),
+        ("auth: {htpasswd: {path: /x}, token: {service: s}}", "exactly one of htpasswd or token"),
     ]:
         cfg.write_text(text)
         r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "serve", "--config", str(cfg)],
                            capture_output=True, text=True, cwd=ROOT, timeout=20)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)
+
+
+# -- automatic cross-repository mount: never from a repository the caller may not pull ---------------
+
+@pytest.fixture
+def two_user_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    _write_key(tmp_path / "key.pem")
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('a-pw', 4)}\nbob:{hash_password('b-pw', 4)}\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(json.dumps({
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+        "auth": {"token": {"service": "test-svc", "issuer": "test-issuer", "signingkey": str(tmp_path / "key.pem"),
+                           "htpasswd": str(tmp_path / "htpasswd"), "acl": [
+                               {"account": "*", "name": "${account}/*", "actions": ["pull", "push"]},
+                               {"account": "bob", "name": "shared/*", "actions": ["pull", "push"]},
+                               {"account": "*", "name": "shared/*", "actions": ["pull"]}]}}}))
+    server = ServerProcess(tmp_path / "root", config=cfg)
+    yield server
+    server.stop()
+
+
+def _bearer(c: Client, scope: str, creds: tuple[str, str]) -> dict[str, str]:
+    status, tok = _token(c, scope, creds)
+    assert status == 200
+    return {"Authorization": f"Bearer {tok['token']}"}
+
+
+def test_automatic_mount_never_links_a_blob_the_caller_cannot_pull(two_user_server: ServerProcess) -> None:
+    c = two_user_server.client()
+    bob = ("bob", "b-pw")
+    private, shared = b"bob's private layer", b"a layer everyone may pull"
+    bob_private = _bearer(c, "repository:bob/private:pull,push", bob)
+    r = c.request("POST", routes.upload_start("bob/private", digest=digest_of(private)), private, bob_private)
+    assert r.status == 201
+    bob_shared = _bearer(c, "repository:shared/base:pull,push", bob)
+    r = c.request("POST", routes.upload_start("shared/base", digest=digest_of(shared)), shared, bob_shared)
+    assert r.status == 201
+
+    # alice's token covers only her own repository, as a docker client asks for it.
+    alice = _bearer(c, "repository:alice/app:pull,push", ("alice", "a-pw"))
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(private)), headers=alice)
+    assert r.status == 202 and r.header("Location"), (r.status, r.body)
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(private), from_repo="bob/private"),
+                  headers=alice)
+    assert r.status == 202
+    # A digest nobody holds answers exactly like one alice may not see.
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(b"nowhere")), headers=alice)
+    assert r.status == 202
+    assert c.request("HEAD", routes.blob("alice/app", digest_of(private)), headers=alice).status == 404
+    # A blob held by a repository the ACL lets alice pull is mounted without from=.
+    r = c.request("POST", routes.upload_start("alice/app", mount=digest_of(shared)), headers=alice)
+    assert r.status == 201 and r.header("Docker-Content-Digest") == digest_of(shared)
+    assert c.request("GET", routes.blob("alice/app", digest_of(shared)), headers=alice).body == shared
+    # The blob is still nowhere in alice's repository, so a manifest naming it is refused.
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(private),
+             "size": len(private)}
+    doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(shared),
+                      "size": len(shared)}, "layers": [layer]}
+    r = c.request("PUT", routes.manifest("alice/app", "v1"), json.dumps(doc).encode(),
+                  {**alice, "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 400 and r.error_codes() == ["MANIFEST_BLOB_UNKNOWN"]
+    # bob may pull his own blob into another of his repositories without from=.
+    bob_other = _bearer(c, "repository:bob/other:pull,push", bob)
+    r = c.request("POST", routes.upload_start("bob/other", mount=digest_of(private)), headers=bob_other)
+    assert r.status == 201
+
+
+# -- the route table carries each route's access rule; a route without one is refused ---------------
+
+def test_every_route_carries_an_access_rule() -> None:
+    from registry.server.app import ROUTES, create_app
+    from registry.server.auth import Needs, route_key
+    from registry.server.config import Config
+    from registry.server.state import ROUTE_NEEDS
+    from storage.drivers.memory import MemoryDriver
+
+    app = create_app(Config(), MemoryDriver())
+    registered = {r.name for r in app.router.routes()}
+    assert registered == {route_key(r.method, r.name) for r in ROUTES}
+    assert all(isinstance(app[ROUTE_NEEDS][name], Needs) for name in registered)
+    # Writes and deletes of a repository never run on "any valid identity".
+    for r in ROUTES:
+        if r.method in ("POST", "PUT", "PATCH", "DELETE") and "name" in routes.PATTERNS[r.name]:
+            assert r.needs.kind == "repository" and r.needs.actions & {"push", "delete"}, r
+
+
+async def test_a_route_without_a_rule_is_refused(aiohttp_client) -> None:
+    from aiohttp import web
+
+    from registry.server.app import create_app
+    from registry.server.config import Config
+    from storage.drivers.memory import MemoryDriver
+
+    called = []
+
+    async def extra(request: web.Request) -> web.Response:
+        called.append(request.path)
+        return web.Response(text="should not run")
+
+    app = create_app(Config(), MemoryDriver())
+    app.router.add_get("/v2/{name:.+}/extra", extra, name="get_extra")
+    client = await aiohttp_client(app)
+    r = await client.get("/v2/a/b/extra")
+    assert r.status == 403 and (await r.json())["errors"][0]["code"] == "DENIED"
+    assert called == []
+    assert (await client.head(routes.base())).status == 200
+
+
+# -- passwords bcrypt cannot take, and users that do not exist ---------------------------------------
+
+LONG = "p" * 73
+
+
+def test_a_password_over_72_bytes_is_401_not_500(htpasswd_server: ServerProcess, token_server: ServerProcess) -> None:
+    c = htpasswd_server.client()
+    r = c.request("GET", routes.base(), headers=_basic("alice", LONG))
+    assert r.status == 401 and r.error_codes() == ["UNAUTHORIZED"]
+    assert c.request("HEAD", routes.base(), headers=_basic("alice", "é" * 37)).status == 401  # 74 bytes
+    t = token_server.client()
+    status, _ = _token(t, "repository:alice/app:pull", ("alice", LONG))
+    assert status == 401
+    body = urlencode({"grant_type": "password", "username": "alice", "password": LONG, "service": "test-svc"})
+    r = t.request("POST", "/token", body.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 401
+
+
+def test_htpasswd_command_refuses_a_password_over_72_bytes() -> None:
+    r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "htpasswd", "alice", "--password-stdin"],
+                       input=LONG + "\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode != 0 and r.stdout == ""
+    assert "73 bytes" in r.stderr and "72" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "hoist.cli", "registry", "htpasswd", "alice", "--password-stdin"],
+                       input="p" * 72 + "\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("alice:$2y$")
+
+
+def test_htpasswd_file_with_a_malformed_hash_is_a_config_error(tmp_path: Path) -> None:
+    from registry.auth.errors import AuthConfigError
+    from registry.auth.htpasswd import Htpasswd
+
+    (tmp_path / "htpasswd").write_text("alice:$2y$10$short\n")
+    with pytest.raises(AuthConfigError, match=":1: expected user:bcrypt-hash"):
+        Htpasswd.load(tmp_path / "htpasswd")
+
+
+def test_unknown_users_pay_a_bcrypt_check_like_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behaviour, not time: an unknown user's password is checked against a hash of the same cost."""
+    import bcrypt
+
+    from registry.auth.errors import BadCredentials
+    from registry.auth.htpasswd import Htpasswd
+
+    (tmp_path / "htpasswd").write_text(f"alice:{hash_password('s3cret', 5)}\n")
+    users = Htpasswd.load(tmp_path / "htpasswd")
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    with pytest.raises(BadCredentials):
+        users.check("mallory", "s3cret")
+    with pytest.raises(BadCredentials):
+        users.check("alice", "wrong")
+    assert len(checked) == 2
+    assert checked[0] != checked[1] and checked[0][:7] == checked[1][:7] == b"$2b$05$"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
@@ -209,3 +210,125 @@ def test_no_request_gets_a_500(client: Client, repo: str) -> None:
         for method in ("GET", "HEAD", "PUT", "DELETE", "PATCH", "POST"):
             r = client.request(method, path, b"" if method in ("PUT", "PATCH", "POST") else None)
             assert r.status < 500, (method, path, r.status, r.body[:200])
+
+
+def _manifest(**changes: object) -> dict:
+    doc: dict = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(b"{}"),
+                            "size": 2},
+                 "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(b"l"),
+                             "size": 1}]}
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = doc
+        for k in parents:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        node[int(last) if isinstance(node, list) else last] = value
+    return doc
+
+
+def _json(doc: dict) -> bytes:
+    return json.dumps(doc).encode()
+
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_INDEX_CHILD = {"mediaType": OCI_MANIFEST, "digest": digest_of(b"m"), "size": 1}
+
+# Each body breaks one rule of the image spec's JSON schema (or of strict JSON): 400 MANIFEST_INVALID.
+SCHEMA_VIOLATIONS = [
+    (b"[" * 100_000 + b"]" * 100_000, "nested 100,000 levels"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "objects nested 100,000 levels"),
+    (_json(_manifest(annotations={"x": json.dumps(0)})).replace(b'"0"', b"[" * 70 + b"]" * 70), "nested 70 levels"),
+    (_json(_manifest()).decode().encode("utf-16"), "UTF-16 with BOM"),
+    (b"\xef\xbb\xbf" + _json(_manifest()), "UTF-8 BOM"),
+    (_json(_manifest()).replace(b'"layers"', b'"l\xe9yers"'), "Latin-1 byte"),
+    (_json(_manifest(schemaVersion=2.0)).replace(b'"schemaVersion": 2', b'"schemaVersion": 2.0'), "float version"),
+    (_json(_manifest(schemaVersion="2")), "string version"),
+    (_json(_manifest(schemaVersion=True)), "boolean version"),
+    (_json(_manifest(layers__0__size=1 << 63)), "size over 2^63-1"),
+    (_json(_manifest(layers__0__size=-1)), "negative size"),
+    (_json(_manifest(layers__0__size=1.0)).replace(b'"size": 1.0', b'"size": 1.0'), "float size"),
+    (_json(_manifest(layers__0__size="1")), "string size"),
+    (_json(_manifest()).replace(b'"size": 1}', b'"size": NaN}'), "NaN"),
+    (_json(_manifest()).replace(b'"size": 1}', b'"size": 1, "size": 1}'), "duplicate key"),
+    (_json(_manifest(layers__0__mediaType="application/vnd.oci.image.layer.v1.tar; x=y")), "media type parameter"),
+    (_json(_manifest(layers__0__mediaType="/tar")), "empty type"),
+    (_json(_manifest(layers__0__mediaType=7)), "numeric media type"),
+    (_json(_manifest(layers__0__digest="sha256:" + "A" * 64)), "uppercase hex digest"),
+    (_json(_manifest(layers__0__digest=7)), "numeric digest"),
+    (_json(_manifest(layers__0__urls="http://x")), "urls not a list"),
+    (_json(_manifest(layers__0__annotations={"a": 1})), "annotation value not a string"),
+    (_json(_manifest(layers__0__data="not base64!")), "data not base64"),
+    (_json(_manifest(annotations={"a": ["b"]})), "top annotation value not a string"),
+    (_json(_manifest(annotations=[])), "annotations a list"),
+    (_json(_manifest(layers={})), "layers an object"),
+    (_json(_manifest(config=[])), "config a list"),
+    (_json(_manifest(artifactType="nope")), "artifactType without subtype"),
+    (_json(_manifest(annotations={"a": "\ud800"})).replace(b"\\\\ud800", b"\\ud800"), "lone surrogate"),
+    (_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": {}}), "index manifests an object"),
+    (_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{**_INDEX_CHILD, "platform": {"os": "linux", "architecture": 64}}]}), "architecture a number"),
+    (_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{**_INDEX_CHILD, "platform": {"os": "linux", "architecture": "amd64",
+                                                         "os.features": "x"}}]}), "os.features a string"),
+    (_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{**_INDEX_CHILD, "size": 1 << 64}]}), "index child size over int64"),
+]
+
+
+@pytest.mark.parametrize("body,why", SCHEMA_VIOLATIONS, ids=[why for _, why in SCHEMA_VIOLATIONS])
+def test_manifests_breaking_the_schema_are_refused(client: Client, repo: str, body: bytes, why: str) -> None:
+    r = client.request("PUT", routes.manifest(repo, "bad"), body, {"Content-Type": OCI_MANIFEST
+                       if b"index" not in body[:200] else OCI_INDEX})
+    assert r.status == 400, (why, r.status, r.body[:300])
+    assert r.error_codes() == ["MANIFEST_INVALID"], why
+
+
+def test_schema_edge_values_that_are_valid(client: Client, repo: str) -> None:
+    config = client.push_blob(repo, b"{}")
+    layer = client.push_blob(repo, b"l")
+    doc = _manifest(config__digest=config, layers__0__digest=layer,
+                    layers__0__annotations={"k": "v"}, annotations={"org.opencontainers.image.title": "é"})
+    doc["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(b"far"),
+                          "size": (1 << 63) - 1, "urls": ["https://example.invalid/far"]})
+    r = client.push_manifest(repo, "edge", doc)
+    assert r.status == 201, r.body
+
+
+RANGE_CASES = [
+    ("bytes=-0", None, 416, None),
+    ("bytes=10-", None, 416, None),
+    ("bytes=99-200", None, 416, None),
+    ("bytes=5-2", None, 416, None),
+    ("bytes=-", None, 416, None),
+    ("bytes=x-1", None, 416, None),
+    ("bytes=-20", None, 206, (0, 9)),
+    ("bytes=-3", None, 206, (7, 9)),
+    ("bytes=3-100", None, 206, (3, 9)),
+    ("bytes=0-0", None, 206, (0, 0)),
+    ("bytes=9-", None, 206, (9, 9)),
+    ("bytes=0-1,4-5", None, 200, None),
+    ("items=0-1", None, 200, None),
+    ("bytes=2-4", '"sha256:other"', 200, None),
+    ("bytes=2-4", "Wed, 21 Oct 2015 07:28:00 GMT", 200, None),
+    ("bytes=2-4", "ETAG", 206, (2, 4)),
+]
+
+
+@pytest.mark.parametrize("rng,if_range,status,span", RANGE_CASES, ids=[f"{c[0]}|{c[1]}" for c in RANGE_CASES])
+def test_range_requests_follow_rfc_9110(client: Client, repo: str, rng: str, if_range: str | None,
+                                        status: int, span: tuple[int, int] | None) -> None:
+    data = b"0123456789"
+    d = client.push_blob(repo, data)
+    headers = {"Range": rng}
+    if if_range:
+        headers["If-Range"] = f'"{d}"' if if_range == "ETAG" else if_range
+    r = client.request("GET", routes.blob(repo, d), headers=headers)
+    assert r.status == status, (rng, r.status, r.body[:100])
+    if status == 416:
+        assert r.header("Content-Range") == "bytes */10"
+    elif status == 200:
+        assert r.body == data and r.header("Content-Range") is None
+    else:
+        start, end = span
+        assert r.body == data[start:end + 1] and r.header("Content-Range") == f"bytes {start}-{end}/10"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from registry.server.errors import RegistryError
 from registry.server.handlers.common import DIGEST_HEADER, parse_digest, repo_name, store
 from registry.server.state import CONFIG
+from storage.digest import Digest
 
 _IMMUTABLE = "max-age=31536000"
 
@@ -24,35 +27,62 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     redirect = await st.blob_redirect(d)
     if redirect:
         raise web.HTTPTemporaryRedirect(redirect, headers={DIGEST_HEADER: str(d)})
-    local = st.blob_local_path(d)
-    if local is not None:
-        # sendfile, with Range / If-Range / If-None-Match handled by aiohttp per RFC 9110.
-        resp = web.FileResponse(local, headers={**headers, "Content-Type": "application/octet-stream"})
-        return resp
-    return await _stream_blob(request, d, size, headers)
+    rng = byte_range(request.headers.get("Range"), request.headers.get("If-Range"), headers["ETag"], size)
+    if rng is None:
+        local = st.blob_local_path(d)
+        if local is not None and "Range" not in request.headers:
+            # sendfile. Only without Range: FileResponse would apply its own Range rules, and
+            # ranges are decided by byte_range alone.
+            return web.FileResponse(local, headers={**headers, "Content-Type": "application/octet-stream"})
+        return await _stream_blob(request, d, 0, size - 1, 200, headers)
+    start, end = rng
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return await _stream_blob(request, d, start, end, 206, headers)
 
 
-async def _stream_blob(request: web.Request, d, size: int, headers: dict[str, str]) -> web.StreamResponse:
-    start, end = 0, size - 1
-    status = 200
-    rng = request.http_range
-    if request.headers.get("Range"):
-        try:
-            s = rng.start if rng.start is not None else 0
-            e = (rng.stop - 1) if rng.stop is not None else size - 1
-            if rng.start is not None and rng.start < 0:
-                s, e = max(0, size + rng.start), size - 1
-        except ValueError:
-            s, e = 0, size - 1
-        if s >= size or s > e:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-        start, end, status = s, min(e, size - 1), 206
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII | re.IGNORECASE)
+
+
+def byte_range(header: str | None, if_range: str | None, etag: str, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range to serve per RFC 9110 section 14, or None for the whole blob.
+
+    Ignored (whole blob, 200): no header, another unit, several ranges (allowed by 14.2, and it
+    stops ``bytes=0-,0-,...`` amplification), an If-Range that is not this blob's ETag.
+    Refused (416): a malformed range or first > last (invalid, 14.1.1), a first byte at or past
+    the end, a zero-length suffix (``bytes=-0``: unsatisfiable, 14.1.2)."""
+    if header is None or (if_range is not None and if_range.strip() != etag):
+        return None
+    spec = header.strip()
+    if not spec.lower().startswith("bytes=") or "," in spec:
+        return None
+    m = _RANGE.match(spec.replace(" ", ""))
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise _unsatisfiable(size)
+    first, last = m.group(1), m.group(2)
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start or start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> web.HTTPRequestRangeNotSatisfiable:
+    return web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+
+
+async def _stream_blob(request: web.Request, d: Digest, start: int, end: int, status: int,
+                       headers: dict[str, str]) -> web.StreamResponse:
     resp = web.StreamResponse(status=status, headers={**headers, "Content-Type": "application/octet-stream"})
     resp.content_length = end - start + 1
     await resp.prepare(request)
-    async for chunk in store(request).blob_reader(d, start, end - start + 1):
-        await resp.write(chunk)
+    if end >= start:
+        async for chunk in store(request).blob_reader(d, start, end - start + 1):
+            await resp.write(chunk)
     await resp.write_eof()
     return resp
 

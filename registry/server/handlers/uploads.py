@@ -14,7 +14,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from registry import routes
-from registry.server.auth import may_pull
+from registry.server.auth import mount_origin
 from registry.server.errors import RegistryError
 from registry.server.handlers.common import (
     DIGEST_HEADER, SESSION_ID_HEADER, UPLOAD_UUID_HEADER, content_length, parse_digest, repo_name, store,
@@ -98,9 +98,8 @@ async def start_upload(request: web.Request) -> web.Response:
         except DigestInvalid:
             d = None
         # A failed mount falls back to a plain upload session (spec: 202); so does a mount
-        # from a repository the caller may not read.
-        source = q.get("from")
-        allowed = source is None or may_pull(request, source)
+        # from a repository the caller may not read (with or without from=).
+        allowed, source = await mount_origin(request, d, q.get("from")) if d is not None else (False, None)
         if d is not None and allowed and await st.mount_blob(name, d, source):
             return _created(name, d)
     elif "digest" in q:
