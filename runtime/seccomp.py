@@ -293,7 +293,7 @@ def compile_program(resolved: dict[str, Any]) -> bytes:
             filt.add_arch(ARCHES[name])
         except OSError as e:
             if e.errno != 17:  # EEXIST: the native architecture is always in
-                raise ProfileError(f"seccomp: architecture {name}: {e.strerror}") from None
+                raise ProfileError(f"architecture {name}: {e.strerror}") from None
     ops = {name: getattr(scmp, name[len("SCMP_CMP_"):]) for name in OPERATORS}
     for rule in resolved["syscalls"]:
         action = _action(scmp, rule["action"], rule.get("errnoRet"))
@@ -312,7 +312,7 @@ def compile_program(resolved: dict[str, Any]) -> bytes:
                 try:
                     filt.add_rule(action, number, *group)
                 except OSError as e:
-                    raise ProfileError(f"seccomp: cannot add the rule for {name}: {e.strerror}") from None
+                    raise ProfileError(f"cannot add the rule for {name}: {e.strerror}") from None
     with tempfile.TemporaryFile() as out:
         filt.export_bpf(out)
         out.seek(0)
@@ -357,7 +357,11 @@ def for_container(choice: str, caps: Iterable[str], cache_dir: str | os.PathLike
     resolved = resolve(doc, caps)
     if resolved is None:
         return None
-    return {"profile": source, "program": base64.b64encode(_cached_program(resolved, cache_dir)).decode()}
+    try:
+        program = _cached_program(resolved, cache_dir)
+    except ProfileError as e:
+        raise ProfileError(f"seccomp profile {source}: {e}") from None
+    return {"profile": source, "program": base64.b64encode(program).decode()}
 
 
 def _cached_program(resolved: dict[str, Any], cache_dir: str | os.PathLike[str] | None) -> bytes:
