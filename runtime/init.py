@@ -188,6 +188,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
             os._exit(125)
     os.close(report_fd)
     linux.set_process_name("hoist-init")
+    seccomp.apply(spec.seccomp)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
     while True:

@@ -65,6 +65,9 @@ def test_default_filter_refuses_what_docker_refuses(probe: Hoist) -> None:
 def test_filter_holds_for_other_users_and_under_init(probe: Hoist) -> None:
     assert run_probe(probe, "-u", "1000") == DEFAULT_RESULTS
     assert run_probe(probe, "--init") == DEFAULT_RESULTS
+    # The reaper is inside the container too: PID 1 is filtered as well as the command.
+    status = probe.ok("run", "--rm", "--init", IMAGE, "grep", "^Seccomp:", "/proc/1/status", "/proc/self/status")
+    assert [line.split()[-1] for line in status.splitlines()] == ["2", "2"], status
 
 
 def test_unconfined_lets_them_through(probe: Hoist) -> None:
