@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime import cgroups, linux, mounts, users
+from runtime import cgroups, linux, mounts, seccomp, users
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
@@ -159,6 +159,7 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int) -> None:
         if spec.init:
             _reaper(spec, report_fd, last_cap)
         env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
+        seccomp.apply(spec.seccomp)
         exec_command(spec.argv, env)
     except StartFailure as e:
         code = e.code
@@ -177,6 +178,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
     if child == 0:
         try:
             env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
+            seccomp.apply(spec.seccomp)
             exec_command(spec.argv, env)
         except StartFailure as e:
             _report(report_fd, e.code, e.message)
@@ -186,6 +188,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
             os._exit(125)
     os.close(report_fd)
     linux.set_process_name("hoist-init")
+    seccomp.apply(spec.seccomp)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
     while True:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime import cgroups, linux
+from runtime import cgroups, linux, seccomp
 from runtime.containers import Container, ContainerStore
 from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
@@ -59,6 +59,7 @@ class RunOptions:
     remove: bool = False
     detach: bool = False
     interactive: bool = False
+    seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
 
 
 class Runtime:
@@ -105,6 +106,7 @@ class Runtime:
             volumes=[parse_volume(v) for v in opts.volumes],
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
+            seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
@@ -269,6 +271,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
                 for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(sig, signal.SIG_DFL)
                 env2, _ = init.become_user(user, env, cwd, last_cap)
+                seccomp.apply(spec.seccomp)
                 init.exec_command(argv, env2)
             except init.StartFailure as e:
                 print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)

@@ -60,6 +60,9 @@ class ContainerSpec:
     detach: bool = False
     rootfs: dict[str, str] = field(default_factory=dict)
     cgroups: list[str] = field(default_factory=list)
+    # runtime.seccomp.for_container's answer: the profile's source and its compiled program;
+    # None runs unconfined.
+    seccomp: dict[str, str] | None = None
     created: float = 0.0
 
     def to_json(self) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
     parser.add_argument("--cpus", type=float, metavar="N", help="CPU limit (e.g. 1.5)")
     parser.add_argument("--pids-limit", type=int, metavar="N")
+    parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                        help="seccomp=unconfined or seccomp=PROFILE.json (docker's format); "
+                             "no-new-privileges (always on)")
     parser.add_argument("image")
     parser.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             env_files=args.env_file, volumes=args.volume, workdir=args.workdir, user=args.user,
             entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
-            interactive=args.interactive,
+            interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
         )
         container = runtime.create(opts)
         if not args.detach:
@@ -57,3 +60,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
     print(container.id)
     return 0
+
+
+def _seccomp_choice(options: list[str]) -> str:
+    """docker's ``--security-opt`` values that hoist knows; the last seccomp= wins, as in docker."""
+    from runtime import seccomp
+
+    choice = seccomp.DEFAULT
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if key == "seccomp" and sep and value:
+            choice = value
+        elif key == "no-new-privileges" and value in ("", "true"):
+            continue  # hoist always sets no_new_privs
+        else:
+            raise UserError(f"unsupported --security-opt {opt!r}",
+                            hint="use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges",
+                            exit_code=125)
+    return choice
