@@ -351,23 +351,23 @@ def test_many_concurrent_run_rm(hoist: Hoist) -> None:
 
 
 def test_listing_skips_a_container_being_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The race itself, made certain: a container removed between the directory listing and
-    reading its config is skipped, not an error."""
+    """The race itself, made certain: a container removed by another process just before its
+    config is read (whatever was checked before) is skipped, not an error."""
     from runtime.containers import Container, ContainerStore
     from runtime.spec import ContainerSpec
 
     store = ContainerStore(tmp_path / "containers")
     for i in range(3):
         store.reserve(ContainerSpec(id=f"{i:064x}", name=f"c{i}", image="i", image_id="d", argv=["true"], env=[]))
-    real_listdir = os.listdir
+    doomed = store.root / f"{1:064x}"
+    real_read_text = Path.read_text
 
-    def listdir_then_remove(path):
-        entries = real_listdir(path)
-        if Path(path) == store.root:
-            Container(store.root / f"{1:064x}").destroy()
-        return entries
+    def removed_just_before(path: Path, *args, **kwargs) -> str:
+        if path == doomed / "config.json":
+            Container(doomed).destroy()
+        return real_read_text(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "listdir", listdir_then_remove)
+    monkeypatch.setattr(Path, "read_text", removed_just_before)
     names = [c.name for c in store.all()]
     monkeypatch.undo()
     assert sorted(names) == ["c0", "c2"]
