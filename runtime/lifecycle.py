@@ -244,7 +244,7 @@ def _check_user(user: str) -> None:
     try:
         users.check_user_spec(user)
     except users.UserNotFound as e:
-        raise SetupError(f"invalid user {user!r}: {e}") from None
+        raise SetupError(f"invalid user: {e}") from None
 
 
 def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: int | None) -> None:

@@ -33,21 +33,22 @@ def _read(path: str) -> list[list[str]]:
 
 # (uid_t)-1 means "leave unchanged" to setresuid and friends, so the largest id is 2**32 - 2.
 MAX_ID = 2**32 - 2
+_MAX_ID_DIGITS = len(str(MAX_ID))  # longer is out of range; int() of 4301+ digits would raise
 
 
 def _as_id(text: str) -> int | None:
     """A numeric id, or None for a name; raises UserNotFound for a number out of range."""
     if not (text.isascii() and text.isdigit()):
         return None
-    value = int(text)
-    if value > MAX_ID:
-        raise UserNotFound(f"user or group id {text} is out of range (0-{MAX_ID})")
-    return value
+    if len(text) > _MAX_ID_DIGITS or int(text) > MAX_ID:
+        raise UserNotFound(f"user or group id {text[:20]}{'...' if len(text) > 20 else ''} "
+                           f"is out of range (0-{MAX_ID})")
+    return int(text)
 
 
 def _int(text: str, default: int) -> int:
     """An id field of /etc/passwd or /etc/group; out of range counts as malformed."""
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS or int(text) > MAX_ID:
         return default
     return int(text)
 
