@@ -137,9 +137,14 @@ class ContainerStore:
             return []
         out = []
         for entry in os.listdir(self.root):
-            path = self.root / entry
-            if len(entry) == 64 and (path / "config.json").is_file():
-                out.append(Container(path))
+            if len(entry) != 64:
+                continue
+            container = Container(self.root / entry)
+            try:
+                container.spec  # read once, now: another process may be removing it
+            except ContainerNotFound:
+                continue
+            out.append(container)
         return sorted(out, key=lambda c: c.spec.created, reverse=True)
 
     def get(self, ref: str) -> Container:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -63,10 +64,13 @@ def _setup_root(spec: ContainerSpec, cdir: Path) -> str:
     return root
 
 
-def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int) -> tuple[list[str], users.ExecUser]:
+def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int,
+                monitor_fd: int | None = None) -> tuple[list[str], users.ExecUser]:
     """Inside the container's root: resolve the user in its /etc files, add HOME, create and
     enter the workdir, keep docker's capabilities only, set no_new_privs, switch ids.
-    Raises StartFailure (125) when the user or the workdir is unusable."""
+    ``monitor_fd`` (PID 1 only) is the read end of a pipe whose write end only the monitor
+    holds: changing ids clears PDEATHSIG, so it is set again and the pipe tells whether the
+    monitor died in between. Raises StartFailure (125) when the user or the workdir is unusable."""
     try:
         user = users.resolve_user(spec_user)
     except users.UserNotFound as e:
@@ -82,6 +86,12 @@ def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int) -> tupl
     os.setresuid(user.uid, user.uid, user.uid)
     if user.uid == 0:
         linux.capset(keep, keep, set())
+    if monitor_fd is not None:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if select.select([monitor_fd], [], [], 0)[0]:
+            os._exit(137)  # the monitor is gone (EOF): nobody would ever reap or stop us
+    # A uid change resets dumpable to fs.suid_dumpable; the next execve sets it for the command.
+    linux.set_dumpable(False)
     try:
         os.chdir(cwd)
     except OSError as e:
@@ -137,11 +147,18 @@ def _report(fd: int, code: int, message: str) -> None:
         pass
 
 
-def container_main(spec: ContainerSpec, cdir: Path, report_fd: int) -> None:
+def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: int) -> None:
     """PID 1 of the container. Never returns."""
     code = 125
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Only the report pipe and the monitor's liveness pipe (both close-on-exec) survive;
+        # anything the caller left open would be a way out (runc CVE-2024-21626).
+        linux.close_fds_above_2(keep=(report_fd, monitor_fd))
+        linux.set_dumpable(False)
+        # Its own session and process group: kill(0) or kill(-1) inside reaches only the container.
+        os.setsid()
+        linux.join_new_session_keyring()
         flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
         if spec.network != "host":
             flags |= linux.CLONE_NEWNET
@@ -157,8 +174,8 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int) -> None:
         for sig in FORWARDED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         if spec.init:
-            _reaper(spec, report_fd, last_cap)
-        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
+            _reaper(spec, report_fd, monitor_fd, last_cap)
+        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
         seccomp.apply(spec.seccomp)
         exec_command(spec.argv, env)
     except StartFailure as e:
@@ -172,13 +189,19 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int) -> None:
     os._exit(code)
 
 
-def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
-    """``--init``: fork the command, forward signals to it, reap every zombie, exit as it did."""
+def _reaper(spec: ContainerSpec, report_fd: int, monitor_fd: int, last_cap: int) -> None:
+    """``--init``: PID 1 stays this (host) Python, so it is what docker's tini is: the
+    container's user, capabilities and no_new_privs, non-dumpable (its /proc/1/exe, environ and
+    mem cannot be opened from inside), and with the caller's command line and environment
+    erased from its memory. It forks the command, forwards signals, reaps every zombie and
+    exits as the command did. Raises StartFailure when the user or workdir is unusable."""
+    linux.set_process_name("hoist-init")
+    linux.erase_command_line("hoist-init")
+    env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
+    seccomp.apply(spec.seccomp)   # the reaper and, inherited, the command
     child = os.fork()
     if child == 0:
         try:
-            env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap)
-            seccomp.apply(spec.seccomp)
             exec_command(spec.argv, env)
         except StartFailure as e:
             _report(report_fd, e.code, e.message)
@@ -187,8 +210,6 @@ def _reaper(spec: ContainerSpec, report_fd: int, last_cap: int) -> None:
             _report(report_fd, 125, f"container setup failed: {e}")
             os._exit(125)
     os.close(report_fd)
-    linux.set_process_name("hoist-init")
-    seccomp.apply(spec.seccomp)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
     while True:
@@ -224,15 +245,23 @@ def monitor_main(cdir: Path, ready_fd: int | None) -> int:
     container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()))
     if ready_fd is not None:
         os.set_inheritable(ready_fd, False)
+    # A monitor forked from the CLI has the caller's descriptors; a -d container's monitor lives
+    # as long as the container, and nothing of the caller's may outlive the command line.
+    linux.close_fds_above_2(keep=(ready_fd,) if ready_fd is not None else ())
+    linux.join_new_session_keyring()
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
+    # The monitor holds alive_w until it exits; PID 1 sees EOF on alive_r once it is gone.
+    alive_r, alive_w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(report_r)
+        os.close(alive_w)
         if ready_fd is not None:
             os.close(ready_fd)
-        container_main(spec, cdir, report_w)
+        container_main(spec, cdir, report_w, alive_r)
     os.close(report_w)
+    os.close(alive_r)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
     container.update_state(pid=child)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime import cgroups, linux, seccomp
+from runtime import cgroups, linux, seccomp, users
 from runtime.containers import Container, ContainerStore
 from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
@@ -96,12 +96,14 @@ class Runtime:
         for path in opts.env_files:
             user_env += read_env_file(path)
         user_env += parse_env_args(opts.env)
+        user = opts.user if opts.user is not None else (config.get("User") or "")
+        _check_user(user)
         return ContainerSpec(
             id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
             argv=command_line(config, opts.entrypoint, opts.args),
             env=build_env(config.get("Env"), user_env, hostname),
             cwd=working_dir(config, opts.workdir),
-            user=opts.user if opts.user is not None else (config.get("User") or ""),
+            user=user,
             hostname=hostname, network=opts.network, init=opts.init,
             volumes=[parse_volume(v) for v in opts.volumes],
             stop_signal=parse_signal(config.get("StopSignal")),
@@ -226,6 +228,8 @@ class Runtime:
         if not pid:
             raise ContainerRunning(f"container {container.name} is not running")
         spec = container.spec
+        if user is not None:
+            _check_user(user)
         ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
                   for ns in ("ipc", "uts", "net", "pid", "mnt")]
         full_env = build_env(spec.env, parse_env_args(env or []), spec.hostname)
@@ -236,6 +240,13 @@ class Runtime:
         for fd in ns_fds:
             os.close(fd)
         return _wait_forwarding(child)
+
+
+def _check_user(user: str) -> None:
+    try:
+        users.check_user_spec(user)
+    except users.UserNotFound as e:
+        raise SetupError(f"invalid user: {e}") from None
 
 
 def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: int | None) -> None:
@@ -259,33 +270,50 @@ def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: 
 
 def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], env: list[str],
                 user: str, cwd: str) -> None:
-    """Forked from the caller: join the namespaces, fork into the PID namespace, exec. Never returns."""
+    """Forked from the caller. Never returns.
+
+    This helper is the host's Python, so it never enters the container's PID namespace itself
+    (setns for a PID namespace only places future children there): from inside it cannot be
+    seen at all. It becomes non-dumpable, erases the caller's command line and environment,
+    keeps no descriptor of the caller's, joins the namespaces, becomes the user, and only then
+    forks the process that appears inside, which execs at once (runc's rule: a host binary is
+    never reachable from the container)."""
     try:
+        linux.set_dumpable(False)
+        linux.erase_command_line("hoist-exec")
+        linux.close_fds_above_2(keep=tuple(ns_fds))
+        linux.join_new_session_keyring()
         cgroups.join(spec.cgroups)
         last_cap = linux.cap_last_cap()
         for fd in ns_fds:
             linux.setns(fd)
-        grandchild = os.fork()
-        if grandchild == 0:
-            try:
-                for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
-                    signal.signal(sig, signal.SIG_DFL)
-                env2, _ = init.become_user(user, env, cwd, last_cap)
-                seccomp.apply(spec.seccomp)
-                init.exec_command(argv, env2)
-            except init.StartFailure as e:
-                print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
-                os._exit(e.code)
-            except BaseException as e:  # noqa: BLE001 - a forked child must never unwind
-                print(f"hoist exec: {e}", file=sys.stderr, flush=True)
-                os._exit(125)
-        for sig in _PROXIED:
-            signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
-        _, status = os.waitpid(grandchild, 0)
-        os._exit(exit_code_of(status))
-    except BaseException as e:  # noqa: BLE001
+            os.close(fd)
+        for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        env2, _ = init.become_user(user, env, cwd, last_cap)
+    except init.StartFailure as e:
+        print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
+        os._exit(e.code)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the caller
         print(f"hoist exec: cannot enter the container: {e}", file=sys.stderr, flush=True)
         os._exit(125)
+    grandchild = os.fork()
+    if grandchild == 0:
+        try:
+            # Its own session, so kill(0) from the command cannot reach the caller's group.
+            os.setsid()
+            seccomp.apply(spec.seccomp)
+            init.exec_command(argv, env2)
+        except init.StartFailure as e:
+            print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
+            os._exit(e.code)
+        except BaseException as e:  # noqa: BLE001
+            print(f"hoist exec: {e}", file=sys.stderr, flush=True)
+            os._exit(125)
+    for sig in _PROXIED:
+        signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
+    _, status = os.waitpid(grandchild, 0)
+    os._exit(exit_code_of(status))
 
 
 def _wait_forwarding(pid: int) -> int:

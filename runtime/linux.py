@@ -35,15 +35,20 @@ MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_MM = 35
+PR_SET_MM_ARG_END = 9
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
 
 # Syscalls glibc does not wrap, by machine.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219},
 }
 
 # Docker's default capability set (moby/oci/caps/defaults.go), by number.
@@ -145,3 +150,48 @@ def loopback_up() -> None:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def join_new_session_keyring() -> None:
+    """Join a fresh anonymous session keyring, so the container neither possesses the caller's
+    session keys nor leaves its own there (runc does the same)."""
+    res = _libc.syscall(ctypes.c_long(_syscall_number("keyctl")), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING),
+                        ctypes.c_void_p(None))
+    _check(res, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """A non-dumpable process's /proc/PID/{exe,environ,mem,fd,...} need CAP_SYS_PTRACE to open,
+    which a container never has; it stays so until the next execve."""
+    prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def close_fds_above_2(keep: tuple[int, ...] = ()) -> None:
+    """Close every descriptor above 2 except ``keep`` (close_range(2) under os.closerange)."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 30)
+
+
+def erase_command_line(name: str) -> None:
+    """Overwrite this process's argv and environment strings (what /proc/PID/cmdline and
+    /proc/PID/environ read) so a process forked from the caller shows ``name`` and none of the
+    caller's arguments or variables. Python works from its own copies; ``os.environ`` is
+    cleared first so libc's environ no longer points at the erased strings. Shrinking the argv
+    range to ``name`` needs CAP_SYS_RESOURCE; without it the rest reads as NUL bytes."""
+    os.environ.clear()
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rfind(b")") + 2:].split()
+    # Fields 48-51 of stat(5) (arg_start, arg_end, env_start, env_end), counted after "comm".
+    arg_start, arg_end, env_start, env_end = (int(v) for v in fields[45:49])
+    ctypes.memset(env_start, 0, env_end - env_start)
+    ctypes.memset(arg_start, 0, arg_end - arg_start)
+    text = name.encode()[: max(0, arg_end - arg_start - 1)] + b"\0"
+    ctypes.memmove(arg_start, text, len(text))
+    try:
+        prctl(PR_SET_MM, PR_SET_MM_ARG_END, arg_start + len(text))
+    except OSError:
+        pass  # EPERM without CAP_SYS_RESOURCE: the erased bytes are already what it would hide

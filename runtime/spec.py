@@ -113,6 +113,8 @@ def read_env_file(path: str) -> list[str]:
             lines = f.read().splitlines()
     except OSError as e:
         raise SetupError(f"cannot read env file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SetupError(f"env file {path} is not valid UTF-8 (byte {e.start})") from None
     return parse_env_args([ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
 
 

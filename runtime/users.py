@@ -31,12 +31,33 @@ def _read(path: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
+# (uid_t)-1 means "leave unchanged" to setresuid and friends, so the largest id is 2**32 - 2.
+MAX_ID = 2**32 - 2
+_MAX_ID_DIGITS = len(str(MAX_ID))  # longer is out of range; int() of 4301+ digits would raise
+
+
 def _as_id(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    """A numeric id, or None for a name; raises UserNotFound for a number out of range."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    if len(text) > _MAX_ID_DIGITS or int(text) > MAX_ID:
+        raise UserNotFound(f"user or group id {text[:20]}{'...' if len(text) > 20 else ''} "
+                           f"is out of range (0-{MAX_ID})")
+    return int(text)
 
 
 def _int(text: str, default: int) -> int:
-    return int(text) if text.isdigit() else default
+    """An id field of /etc/passwd or /etc/group; out of range counts as malformed."""
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS or int(text) > MAX_ID:
+        return default
+    return int(text)
+
+
+def check_user_spec(spec: str) -> None:
+    """Refuse numeric ids out of range before anything is created. Raises UserNotFound."""
+    user_part, _, group_part = spec.partition(":")
+    _as_id(user_part)
+    _as_id(group_part)
 
 
 def resolve_user(spec: str, passwd_path: str = "/etc/passwd", group_path: str = "/etc/group") -> ExecUser:
