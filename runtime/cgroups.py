@@ -2,8 +2,13 @@
 
 v2 (``/sys/fs/cgroup/cgroup.controllers`` exists): one directory ``hoist/<id>`` with
 memory.max, cpu.max, pids.max. v1 (or hybrid, where the unified mount has no controllers): one
-directory per controller, ``<controller>/hoist/<id>``. A container only gets cgroups when it
-has limits.
+directory per controller, ``<controller>/hoist/<id>``.
+
+Every container gets a device cgroup whatever its limits, so that a device node it makes (mknod
+is allowed, as in docker) cannot be opened unless it is one of ``ALLOWED_DEVICES``: on v1 the
+devices controller's deny-all plus allow list, on v2 a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program
+(``runtime/devfilter.py``) attached to the container's cgroup. This is the second wall: every
+file system a container can write to is also mounted ``nodev``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,22 @@ from runtime.spec import Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PERIOD_US = 100_000
+
+# docker's default device rules (moby oci/defaults.go): mknod of anything, and read/write of
+# null, zero, full, random, urandom, tty, console, ptmx and the pty slaves only.
+# (type, major, minor, access); -1 is the wildcard.
+ALLOWED_DEVICES: tuple[tuple[str, int, int, str], ...] = (
+    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
+    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
+    ("c", 136, -1, "rwm"),
+)
+
+
+def device_rule(kind: str, major: int, minor: int, access: str) -> str:
+    """A rule in the v1 ``devices.allow`` syntax: ``c 1:3 rwm``, ``b *:* m``."""
+    num = lambda n: "*" if n < 0 else str(n)  # noqa: E731
+    return f"{kind} {num(major)}:{num(minor)} {access}"
 
 
 def is_v2(root: Path = CGROUP_ROOT) -> bool:
@@ -47,25 +68,36 @@ def _settings(limits: Limits, v2: bool) -> dict[str, dict[str, str]]:
 
 
 def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[str]:
-    """Make the container's cgroup directories with the limits set; returns their paths."""
-    if not limits.any():
-        return []
+    """Make the container's cgroup directories: the limits set, and the device rules always.
+    Returns their paths. Raises SetupError when a controller is missing or refuses a value."""
     v2 = is_v2(root)
     settings = _settings(limits, v2)
     paths: list[str] = []
     try:
         if v2:
-            paths.append(str(_create_v2(root, container_id, settings)))
+            path = _create_v2(root, container_id, settings)
+            paths.append(str(path))
+            from runtime import devfilter
+            devfilter.attach(path, ALLOWED_DEVICES)
         else:
+            settings["devices"] = {}
             for controller, files in settings.items():
                 base = root / controller
                 if not base.is_dir():
+                    if controller == "devices":
+                        # No devices controller (some nested or minimal hosts): nodev mounts
+                        # remain the only wall, as they were before v1 cgroups existed.
+                        continue
                     raise SetupError(f"cgroup controller {controller} is not mounted at {base}")
                 path = base / "hoist" / container_id
                 path.mkdir(parents=True, exist_ok=True)
                 paths.append(str(path))
                 for name, value in files.items():
                     _write(path / name, value)
+                if controller == "devices":
+                    _write(path / "devices.deny", "a")
+                    for rule in ALLOWED_DEVICES:
+                        _write(path / "devices.allow", device_rule(*rule))
     except BaseException:
         remove(paths)
         raise

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from runtime import cgroups, linux, mounts, seccomp, users
+from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
@@ -52,15 +53,16 @@ def _setup_root(spec: ContainerSpec, cdir: Path) -> str:
         mounts.mount_overlay(root, plan.cwd, plan.options)
     else:
         mounts.mount_rootfs_copy(root, plan.copy)
+    mounts.check_special_dirs(root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
     mounts.mount_sys(root, spec.network != "host")
     mounts.mask_paths(root)
     for name in ("hosts", "hostname", "resolv.conf"):
-        mounts.bind(str(cdir / name), mounts.mountpoint(root, f"/etc/{name}", False))
+        mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
-        target = mounts.mountpoint(root, vol.target, os.path.isdir(vol.source))
-        mounts.bind(vol.source, target, readonly=vol.readonly)
+        flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
+        mounts.bind_into(root, vol.source, vol.target, flags)
     return root
 
 

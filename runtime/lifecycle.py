@@ -21,8 +21,8 @@ from runtime.containers import Container, ContainerStore
 from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.spec import (ContainerSpec, Limits, build_env, command_line, exit_code_of, parse_env_args,
-                          parse_signal, parse_volume, read_env_file, working_dir)
+from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
+                          parse_env_args, parse_signal, parse_volume, read_env_file, working_dir)
 from runtime.unpack import Limits as UnpackLimits
 
 _PKG_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -105,7 +105,7 @@ class Runtime:
             cwd=working_dir(config, opts.workdir),
             user=user,
             hostname=hostname, network=opts.network, init=opts.init,
-            volumes=[parse_volume(v) for v in opts.volumes],
+            volumes=check_volumes([parse_volume(v) for v in opts.volumes]),
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),

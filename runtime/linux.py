@@ -21,6 +21,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWCGROUP = 0x02000000
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -32,7 +33,26 @@ MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
+
+# The new mount API (Linux 5.12): attributes set on a detached tree before it is attached.
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# openat2(2) resolve flags
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -47,8 +67,10 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 
 # Syscalls glibc does not wrap, by machine.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219},
+    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250, "openat2": 437, "open_tree": 428,
+               "move_mount": 429, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219, "openat2": 437, "open_tree": 428,
+                "move_mount": 429, "mount_setattr": 442},
 }
 
 # Docker's default capability set (moby/oci/caps/defaults.go), by number.
@@ -92,6 +114,41 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
     enc = lambda s: s.encode() if s is not None else None  # noqa: E731
     res = _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
     _check(res, f"mount {target}")
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open ``path`` under ``dirfd`` with ``RESOLVE_*`` rules; returns the fd."""
+    how = ctypes.create_string_buffer(struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve), 24)
+    res = _libc.syscall(ctypes.c_long(_syscall_number("openat2")), ctypes.c_int(dirfd),
+                        path.encode(), how, ctypes.c_size_t(24))
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(res)
+
+
+def open_tree(path: str, flags: int) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount tree at ``path``."""
+    res = _libc.syscall(ctypes.c_long(_syscall_number("open_tree")), ctypes.c_int(-100),
+                        path.encode(), ctypes.c_uint(flags | os.O_CLOEXEC))
+    return _check(res, f"open_tree {path}")
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool = True) -> None:
+    """mount_setattr(2) on the mount (tree) that ``fd`` names."""
+    attr = ctypes.create_string_buffer(struct.pack("QQQQ", attr_set, 0, 0, 0), 32)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _libc.syscall(ctypes.c_long(_syscall_number("mount_setattr")), ctypes.c_int(fd), b"",
+                        ctypes.c_uint(flags), attr, ctypes.c_size_t(32))
+    _check(res, "mount_setattr")
+
+
+def move_mount_fd(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) the detached tree ``from_fd`` onto the directory or file ``to_fd``."""
+    res = _libc.syscall(ctypes.c_long(_syscall_number("move_mount")), ctypes.c_int(from_fd), b"",
+                        ctypes.c_int(to_fd), b"",
+                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
+    _check(res, "move_mount")
 
 
 def umount2(target: str, flags: int = 0) -> None:

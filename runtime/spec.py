@@ -137,6 +137,33 @@ def working_dir(config: dict[str, Any], override: str | None) -> str:
     return os.path.normpath(cwd)
 
 
+# runc lets a bind cover these few /proc files (lxcfs does); nothing else under /proc.
+PROC_BIND_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+                     "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+                     "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
+
+
+def check_volume_target(target: str) -> None:
+    """Refuse what docker and runc refuse: covering the root, or /proc (where a bind could hide
+    the masks on /proc/kcore and friends), and any path with a NUL."""
+    if "\0" in target:
+        raise SetupError("volume target contains a NUL byte")
+    if target == "/":
+        raise SetupError("invalid volume target '/': the destination can't be '/'")
+    if (target == "/proc" or target.startswith("/proc/")) and target not in PROC_BIND_ALLOWED:
+        raise SetupError(f"invalid volume target {target!r}: mounting into /proc is not allowed")
+
+
+def check_volumes(volumes: list[Volume]) -> list[Volume]:
+    """The volumes, once each target is known to be used once (docker: duplicate mount point)."""
+    seen: set[str] = set()
+    for vol in volumes:
+        if vol.target in seen:
+            raise SetupError(f"duplicate mount point: {vol.target}")
+        seen.add(vol.target)
+    return volumes
+
+
 def parse_volume(text: str) -> Volume:
     """``HOST:CONTAINER[:ro|rw]``; the host path must exist (docker would create it; hoist
     refuses, so that a typo does not quietly create a directory on the host)."""
@@ -149,9 +176,11 @@ def parse_volume(text: str) -> Volume:
     source, target = os.path.abspath(parts[0]), parts[1]
     if not target.startswith("/"):
         raise SetupError(f"volume target {target!r} is not an absolute path")
+    target = os.path.normpath(target).replace("//", "/")
+    check_volume_target(target)
     if not os.path.exists(source):
         raise SetupError(f"volume source {parts[0]} does not exist (create it first)")
-    return Volume(source, os.path.normpath(target), mode == "ro")
+    return Volume(source, target, mode == "ro")
 
 
 def parse_size(text: str) -> int:
