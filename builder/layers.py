@@ -233,7 +233,7 @@ class _BlobSink:
             del self._pending[:CHUNK]      # O(1) from the front of a bytearray
             self._emit(self._compress(block))
 
-    def _compress(self, block: bytes | bytearray) -> bytes:
+    def _compress(self, block: bytes | bytearray) -> bytes | bytearray:
         return self._compressor.compress(block) if self._compressor else block
 
     def _emit(self, data: bytes | bytearray) -> None:

@@ -58,7 +58,7 @@ class Hasher:
         self._h = hashlib.new(algorithm)
         self.size = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._h.update(chunk)
         self.size += len(chunk)
 
