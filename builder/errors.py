@@ -7,9 +7,16 @@
     │   ├── DockerfileErrors        several problems at once (``.errors``), as ``hoist build --check`` lists them
     │   └── ExpansionError          a word failed variable expansion (``${`` without ``}``, ``${a:?msg}``...)
     │       └── UnsetVariableError  ``${a?msg}`` / ``${a:?msg}`` on an unset (or empty) variable
-    └── DockerignoreError           a .dockerignore pattern that Go's filepath.Match rejects
+    ├── DockerignoreError           a .dockerignore pattern that Go's filepath.Match rejects
+    └── LayerError                  a layer blob cannot be built (``builder/layers.py``); names the path
+        ├── LayerInputInvalid       the request itself is wrong: an unknown compression or level,
+        │                           a path with '..' or a reserved '.wh.' name, a duplicate entry,
+        │                           a bad mode, uid or SOURCE_DATE_EPOCH
+        ├── LayerSourceError        the upper dir or a source file is missing, unreadable, of a kind a
+        │                           layer cannot hold, or changed while it was being read
+        └── LayerOutputError        the blob cannot be written to the destination directory
 
-Every parsing entry point raises only these; anything else escaping is a bug.
+Every parsing and layer entry point raises only these; anything else escaping is a bug.
 """
 
 from __future__ import annotations
@@ -97,3 +104,19 @@ class DockerignoreError(BuilderError):
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}" if self.line is not None else self.message
+
+
+class LayerError(BuilderError):
+    """Base of every error raised while building a layer blob."""
+
+
+class LayerInputInvalid(LayerError):
+    """The arguments cannot describe a valid layer."""
+
+
+class LayerSourceError(LayerError):
+    """What the layer is made from cannot be read as it is."""
+
+
+class LayerOutputError(LayerError):
+    """The blob cannot be written where it was asked for."""

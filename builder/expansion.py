@@ -81,14 +81,12 @@ def expand_instruction(instr: Instruction, lex: ShellLex, env: Mapping[str, str]
 
 def _expand_copy(instr: Copy | Add, word: Expand) -> Copy | Add:
     optional = lambda value: None if value is None else word(value)  # noqa: E731 - local shorthand
-    changes: dict[str, object] = {
-        "sources": tuple(word(s) for s in instr.sources),
-        "dest": word(instr.dest),
-        "contents": tuple(SourceContent(c.name, word(c.data) if c.expand else c.data, c.expand)
-                          for c in instr.contents),
-        "chown": optional(instr.chown),
-        "chmod": optional(instr.chmod),
-    }
+    sources = tuple(word(s) for s in instr.sources)
+    contents = tuple(SourceContent(c.name, word(c.data) if c.expand else c.data, c.expand)
+                     for c in instr.contents)
     if isinstance(instr, Add):
-        changes["checksum"] = optional(instr.checksum)
-    return dataclasses.replace(instr, **changes)
+        return dataclasses.replace(instr, sources=sources, dest=word(instr.dest), contents=contents,
+                                   chown=optional(instr.chown), chmod=optional(instr.chmod),
+                                   checksum=optional(instr.checksum))
+    return dataclasses.replace(instr, sources=sources, dest=word(instr.dest), contents=contents,
+                               chown=optional(instr.chown), chmod=optional(instr.chmod))

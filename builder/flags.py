@@ -7,6 +7,8 @@ Each instruction declares the flags it accepts and their kind: a boolean (``--li
 
 from __future__ import annotations
 
+import builtins
+
 import enum
 from dataclasses import dataclass
 from typing import Mapping
@@ -41,7 +43,7 @@ class ParsedFlags:
         assert isinstance(value, tuple)
         return value
 
-    def used(self, name: str) -> bool:
+    def used(self, name: str) -> "builtins.bool":
         return name in self.values
 
 

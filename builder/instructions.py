@@ -2,7 +2,8 @@
 
 ``from_node`` turns a parser node into its instruction, still unexpanded (``$VAR`` stays
 as written; ``builder.expansion`` expands at dispatch). Every instruction has ``keyword``
-(upper case), ``line`` and ``end_line`` (1-based) and ``original`` (the joined line).
+(upper case) and ``loc``: ``line`` and ``end_line`` (1-based) and ``original`` (the joined
+line), also readable as the instruction's own attributes.
 Errors are DockerfileError located at the instruction's first line.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, NamedTuple
 
 from builder import keywords as kw
 from builder.errors import DockerfileError
@@ -21,14 +22,33 @@ from builder.parser.heredoc import parse_marker
 from builder.parser.nodes import Heredoc, Node
 
 
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """Where an instruction is: its first and last line (1-based) and the joined line."""
+
+    line: int
+    end_line: int
+    original: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Instruction:
     """Fields every instruction has."""
 
     keyword: ClassVar[str] = ""
-    line: int
-    end_line: int
-    original: str
+    loc: Loc
+
+    @property
+    def line(self) -> int:
+        return self.loc.line
+
+    @property
+    def end_line(self) -> int:
+        return self.loc.end_line
+
+    @property
+    def original(self) -> str:
+        return self.loc.original
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +244,8 @@ def _flags(node: Node, keyword: str) -> ParsedFlags:
     return parse_flags(keyword, node.flags, FLAGS.get(keyword, {}))
 
 
-def _common(node: Node) -> dict[str, object]:
-    return {"line": node.start_line, "end_line": node.end_line, "original": node.original}
+def _loc(node: Node) -> Loc:
+    return Loc(node.start_line, node.end_line, node.original)
 
 
 def _at_least_one(node: Node, keyword: str) -> None:
@@ -252,7 +272,7 @@ def _from(node: Node) -> From:
     elif len(args) != 1:
         raise DockerfileError("FROM requires either one or three arguments")
     flags = _flags(node, kw.FROM)
-    return From(base=args[0], name=name, platform=flags.string(kw.FLAG_PLATFORM), **_common(node))
+    return From(base=args[0], name=name, platform=flags.string(kw.FLAG_PLATFORM), loc=_loc(node))
 
 
 def _run(node: Node) -> Run:
@@ -269,17 +289,17 @@ def _run(node: Node) -> Run:
                               f"{', '.join(sorted(kw.SECURITY_MODES))})")
     mounts = tuple(parse_mount(spec) for spec in flags.strings(kw.FLAG_MOUNT))
     return Run(command=node.args, prepend_shell=not node.json, heredocs=node.heredocs, mounts=mounts,
-               network=network, security=security, **_common(node))
+               network=network, security=security, loc=_loc(node))
 
 
 def _cmd(node: Node) -> Cmd:
     _flags(node, kw.CMD)
-    return Cmd(command=node.args, prepend_shell=not node.json, **_common(node))
+    return Cmd(command=node.args, prepend_shell=not node.json, loc=_loc(node))
 
 
 def _entrypoint(node: Node) -> Entrypoint:
     _flags(node, kw.ENTRYPOINT)
-    return Entrypoint(command=node.args, prepend_shell=not node.json, **_common(node))
+    return Entrypoint(command=node.args, prepend_shell=not node.json, loc=_loc(node))
 
 
 def _shell(node: Node) -> Shell:
@@ -288,10 +308,16 @@ def _shell(node: Node) -> Shell:
         raise DockerfileError(f"{kw.SHELL} requires at least one argument")
     if not node.json:
         raise DockerfileError(f'{kw.SHELL} requires the arguments to be in JSON form, e.g. SHELL ["/bin/sh", "-c"]')
-    return Shell(shell=node.args, **_common(node))
+    return Shell(shell=node.args, loc=_loc(node))
 
 
-def _sources_and_dest(node: Node, keyword: str) -> dict[str, object]:
+class _Sources(NamedTuple):
+    sources: tuple[str, ...]
+    dest: str
+    contents: tuple[SourceContent, ...]
+
+
+def _sources_and_dest(node: Node, keyword: str) -> _Sources:
     if len(node.args) < 2:
         raise DockerfileError(f"{keyword} requires at least two arguments, but only one was provided. "
                               "Destination could not be determined")
@@ -309,7 +335,7 @@ def _sources_and_dest(node: Node, keyword: str) -> dict[str, object]:
         doc = bodies.get(marker.name)
         body = doc.body if doc is not None else ""
         contents.append(SourceContent(marker.name, body, marker.expand))
-    return {"sources": tuple(paths), "dest": dest, "contents": tuple(contents)}
+    return _Sources(tuple(paths), dest, tuple(contents))
 
 
 def _copy(node: Node) -> Copy:
@@ -318,7 +344,7 @@ def _copy(node: Node) -> Copy:
     return Copy(from_stage=flags.string(kw.FLAG_FROM), chown=flags.string(kw.FLAG_CHOWN),
                 chmod=flags.string(kw.FLAG_CHMOD), link=flags.bool(kw.FLAG_LINK),
                 excludes=flags.strings(kw.FLAG_EXCLUDE), parents=flags.bool(kw.FLAG_PARENTS),
-                **parts, **_common(node))
+                sources=parts.sources, dest=parts.dest, contents=parts.contents, loc=_loc(node))
 
 
 def _add(node: Node) -> Add:
@@ -328,7 +354,7 @@ def _add(node: Node) -> Add:
     return Add(chown=flags.string(kw.FLAG_CHOWN), chmod=flags.string(kw.FLAG_CHMOD),
                link=flags.bool(kw.FLAG_LINK), excludes=flags.strings(kw.FLAG_EXCLUDE),
                checksum=flags.string(kw.FLAG_CHECKSUM), keep_git_dir=flags.bool(kw.FLAG_KEEP_GIT_DIR),
-               unpack=unpack, **parts, **_common(node))
+               unpack=unpack, sources=parts.sources, dest=parts.dest, contents=parts.contents, loc=_loc(node))
 
 
 def _arg(node: Node) -> Arg:
@@ -340,7 +366,7 @@ def _arg(node: Node) -> Arg:
         if eq and not name:
             raise DockerfileError(f"{kw.ARG} names can not be blank")
         decls.append(ArgDecl(name, default if eq else None))
-    return Arg(args=tuple(decls), **_common(node))
+    return Arg(args=tuple(decls), loc=_loc(node))
 
 
 def _pairs(node: Node, keyword: str) -> tuple[KeyValue, ...]:
@@ -354,17 +380,17 @@ def _pairs(node: Node, keyword: str) -> tuple[KeyValue, ...]:
 
 
 def _env(node: Node) -> Env:
-    return Env(pairs=_pairs(node, kw.ENV), **_common(node))
+    return Env(pairs=_pairs(node, kw.ENV), loc=_loc(node))
 
 
 def _label(node: Node) -> Label:
-    return Label(pairs=_pairs(node, kw.LABEL), **_common(node))
+    return Label(pairs=_pairs(node, kw.LABEL), loc=_loc(node))
 
 
 def _expose(node: Node) -> Expose:
     _at_least_one(node, kw.EXPOSE)
     _flags(node, kw.EXPOSE)
-    return Expose(ports=tuple(sorted(node.args)), **_common(node))
+    return Expose(ports=tuple(sorted(node.args)), loc=_loc(node))
 
 
 def _volume(node: Node) -> Volume:
@@ -373,30 +399,30 @@ def _volume(node: Node) -> Volume:
     paths = tuple(p.strip() for p in node.args)
     if any(not p for p in paths):
         raise DockerfileError("VOLUME specified can not be an empty string")
-    return Volume(paths=paths, **_common(node))
+    return Volume(paths=paths, loc=_loc(node))
 
 
 def _user(node: Node) -> User:
     _exactly_one(node, kw.USER)
     _flags(node, kw.USER)
-    return User(user=node.args[0], **_common(node))
+    return User(user=node.args[0], loc=_loc(node))
 
 
 def _workdir(node: Node) -> Workdir:
     _exactly_one(node, kw.WORKDIR)
     _flags(node, kw.WORKDIR)
-    return Workdir(path=node.args[0], **_common(node))
+    return Workdir(path=node.args[0], loc=_loc(node))
 
 
 def _stopsignal(node: Node) -> StopSignal:
     _exactly_one(node, kw.STOPSIGNAL)
-    return StopSignal(signal=node.args[0], **_common(node))
+    return StopSignal(signal=node.args[0], loc=_loc(node))
 
 
 def _maintainer(node: Node) -> Maintainer:
     _exactly_one(node, kw.MAINTAINER)
     _flags(node, kw.MAINTAINER)
-    return Maintainer(maintainer=node.args[0], **_common(node))
+    return Maintainer(maintainer=node.args[0], loc=_loc(node))
 
 
 _GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
@@ -455,7 +481,7 @@ def _healthcheck(node: Node) -> Healthcheck:
     if kind == kw.HEALTHCHECK_NONE:
         if rest:
             raise DockerfileError("HEALTHCHECK NONE takes no arguments")
-        return Healthcheck(test=(kw.HEALTHCHECK_NONE,), **_common(node))
+        return Healthcheck(test=(kw.HEALTHCHECK_NONE,), loc=_loc(node))
     flags = _flags(node, kw.HEALTHCHECK)
     if kind != kw.HEALTHCHECK_CMD:
         raise DockerfileError(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
@@ -466,7 +492,7 @@ def _healthcheck(node: Node) -> Healthcheck:
                        timeout=_interval(flags, kw.FLAG_TIMEOUT),
                        start_period=_interval(flags, kw.FLAG_START_PERIOD),
                        start_interval=_interval(flags, kw.FLAG_START_INTERVAL),
-                       retries=_retries(flags), **_common(node))
+                       retries=_retries(flags), loc=_loc(node))
 
 
 _ONBUILD_PREFIX = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
@@ -483,7 +509,7 @@ def _onbuild(node: Node) -> Onbuild:
     expression = _ONBUILD_PREFIX.sub("", node.original, count=1)
     for doc in node.heredocs:
         expression += "\n" + doc.content + doc.name
-    return Onbuild(trigger=trigger, expression=expression, **_common(node))
+    return Onbuild(trigger=trigger, expression=expression, loc=_loc(node))
 
 
 PARSERS: dict[str, _Parse] = {

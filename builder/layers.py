@@ -32,7 +32,7 @@ Left out of every layer: sockets (tar cannot hold them; docker skips them too), 
 Reading never follows a symlink: the upper directory is read through directory descriptors
 (``RootedTree``), each file is opened ``O_NOFOLLOW`` relative to its parent and checked against
 what the walk saw. The functions block (file I/O, compression); async callers run them in a
-worker thread. They raise only ``builder.layer_errors.LayerError`` and its subclasses.
+worker thread. They raise only ``builder.errors.LayerError`` and its subclasses.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from builder.layer_errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
+from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import Change, walk_changes
 from runtime.unpack import OPAQUE_MARKER, WHITEOUT_PREFIX, RootedTree
@@ -233,7 +233,7 @@ class _BlobSink:
             del self._pending[:CHUNK]      # O(1) from the front of a bytearray
             self._emit(self._compress(block))
 
-    def _compress(self, block: bytes | bytearray) -> bytes:
+    def _compress(self, block: bytes | bytearray) -> bytes | bytearray:
         return self._compressor.compress(block) if self._compressor else block
 
     def _emit(self, data: bytes | bytearray) -> None:

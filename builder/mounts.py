@@ -126,7 +126,7 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
         _set_field(key, value, values)
     mount = Mount(**values)  # type: ignore[arg-type]
     if ro_auto:
-        mount = _replace(mount, readonly=mount.type not in (keywords.MOUNT_CACHE, keywords.MOUNT_TMPFS))
+        mount = dataclasses.replace(mount, readonly=mount.type not in (keywords.MOUNT_CACHE, keywords.MOUNT_TMPFS))
     _check_combination(mount)
     return mount
 
@@ -200,6 +200,3 @@ def _check_combination(m: Mount) -> None:
         if m.source is not None and m.cache_id is not None:
             raise DockerfileError("both source and id can't be set")
 
-
-def _replace(mount: Mount, **changes: object) -> Mount:
-    return dataclasses.replace(mount, **changes)

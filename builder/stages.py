@@ -15,7 +15,8 @@ from typing import Mapping
 from builder import keywords as kw
 from builder.dockerfile import Dockerfile, Stage, go_atoi, stage_sources
 from builder.errors import DockerfileError, ExpansionError, raise_collected
-from builder.platforms import Platform, host_platform, parse_platform, platform_args
+from builder.platforms import parse_platform, platform_args
+from storage.platform import Platform
 from builder.reference import check_reference
 from builder.shell_lex import ShellLex
 
@@ -85,7 +86,7 @@ def build_graph_collecting(dockerfile: Dockerfile, *, target: str | None = None,
                            platform: str | None = None) -> tuple[BuildGraph | None, list[DockerfileError]]:
     build_args = dict(build_args or {})
     errors: list[DockerfileError] = []
-    host = host_platform()
+    host = Platform.host()
     try:
         target_platform = parse_platform(platform) if platform else host
         env = global_args(dockerfile, build_args, target_platform, host)

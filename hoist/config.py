@@ -36,7 +36,8 @@ from registry.client.auth import Credentials
 from registry.client.client import DOCKER_HUB, RegistryClient
 from registry.client.errors import ClientError
 from storage.errors import NameInvalid, StorageError, TagInvalid
-from storage.layout import ImageLayout, Platform
+from storage.layout import ImageLayout
+from storage.platform import Platform
 from storage.reference import Reference, parse_reference
 
 # docker stores Docker Hub credentials under this legacy key.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,8 @@ from runtime.errors import ImageConfigInvalid, ImageNotFound
 from storage.errors import StorageError
 from storage.layout import ImageLayout
 from storage.manifest import Descriptor, Manifest
+from storage.platform import Platform, select_platform
 from storage.reference import parse_reference
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-def host_platform() -> tuple[str, str]:
-    machine = platform.machine()
-    return "linux", _ARCH.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -52,13 +45,12 @@ def _candidates(text: str) -> list[str]:
     return out
 
 
-def _pick_platform(layout: ImageLayout, index: Manifest, text: str) -> Descriptor:
-    want_os, want_arch = host_platform()
-    for desc in index.manifests:
-        p = desc.platform or {}
-        if p.get("os") == want_os and p.get("architecture") == want_arch:
-            return desc
-    raise ImageConfigInvalid(f"image {text} has no variant for {want_os}/{want_arch}")
+def _pick_platform(index: Manifest, text: str) -> Descriptor:
+    host = Platform.host()
+    desc = select_platform(index, host)
+    if desc is None:
+        raise ImageConfigInvalid(f"image {text} has no variant for {host}")
+    return desc
 
 
 def resolve_descriptor(layout: ImageLayout, text: str) -> tuple[str, Descriptor]:
@@ -101,7 +93,7 @@ def load_image(images_dir: str | Path, text: str) -> Image:
         for _ in range(2):
             if not manifest.is_index:
                 break
-            desc = _pick_platform(layout, manifest, text)
+            desc = _pick_platform(manifest, text)
             manifest = layout.manifest(desc)
         if manifest.is_index or manifest.config is None:
             raise ImageConfigInvalid(f"image {text} is a nested index without an image manifest")

@@ -27,7 +27,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Generator, Iterator
 
 from storage.fsutil import file_lock
 from runtime.errors import ImageConfigInvalid, ImageError
@@ -300,7 +300,7 @@ class Change:
     stat: os.stat_result
 
 
-def walk_changes(upper: str | os.PathLike[str]) -> Iterator[Change]:
+def walk_changes(upper: str | os.PathLike[str]) -> Generator[Change, None, None]:
     """The container's changes, parents before children, names sorted, never following links."""
     with RootedTree(upper) as tree:
         yield from _walk(tree, ())

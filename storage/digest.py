@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from storage.errors import DigestInvalid
 
@@ -47,14 +46,6 @@ class Digest:
         return f"{self.algorithm}:{self.hex}"
 
 
-def is_digest(text: str) -> bool:
-    try:
-        Digest.parse(text)
-    except DigestInvalid:
-        return False
-    return True
-
-
 class Hasher:
     """Hash bytes as they stream past, counting them."""
 
@@ -67,7 +58,7 @@ class Hasher:
         self._h = hashlib.new(algorithm)
         self.size = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._h.update(chunk)
         self.size += len(chunk)
 
@@ -78,11 +69,3 @@ class Hasher:
 
     def digest(self) -> Digest:
         return Digest(self.algorithm, self._h.hexdigest())
-
-
-def hash_file(f: BinaryIO, algorithm: str = "sha256", chunk: int = 1 << 20) -> tuple[Digest, int]:
-    """Hash an open binary file from its current position to EOF (blocking: run off-loop)."""
-    h = Hasher(algorithm)
-    while block := f.read(chunk):
-        h.update(block)
-    return h.digest(), h.size

@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import json
 import os
-import platform as _host
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,66 +35,9 @@ from storage.fsutil import file_lock, fsync_dir
 from storage.digest import Digest, Hasher
 from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
 from storage.manifest import Descriptor, Manifest, parse_manifest
+from storage.platform import Platform, select_platform
 
 LAYOUT_VERSION = "1.0.0"
-
-# Go's GOARCH names, which image platforms use, for what Python's platform.machine() reports.
-_MACHINE_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-                    "armv7l": "arm", "armv6l": "arm", "i386": "386", "i686": "386",
-                    "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-# containerd's normalisation: the variant an image without one is assumed to have.
-_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An image platform (``os/arch[/variant]``), matched the way containerd matches it."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "Platform":
-        parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
-        arch = _MACHINE_TO_ARCH.get(parts[1], parts[1])
-        return cls(parts[0], arch, parts[2] if len(parts) == 3 else None)
-
-    @classmethod
-    def host(cls) -> "Platform":
-        machine = _host.machine().lower()
-        return cls("linux", _MACHINE_TO_ARCH.get(machine, machine),
-                   "v7" if machine == "armv7l" else "v6" if machine == "armv6l" else None)
-
-    @classmethod
-    def of(cls, obj: dict[str, Any]) -> "Platform":
-        return cls(str(obj.get("os", "")), str(obj.get("architecture", "")), obj.get("variant") or None)
-
-    def matches(self, other: "Platform") -> bool:
-        if (self.os, self.architecture) != (other.os, other.architecture):
-            return False
-        if self.variant is None or other.variant is None:
-            # An unspecified variant accepts the default one (arm64 = v8), as containerd does.
-            default = _DEFAULT_VARIANT.get(self.architecture)
-            return (self.variant or default) == (other.variant or default) or default is None
-        return self.variant == other.variant
-
-    def __str__(self) -> str:
-        return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
-
-
-def select_platform(index: Manifest, wanted: Platform) -> Descriptor | None:
-    """The index entry for ``wanted``: an exact variant match first, then a compatible one."""
-    candidates = [d for d in index.manifests if d.platform and d.media_type in mt.MANIFESTS]
-    for desc in candidates:
-        if Platform.of(desc.platform or {}) == wanted:
-            return desc
-    for desc in candidates:
-        if wanted.matches(Platform.of(desc.platform or {})):
-            return desc
-    return None
 
 
 class BlobWriter:

@@ -175,9 +175,9 @@ class Parser:
         docs = tuple(self._read_heredoc(m, start) for m in markers)
         end = self.lines.pos
         if node is target:
-            return _replace(node, heredocs=docs, end_line=end)
+            return dataclasses.replace(node, heredocs=docs, end_line=end)
         # ONBUILD carries the bodies too, as BuildKit attaches them to the outer node.
-        return _replace(node, sub=_replace(target, heredocs=docs, end_line=end), heredocs=docs, end_line=end)
+        return dataclasses.replace(node, sub=dataclasses.replace(target, heredocs=docs, end_line=end), heredocs=docs, end_line=end)
 
     def _shape(self, text: str, start: int, end: int, comments: tuple[str, ...]) -> Node:
         keyword, flags, rest = line_parsers.split_command(text)
@@ -217,9 +217,6 @@ class Parser:
 _HEREDOC_HOSTS = frozenset(k.lower() for k in keywords.HEREDOC_INSTRUCTIONS)
 _WRAPPERS = frozenset(k.lower() for k in keywords.HEREDOC_WRAPPERS)
 
-
-def _replace(node: Node, **changes: object) -> Node:
-    return dataclasses.replace(node, **changes)
 
 
 def parse_collecting(data: str | bytes) -> tuple[ParseResult, list[DockerfileError]]:

@@ -10,7 +10,8 @@ from hoist.commands.images import created_of, find_image, image_size
 from hoist.config import local_store, parse_platform
 from hoist.errors import UserError
 from storage.errors import StorageError
-from storage.layout import ImageLayout, Platform
+from storage.layout import ImageLayout
+from storage.platform import Platform
 from storage.manifest import Descriptor
 from storage.reference import parse_reference
 

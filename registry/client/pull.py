@@ -20,7 +20,8 @@ from registry.client.events import (DONE, DOWNLOADING, EXISTS, RETRYING, VERIFYI
 from registry.client.transport import Response
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ManifestInvalid, SizeInvalid
-from storage.layout import BlobWriter, ImageLayout, Platform, select_platform
+from storage.layout import BlobWriter, ImageLayout
+from storage.platform import Platform, select_platform
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.reference import Reference
 

@@ -19,7 +19,8 @@ from registry.client.errors import ClientError, ConnectionLost, ContentInvalid, 
 from registry.client.events import (EXISTS, MOUNTED, PUSHED, RETRYING, UPLOADING, WAITING, Progress,
                                     ProgressFn, ignore)
 from storage.digest import Digest
-from storage.layout import ImageLayout, Platform, select_platform
+from storage.layout import ImageLayout
+from storage.platform import Platform, select_platform
 from storage.manifest import Descriptor, Manifest
 from storage.reference import Reference
 

@@ -36,7 +36,7 @@ def dump(dockerfile: Dockerfile) -> dict[str, Any]:
 def instruction(instr: Instruction) -> dict[str, Any]:
     out: dict[str, Any] = {"keyword": instr.keyword, "line": instr.line, "end_line": instr.end_line}
     for f in dataclasses.fields(instr):
-        if f.name in ("line", "end_line", "original"):
+        if f.name == "loc":
             continue
         out[f.name] = _value(getattr(instr, f.name))
     return out

@@ -26,7 +26,10 @@ def test_public_api_shape() -> None:
 def test_instructions_are_frozen() -> None:
     instr = parse_dockerfile("FROM alpine\nRUN true\n").stages[0].instructions[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        instr.line = 3  # type: ignore[misc]
+        instr.loc = instr.loc  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        instr.loc.line = 3  # type: ignore[misc]
+    assert (instr.line, instr.end_line, instr.original) == (2, 2, "RUN true")
 
 
 def test_unnamed_stage_name_is_none() -> None:

@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 import zstandard
 
-from builder.layer_errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
+from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from builder.layers import FileEntry, LayerBlob, layer_from_files, layer_from_upper
 from runtime.unpack import apply_layer
 from storage import mediatypes as mt

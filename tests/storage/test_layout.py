@@ -12,7 +12,8 @@ import pytest
 from storage import mediatypes as mt
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ImageUnknown
-from storage.layout import ImageLayout, Platform, select_platform
+from storage.layout import ImageLayout
+from storage.platform import Platform, select_platform
 from storage.manifest import parse_manifest
 from tests.cli.helpers import build_image, build_index, tar_layer
 
@@ -64,9 +65,20 @@ def test_platform_matching(wanted: str, offered: str, match: bool) -> None:
     assert Platform.parse(wanted).matches(Platform.parse(offered)) is match
 
 
-def test_platform_parse_refuses_garbage() -> None:
+@pytest.mark.parametrize("text", ["linux//amd64", "a/b/c/d", "", "linux/am d64", "linux/amd64/"])
+def test_platform_parse_refuses_garbage(text: str) -> None:
     with pytest.raises(ValueError):
-        Platform.parse("amd64")
+        Platform.parse(text)
+
+
+@pytest.mark.parametrize("text, normalised", [
+    ("amd64", "linux/amd64"), ("Linux/X86_64", "linux/amd64"), ("linux/aarch64", "linux/arm64"),
+    ("linux/arm64/v8", "linux/arm64"), ("linux/arm", "linux/arm/v7"), ("linux/armhf", "linux/arm/v7"),
+    ("linux/armel", "linux/arm/v6"), ("windows/amd64", "windows/amd64"), ("i686", "linux/386"),
+])
+def test_platform_normalisation(text: str, normalised: str) -> None:
+    """containerd's platforms.Parse + Normalize: one normalisation for every command."""
+    assert str(Platform.parse(text)) == normalised
 
 
 def test_index_resolves_to_host_platform_present(layout: ImageLayout) -> None:
