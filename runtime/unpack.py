@@ -251,7 +251,8 @@ def _bounded_tarinfo() -> type:
 def _sparse_regions(member: tarfile.TarInfo) -> list[tuple[int, int]]:
     """The data regions of a sparse member, checked: in order, not overlapping, inside the file."""
     end = 0
-    regions = list(member.sparse or [])
+    # tarfile keeps the unused (0, 0) slots of a GNU header's four.
+    regions = [(o, n) for o, n in member.sparse or [] if o or n]
     for offset, length in regions:
         if offset < end or length < 0 or offset + length > member.size:
             raise LayerCorrupt(f"{_short(member.name)!r} has an invalid sparse map")
