@@ -369,6 +369,7 @@ def test_deep_path_is_refused_with_a_clear_message(tmp_path: Path, target: Path)
     with pytest.raises(LayerTooLarge, match="1025 levels deep; the limit is 1024") as err:
         apply_layer(_deep_layer(tmp_path, 3000), target)
     assert "recursion" not in str(err.value)
+    remove_tree(target)  # pytest's own clean-up of tmp_path recurses
 
 
 def test_deep_path_under_the_limit_unpacks(tmp_path: Path, target: Path) -> None:
