@@ -35,6 +35,7 @@ from hoist.paths import hoist_root, images_dir
 from registry.client.auth import Credentials
 from registry.client.client import DOCKER_HUB, RegistryClient
 from registry.client.errors import ClientError
+from storage.fsutil import secure_store_root
 from storage.errors import NameInvalid, StorageError, TagInvalid
 from storage.layout import ImageLayout
 from storage.platform import Platform
@@ -239,6 +240,7 @@ def open_client(registry: str, insecure: bool = False, connections: int = 8,
 
 
 def local_store() -> ImageLayout:
+    secure_store_root(hoist_root())
     return ImageLayout(images_dir()).init()
 
 

@@ -4,7 +4,8 @@
 
     <root>/containers/
     ├── .lock                  flock held while names are checked and taken
-    └── <id: 64 hex>/
+    └── <id: 64 hex>/          0700, as ``containers/`` (``upper`` keeps 0755: it is the
+                               container's ``/``)
         ├── config.json        the ContainerSpec (its name changes on rename)
         ├── state.json         status, monitor and init pids, exit code, times (atomic rewrites)
         ├── hosts, hostname, resolv.conf    bind-mounted into /etc
@@ -22,15 +23,15 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from storage.fsutil import file_lock
+from storage.fsutil import file_lock, private_dir
 from runtime.errors import ContainerNotFound, NameInUse, SetupError
 from runtime.spec import ContainerSpec
+from runtime.unpack import remove_tree
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -119,7 +120,9 @@ class Container:
         self._spec = spec
 
     def destroy(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the container's folder, whatever its processes left in ``upper`` (a directory
+        thousands of levels deep included: the walk is iterative)."""
+        remove_tree(self.path)
 
 
 class ContainerStore:
@@ -128,7 +131,7 @@ class ContainerStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         with file_lock(self.root / ".lock"):
             yield
 
@@ -170,7 +173,7 @@ class ContainerStore:
         with self.locked():
             self._check_name_free(spec.name)
             path = self.root / spec.id
-            path.mkdir(mode=0o711)
+            path.mkdir(mode=0o700)
             container = Container(path)
             container.write_spec(spec)
             container.update_state(status="created")

@@ -6,8 +6,12 @@
     ├── <chain id hex>/        one layer as an overlay diff (see unpack.py), read-only by convention
     ├── flat-<chain id hex>/   a chain merged into one directory, when overlay's option string
     │                          cannot name every layer
-    ├── .unpack-*/             a layer being unpacked (renamed into place when complete)
+    ├── .unpack-<hex>/         a layer being unpacked (renamed into place when complete; a
+    │                          leftover of a killed unpack is removed before the next try)
     └── .locks/<hex>           flock so two processes do not unpack the same layer at once
+
+``snapshots/`` is 0700: a snapshot's own mode is its layer's ``./`` entry (the container's ``/``,
+0777 if the image says so), so only its parent keeps other host users out.
 
 ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)) (OCI image spec).
 
@@ -24,14 +28,14 @@ import hashlib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generator, Iterator
 
-from storage.fsutil import file_lock
+from storage.fsutil import file_lock, private_dir
 from runtime.errors import ImageConfigInvalid, ImageError
-from runtime.unpack import OPAQUE_XATTR, Limits, RootedTree, UnpackStats, apply_layer
+from runtime.unpack import (Budget, Limits, RootedTree, UnpackStats, apply_layer, is_opaque, is_whiteout,
+                            remove_tree)
 
 # The kernel copies at most a page of mount data; keep a margin for upperdir/workdir.
 MOUNT_DATA_MAX = 4096 - 1
@@ -67,28 +71,37 @@ class SnapshotStore:
     def has(self, chain_id: str) -> bool:
         return self.path(chain_id).is_dir()
 
-    def ensure(self, blob: Path, diff_id: str, chain_id: str) -> Path:
-        """The snapshot for ``chain_id``, unpacking ``blob`` into it first if needed."""
+    def ensure(self, blob: Path, diff_id: str, chain_id: str, lowers: list[Path] | None = None,
+               budget: Budget | None = None) -> Path:
+        """The snapshot for ``chain_id``, unpacking ``blob`` into it first if needed;
+        ``lowers`` are the snapshots below it (where its hardlinks may point)."""
         dest = self.path(chain_id)
         if dest.is_dir():
             return dest
         if not blob.is_file():
             raise ImageError(f"layer {blob.name} is missing from the image store (pull the image again)")
+        private_dir(self.root)
         with file_lock(self.root / ".locks" / dest.name):
             if dest.is_dir():
                 return dest
-            self._unpack(blob, diff_id, dest)
+            self._unpack(blob, diff_id, dest, lowers or [], budget)
         return dest
 
-    def _unpack(self, blob: Path, diff_id: str, dest: Path) -> UnpackStats:
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".unpack-"))
+    def _unpack(self, blob: Path, diff_id: str, dest: Path, lowers: list[Path],
+                budget: Budget | None) -> UnpackStats:
+        # Named after the snapshot and made under its lock: whatever a killed unpack left is
+        # removed here, and a failed one removes its own.
+        tmp = self.root / f".unpack-{dest.name}"
+        remove_tree(tmp)
+        tmp.mkdir()
+        # The container's "/" unless the layer has a "./" entry; snapshots/ keeps others out.
+        os.chmod(tmp, 0o755)
         try:
-            os.chmod(tmp, 0o755)
-            stats = apply_layer(blob, tmp, diff_id, self.limits)
+            stats = apply_layer(blob, tmp, diff_id, self.limits, lowers=lowers, budget=budget)
             os.rename(tmp, dest)
             return stats
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
 
     def ensure_chain(self, blobs: list[Path], diff_ids: list[str]) -> list[Path]:
@@ -96,9 +109,12 @@ class SnapshotStore:
         if len(blobs) != len(diff_ids):
             raise ImageConfigInvalid(
                 f"the image has {len(blobs)} layers but its config lists {len(diff_ids)} diff_ids")
-        self.root.mkdir(parents=True, exist_ok=True)
-        ids = chain_ids(diff_ids)
-        return [self.ensure(b, d, c) for b, d, c in zip(blobs, diff_ids, ids)]
+        private_dir(self.root)
+        budget = Budget()
+        chain: list[Path] = []
+        for blob, diff_id, chain_id in zip(blobs, diff_ids, chain_ids(diff_ids)):
+            chain.append(self.ensure(blob, diff_id, chain_id, list(chain), budget))
+        return chain
 
     def flattened(self, chain: list[Path]) -> Path:
         """One directory holding the merge of ``chain`` (cached under the top layer's chain id)."""
@@ -108,13 +124,15 @@ class SnapshotStore:
         with file_lock(self.root / ".locks" / dest.name):
             if dest.is_dir():
                 return dest
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".flatten-"))
+            tmp = self.root / f".flatten-{dest.name}"
+            remove_tree(tmp)
+            tmp.mkdir()
+            os.chmod(tmp, 0o755)
             try:
-                os.chmod(tmp, 0o755)
                 merge_into(chain, tmp)
                 os.rename(tmp, dest)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp)
                 raise
         return dest
 
@@ -165,22 +183,12 @@ def plan_rootfs(store: SnapshotStore, chain: list[Path], container_dir: Path,
 
 
 def _empty_lower(store: SnapshotStore) -> str:
+    private_dir(store.root)
     (store.root / "empty").mkdir(mode=0o755, exist_ok=True)
     return "empty"
 
 
 # -- merging diffs (the copy fallback) ---------------------------------------------------------
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
-
 
 def merge_into(chain: list[Path], target: Path) -> None:
     """Apply the overlay diffs ``chain`` (lowest first) onto ``target`` as overlayfs would show
@@ -188,31 +196,48 @@ def merge_into(chain: list[Path], target: Path) -> None:
     with RootedTree(target) as dest:
         for layer in chain:
             with RootedTree(layer) as src:
-                _Merger(src, dest).merge_dir(())
+                _Merger(src, dest).merge()
 
 
 class _Merger:
+    """One layer onto the merged tree, depth first with an explicit stack (no recursion, so a
+    path of any depth merges)."""
+
     def __init__(self, src: RootedTree, dest: RootedTree) -> None:
         self.src, self.dest = src, dest
         self.links: dict[tuple[int, int], tuple[str, ...]] = {}
 
-    def merge_dir(self, parts: tuple[str, ...]) -> None:
-        names = sorted(os.listdir(self.src.dir_fd(parts, create=False)))
-        for name in names:
-            self.src.trim()
-            self.dest.trim()
-            st = os.stat(name, dir_fd=self.src.dir_fd(parts, create=False), follow_symlinks=False)
-            self._merge_entry(parts + (name,), st)
-        _copy_meta_fd(self.src.dir_fd(parts, create=False), self.dest.dir_fd(parts))
+    def merge(self) -> None:
+        # Each frame: a directory and the names in it still to merge (sorted, popped from the end).
+        stack: list[tuple[tuple[str, ...], list[str]]] = [((), self._names(()))]
+        while stack:
+            parts, names = stack[-1]
+            if not names:
+                stack.pop()
+                self._trim()
+                _copy_meta_fd(self.src.dir_fd(parts, create=False), self.dest.dir_fd(parts))
+                continue
+            path = parts + (names.pop(),)
+            self._trim()
+            st = os.stat(path[-1], dir_fd=self.src.dir_fd(parts, create=False), follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and not is_whiteout(st):
+                opaque = is_opaque(self.src.dir_fd(path, create=False))
+                self.dest.remove(path, keep_dir=not opaque)
+                self.dest.dir_fd(path)
+                stack.append((path, self._names(path)))
+            else:
+                self._merge_entry(path, st)
+
+    def _trim(self) -> None:
+        self.src.trim()
+        self.dest.trim()
+
+    def _names(self, parts: tuple[str, ...]) -> list[str]:
+        return sorted(os.listdir(self.src.dir_fd(parts, create=False)), reverse=True)
 
     def _merge_entry(self, path: tuple[str, ...], st: os.stat_result) -> None:
         if is_whiteout(st):
             self.dest.remove(path)
-            return
-        if stat.S_ISDIR(st.st_mode):
-            opaque = _is_opaque(self.src.dir_fd(path, create=False))
-            self.dest.remove(path, keep_dir=not opaque)
-            self.merge_dir(path)
             return
         self.dest.remove(path)
         dfd = self.dest.dir_fd(path[:-1])
@@ -301,24 +326,34 @@ class Change:
 
 
 def walk_changes(upper: str | os.PathLike[str]) -> Generator[Change, None, None]:
-    """The container's changes, parents before children, names sorted, never following links."""
+    """The container's changes, parents before children, names sorted, never following links;
+    iterative, so a directory of any depth is walked."""
     with RootedTree(upper) as tree:
-        yield from _walk(tree, ())
+        stack: list[tuple[tuple[str, ...], list[str]]] = [((), _sorted_names(tree, ()))]
+        while stack:
+            parts, names = stack[-1]
+            if not names:
+                stack.pop()
+                # Done with this subtree: release its descriptors, so a tree with more
+                # directories than the open-file limit can be walked.
+                if parts:
+                    tree.forget(under=parts)
+                continue
+            name = names.pop()
+            tree.trim()
+            fd = tree.dir_fd(parts, create=False)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            path = parts + (name,)
+            text = "/".join(path)
+            if is_whiteout(st):
+                yield Change(text, "deleted", st)
+            elif stat.S_ISDIR(st.st_mode):
+                child = tree.dir_fd(path, create=False)
+                yield Change(text, "opaque" if is_opaque(child) else "changed", st)
+                stack.append((path, _sorted_names(tree, path)))
+            else:
+                yield Change(text, "changed", st)
 
 
-def _walk(tree: RootedTree, parts: tuple[str, ...]) -> Iterator[Change]:
-    fd = tree.dir_fd(parts, create=False)
-    for name in sorted(os.listdir(fd)):
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        path = "/".join(parts + (name,))
-        if is_whiteout(st):
-            yield Change(path, "deleted", st)
-        elif stat.S_ISDIR(st.st_mode):
-            child = tree.dir_fd(parts + (name,), create=False)
-            yield Change(path, "opaque" if _is_opaque(child) else "changed", st)
-            yield from _walk(tree, parts + (name,))
-            # Done with this subtree: release its descriptors, so a tree with more directories
-            # than the open-file limit can be walked.
-            tree.forget(under=parts + (name,))
-        else:
-            yield Change(path, "changed", st)
+def _sorted_names(tree: RootedTree, parts: tuple[str, ...]) -> list[str]:
+    return sorted(os.listdir(tree.dir_fd(parts, create=False)), reverse=True)

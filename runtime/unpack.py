@@ -8,9 +8,25 @@ is not available).
 Safety: every path is resolved one component at a time with ``openat(O_NOFOLLOW)`` from a
 descriptor of the target, so neither an absolute name, nor ``..``, nor a symlink (from this tar
 or anywhere else) can lead outside. Absolute names are made relative (as tar does); ``..``, a path
-through a symlink and a hardlink whose target is outside or missing are refused. Limits on
-entries and uncompressed bytes stop tar bombs; the uncompressed stream is hashed and checked
-against the expected diff_id.
+through a symlink and a hardlink whose target is outside or missing are refused. A hardlink to a
+file of a lower layer (``lowers``) gets that file copied up into this layer first, as overlayfs
+would; the lower layers are searched through descriptors too, never outside them.
+
+Bounds (``Limits``, each from the environment; a layer that passes one fails cleanly):
+
+- entries per layer (``HOIST_UNPACK_MAX_ENTRIES``, 1,000,000);
+- bytes *written* per layer, the expanded size of sparse files included
+  (``HOIST_UNPACK_MAX_BYTES``, 16 GiB), and across the layers of one image
+  (``HOIST_UNPACK_MAX_TOTAL_BYTES``, 64 GiB); the uncompressed tar stream itself may exceed the
+  per-layer figure only by 1.5 KiB per allowed entry (its headers);
+- free space: unpacking stops before the target's filesystem would have less than
+  ``HOIST_UNPACK_MIN_FREE`` bytes left (default: 1 GiB or 5% of the filesystem, the smaller);
+- path depth (``HOIST_UNPACK_MAX_DEPTH``, 1024 directories);
+- PAX headers, GNU long names and sparse maps: 1 MiB each, as Go's archive/tar; at most 32
+  extended headers before one entry. They are checked before tarfile reads them.
+
+The uncompressed stream is hashed and checked against the expected diff_id at its end (it cannot
+be known sooner); the bounds above limit the work a wrong layer can cause.
 """
 
 from __future__ import annotations
@@ -18,11 +34,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
+import functools
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
 
@@ -32,37 +48,60 @@ if TYPE_CHECKING:
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# Go's archive/tar maxSpecialFileSize: PAX headers, GNU long names, sparse maps.
+MAX_HEADER = 1 << 20
+MAX_HEADER_CHAIN = 32
+_HEADER_SLACK = 1536
 _CHUNK = 1 << 20
+_FREE_CHECK_EVERY = 64 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZEROS = bytes(_CHUNK)
+GiB = 1 << 30
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int | None) -> int | None:
     try:
-        return int(os.environ.get(name, default))
-    except ValueError:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
         return default
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-layer guards against tar bombs; the environment can lower or raise them."""
+    """Guards against hostile layers; the environment can lower or raise each one."""
 
     max_entries: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_ENTRIES", 1_000_000))
-    max_bytes: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_BYTES", 64 << 30))
+    max_bytes: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_BYTES", 16 * GiB))
+    max_total_bytes: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_TOTAL_BYTES", 64 * GiB))
+    # None: 1 GiB or 5% of the filesystem, whichever is smaller.
+    min_free_bytes: int | None = field(default_factory=lambda: _env_int("HOIST_UNPACK_MIN_FREE", None))
+    max_depth: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_DEPTH", 1024))
+
+    def reserve(self, fs: os.statvfs_result) -> int:
+        if self.min_free_bytes is not None:
+            return self.min_free_bytes
+        return min(GiB, fs.f_blocks * fs.f_frsize // 20)
+
+
+class Budget:
+    """Bytes written so far across the layers of one image (``max_total_bytes``)."""
+
+    def __init__(self) -> None:
+        self.written = 0
 
 
 @dataclass
 class UnpackStats:
     entries: int = 0
-    bytes: int = 0
+    bytes: int = 0          # bytes written (expanded), not bytes read
     diff_id: str = ""
     skipped_devices: int = 0
 
 
 class _HashingReader:
-    """Counts and hashes the uncompressed stream; enforces the byte limit as it reads."""
+    """Counts and hashes the uncompressed stream; enforces a byte limit as it reads."""
 
     def __init__(self, raw: BinaryIO, max_bytes: int) -> None:
         self.raw, self.max_bytes = raw, max_bytes
@@ -70,10 +109,11 @@ class _HashingReader:
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n if n is not None and n >= 0 else _CHUNK * 16)
+        data = self.raw.read(n if n is not None and n >= 0 else _CHUNK)
         self.count += len(data)
         if self.count > self.max_bytes:
-            raise LayerTooLarge(f"layer expands to more than {self.max_bytes} bytes")
+            raise LayerTooLarge(f"the layer's tar stream is longer than {self.max_bytes} bytes "
+                                "(HOIST_UNPACK_MAX_BYTES)")
         self.hasher.update(data)
         return data
 
@@ -104,12 +144,134 @@ def split_name(name: str) -> list[str]:
     """Tar member name → path components inside the root; ``..`` is refused, ``/`` stripped."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise EscapeAttempt(f"layer entry {name!r} leaves the root through '..'")
+        raise EscapeAttempt(f"layer entry {_short(name)!r} leaves the root through '..'")
     return parts
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
+
+
+# -- tar headers, bounded before tarfile reads them -----------------------------------------
+
+@functools.cache
+def _bounded_tarinfo() -> type:
+    """The TarInfo class the unpacker reads with (tarfile is imported only when a layer is
+    actually unpacked, which keeps `hoist run` of an unpacked image lean)."""
+    import tarfile
+
+    special = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+    class _BoundedTarInfo(tarfile.TarInfo):
+        """tarfile reads a PAX header, a GNU long name and a sparse map whole into memory, and
+        recurses once per extended header: each is checked here, before it is read.
+
+        (These hooks are tarfile's private methods; Python is pinned to 3.11, whose code they mirror.)
+        """
+
+        def _proc_member(self, tar: tarfile.TarFile):  # type: ignore[override]
+            if self.type in special:
+                if self.size > MAX_HEADER:
+                    raise LayerTooLarge(f"a tar extended header of {self.size} bytes (the limit is {MAX_HEADER})")
+                chain = getattr(tar, "_hoist_chain", 0) + 1
+                if chain > MAX_HEADER_CHAIN:
+                    raise LayerCorrupt(f"more than {MAX_HEADER_CHAIN} extended tar headers before one entry")
+                if self.type == tarfile.XGLTYPE:
+                    seen = getattr(tar, "_hoist_global", 0) + self.size
+                    if seen > MAX_HEADER:
+                        raise LayerTooLarge(f"global PAX headers add up to more than {MAX_HEADER} bytes")
+                    tar._hoist_global = seen  # type: ignore[attr-defined]
+                tar._hoist_chain = chain  # type: ignore[attr-defined]
+                try:
+                    return super()._proc_member(tar)  # type: ignore[misc]
+                finally:
+                    tar._hoist_chain = chain - 1  # type: ignore[attr-defined]
+            return super()._proc_member(tar)  # type: ignore[misc]
+
+        def _proc_sparse(self, tar: tarfile.TarFile):  # type: ignore[override]
+            # Old GNU sparse: the map continues in 512-byte extension blocks, as many as it says.
+            structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+            del self._sparse_structs  # type: ignore[attr-defined]
+            blocks = 0
+            while isextended:
+                blocks += 1
+                if blocks * tarfile.BLOCKSIZE > MAX_HEADER:
+                    raise LayerTooLarge(f"a GNU sparse map longer than {MAX_HEADER} bytes")
+                buf = tar.fileobj.read(tarfile.BLOCKSIZE)
+                if len(buf) < tarfile.BLOCKSIZE:
+                    raise LayerCorrupt("the layer ends inside a GNU sparse map")
+                for pos in range(0, 21 * 24, 24):
+                    try:
+                        offset = tarfile.nti(buf[pos:pos + 12])
+                        numbytes = tarfile.nti(buf[pos + 12:pos + 24])
+                    except ValueError:
+                        break
+                    if offset and numbytes:
+                        structs.append((offset, numbytes))
+                isextended = bool(buf[504])
+            self.sparse = structs
+            self.offset_data = tar.fileobj.tell()
+            tar.offset = self.offset_data + self._block(self.size)
+            self.size = origsize
+            return self
+
+        def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict[str, str],  # type: ignore[override]
+                               tar: tarfile.TarFile) -> None:
+            # PAX sparse 1.0: the map is a list of decimal numbers at the start of the data.
+            buf = tar.fileobj.read(tarfile.BLOCKSIZE)
+            read = len(buf)
+            numbers: list[int] = []
+            wanted = None
+            while wanted is None or len(numbers) < wanted:
+                if b"\n" not in buf:
+                    if read >= MAX_HEADER:
+                        raise LayerTooLarge(f"a PAX sparse map longer than {MAX_HEADER} bytes")
+                    more = tar.fileobj.read(tarfile.BLOCKSIZE)
+                    if not more:
+                        raise LayerCorrupt("the layer ends inside a PAX sparse map")
+                    buf += more
+                    read += len(more)
+                    continue
+                line, buf = buf.split(b"\n", 1)
+                if not line.isdigit() or len(line) > 20:
+                    raise LayerCorrupt("a PAX sparse map holds something that is not a number")
+                if wanted is None:
+                    wanted = 2 * int(line)
+                    if wanted * 2 > MAX_HEADER:
+                        raise LayerTooLarge(f"a PAX sparse map longer than {MAX_HEADER} bytes")
+                else:
+                    numbers.append(int(line))
+            next.offset_data = tar.fileobj.tell()
+            next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+    return _BoundedTarInfo
+
+
+def _sparse_regions(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The data regions of a sparse member, checked: in order, not overlapping, inside the file."""
+    end = 0
+    # tarfile keeps the unused (0, 0) slots of a GNU header's four.
+    regions = [(o, n) for o, n in member.sparse or [] if o or n]
+    for offset, length in regions:
+        if offset < end or length < 0 or offset + length > member.size:
+            raise LayerCorrupt(f"{_short(member.name)!r} has an invalid sparse map")
+        end = offset + length
+    return regions
+
+
+# -- descriptors -------------------------------------------------------------------------------
+
 class RootedTree:
-    """A directory reached only through descriptors; no path ever follows a symlink."""
+    """A directory reached only through descriptors; no path ever follows a symlink.
+
+    Directory descriptors are cached by path. Only the first ``CACHED_DEPTH`` levels and the
+    directories asked for are kept, and ``trim`` empties the cache past ``MAX_CACHED`` entries,
+    so a very deep path costs a bounded number of descriptors (no recursion, whatever the depth).
+    """
+
+    CACHED_DEPTH = 64
+    MAX_CACHED = 256
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -129,21 +291,25 @@ class RootedTree:
     def forget(self, under: tuple[str, ...] | None = None) -> None:
         """Drop cached directory descriptors: all of them, or those at and below ``under``
         (after it was removed, so a new directory of that name is not confused with it)."""
-        for key in list(self._dirs):
-            if under is None or key[:len(under)] == under:
-                os.close(self._dirs.pop(key))
+        if under is None:
+            for fd in self._dirs.values():
+                os.close(fd)
+            self._dirs.clear()
+            return
+        n = len(under)
+        for key in [k for k in self._dirs if k[:n] == under]:
+            os.close(self._dirs.pop(key))
 
     def keep_path(self, parts: list[str] | tuple[str, ...]) -> None:
         """Drop cached descriptors of directories not on the way to ``parts``: a depth-first
         walk then holds O(depth) descriptors, however many directories it visits."""
         key = tuple(parts)
-        for cached in list(self._dirs):
-            if cached != key[:len(cached)] and cached in self._dirs:
-                self.forget(under=cached)
+        for cached in [k for k in self._dirs if k != key[:len(k)]]:
+            os.close(self._dirs.pop(cached))
 
     def trim(self) -> None:
         """Keep the descriptor cache bounded; only called where no caller holds one."""
-        if len(self._dirs) > 512:
+        if len(self._dirs) > self.MAX_CACHED:
             self.forget()
 
     def dir_fd(self, parts: list[str] | tuple[str, ...], create: bool = True) -> int:
@@ -155,9 +321,26 @@ class RootedTree:
         cached = self._dirs.get(key)
         if cached is not None:
             return cached
-        parent = self.dir_fd(key[:-1], create)
-        fd = self._open_child_dir(parent, key, create)
-        self._dirs[key] = fd
+        depth = len(key) - 1
+        while depth and key[:depth] not in self._dirs:
+            depth -= 1
+        fd = self._dirs[key[:depth]] if depth else self.fd
+        transient = -1  # an opened descriptor that is not cached, closed once its child is open
+        try:
+            for level in range(depth + 1, len(key) + 1):
+                child = self._open_child_dir(fd, key[:level], create)
+                if transient >= 0:
+                    os.close(transient)
+                    transient = -1
+                if level <= self.CACHED_DEPTH or level == len(key):
+                    self._dirs[key[:level]] = child
+                else:
+                    transient = child
+                fd = child
+        except BaseException:
+            if transient >= 0:
+                os.close(transient)
+            raise
         return fd
 
     def _open_child_dir(self, parent: int, key: tuple[str, ...], create: bool) -> int:
@@ -173,7 +356,7 @@ class RootedTree:
             if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            where = "/".join(key)
+            where = _short("/".join(key))
             if stat.S_ISLNK(st.st_mode):
                 raise EscapeAttempt(f"path goes through symlink {where!r}") from None
             raise LayerCorrupt(f"{where!r} is not a directory but has entries under it") from None
@@ -195,9 +378,157 @@ class RootedTree:
             if keep_dir:
                 return
             self.forget(under=key)
-            shutil.rmtree(key[-1], dir_fd=parent)
+            remove_dir_at(parent, key[-1])
         else:
             os.unlink(key[-1], dir_fd=parent)
+
+
+# -- removal at any depth ----------------------------------------------------------------------
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink everything but directories in ``fd``; return the names of its subdirectories."""
+    subdirs = []
+    for name in os.listdir(fd):
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            subdirs.append(name)
+        else:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+    return subdirs
+
+
+def remove_dir_at(parent: int, name: str) -> None:
+    """Remove directory ``name`` of ``parent`` and everything below it, at any depth.
+
+    Iterative, with two descriptors at a time: it walks down by ``openat(O_NOFOLLOW)`` and back
+    up by ``..``, checking on the way up that ``..`` is the directory it came from (so a tree
+    moved while being removed is never mistaken for another). Memory grows with the number of
+    directories still to visit, not with the call stack.
+    """
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    # One frame per directory on the way down: its name, identity and subdirectories left.
+    frames: list[tuple[str, tuple[int, int], list[str] | None]] = [(name, _identity(fd), None)]
+    try:
+        while True:
+            here, ident, pending = frames[-1]
+            if pending is None:
+                pending = _clear_files(fd)
+                frames[-1] = (here, ident, pending)
+            if pending:
+                child = pending.pop()
+                try:
+                    cfd = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    os.unlink(child, dir_fd=fd)  # replaced by a non-directory meanwhile
+                    continue
+                os.close(fd)
+                fd = cfd
+                frames.append((child, _identity(fd), None))
+                continue
+            frames.pop()
+            if not frames:
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            if _identity(fd) != frames[-1][1]:
+                raise RuntimeFailure(f"{name!r} was moved while it was being removed")
+            os.rmdir(here, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """``rm -rf path`` at any depth, never following a symlink below ``path``; missing is fine."""
+    full = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(full)
+    if not name:
+        raise RuntimeFailure("refusing to remove /")
+    try:
+        pfd = os.open(parent, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            remove_dir_at(pfd, name)
+        else:
+            os.unlink(name, dir_fd=pfd)
+    finally:
+        os.close(pfd)
+
+
+# -- the lower layers, for hardlinks into them -------------------------------------------------
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(fd: int) -> bool:
+    try:
+        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
+    except OSError:
+        return False
+
+
+class _Found:
+    """A hardlink target found in one layer: the open descriptors of its directories."""
+
+    def __init__(self, dir_fds: list[int], st: os.stat_result) -> None:
+        self.dir_fds, self.st = dir_fds, st
+
+    def close(self) -> None:
+        for fd in self.dir_fds[1:]:
+            os.close(fd)
+
+
+def _look_up(root_fd: int, parts: list[str], where: str) -> tuple[str, _Found | None]:
+    """Find ``parts`` in one overlay diff: ("found", …), ("missing", None) when this layer does
+    not have it (a lower one may), or ("hidden", None) when this layer hides it (a whiteout, a
+    non-directory on the way, or an opaque directory that does not have it)."""
+    fds = [root_fd]
+    opaque = False
+    try:
+        for i, name in enumerate(parts):
+            try:
+                st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
+            except FileNotFoundError:
+                return ("hidden" if opaque else "missing"), None
+            if is_whiteout(st):
+                return "hidden", None
+            if i == len(parts) - 1:
+                found = _Found(fds, st)
+                fds = []
+                return "found", found
+            if stat.S_ISLNK(st.st_mode):
+                raise EscapeAttempt(f"hardlink target {where!r} goes through a symlink")
+            if not stat.S_ISDIR(st.st_mode):
+                return "hidden", None
+            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            opaque = opaque or is_opaque(fds[-1])
+        return "missing", None
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)
 
 
 def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
@@ -211,17 +542,65 @@ def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
         yield name, value.encode("utf-8", "surrogateescape")
 
 
+def _copy_xattrs(src: int, dst: int) -> None:
+    for key in os.listxattr(src):
+        if key.startswith("trusted.overlay.") or key.startswith("user.overlay."):
+            continue
+        try:
+            os.setxattr(dst, key, os.getxattr(src, key))
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
+                raise
+
+
 class _Applier:
-    def __init__(self, tree: RootedTree, allow_devices: bool) -> None:
+    def __init__(self, tree: RootedTree, allow_devices: bool, limits: Limits, budget: Budget,
+                 lowers: Sequence[str | os.PathLike[str]]) -> None:
         self.tree = tree
         self.allow_devices = allow_devices
+        self.limits, self.budget = limits, budget
+        self.lowers = list(lowers)
         self.is_root = os.geteuid() == 0
         self.dir_times: dict[tuple[str, ...], int] = {}
         self.skipped_devices = 0
+        self.written = 0
+        self._next_free_check = 0
 
+    # -- bounds ----------------------------------------------------------------------------
+    def charge(self, size: int, name: str) -> None:
+        """Count ``size`` bytes about to be written, before writing them."""
+        if self.written + size > self.limits.max_bytes:
+            raise LayerTooLarge(f"the layer writes more than {self.limits.max_bytes} bytes "
+                                f"(at {_short(name)!r}; HOIST_UNPACK_MAX_BYTES)")
+        if self.budget.written + size > self.limits.max_total_bytes:
+            raise LayerTooLarge(f"the image writes more than {self.limits.max_total_bytes} bytes "
+                                f"(at {_short(name)!r}; HOIST_UNPACK_MAX_TOTAL_BYTES)")
+        self.written += size
+        self.budget.written += size
+        if size >= _CHUNK or self.written >= self._next_free_check:
+            self._check_free(size, name)
+
+    def _check_free(self, size: int, name: str) -> None:
+        fs = os.fstatvfs(self.tree.fd)
+        reserve = self.limits.reserve(fs)
+        free = fs.f_bavail * fs.f_frsize
+        if free - size < reserve:
+            raise LayerTooLarge(f"unpacking {_short(name)!r} ({size} bytes) would leave less than "
+                                f"{reserve} bytes free on the filesystem of {self.tree.root} "
+                                f"({free} free; HOIST_UNPACK_MIN_FREE)")
+        self._next_free_check = self.written + _FREE_CHECK_EVERY
+
+    def parts_of(self, name: str) -> list[str]:
+        parts = split_name(name)
+        if len(parts) > self.limits.max_depth:
+            raise LayerTooLarge(f"layer entry {_short(name)!r} is {len(parts)} levels deep; the limit "
+                                f"is {self.limits.max_depth} (HOIST_UNPACK_MAX_DEPTH)")
+        return parts
+
+    # -- entries ---------------------------------------------------------------------------
     def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         self.tree.trim()
-        parts = split_name(member.name)
+        parts = self.parts_of(member.name)
         if not parts:
             if member.isdir():
                 self._set_meta_fd(self.tree.fd, member)
@@ -245,7 +624,7 @@ class _Applier:
         elif member.issym():
             self._symlink(parent, name, member)
         elif member.islnk():
-            self._hardlink(parent, name, member)
+            self._hardlink(parts, member)
         elif member.ischr() or member.isblk():
             self._device(parent, name, member)
         elif member.isfifo():
@@ -266,22 +645,44 @@ class _Applier:
         self.dir_times[tuple(parts)] = self._mtime_ns(member)
 
     def _regular(self, parent: int, name: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        # The expanded size counts, not what the tar holds: a sparse entry can be tiny in the tar.
+        self.charge(member.size, member.name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=parent)
         try:
-            src = tar.extractfile(member)
-            if src is not None:
-                remaining = member.size
-                while remaining > 0:
-                    chunk = src.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        raise LayerCorrupt(f"layer ends inside {member.name!r}")
-                    _write_all(fd, chunk)
-                    remaining -= len(chunk)
+            if member.sparse is not None:
+                self._write_sparse(fd, member, tar)
+            else:
+                src = tar.extractfile(member)
+                if src is not None:
+                    self._copy(src, fd, member.size, member.name)
             self._set_meta_fd(fd, member)
             os.utime(fd, ns=(self._mtime_ns(member),) * 2)
         finally:
             os.close(fd)
+
+    def _copy(self, src: BinaryIO, fd: int, size: int, name: str) -> None:
+        remaining, since_check = size, 0
+        while remaining > 0:
+            chunk = src.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise LayerCorrupt(f"layer ends inside {_short(name)!r}")
+            _write_all(fd, chunk)
+            remaining -= len(chunk)
+            since_check += len(chunk)
+            if since_check >= _FREE_CHECK_EVERY:
+                # Others may be filling the same filesystem while a big file is written.
+                self._check_free(remaining, name)
+                since_check = 0
+
+    def _write_sparse(self, fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        # Data regions are stored one after the other; holes stay holes on disk.
+        regions = _sparse_regions(member)
+        tar.fileobj.seek(member.offset_data)  # type: ignore[union-attr]
+        for offset, length in regions:
+            os.lseek(fd, offset, os.SEEK_SET)
+            self._copy(tar.fileobj, fd, length, member.name)  # type: ignore[arg-type]
+        os.ftruncate(fd, member.size)
 
     def _symlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
         # A symlink's target is only ever read inside the container; creating one is harmless.
@@ -291,20 +692,88 @@ class _Applier:
         self._set_xattrs(f"/proc/self/fd/{parent}/{name}", member, follow=False)
         os.utime(name, ns=(self._mtime_ns(member),) * 2, dir_fd=parent, follow_symlinks=False)
 
-    def _hardlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
-        target = split_name(member.linkname)
+    def _hardlink(self, parts: list[str], member: tarfile.TarInfo) -> None:
+        target = self.parts_of(member.linkname)
         if not target:
-            raise EscapeAttempt(f"hardlink {member.name!r} points at the root")
-        try:
-            tparent = self.tree.dir_fd(target[:-1], create=False)
-        except FileNotFoundError:
-            raise LayerCorrupt(f"hardlink {member.name!r}: target {member.linkname!r} is not in the layer") from None
+            raise EscapeAttempt(f"hardlink {_short(member.name)!r} points at the root")
+        where = _short(member.linkname)
+        state, found = _look_up(self.tree.fd, target, where)
+        if state == "missing":
+            # Not in this layer: the newest lower layer that has it (overlay's lookup order).
+            for lower in reversed(self.lowers):
+                lfd = os.open(lower, _DIR_FLAGS)
+                try:
+                    state, found = _look_up(lfd, target, where)
+                    if found is not None:
+                        try:
+                            self._copy_up(target, found)
+                        finally:
+                            found.close()
+                            found = None
+                        state = "copied"
+                finally:
+                    os.close(lfd)
+                if state != "missing":
+                    break
+        if found is not None:
+            found.close()
+        if state in ("missing", "hidden"):
+            raise LayerCorrupt(f"hardlink {_short(member.name)!r}: target {where!r} is neither in "
+                               "the layer nor in the layers below it")
+        tparent = self.tree.dir_fd(target[:-1], create=False)
         st = self.tree.lstat(tparent, target[-1])
-        if st is None:
-            raise LayerCorrupt(f"hardlink {member.name!r}: target {member.linkname!r} is not in the layer")
+        if st is None or stat.S_ISDIR(st.st_mode):
+            raise LayerCorrupt(f"hardlink {_short(member.name)!r}: target {where!r} is a directory")
+        if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and not (self.allow_devices and self.is_root):
+            self.skipped_devices += 1
+            return
+        parent = self.tree.dir_fd(parts[:-1])
+        os.link(target[-1], parts[-1], src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+
+    def _copy_up(self, target: list[str], found: _Found) -> None:
+        """Copy a lower layer's file, and the directories above it this layer lacks, into this
+        layer with their metadata, as overlayfs does before it links a lower file."""
+        for level in range(1, len(target)):
+            key = tuple(target[:level])
+            parent = self.tree.dir_fd(key[:-1])
+            if self.tree.lstat(parent, key[-1]) is None:
+                src = found.dir_fds[level]
+                os.mkdir(key[-1], 0o700, dir_fd=parent)
+                dst = self.tree.dir_fd(key)
+                _copy_meta(src, dst)
+                self.dir_times[key] = os.fstat(src).st_mtime_ns
+        sdir, st, name = found.dir_fds[-1], found.st, target[-1]
+        dparent = self.tree.dir_fd(target[:-1])
         if stat.S_ISDIR(st.st_mode):
-            raise LayerCorrupt(f"hardlink {member.name!r}: target {member.linkname!r} is a directory")
-        os.link(target[-1], name, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+            raise LayerCorrupt(f"hardlink target {_short('/'.join(target))!r} is a directory")
+        if stat.S_ISREG(st.st_mode):
+            self.charge(st.st_size, "/".join(target))
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sdir)
+            try:
+                dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o600, dir_fd=dparent)
+                try:
+                    with open(src, "rb", closefd=False) as f:
+                        self._copy(f, dst, os.fstat(src).st_size, "/".join(target))
+                    _copy_meta(src, dst)
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
+            return
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=sdir), name, dir_fd=dparent)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(name, 0o600, dir_fd=dparent)
+        elif (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and self.allow_devices and self.is_root:
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dparent)
+        else:
+            return
+        if self.is_root:
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dparent, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dparent)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dparent, follow_symlinks=False)
 
     def _device(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
         # Device nodes are inert in a container (its rootfs is mounted nodev), but only root can
@@ -346,11 +815,21 @@ class _Applier:
     def finish(self) -> None:
         """Directory mtimes last, deepest first: writing children changed them."""
         for parts in sorted(self.dir_times, key=len, reverse=True):
+            self.tree.trim()
             try:
                 fd = self.tree.dir_fd(parts, create=False)
             except (FileNotFoundError, EscapeAttempt, LayerCorrupt):
                 continue
             os.utime(fd, ns=(self.dir_times[parts],) * 2)
+
+
+def _copy_meta(src: int, dst: int) -> None:
+    st = os.fstat(src)
+    if os.geteuid() == 0:
+        os.fchown(dst, st.st_uid, st.st_gid)
+    os.fchmod(dst, stat.S_IMODE(st.st_mode))
+    _copy_xattrs(src, dst)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -361,27 +840,35 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def apply_layer(blob: str | os.PathLike[str], target: str | os.PathLike[str],
                 expected_diff_id: str | None = None, limits: Limits | None = None,
-                allow_devices: bool = True) -> UnpackStats:
+                allow_devices: bool = True, lowers: Sequence[str | os.PathLike[str]] = (),
+                budget: Budget | None = None) -> UnpackStats:
     """Apply the layer at ``blob`` (gzip, zstd or plain tar) onto the directory ``target``.
+
+    ``lowers`` are the unpacked layers below this one (lowest first), where a hardlink's target
+    may live; ``budget`` carries the bytes written by earlier layers of the same image.
 
     Raises EscapeAttempt, LayerTooLarge or LayerCorrupt; on error ``target`` may hold part of the
     layer (callers unpack into a temporary directory), but nothing outside it was touched.
     """
-    import tarfile  # only needed when a layer is actually unpacked; keeps `hoist run` lean
+    import tarfile
 
     limits = limits or Limits()
+    budget = budget or Budget()
     stream = open_decompressed(blob)
-    reader = _HashingReader(stream, limits.max_bytes)
+    reader = _HashingReader(stream, limits.max_bytes + _HEADER_SLACK * limits.max_entries)
     stats = UnpackStats()
     try:
         with RootedTree(target) as tree:
-            applier = _Applier(tree, allow_devices)
+            applier = _Applier(tree, allow_devices, limits, budget, lowers)
             try:
-                tar = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
-                for member in tar:
+                tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=_bounded_tarinfo())  # type: ignore[call-overload]
+                while (member := tar.next()) is not None:
+                    # tarfile keeps every member it read; a layer may have a million.
+                    tar.members.clear()
                     stats.entries += 1
                     if stats.entries > limits.max_entries:
-                        raise LayerTooLarge(f"layer has more than {limits.max_entries} entries")
+                        raise LayerTooLarge(f"layer has more than {limits.max_entries} entries "
+                                            "(HOIST_UNPACK_MAX_ENTRIES)")
                     applier.apply(member, tar)
                 reader.drain()
             except RuntimeFailure:
@@ -395,11 +882,10 @@ def apply_layer(blob: str | os.PathLike[str], target: str | os.PathLike[str],
                 raise LayerCorrupt(f"layer {os.fspath(blob)!r} is not a readable tar: {e}") from None
             applier.finish()
             stats.skipped_devices = applier.skipped_devices
+            stats.bytes = applier.written
     finally:
         stream.close()
-    stats.bytes = reader.count
     stats.diff_id = f"sha256:{reader.hasher.hexdigest()}"
     if expected_diff_id and stats.diff_id != expected_diff_id:
         raise LayerCorrupt(f"layer {os.fspath(blob)!r} unpacks to {stats.diff_id}, expected {expected_diff_id}")
     return stats
-

@@ -1,10 +1,12 @@
-"""Small filesystem primitives shared by the local stores: directory fsync and file locks."""
+"""Small filesystem primitives shared by the local stores: directory fsync, file locks and
+private directories."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -28,3 +30,45 @@ def file_lock(path: str | os.PathLike[str], shared: bool = False) -> Iterator[No
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def private_dir(path: str | os.PathLike[str], mode: int = 0o700) -> Path:
+    """``path`` as a directory only its owner can enter: created with ``mode`` (missing parents
+    get the default mode), or tightened to it if it exists looser (an older hoist made 0755
+    ones). Never follows a symlink at ``path`` itself."""
+    p = Path(path)
+    p.mkdir(mode=mode, parents=True, exist_ok=True)
+    fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_mode & 0o7777 & ~mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return p
+
+
+STORE_DIRS = ("images", "snapshots", "containers", "cache", "networks", "volumes")
+
+
+def secure_store_root(root: str | os.PathLike[str]) -> Path:
+    """Make ``$HOIST_ROOT`` and the stores under it that exist 0700, so no other host user can
+    reach an image's setuid binary, device node or world-writable directory through them.
+
+    ``root`` itself is created 0700 if missing; an existing one is tightened only when it is
+    plainly hoist's own (owned by the caller, not ``/``, not sticky like ``/tmp``): a shared
+    directory given as ``HOIST_ROOT`` keeps its mode, and its hoist subdirectories still
+    become 0700, which is what keeps others out.
+    """
+    p = Path(root)
+    if not p.exists():
+        private_dir(p)
+    else:
+        st = os.stat(p)
+        if (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & stat.S_ISVTX
+                and os.path.realpath(p) != "/"):
+            private_dir(p)
+    for name in STORE_DIRS:
+        sub = p / name
+        if sub.is_dir() and not sub.is_symlink():
+            private_dir(sub)
+    return p

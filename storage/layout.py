@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, TextIO
 
 from storage import mediatypes as mt
-from storage.fsutil import file_lock, fsync_dir
+from storage.fsutil import file_lock, fsync_dir, private_dir
 from storage.digest import Digest, Hasher
 from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
 from storage.manifest import Descriptor, Manifest, parse_manifest
@@ -147,6 +147,8 @@ class ImageLayout:
 
     # -- set-up ---------------------------------------------------------------------------
     def init(self) -> "ImageLayout":
+        # 0700: the store holds other people's images (setuid binaries, secrets in layers).
+        private_dir(self.root)
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         marker = self.root / "oci-layout"
         if not marker.exists():

@@ -6,12 +6,17 @@ import gzip
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge
-from runtime.unpack import OPAQUE_XATTR, Limits, apply_layer
+from runtime.unpack import OPAQUE_XATTR, Budget, Limits, apply_layer, remove_tree
+from tests.runtime import hostile
+from tests.runtime.conftest import REPO
 from tests.peers import absent
 from tests.runtime.images import EPOCH, Entry, layer_tar
 
@@ -199,3 +204,185 @@ def test_tar_bomb_bytes(tmp_path: Path, target: Path) -> None:
 def test_limits_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOIST_UNPACK_MAX_ENTRIES", "7")
     assert Limits().max_entries == 7
+
+
+# -- hostile layers must not exhaust the host ---------------------------------------------------
+
+def _raw(tmp_path: Path, data: bytes, name: str = "raw.tar") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", hostile.SPARSE_FORMATS)
+def test_sparse_entry_is_unpacked_with_its_holes(tmp_path: Path, target: Path, fmt: str) -> None:
+    regions = [(4096, b"head"), (3 << 20, b"tail!")]
+    size = (3 << 20) + 8192
+    blob = _raw(tmp_path, hostile.sparse_entry(fmt, "sparse.img", size, regions) + hostile.end())
+    stats = apply_layer(blob, target)
+    data = (target / "sparse.img").read_bytes()
+    assert len(data) == size and stats.bytes == size
+    assert data[4096:4100] == b"head" and data[3 << 20:(3 << 20) + 5] == b"tail!"
+    assert data.count(0) == size - 9
+    # Holes stay holes: far fewer blocks than the file's length.
+    assert (target / "sparse.img").stat().st_blocks * 512 < 1 << 20
+
+
+@pytest.mark.parametrize("fmt", hostile.SPARSE_FORMATS)
+def test_sparse_entry_counts_its_expanded_size(tmp_path: Path, target: Path, fmt: str) -> None:
+    """A 10 KiB layer that expands to 2 GiB under an 8 MiB limit (it used to write 2 GiB)."""
+    blob = _raw(tmp_path, hostile.sparse_entry(fmt, "bomb", 2 << 30, [((2 << 30) - 1, b"x")]) + hostile.end())
+    assert blob.stat().st_size < 10 << 10
+    with pytest.raises(LayerTooLarge, match="writes more than 8388608 bytes"):
+        apply_layer(blob, target, limits=Limits(max_bytes=8 << 20))
+    assert not (target / "bomb").exists()
+
+
+def test_sparse_map_outside_the_file_is_corrupt(tmp_path: Path, target: Path) -> None:
+    blob = _raw(tmp_path, hostile.sparse_entry("pax0.1", "f", 100, [(4096, b"x")]) + hostile.end())
+    with pytest.raises(LayerCorrupt, match="invalid sparse map"):
+        apply_layer(blob, target)
+
+
+def _child_unpack(tmp_path: Path, blob: Path) -> tuple[str, int]:
+    """Unpack in a fresh interpreter; its error line and peak RSS (KiB)."""
+    code = ("import resource, sys\n"
+            "from runtime.unpack import apply_layer\n"
+            "try:\n"
+            "    apply_layer(sys.argv[1], sys.argv[2])\n"
+            "    print('ok')\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, str(e)[:200])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    target = tmp_path / "child-target"
+    target.mkdir()
+    res = subprocess.run([sys.executable, "-c", code, str(blob), str(target)], capture_output=True,
+                         text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    return lines[0], int(lines[1])
+
+
+def _zeros_gzip(tmp_path: Path, head: bytes, zeros: int) -> Path:
+    path = tmp_path / "huge.tar.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(head)
+        block = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            f.write(block)
+    return path
+
+
+@pytest.mark.parametrize("kind", [b"x", b"g", b"L", b"K"])
+def test_huge_extended_header_is_refused_before_it_is_read(tmp_path: Path, kind: bytes) -> None:
+    """Go caps PAX headers and GNU long names at 1 MiB; tarfile read them whole (a 1 GiB PAX
+    header, 1 MB compressed, took 3.1 GiB of RSS)."""
+    size = 256 << 20
+    blob = _zeros_gzip(tmp_path, hostile.header("././@LongLink" if kind in b"LK" else "hdr", size, kind,
+                                                gnu=kind in b"LK"), size)
+    assert blob.stat().st_size < 2 << 20
+    line, rss_kib = _child_unpack(tmp_path, blob)
+    print(f"unpack of a {size >> 20} MiB {kind.decode()} header: {line!r}, peak RSS {rss_kib >> 10} MiB")
+    assert line.startswith("LayerTooLarge") and "extended header" in line
+    assert rss_kib < 128 << 10
+
+
+def test_header_under_the_cap_is_read(tmp_path: Path, target: Path) -> None:
+    records = hostile.pax_records([("comment", "v" * (900 << 10))])
+    data = hostile.header("PaxHeader", len(records), b"x") + hostile.pad(records)
+    data += hostile.header("f", 1) + hostile.pad(b"1") + hostile.end()
+    apply_layer(_raw(tmp_path, data), target)
+    assert (target / "f").read_bytes() == b"1"
+
+
+def test_chain_of_extended_headers_is_refused_without_recursing(tmp_path: Path, target: Path) -> None:
+    data = b"".join(hostile.pax([("comment", str(i))]) for i in range(5000))
+    data += hostile.header("f", 0) + hostile.end()
+    with pytest.raises(LayerCorrupt, match="more than 32 extended tar headers"):
+        apply_layer(_raw(tmp_path, data), target)
+
+
+def test_global_headers_are_bounded_in_total(tmp_path: Path, target: Path) -> None:
+    one = hostile.pax_records([("comment", "c" * (512 << 10))])
+    data = b"".join(hostile.header("g", len(one), b"g") + hostile.pad(one) + hostile.header(f"f{i}", 0)
+                    for i in range(3))
+    with pytest.raises(LayerTooLarge, match="global PAX headers"):
+        apply_layer(_raw(tmp_path, data + hostile.end()), target)
+
+
+def test_gzip_bomb_stops_at_the_layer_limit(tmp_path: Path, target: Path) -> None:
+    blob = _zeros_gzip(tmp_path, hostile.header("zeros", 64 << 20), 64 << 20)
+    assert blob.stat().st_size < 1 << 20
+    with pytest.raises(LayerTooLarge, match="HOIST_UNPACK_MAX_BYTES"):
+        apply_layer(blob, target, limits=Limits(max_bytes=8 << 20))
+    assert not (target / "zeros").exists()
+
+
+def test_image_total_is_shared_across_layers(tmp_path: Path, target: Path) -> None:
+    budget = Budget()
+    limits = Limits(max_total_bytes=10 << 20)
+    apply_layer(_blob(tmp_path, [Entry("a", data=b"a" * (6 << 20))], "gzip"), target, limits=limits, budget=budget)
+    second = tmp_path / "second"
+    second.mkdir()
+    with pytest.raises(LayerTooLarge, match="image writes more than 10485760 bytes"):
+        apply_layer(_blob(tmp_path, [Entry("b", data=b"b" * (6 << 20))], "gzip"), second, limits=limits,
+                    budget=budget)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 48 MiB tmpfs, unmounted afterwards."""
+    if os.geteuid() != 0:
+        absent("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_unpack_stops_before_the_disk_fills(tmp_path: Path, small_fs: Path) -> None:
+    target = small_fs / "target"
+    target.mkdir()
+    blob = _blob(tmp_path, [Entry("small", data=b"s" * (4 << 20)), Entry("big", data=b"\0" * (40 << 20))], "gzip")
+    with pytest.raises(LayerTooLarge, match="would leave less than 16777216 bytes free"):
+        apply_layer(blob, target, limits=Limits(min_free_bytes=16 << 20))
+    st = os.statvfs(small_fs)
+    assert st.f_bavail * st.f_frsize >= 16 << 20
+    assert (target / "small").stat().st_size == 4 << 20 and not (target / "big").exists()
+
+
+def test_default_reserve_is_the_smaller_of_1gib_and_5_percent(small_fs: Path) -> None:
+    assert Limits(min_free_bytes=None).reserve(os.statvfs(small_fs)) == (48 << 20) // 20
+    assert Limits(min_free_bytes=None).reserve(os.statvfs("/")) <= 1 << 30
+
+
+def _deep_layer(tmp_path: Path, depth: int) -> Path:
+    entries = [Entry("d/" * i, "dir", mode=0o755) for i in range(1, depth + 1)]
+    entries.append(Entry("d/" * depth + "leaf", data=b"deep"))
+    return _blob(tmp_path, entries, "gzip")
+
+
+def test_deep_path_is_refused_with_a_clear_message(tmp_path: Path, target: Path) -> None:
+    with pytest.raises(LayerTooLarge, match="1025 levels deep; the limit is 1024") as err:
+        apply_layer(_deep_layer(tmp_path, 3000), target)
+    assert "recursion" not in str(err.value)
+    remove_tree(target)  # pytest's own clean-up of tmp_path recurses
+
+
+def test_deep_path_under_the_limit_unpacks(tmp_path: Path, target: Path) -> None:
+    apply_layer(_deep_layer(tmp_path, 1020), target)
+    fd = os.open(target, os.O_RDONLY)
+    for _ in range(1020):
+        fd2 = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = fd2
+    try:
+        with open(os.open("leaf", os.O_RDONLY, dir_fd=fd), "rb") as f:
+            assert f.read() == b"deep"
+    finally:
+        os.close(fd)
+    remove_tree(target)
+    assert not target.exists()
