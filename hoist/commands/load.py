@@ -96,8 +96,16 @@ def _json_member(tar: tarfile.TarFile, name: str) -> Any:
 
 
 def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    """A member's bytes. A sparse member is refused: an image archive never holds one, and its
+    holes would expand on read (a 10 KiB archive could write gigabytes into the store)."""
     try:
-        f = tar.extractfile(name.lstrip("./"))
+        info = tar.getmember(name.lstrip("./"))
+    except KeyError:
+        raise UserError(f"the archive lacks {name}") from None
+    if info.issparse():
+        raise UserError(f"{name} in the archive is a sparse file: refused (image archives hold none)")
+    try:
+        f = tar.extractfile(info)
     except KeyError:
         f = None
     if f is None:

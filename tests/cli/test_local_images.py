@@ -134,3 +134,23 @@ def test_progress_on_a_terminal_redraws_lines_with_rate() -> None:
 def test_images_of_uncompressed_layers_report_size(hoist: Hoist) -> None:
     build_image(hoist.layout(), "plain:1", [tar_layer({"a": b"a" * 5000})], compress=False)
     assert "plain" in hoist("images").out
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax0.0", "pax1.0"])
+def test_load_refuses_sparse_members(hoist: Hoist, tmp_path: Path, fmt: str) -> None:
+    """A 10 KiB docker-archive whose layer is a sparse 2 GiB member must not expand into the
+    store's ingest directory: it is refused in one line and nothing is written."""
+    from tests.runtime.hostile import end, header, pad, sparse_entry
+    config_json = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": ["sparse:1"], "Layers": ["layer.tar"]}]).encode()
+    archive = tmp_path / "sparse.tar"
+    archive.write_bytes(header("manifest.json", len(manifest)) + pad(manifest)
+                        + header("config.json", len(config_json)) + pad(config_json)
+                        + sparse_entry(fmt, "layer.tar", 2 << 30, [(0, b"x" * 512)]) + end())
+    assert archive.stat().st_size < 16 << 10
+    result = hoist("load", "-i", str(archive), ok=False)
+    assert result.code != 0 and "layer.tar in the archive is a sparse file" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+    ingest = hoist.root / "images" / "ingest"
+    used = sum(p.stat().st_blocks * 512 for p in ingest.rglob("*") if p.is_file()) if ingest.exists() else 0
+    assert used < 1 << 20

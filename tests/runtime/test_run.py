@@ -276,3 +276,27 @@ def test_state_file_is_json(hoist: Hoist) -> None:
     time.sleep(0.3)
     state = json.loads((hoist.root / "containers" / cid / "state.json").read_text())
     assert state["status"] == "exited" and state["exit_code"] == 0
+
+
+def test_hardlink_to_a_file_of_a_lower_layer(hoist: Hoist) -> None:
+    """A layer may hardlink a file that an earlier layer holds (docker and umoci link it): the
+    file is copied up into the layer and linked, so both names show the lower layer's bytes."""
+    from tests.runtime.images import Entry, layer_tar
+    upper = layer_tar([Entry("etc/", "dir", mode=0o755),
+                       Entry("etc/passwd.bak", "hardlink", link="etc/passwd"),
+                       Entry("srv/", "dir", mode=0o755),
+                       Entry("srv/group", "hardlink", link="etc/group")])
+    busybox_image(hoist.root / "images", "linked", more_layers=[upper])
+    out = hoist.ok("run", "--rm", "linked", "sh", "-c",
+                   "cmp /etc/passwd /etc/passwd.bak && cmp /etc/group /srv/group && "
+                   "stat -c %h /etc/passwd.bak /srv/group && head -1 /srv/group")
+    assert out.split() == ["2", "2", "root:x:0:"], out
+
+
+def test_hardlink_to_a_file_missing_below_is_refused(hoist: Hoist) -> None:
+    from tests.runtime.images import Entry, layer_tar
+    upper = layer_tar([Entry("etc/", "dir", mode=0o755), Entry("etc/x", "hardlink", link="etc/nope")])
+    busybox_image(hoist.root / "images", "badlink", more_layers=[upper])
+    res = hoist("run", "--rm", "badlink", "true")
+    err = res.stderr.decode()
+    assert res.returncode == 125 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
