@@ -23,12 +23,11 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from storage.fsutil import file_lock, private_dir
+from storage.fsutil import atomic_write, file_lock, private_dir
 from runtime.errors import ContainerNotFound, NameInUse, SetupError
 from runtime.spec import ContainerSpec
 from runtime.unpack import remove_tree
@@ -48,15 +47,8 @@ def process_start_time(pid: int) -> int | None:
 
 
 def _atomic_write_json(path: Path, doc: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Not fsynced: state is rewritten at every transition and a crash loses only the newest.
+    atomic_write(path, json.dumps(doc, indent=1).encode(), durable=False)
 
 
 class Container:

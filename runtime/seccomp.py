@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from runtime.errors import SetupError
+from storage.fsutil import atomic_write
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 UNCONFINED = "unconfined"
@@ -382,19 +383,7 @@ def _cached_program(resolved: dict[str, Any], cache_dir: str | os.PathLike[str] 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data)
 
 
 def apply(filt: dict[str, str] | None) -> None:

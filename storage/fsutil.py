@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 import stat
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,24 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once (a temporary file in the same directory, then
+    rename): a reader sees the old bytes or the new, never a mix. ``durable`` fsyncs the data
+    before the rename. Raises OSError; the temporary file never outlives a failure."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.fspath(path)) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, TextIO
 
 from storage import mediatypes as mt
-from storage.fsutil import file_lock, fsync_dir, private_dir
+from storage.fsutil import atomic_write, file_lock, fsync_dir, private_dir
 from storage.digest import Digest, Hasher
 from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
 from storage.manifest import Descriptor, Manifest, parse_manifest
@@ -304,17 +304,7 @@ class ImageLayout:
             yield
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)
 
     @staticmethod
     def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
