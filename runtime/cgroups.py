@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+from runtime import devfilter
 from runtime.errors import SetupError
 from runtime.spec import Limits
 
@@ -77,7 +78,6 @@ def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[
         if v2:
             path = _create_v2(root, container_id, settings)
             paths.append(str(path))
-            from runtime import devfilter
             devfilter.attach(path, ALLOWED_DEVICES)
         else:
             settings["devices"] = {}
