@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder.layers import layer_from_upper  # noqa: E402
+from builder.layers import layer_from_upper
 
 _BLOCK = 64 << 10
 _WORDS = [w.encode() for w in (

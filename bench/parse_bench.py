@@ -11,12 +11,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder import parse_dockerfile  # noqa: E402
-from builder.parser import parse  # noqa: E402
+from builder import parse_dockerfile
+from builder.parser import parse
 
 INSTRUCTIONS = 1000
 RUNS = 15

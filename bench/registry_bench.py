@@ -41,7 +41,7 @@ class Hoist:
         self.addr = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Hoist":
+    def start(self) -> Hoist:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hoist.cli", "registry", "serve", "--no-access-log",
              "--addr", self.addr, "--root", str(self.root)],

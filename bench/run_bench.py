@@ -55,7 +55,7 @@ class PrivateDockerd:
         self.base, self.socket = base, base / "docker.sock"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "PrivateDockerd":
+    def start(self) -> PrivateDockerd:
         self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.base / "dockerd.log", "wb")
         self.proc = subprocess.Popen(

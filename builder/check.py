@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.dockerfile import Dockerfile, parse_dockerfile_collecting

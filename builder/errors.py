@@ -21,7 +21,7 @@ Every parsing and layer entry point raises only these; anything else escaping is
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 class BuilderError(Exception):
@@ -38,11 +38,11 @@ class DockerfileError(BuilderError):
         self.end_line = end_line if end_line is not None else line
 
     @property
-    def errors(self) -> tuple["DockerfileError", ...]:
+    def errors(self) -> tuple[DockerfileError, ...]:
         """Every individual error this exception stands for (just itself here)."""
         return (self,)
 
-    def at(self, line: int | None, end_line: int | None = None) -> "DockerfileError":
+    def at(self, line: int | None, end_line: int | None = None) -> DockerfileError:
         """This error, placed at ``line`` unless it already has a line."""
         if self.line is None and line is not None:
             self.line, self.end_line = line, end_line if end_line is not None else line

@@ -11,7 +11,7 @@ is not expanded (BuildKit resolves it before dispatch).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from builder import keywords as kw
 from builder.instructions import (Add, Arg, ArgDecl, Copy, Env, Expose, Instruction, KeyValue, Label, Run,

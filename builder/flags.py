@@ -11,7 +11,7 @@ import builtins
 
 import enum
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 from builder.errors import DockerfileError
 
@@ -43,7 +43,7 @@ class ParsedFlags:
         assert isinstance(value, tuple)
         return value
 
-    def used(self, name: str) -> "builtins.bool":
+    def used(self, name: str) -> builtins.bool:
         return name in self.values
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Callable, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
+from collections.abc import Callable
 
 from builder import keywords as kw
 from builder.errors import DockerfileError

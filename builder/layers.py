@@ -46,7 +46,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import BinaryIO, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from runtime.errors import RuntimeFailure
@@ -161,9 +162,9 @@ class _Codec:
 
 
 _CODECS: dict[str, _Codec] = {
-    "gzip": _Codec(mediatypes.OCI_LAYER_GZIP, range(0, 4), 1, _Gzip),
+    "gzip": _Codec(mediatypes.OCI_LAYER_GZIP, range(4), 1, _Gzip),
     "zstd": _Codec(mediatypes.OCI_LAYER_ZSTD, range(1, 20), 3, _Zstd),
-    "none": _Codec(mediatypes.OCI_LAYER, range(0, 1), 0, None),
+    "none": _Codec(mediatypes.OCI_LAYER, range(1), 0, None),
 }
 COMPRESSIONS = tuple(_CODECS)
 
@@ -219,7 +220,7 @@ class _BlobSink:
         except OSError as e:
             raise LayerOutputError(f"cannot write a layer to {self.dest_dir}: {e.strerror or e}") from None
 
-    def __enter__(self) -> "_BlobSink":
+    def __enter__(self) -> _BlobSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

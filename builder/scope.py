@@ -10,7 +10,7 @@ stage.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 
 class Scope(Mapping[str, str]):

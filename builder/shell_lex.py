@@ -13,7 +13,7 @@ output; the parser uses them to find heredoc markers without disturbing the line
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from builder.errors import ExpansionError, UnsetVariableError
 from builder.textutil import GO_SPACES, is_go_space
@@ -26,7 +26,7 @@ _SPACE_SPLIT = re.compile(f"[{re.escape(GO_SPACES)}]+")
 class _Words:
     """Accumulates the word split of a lexed string, the way BuildKit's wordsStruct does."""
 
-    __slots__ = ("buf", "words", "in_word")
+    __slots__ = ("buf", "in_word", "words")
 
     def __init__(self) -> None:
         self.buf: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.dockerfile import Dockerfile, Stage, go_atoi, stage_sources

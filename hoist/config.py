@@ -28,7 +28,8 @@ import ssl
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
 
 from hoist.errors import UserError
 from hoist.paths import hoist_root, images_dir

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import TextIO
+from collections.abc import Callable
 
 from registry.client.events import DOWNLOADING, FINAL_STATES, UPLOADING, Progress
 

@@ -25,7 +25,8 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from storage.fsutil import atomic_write, file_lock, private_dir
 from runtime.errors import ContainerNotFound, NameInUse, SetupError

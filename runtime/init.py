@@ -186,7 +186,7 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
     except OSError as e:
         _report(report_fd, 125, f"container setup failed: {e.strerror or e}"
                 + (f" ({e.filename})" if e.filename else ""))
-    except BaseException as e:  # noqa: BLE001 - nothing may escape PID 1 as a traceback
+    except BaseException as e:
         _report(report_fd, 125, f"container setup failed: {type(e).__name__}: {e}")
     os._exit(code)
 
@@ -208,7 +208,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, monitor_fd: int, last_cap: int)
         except StartFailure as e:
             _report(report_fd, e.code, e.message)
             os._exit(e.code)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             _report(report_fd, 125, f"container setup failed: {e}")
             os._exit(125)
     os.close(report_fd)

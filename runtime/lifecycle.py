@@ -262,7 +262,7 @@ def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: 
         from runtime import init
 
         code = init.monitor_main(cdir, ready_fd)
-    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the caller
+    except BaseException as e:
         print(f"hoist: container monitor failed: {e}", file=sys.stderr, flush=True)
     finally:
         os._exit(code)
@@ -294,7 +294,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
     except init.StartFailure as e:
         print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
         os._exit(e.code)
-    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the caller
+    except BaseException as e:
         print(f"hoist exec: cannot enter the container: {e}", file=sys.stderr, flush=True)
         os._exit(125)
     grandchild = os.fork()
@@ -307,7 +307,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         except init.StartFailure as e:
             print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
             os._exit(e.code)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             print(f"hoist exec: {e}", file=sys.stderr, flush=True)
             os._exit(125)
     for sig in _PROXIED:

@@ -17,7 +17,7 @@ import errno
 import os
 import stat
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from runtime import linux
 from runtime.linux import (MNT_DETACH, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,

@@ -31,7 +31,8 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from runtime.errors import SetupError
 from storage.fsutil import atomic_write

@@ -30,7 +30,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, Iterator
+from collections.abc import Generator
 
 from storage.fsutil import file_lock, private_dir
 from runtime.errors import ImageConfigInvalid, ImageError
@@ -151,7 +151,7 @@ class RootfsPlan:
         return {"kind": self.kind, "cwd": self.cwd, "options": self.options, "copy": self.copy}
 
     @classmethod
-    def from_json(cls, doc: dict[str, str]) -> "RootfsPlan":
+    def from_json(cls, doc: dict[str, str]) -> RootfsPlan:
         return cls(doc["kind"], doc.get("cwd", ""), doc.get("options", ""), doc.get("copy", ""))
 
 

@@ -69,7 +69,7 @@ class ContainerSpec:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "ContainerSpec":
+    def from_json(cls, doc: dict[str, Any]) -> ContainerSpec:
         doc = dict(doc)
         doc["volumes"] = [Volume(**v) for v in doc.get("volumes") or []]
         doc["limits"] = Limits(**(doc.get("limits") or {}))

@@ -38,7 +38,8 @@ import functools
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterator, Sequence
 
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
 
@@ -282,7 +283,7 @@ class RootedTree:
         self.forget()
         os.close(self.fd)
 
-    def __enter__(self) -> "RootedTree":
+    def __enter__(self) -> RootedTree:
         return self
 
     def __exit__(self, *exc: object) -> None:

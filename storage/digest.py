@@ -26,7 +26,7 @@ class Digest:
     hex: str
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         """Parse ``text``; raise DigestInvalid unless it is a supported, well-formed digest."""
         if not isinstance(text, str) or not _GRAMMAR.match(text):
             raise DigestInvalid(f"invalid digest {text!r}")
@@ -39,7 +39,7 @@ class Digest:
         return cls(algorithm, encoded)
 
     @classmethod
-    def of(cls, data: bytes, algorithm: str = "sha256") -> "Digest":
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     def __str__(self) -> str:
@@ -49,7 +49,7 @@ class Digest:
 class Hasher:
     """Hash bytes as they stream past, counting them."""
 
-    __slots__ = ("algorithm", "_h", "size")
+    __slots__ = ("_h", "algorithm", "size")
 
     def __init__(self, algorithm: str = "sha256") -> None:
         if algorithm not in ALGORITHMS:
@@ -62,7 +62,7 @@ class Hasher:
         self._h.update(chunk)
         self.size += len(chunk)
 
-    def copy(self) -> "Hasher":
+    def copy(self) -> Hasher:
         other = Hasher.__new__(Hasher)
         other.algorithm, other._h, other.size = self.algorithm, self._h.copy(), self.size
         return other

@@ -9,7 +9,7 @@ import os
 import tempfile
 import stat
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

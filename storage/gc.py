@@ -30,7 +30,7 @@ deleted after an error (the markers written so far are cleared). Run one gc at a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from storage.digest import Digest
 from storage.registry import RegistryStore

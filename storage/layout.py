@@ -26,9 +26,9 @@ import fcntl
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, TextIO
+from typing import Any, BinaryIO, TextIO
+from collections.abc import Iterator
 
 from storage import mediatypes as mt
 from storage.fsutil import atomic_write, file_lock, fsync_dir, private_dir
@@ -49,7 +49,7 @@ class BlobWriter:
     file). If the blob was committed while it waited, ``present`` is True and nothing is opened.
     """
 
-    def __init__(self, layout: "ImageLayout", expected: Digest, size: int | None, resume: bool) -> None:
+    def __init__(self, layout: ImageLayout, expected: Digest, size: int | None, resume: bool) -> None:
         self.layout, self.expected, self.size = layout, expected, size
         self.partial = layout.root / "ingest" / f"{expected.algorithm}-{expected.hex}.partial"
         self.partial.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ class BlobWriter:
         self.partial.unlink(missing_ok=True)
         self.close()
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -146,7 +146,7 @@ class ImageLayout:
         self.root = Path(root)
 
     # -- set-up ---------------------------------------------------------------------------
-    def init(self) -> "ImageLayout":
+    def init(self) -> ImageLayout:
         # 0700: the store holds other people's images (setuid binaries, secrets in layers).
         private_dir(self.root)
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)

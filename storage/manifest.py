@@ -53,7 +53,7 @@ class Descriptor:
     urls: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, obj: Any, where: str) -> "Descriptor":
+    def from_json(cls, obj: Any, where: str) -> Descriptor:
         if not isinstance(obj, dict):
             raise ManifestInvalid(f"{where}: descriptor must be an object")
         media_type = obj.get("mediaType")

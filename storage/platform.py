@@ -43,7 +43,7 @@ class Platform:
     variant: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         """The normalised platform ``text`` names. Raises PlatformInvalid."""
         parts = text.strip().split("/")
         if len(parts) > 3 or any(not _COMPONENT.match(p) for p in parts):
@@ -57,7 +57,7 @@ class Platform:
         return cls.normalised(lowered[0], lowered[1], lowered[2] if len(lowered) == 3 else "")
 
     @classmethod
-    def normalised(cls, os_name: str, arch: str, variant: str = "") -> "Platform":
+    def normalised(cls, os_name: str, arch: str, variant: str = "") -> Platform:
         arch, default = _ARCH_ALIASES.get(arch.lower(), (arch.lower(), ""))
         variant = (variant or default).lower()
         if arch == "arm64" and variant == "v8":
@@ -67,17 +67,17 @@ class Platform:
         return cls(os_name.lower(), arch, variant)
 
     @classmethod
-    def host(cls) -> "Platform":
+    def host(cls) -> Platform:
         return cls.normalised("linux", _host.machine() or "amd64")
 
     @classmethod
-    def of(cls, obj: dict[str, Any]) -> "Platform":
+    def of(cls, obj: dict[str, Any]) -> Platform:
         """The platform of an index entry's ``platform`` or an image config (os, architecture,
         variant), normalised."""
         return cls.normalised(str(obj.get("os", "")), str(obj.get("architecture", "")),
                               str(obj.get("variant") or ""))
 
-    def matches(self, other: "Platform") -> bool:
+    def matches(self, other: Platform) -> bool:
         """Whether an image for ``other`` runs where ``self`` is wanted: the same OS and
         architecture, and the same variant where both name one (containerd's matcher, without
         its arm v7 → v6 fallback)."""
@@ -89,7 +89,7 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-def select_platform(index: "Manifest", wanted: Platform) -> "Descriptor | None":
+def select_platform(index: Manifest, wanted: Platform) -> Descriptor | None:
     """The index entry for ``wanted``: an exact match first, then a compatible one."""
     candidates = [d for d in index.manifests if d.platform and d.media_type in mt.MANIFESTS]
     for desc in candidates:

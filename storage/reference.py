@@ -73,10 +73,10 @@ class Reference:
                 out = out[len("library/"):]
         return out
 
-    def with_tag(self, tag: str | None) -> "Reference":
+    def with_tag(self, tag: str | None) -> Reference:
         return Reference(self.domain, self.path, tag, None)
 
-    def with_digest(self, digest: Digest) -> "Reference":
+    def with_digest(self, digest: Digest) -> Reference:
         return Reference(self.domain, self.path, None, digest)
 
 

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from storage import mediatypes as mt
 from storage import paths
@@ -211,7 +211,7 @@ class RegistryStore:
 
     async def start_upload(self, name: str) -> Upload:
         upload_id = str(uuid.uuid4())
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
         await self.driver.put_content(paths.upload_started_at(name, upload_id), now.encode())
         await self.driver.put_content(paths.upload_data(name, upload_id), b"")
         self._hashers.put(upload_id, Hasher())

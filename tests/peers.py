@@ -78,7 +78,7 @@ class Dockerd:
         self.docker = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else need_tool("docker", "docker.io")
         self.dockerd = need_tool("dockerd", "docker.io")
 
-    def start(self, timeout: float = 60.0) -> "Dockerd":
+    def start(self, timeout: float = 60.0) -> Dockerd:
         self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.base / "dockerd.log", "wb")
         self.proc = subprocess.Popen(
@@ -123,7 +123,7 @@ class Distribution:
         self.url = f"http://{self.addr}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Distribution":
+    def start(self) -> Distribution:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / f"distribution-{self.port}.yml"
         config.write_text(
@@ -164,7 +164,7 @@ class MotoS3:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "MotoS3":
+    def start(self) -> MotoS3:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.workdir / "moto.log", "wb")
         self.proc = subprocess.Popen([self.binary, "-H", "127.0.0.1", "-p", str(self.port)],
@@ -204,7 +204,7 @@ class NetnsHost:
         if res.returncode != 0:
             raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
 
-    def start(self) -> "NetnsHost":
+    def start(self) -> NetnsHost:
         self._ip("netns", "add", self.name)
         self._created = True
         self._ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)

@@ -22,7 +22,7 @@ _NO_ENV: dict[str, str] = {}
 class Marker:
     """A heredoc marker found on a line (its body is read later)."""
 
-    __slots__ = ("name", "expand", "chomp", "fd")
+    __slots__ = ("chomp", "expand", "fd", "name")
 
     def __init__(self, name: str, expand: bool, chomp: bool, fd: int) -> None:
         self.name, self.expand, self.chomp, self.fd = name, expand, chomp, fd

@@ -56,7 +56,7 @@ class Node:
     end_line: int
     json: bool = False
     heredocs: tuple[Heredoc, ...] = ()
-    sub: "Node | None" = None
+    sub: Node | None = None
     comments: tuple[str, ...] = ()
 
     @property

@@ -3,7 +3,7 @@ every failure in one line at the end (docker carries on past a bad name too)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from hoist import paths
 from hoist.errors import UserError

@@ -74,7 +74,7 @@ def _ago(created: str) -> str:
         when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return "N/A"
-    seconds = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+    seconds = (dt.datetime.now(dt.UTC) - when).total_seconds()
     for unit, size in (("years", 31536000), ("months", 2592000), ("weeks", 604800), ("days", 86400),
                        ("hours", 3600), ("minutes", 60)):
         if seconds >= 2 * size:

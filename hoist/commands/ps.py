@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             status, state = c.status()
             spec = c.spec
-        except Exception:  # noqa: BLE001 - a container removed while listing is simply skipped
+        except Exception:
             continue
         if status != "running" and not args.all:
             continue

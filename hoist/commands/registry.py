@@ -8,7 +8,8 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from hoist.errors import UserError
 
@@ -87,7 +88,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _one_gc_at_a_time(driver: "StorageDriver") -> Iterator[None]:
+def _one_gc_at_a_time(driver: StorageDriver) -> Iterator[None]:
     """Two gc runs would clear each other's markers: hold an flock on a filesystem root (on S3
     the operator runs gc from one place, as the docs say)."""
     import fcntl

@@ -170,7 +170,7 @@ class _NoClose:
     def read(self, n: int) -> bytes:
         return self.f.read(n)
 
-    def __enter__(self) -> "_NoClose":
+    def __enter__(self) -> _NoClose:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -65,7 +65,7 @@ class ACL:
     rules: list[Rule] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, items: Any) -> "ACL":
+    def from_config(cls, items: Any) -> ACL:
         if items is None:
             return cls([Rule("*", "*", frozenset({"*"}), "*")])
         if not isinstance(items, list):

@@ -44,7 +44,7 @@ class Htpasswd:
         self._dummy = bcrypt.hashpw(b"hoist: no such user", bcrypt.gensalt(cost))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Htpasswd":
+    def load(cls, path: str | Path) -> Htpasswd:
         try:
             text = Path(path).read_text()
         except OSError as e:

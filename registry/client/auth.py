@@ -20,7 +20,8 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Generator, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from urllib.parse import urlencode
 
 from registry.client.errors import AuthenticationFailed, AuthenticationRequired, ProtocolError

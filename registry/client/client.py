@@ -11,7 +11,8 @@ import asyncio
 import ipaddress
 import json
 import ssl
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import urljoin
 
 from registry import routes
@@ -75,7 +76,7 @@ class RegistryClient:
         self.auth = Authenticator(registry, credentials)
         self.transport: Transport = transport or AiohttpTransport(connections, verify_tls=not insecure, tls=tls)
 
-    async def __aenter__(self) -> "RegistryClient":
+    async def __aenter__(self) -> RegistryClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from storage.digest import Digest
 
@@ -33,7 +33,7 @@ class Progress:
     detail: str = ""
 
     @classmethod
-    def of(cls, digest: Digest, state: str, current: int = 0, total: int = 0, detail: str = "") -> "Progress":
+    def of(cls, digest: Digest, state: str, current: int = 0, total: int = 0, detail: str = "") -> Progress:
         return cls(short_id(digest), state, current, total, detail)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from registry.client.client import RegistryClient, run_all
 from registry.client.errors import ClientError, ConnectionLost, ContentInvalid, ProtocolError, TransferFailed

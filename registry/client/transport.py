@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy

@@ -15,7 +15,7 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 

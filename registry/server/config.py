@@ -58,7 +58,7 @@ class Config:
     upload_purge_interval: float = 24 * 3600.0
     upload_purging: bool = True
     upload_purge_dryrun: bool = False
-    auth: "AuthSetup | None" = None
+    auth: AuthSetup | None = None
     tls_certificate: str | None = None
     tls_key: str | None = None
     # A connection with no request in flight is closed after idle_timeout (also before its first
@@ -72,7 +72,7 @@ class Config:
         return parse_addr(self.addr)
 
 
-def server_tls_context(cfg: Config) -> "ssl.SSLContext | None":
+def server_tls_context(cfg: Config) -> ssl.SSLContext | None:
     """The TLS context for serving HTTPS, or None for plain HTTP; ConfigError if unusable."""
     if not cfg.tls_certificate:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -27,7 +27,7 @@ class Metrics:
     latency: Histogram
 
     @classmethod
-    def create(cls) -> "Metrics":
+    def create(cls) -> Metrics:
         reg = CollectorRegistry()
         return cls(
             reg,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver
 

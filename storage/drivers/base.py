@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from storage.errors import InvalidPath
 

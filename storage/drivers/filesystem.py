@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver, check_dir, check_path
 from storage.fsutil import fsync_dir
@@ -42,7 +42,7 @@ def _os_errors(path: str) -> Iterator[None]:
 
 
 class _FsWriter(FileWriter):
-    def __init__(self, driver: "FilesystemDriver", path: str, append: bool) -> None:
+    def __init__(self, driver: FilesystemDriver, path: str, append: bool) -> None:
         self._driver, self._path = driver, path
         self._full = driver._full(path)
         self._buf: list[bytes] = []

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver, check_dir, check_path
 from storage.errors import InvalidOffset, PathNotFound
 
 
 class _MemWriter(FileWriter):
-    def __init__(self, driver: "MemoryDriver", path: str, append: bool) -> None:
+    def __init__(self, driver: MemoryDriver, path: str, append: bool) -> None:
         self._driver, self._path, self._append = driver, path, append
         self._start = len(driver._files[path]) if append else 0
         self._chunks: list[bytes] = []

@@ -13,7 +13,8 @@ upload completes, and cancelling aborts it. So a resumed upload never re-sends e
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
@@ -45,7 +46,7 @@ def _errors(path: str):
 
 
 class _S3Writer(FileWriter):
-    def __init__(self, driver: "S3Driver", path: str, existing: int) -> None:
+    def __init__(self, driver: S3Driver, path: str, existing: int) -> None:
         self._d, self._path, self._key = driver, path, driver._key(path)
         self._existing = existing
         self._buf = bytearray()

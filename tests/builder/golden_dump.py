@@ -45,7 +45,7 @@ def instruction(instr: Instruction) -> dict[str, Any]:
 def _value(value: Any) -> Any:
     if isinstance(value, Mount):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                if f.name != "spec" and getattr(value, f.name) != getattr(_MOUNT_DEFAULTS, f.name)
+                if (f.name != "spec" and getattr(value, f.name) != getattr(_MOUNT_DEFAULTS, f.name))
                 or f.name == "type"}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _value(getattr(value, f.name)) for f in dataclasses.fields(value)}

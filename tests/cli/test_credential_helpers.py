@@ -7,7 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
+from collections.abc import Iterator
 
 import pytest
 

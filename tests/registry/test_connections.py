@@ -8,7 +8,7 @@ import hashlib
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -50,7 +50,7 @@ def _closed_by_server(s: socket.socket) -> bool:
             data = s.recv(65536)
             if not data:
                 return True
-    except socket.timeout:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True
@@ -92,7 +92,7 @@ def test_headers_dribbled_byte_by_byte_are_cut_off(header_timeout_only: ServerPr
                 if s.recv(1) == b"":
                     closed = True
                     break
-            except socket.timeout:
+            except TimeoutError:
                 pass
     finally:
         s.close()

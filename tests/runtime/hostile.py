@@ -5,7 +5,7 @@ in the four GNU/PAX formats, headers that lie about their size), for the unpacke
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 BLOCK = 512
 EPOCH = 1_700_000_000

@@ -14,7 +14,8 @@ import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from storage import mediatypes as mt
 from storage.layout import ImageLayout

@@ -21,7 +21,7 @@ class Outcome:
     output: str
 
     @classmethod
-    def of(cls, res: subprocess.CompletedProcess) -> "Outcome":
+    def of(cls, res: subprocess.CompletedProcess) -> Outcome:
         return cls(res.returncode, (res.stdout + res.stderr).decode(errors="replace").strip())
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver
 from storage.errors import DriverError

@@ -9,7 +9,7 @@ keeps one copy."""
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
