@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import ImageConfigInvalid, ImageNotFound
-from storage.errors import StorageError
+from storage.errors import ImageUnknown, StorageError
 from storage.layout import ImageLayout
 from storage.manifest import Descriptor, Manifest
 from storage.platform import Platform, select_platform
-from storage.reference import parse_reference
 
 
 @dataclass(frozen=True)
@@ -35,50 +34,12 @@ class Image:
         return self.config.get("config") or {}
 
 
-def _candidates(text: str) -> list[str]:
-    out = []
-    try:
-        out.append(str(parse_reference(text)))
-    except StorageError:
-        pass
-    out.append(text)
-    return out
-
-
 def _pick_platform(index: Manifest, text: str) -> Descriptor:
     host = Platform.host()
     desc = select_platform(index, host)
     if desc is None:
         raise ImageConfigInvalid(f"image {text} has no variant for {host}")
     return desc
-
-
-def resolve_descriptor(layout: ImageLayout, text: str) -> tuple[str, Descriptor]:
-    """The stored reference name and descriptor for what the user typed: the normalised
-    reference, the text itself, then a manifest digest or a unique ID prefix (of the config
-    digest too, the way ``docker images`` shows IDs)."""
-    for name in _candidates(text):
-        try:
-            return name, layout.resolve(name)
-        except StorageError:
-            continue
-    hexpart = text.removeprefix("sha256:")
-    if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
-        hits = {}
-        for name, desc in layout.refs():
-            if desc.digest.hex.startswith(hexpart) or _config_hex(layout, desc).startswith(hexpart):
-                hits[str(desc.digest)] = (name or str(desc.digest), desc)
-        if len(hits) == 1:
-            return next(iter(hits.values()))
-    raise ImageNotFound(f"no image {text!r} in the local image store (pull or build it first)")
-
-
-def _config_hex(layout: ImageLayout, desc: Descriptor) -> str:
-    try:
-        manifest = layout.manifest(desc)
-    except StorageError:
-        return ""
-    return manifest.config.digest.hex if manifest.config is not None else ""
 
 
 def load_image(images_dir: str | Path, text: str) -> Image:
@@ -88,7 +49,14 @@ def load_image(images_dir: str | Path, text: str) -> Image:
     if not (Path(images_dir) / "index.json").is_file():
         raise ImageNotFound(f"no image {text!r}: the local image store {images_dir} is empty")
     try:
-        name, desc = resolve_descriptor(layout, text)
+        found = layout.find(text)
+    except ImageUnknown:
+        raise ImageNotFound(f"no image {text!r} in the local image store (pull or build it first)") from None
+    except StorageError as e:
+        raise ImageNotFound(str(e)) from None
+    desc = found.descriptor
+    name = found.name or next(iter(layout.names_of(desc)), str(desc.digest))
+    try:
         manifest = layout.manifest(desc)
         for _ in range(2):
             if not manifest.is_index:

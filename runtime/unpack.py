@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from collections.abc import Iterator, Sequence
 
+from storage import compression
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ _HEADER_SLACK = 1536
 _CHUNK = 1 << 20
 _FREE_CHECK_EVERY = 64 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _ZEROS = bytes(_CHUNK)
 GiB = 1 << 30
 
@@ -125,20 +124,12 @@ class _HashingReader:
 
 def open_decompressed(path: str | os.PathLike[str]) -> BinaryIO:
     """The uncompressed bytes of a layer blob; compression is sniffed from the magic bytes
-    (media types are sometimes wrong in the wild)."""
+    (media types are sometimes wrong in the wild). Layers are gzip, zstd or plain tars."""
     f = open(path, "rb")
-    magic = f.read(4)
-    f.seek(0)
-    if magic[:2] == _GZIP_MAGIC:
-        try:
-            from isal import igzip as gz
-        except ImportError:
-            import gzip as gz  # type: ignore[no-redef]
-        return gz.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    if magic == _ZSTD_MAGIC:
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
-    return f
+    kind = compression.sniff_file(f)
+    if kind not in (compression.GZIP, compression.ZSTD):
+        kind = compression.NONE
+    return compression.decompressed(f, kind)  # type: ignore[return-value]
 
 
 def split_name(name: str) -> list[str]:
@@ -244,7 +235,7 @@ def _bounded_tarinfo() -> type:
                 else:
                     numbers.append(int(line))
             next.offset_data = tar.fileobj.tell()
-            next.sparse = list(zip(numbers[::2], numbers[1::2]))
+            next.sparse = list(zip(numbers[::2], numbers[1::2], strict=False))
 
     return _BoundedTarInfo
 
@@ -538,14 +529,14 @@ def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
             continue
         name = key[len("SCHILY.xattr."):]
         # overlay's own attributes could redirect lookups into other layers: never taken from a tar.
-        if name.startswith("trusted.overlay.") or name.startswith("user.overlay."):
+        if name.startswith(("trusted.overlay.", "user.overlay.")):
             continue
         yield name, value.encode("utf-8", "surrogateescape")
 
 
 def _copy_xattrs(src: int, dst: int) -> None:
     for key in os.listxattr(src):
-        if key.startswith("trusted.overlay.") or key.startswith("user.overlay."):
+        if key.startswith(("trusted.overlay.", "user.overlay.")):
             continue
         try:
             os.setxattr(dst, key, os.getxattr(src, key))

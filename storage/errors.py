@@ -21,7 +21,9 @@
         ├── ManifestInvalid         unparseable or invalid manifest
         ├── ManifestBlobUnknown     a manifest that references content the repository lacks
         ├── Unsupported             a valid request the store will not do (e.g. delete disabled)
-        └── ImageUnknown            a reference that names no image in a local image layout
+        ├── ImageUnknown            a reference that names no image in a local image layout
+        ├── ImageAmbiguous          a short image id that is a prefix of more than one image's
+        └── ArchiveInvalid          a tar that is not a readable docker or OCI image archive
 """
 
 from __future__ import annotations
@@ -114,4 +116,16 @@ class Unsupported(DomainError):
 
 
 class ImageUnknown(DomainError):
+    pass
+
+
+class ImageAmbiguous(DomainError):
+    """A short id that more than one local image's id begins with; ``candidates`` names them."""
+
+    def __init__(self, text: str, candidates: list[str]) -> None:
+        super().__init__(f"{text!r} matches more than one image: {', '.join(candidates)} (give more of the ID)")
+        self.text, self.candidates = text, candidates
+
+
+class ArchiveInvalid(DomainError):
     pass

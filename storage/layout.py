@@ -27,15 +27,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import IO, Any, NamedTuple, TextIO
 from collections.abc import Iterator
 
 from storage import mediatypes as mt
 from storage.fsutil import atomic_write, file_lock, fsync_dir, private_dir
 from storage.digest import Digest, Hasher
-from storage.errors import BlobUnknown, DigestInvalid, ImageUnknown, ManifestInvalid, SizeInvalid
+from storage.errors import (BlobUnknown, DigestInvalid, ImageAmbiguous, ImageUnknown, ManifestInvalid, SizeInvalid,
+                            StorageError)
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.platform import Platform, select_platform
+from storage.reference import Reference, parse_reference
 
 LAYOUT_VERSION = "1.0.0"
 
@@ -141,6 +143,37 @@ class BlobWriter:
         self.close()
 
 
+class LocalImage(NamedTuple):
+    """What :meth:`ImageLayout.find` found: the ref name typed (None for an id or a digest) and
+    the descriptor that name or id points at."""
+
+    name: str | None
+    descriptor: Descriptor
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _full_id(text: str) -> Digest | None:
+    hexpart = text.removeprefix("sha256:")
+    if len(hexpart) == 64 and all(c in _HEX for c in hexpart):
+        return Digest.parse(f"sha256:{hexpart}")
+    return None
+
+
+def _repository_of(ref_name: str) -> str | None:
+    try:
+        return parse_reference(ref_name, default_tag=False).repository
+    except StorageError:
+        return None
+
+
+def _describe_hit(ident: str, refs: list[tuple[str | None, Descriptor]]) -> str:
+    names = sorted({n for n, _ in refs if n})
+    short = ident.removeprefix("sha256:")[:12]
+    return f"{short} ({', '.join(names)})" if names else short
+
+
 class ImageLayout:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -189,7 +222,7 @@ class ImageLayout:
             w.commit()
         return digest
 
-    def put_stream(self, f: BinaryIO, chunk: int = 1 << 20) -> tuple[Digest, int]:
+    def put_stream(self, f: IO[bytes], chunk: int = 1 << 20) -> tuple[Digest, int]:
         """Store a blob whose digest is not known in advance (e.g. a layer inside a tar)."""
         ingest = self.root / "ingest"
         ingest.mkdir(parents=True, exist_ok=True)
@@ -353,18 +386,83 @@ class ImageLayout:
             self._atomic_write(self.root / "index.json", self._index_bytes(keep))
             return gone
 
-    def resolve(self, ref: str) -> Descriptor:
-        """A ref name, or a digest (full, or a unique hex prefix of 12+ chars) of a manifest in the store."""
-        entries = self.refs()
-        for name, desc in entries:
-            if name == ref:
-                return desc
-        candidates = {str(d.digest): d for _, d in entries}
-        text = ref if ":" in ref and ref.startswith("sha") else f"sha256:{ref}"
-        matches = [d for key, d in candidates.items() if key.startswith(text)]
-        if len(matches) == 1 and (len(text) >= len("sha256:") + 12 or text in candidates):
-            return matches[0]
-        raise ImageUnknown(f"no image named {ref} in the image store")
+    # -- finding a local image ------------------------------------------------------------
+    def find(self, text: str) -> LocalImage:
+        """The image ``text`` names, by docker's rules, in this order:
+
+        1. a full id, ``sha256:<64 hex>`` or 64 hex: the image whose id (config digest) or
+           manifest digest it is. Never ambiguous: several names of one image are one image.
+        2. a reference, normalised as docker does (``app`` is ``docker.io/library/app:latest``):
+           ``name[:tag]`` is that ref name; ``name@digest`` is that ref name, or a tag of the same
+           repository whose manifest is that digest.
+        3. a ref name stored exactly as typed (written by another tool, e.g. skopeo's ``oci:``).
+        4. a short id: a hex prefix (1 or more digits, ``sha256:`` optional) of image ids and
+           manifest digests; prefixes of more than one image raise ImageAmbiguous naming them.
+
+        Raises ImageUnknown when nothing matches; ``name`` in the answer is the ref name the text
+        named, or None when it named an id or digest (every name of the image then applies).
+        """
+        refs = self.refs()
+        full = _full_id(text)
+        if full is not None:
+            for _, desc in refs:
+                if desc.digest == full or self.image_id(desc) == full:
+                    return LocalImage(None, desc)
+            raise ImageUnknown(f"no such image: {text}")
+        named = self._find_named(refs, text)
+        if named is not None:
+            return named
+        for ref_name, desc in refs:
+            if ref_name == text:
+                return LocalImage(ref_name, desc)
+        hexpart = text.removeprefix("sha256:")
+        if hexpart and len(hexpart) < 64 and all(c in _HEX for c in hexpart):
+            hits: dict[str, list[tuple[str | None, Descriptor]]] = {}
+            for ref_name, desc in refs:
+                ident = self.image_id(desc)
+                if desc.digest.hex.startswith(hexpart) or ident.hex.startswith(hexpart):
+                    hits.setdefault(str(ident), []).append((ref_name, desc))
+            if len(hits) == 1:
+                return LocalImage(None, next(iter(hits.values()))[0][1])
+            if hits:
+                raise ImageAmbiguous(text, sorted(_describe_hit(ident, named_refs)
+                                                  for ident, named_refs in hits.items()))
+        raise ImageUnknown(f"no such image: {text}")
+
+    def _find_named(self, refs: list[tuple[str | None, Descriptor]], text: str) -> LocalImage | None:
+        try:
+            ref = parse_reference(text)
+        except StorageError:
+            return None
+        exact = str(ref)
+        for ref_name, desc in refs:
+            if ref_name == exact:
+                return LocalImage(ref_name, desc)
+        if ref.digest is None:
+            return None
+        by_digest = str(Reference(ref.domain, ref.path, None, ref.digest))
+        for ref_name, desc in refs:
+            if ref_name == by_digest:
+                return LocalImage(ref_name, desc)
+        for ref_name, desc in refs:
+            if desc.digest == ref.digest and ref_name and _repository_of(ref_name) == ref.repository:
+                return LocalImage(None, desc)
+        return None
+
+    def image_id(self, desc: Descriptor) -> Digest:
+        """Docker's image id: the config digest of the image ``desc`` is (through an index, the
+        host platform's); the descriptor's own digest when that is not in the store."""
+        try:
+            _, manifest = self.platform_image(desc)
+        except (StorageError, ValueError):
+            return desc.digest
+        return manifest.config.digest if manifest.config is not None else desc.digest
+
+    def names_of(self, image: Descriptor) -> list[str]:
+        """Every ref name of the image ``image`` is: same manifest, or same image id."""
+        ident = self.image_id(image)
+        return [name for name, desc in self.refs()
+                if name and (desc.digest == image.digest or self.image_id(desc) == ident)]
 
     def manifest(self, desc: Descriptor) -> Manifest:
         return parse_manifest(self.read_blob(desc.digest), desc.media_type)
@@ -377,7 +475,13 @@ class ImageLayout:
     def resolve_image(self, ref: str, platform: Platform | None = None) -> tuple[Descriptor, Manifest]:
         """The image manifest ``ref`` names; through an index, the entry for ``platform``
         (default: the host's) that is present in the store."""
-        desc = self.resolve(ref)
+        return self.platform_image(self.find(ref).descriptor, platform, ref)
+
+    def platform_image(self, desc: Descriptor, platform: Platform | None = None,
+                       what: str | None = None) -> tuple[Descriptor, Manifest]:
+        """The image manifest of ``desc``; through an index, the entry for ``platform`` (default:
+        the host's) that is present in the store. ``what`` names it in errors."""
+        ref = what or str(desc.digest)
         manifest = self.manifest(desc)
         wanted = platform or Platform.host()
         while manifest.is_index:

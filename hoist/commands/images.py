@@ -1,5 +1,5 @@
-"""hoist images: list the local image store. Also home of :func:`find_image`, which every
-verb that takes a local image name uses."""
+"""hoist images: list the local image store. (Every verb that takes a local image name finds it
+with ``ImageLayout.find``, docker's rules.)"""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import datetime as dt
 import json
 
 from hoist.config import local_store
-from hoist.errors import UserError
 from hoist.progress import human_size
 from storage.errors import StorageError
 from storage.layout import ImageLayout
-from storage.manifest import Descriptor, Manifest
+from storage.manifest import Manifest
 from storage.reference import parse_reference
 
 
@@ -21,41 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digests", action="store_true", help="show digests")
     parser.add_argument("-q", "--quiet", action="store_true", help="only image IDs")
     parser.add_argument("--no-trunc", action="store_true", help="full image IDs")
-
-
-def find_image(layout: ImageLayout, text: str) -> tuple[str | None, Descriptor]:
-    """(ref name or None, descriptor) for a name (``app:1.4``, normalised as docker does), a
-    manifest digest, or an image ID (config digest) or unique prefix of one."""
-    try:
-        name = str(parse_reference(text))
-    except StorageError:
-        name = None
-    refs = layout.refs()
-    for ref_name, desc in refs:
-        if name is not None and ref_name == name:
-            return ref_name, desc
-    hexpart = text.removeprefix("sha256:").lower()
-    if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
-        hits = {str(desc.digest): desc for _, desc in refs
-                if desc.digest.hex.startswith(hexpart) or image_id(layout, desc).startswith(hexpart)}
-        if len(hits) == 1:
-            return None, next(iter(hits.values()))
-        if len(hits) > 1:
-            raise UserError(f"{text!r} matches more than one image", hint="give more of the ID")
-    raise UserError(f"no such image: {text}", hint="see 'hoist images'")
-
-
-def image_id(layout: ImageLayout, desc: Descriptor) -> str:
-    """The hex of the image's config digest (docker's image ID), or "" if not resolvable."""
-    try:
-        _, manifest = _image_of(layout, desc)
-    except StorageError:
-        return ""
-    return manifest.config.digest.hex if manifest.config else ""
-
-
-def _image_of(layout: ImageLayout, desc: Descriptor) -> tuple[Descriptor, Manifest]:
-    return layout.resolve_image(str(desc.digest))
 
 
 def image_size(manifest: Manifest) -> int:
@@ -90,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.repository and repo != str(parse_reference(args.repository, default_tag=False).repository):
             continue
         try:
-            _, manifest = _image_of(layout, desc)
+            _, manifest = layout.platform_image(desc)
             ident = manifest.config.digest.hex if manifest.config else desc.digest.hex
             size, created = image_size(manifest), created_of(layout, manifest)
         except (StorageError, json.JSONDecodeError):
@@ -106,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     table = [tuple(row[i] for i in keep) for row in [header, *sorted(rows)]]
     widths = [max(len(r[i]) for r in table) for i in range(len(keep))]
     for row in table:
-        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip())
     return 0
 
 

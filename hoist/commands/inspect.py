@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from hoist.commands.images import created_of, find_image, image_size
-from hoist.config import local_store, parse_platform
+from hoist.commands.images import created_of, image_size
+from hoist.config import local_store, parse_platform, user_errors
 from hoist.errors import UserError
 from storage.errors import StorageError
 from storage.layout import ImageLayout
@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     platform = parse_platform(args.platform)
     out = []
     for text in args.refs:
-        _, desc = find_image(layout, text)
+        with user_errors():
+            _, desc = layout.find(text)
         try:
             out.append(describe(layout, desc, platform))
         except StorageError as e:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(layout: ImageLayout, named: Descriptor, platform: Platform | None = None) -> dict[str, Any]:
-    image_desc, manifest = layout.resolve_image(str(named.digest), platform)
+    image_desc, manifest = layout.platform_image(named, platform)
     config = layout.config(manifest)
     names = [n for n, d in layout.refs() if n and d.digest == named.digest]
     tags, digests = [], []

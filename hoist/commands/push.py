@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from hoist.commands.images import find_image
 from hoist.config import local_store, open_client, parse_platform, parse_ref, user_errors
 from hoist.progress import ProgressDisplay
 from registry.client.push import DEFAULT_CONCURRENCY, push
@@ -23,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace) -> int:
     ref = parse_ref(args.ref)
     layout = local_store()
-    _, desc = find_image(layout, args.ref)
+    with user_errors():
+        _, desc = layout.find(args.ref)
     display = ProgressDisplay()
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository}]", flush=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from hoist.commands.images import find_image
 from hoist.config import local_store
 from hoist.errors import UserError
+from storage.errors import StorageError
 from storage.layout import ImageLayout
 
 
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
             for name in _names_to_remove(layout, text, args.force):
                 layout.untag(name)
                 print(f"Untagged: {name}")
-        except UserError as e:
+        except (UserError, StorageError) as e:
             failed.append(str(e))
     for digest in layout.gc():
         print(f"Deleted: {digest}")
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _names_to_remove(layout: ImageLayout, text: str, force: bool) -> list[str]:
-    name, desc = find_image(layout, text)
+    name, desc = layout.find(text)
     if name is not None:
         return [name]
-    names = [n or "" for n, d in layout.refs() if d.digest == desc.digest]
+    names = layout.names_of(desc)
     if len(names) > 1 and not force:
         raise UserError(f"image {text} has several names ({', '.join(names)})",
                         hint="remove them by name, or use -f")

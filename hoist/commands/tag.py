@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hoist.commands.images import find_image
-from hoist.config import local_store, parse_ref
+from hoist.config import local_store, parse_ref, user_errors
 from hoist.errors import UserError
 
 
@@ -16,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     layout = local_store()
-    _, desc = find_image(layout, args.source)
+    with user_errors():
+        _, desc = layout.find(args.source)
     target = parse_ref(args.target)
     if target.digest is not None:
         raise UserError(f"cannot tag with a digest: {args.target}", hint="give NAME[:TAG]")

@@ -1,0 +1,321 @@
+"""Image archives: the tars ``docker save`` / ``docker load``, ``skopeo copy docker-archive:``
+and ``oci-archive:`` read and write, to and from the local image store.
+
+``write_docker_archive`` writes what docker 25+ writes: a docker-archive (``manifest.json``,
+``repositories``, the config, and uncompressed layer tars named by their diff_id under
+``blobs/sha256/``) that is at the same time an OCI image layout (``oci-layout``, ``index.json``
+and a manifest over those same uncompressed layers). Layers are stored uncompressed because
+docker-archive readers match them against the config's diff_ids.
+
+``write_oci_archive`` writes an OCI image layout as a tar, blobs as they are in the store
+(manifests byte for byte, so digests survive, and layers compressed as they were).
+
+``read_archive`` loads either (docker's, hoist's, skopeo's; optionally compressed as a whole):
+an OCI layout in the tar wins when it names its images (docker 25+ writes both): its manifests
+are kept byte for byte. Otherwise ``manifest.json`` is read and each image gets a new OCI
+manifest over its config and layers, stored as they are in the tar (uncompressed or compressed,
+whichever they were, typed by sniffing). Every blob is hashed on the way in; the caller holds
+``layout.lease()`` so garbage collection does not sweep blobs before they are tagged.
+
+Errors are ``ArchiveInvalid`` (a tar that is not a readable image archive), ``DigestInvalid``
+(content that does not match its digest) and the layout's own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from typing import IO, Any
+
+from storage import compression
+from storage import mediatypes as mt
+from storage.digest import Digest, Hasher
+from storage.errors import ArchiveInvalid, DigestInvalid, ImageUnknown, StorageError
+from storage.layout import ImageLayout
+from storage.manifest import Descriptor
+from storage.reference import parse_reference
+
+COPY_BYTES = 1 << 20
+# docker's annotation for the full image name in an OCI archive (ref.name holds just the tag).
+CONTAINERD_NAME = "io.containerd.image.name"
+
+# (ref name or None, descriptor): what ImageLayout.find returns.
+NamedImage = tuple[str | None, Descriptor]
+
+
+def open_archive(path: str) -> tarfile.TarFile:
+    """The tar at ``path``, plain or compressed as a whole (gzip, bzip2 or xz)."""
+    try:
+        return tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError):
+        raise ArchiveInvalid(f"{path} is not a tar archive (plain, gzip, bzip2 or xz)") from None
+
+
+class _Archive:
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self.tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)
+        self.written: set[str] = set()
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.add_file(name, io.BytesIO(data), len(data))
+
+    def add_file(self, name: str, f: IO[bytes], size: int) -> None:
+        if name in self.written:
+            return
+        self.written.add(name)
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = size, 0o644
+        self.tar.addfile(info, f)
+
+    def add_dir(self, name: str) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        self.tar.addfile(info)
+
+
+def write_docker_archive(layout: ImageLayout, images: Sequence[NamedImage], out: IO[bytes]) -> None:
+    """Write ``images`` to ``out`` as a docker-archive that is also an OCI layout (see above)."""
+    archive = _Archive(out)
+    for d in ("blobs", "blobs/sha256"):
+        archive.add_dir(d)
+    entries: list[dict[str, Any]] = []
+    index: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    for name, desc in images:
+        _, manifest = layout.platform_image(desc, what=name)
+        if manifest.config is None:
+            raise ImageUnknown(f"{name or desc.digest} is not an image")
+        config_raw = layout.read_blob(manifest.config.digest)
+        archive.add_bytes(f"blobs/sha256/{manifest.config.digest.hex}", config_raw)
+        diff_layers = [_add_layer(archive, layout, layer, diff)
+                       for layer, diff in zip(manifest.layers, _diff_ids(config_raw), strict=False)]
+        oci_manifest = _oci_manifest(manifest.config, config_raw, diff_layers)
+        archive.add_bytes(f"blobs/sha256/{Digest.of(oci_manifest).hex}", oci_manifest)
+        tags = []
+        if name and (ref := parse_reference(name, default_tag=False)).tag:
+            tags.append(ref.familiar())
+            repositories.setdefault(ref.familiar().rsplit(":", 1)[0], {})[ref.tag] = manifest.config.digest.hex
+        entries.append({"Config": f"blobs/sha256/{manifest.config.digest.hex}", "RepoTags": tags,
+                        "Layers": [f"blobs/sha256/{d.digest.hex}" for d in diff_layers]})
+        index.append(_index_entry(oci_manifest, name))
+    archive.add_bytes("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    archive.add_bytes("index.json", json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                                "manifests": index}).encode())
+    archive.add_bytes("manifest.json", json.dumps(entries).encode())
+    archive.add_bytes("repositories", json.dumps(repositories).encode())
+    archive.tar.close()
+
+
+def _diff_ids(config_raw: bytes) -> list[Digest]:
+    config = json.loads(config_raw)
+    return [Digest.parse(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+
+
+def _index_entry(oci_manifest: bytes, name: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(oci_manifest)),
+                             "size": len(oci_manifest)}
+    if name:
+        ref = parse_reference(name, default_tag=False)
+        entry["annotations"] = {CONTAINERD_NAME: name, mt.ANNOTATION_REF_NAME: ref.tag or name}
+    return entry
+
+
+def _oci_manifest(config: Descriptor, config_raw: bytes, layers: list[Descriptor]) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+           "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config.digest), "size": len(config_raw)},
+           "layers": [d.to_json() for d in layers]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _add_layer(archive: _Archive, layout: ImageLayout, layer: Descriptor, diff_id: Digest) -> Descriptor:
+    """Add the layer uncompressed under its diff_id, checking it really hashes to it."""
+    name = f"blobs/sha256/{diff_id.hex}"
+    (layout.root / "ingest").mkdir(exist_ok=True)
+    with tempfile.TemporaryFile(dir=layout.root / "ingest") as tmp:
+        hasher = Hasher()
+        kind = mt.layer_compression(layer.media_type)
+        with compression.decompressed(open(layout.blob_path(layer.digest), "rb"), kind) as plain:
+            while block := plain.read(COPY_BYTES):
+                tmp.write(block)
+                hasher.update(block)
+        if hasher.digest() != diff_id:
+            raise DigestInvalid(f"layer {layer.digest} uncompresses to {hasher.digest()}, "
+                            f"not the diff_id {diff_id} its config names")
+        tmp.seek(0)
+        archive.add_file(name, tmp, hasher.size)
+    return Descriptor(mt.OCI_LAYER, diff_id, hasher.size)
+
+
+def write_oci_archive(layout: ImageLayout, images: Sequence[NamedImage], out: IO[bytes]) -> None:
+    """Write ``images`` to ``out`` as an OCI image layout tar: every blob they reach that is in
+    the store, as it is stored; ``index.json`` names each (``ref.name`` the tag, as docker and
+    buildx write it, and the full name in ``io.containerd.image.name``)."""
+    archive = _Archive(out)
+    for d in ("blobs", "blobs/sha256"):
+        archive.add_dir(d)
+    index = []
+    for name, desc in images:
+        for blob in _reached(layout, desc):
+            with open(layout.blob_path(blob), "rb") as f:
+                archive.add_file(f"blobs/{blob.algorithm}/{blob.hex}", f, layout.blob_size(blob))
+        entry = Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform).to_json()
+        if name and not name.startswith("sha256:"):
+            ref = parse_reference(name, default_tag=False)
+            entry["annotations"] = {CONTAINERD_NAME: name, mt.ANNOTATION_REF_NAME: ref.tag or name}
+        index.append(entry)
+    archive.add_bytes("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    archive.add_bytes("index.json", json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                                                "manifests": index}).encode())
+    archive.tar.close()
+
+
+def _reached(layout: ImageLayout, desc: Descriptor) -> list[Digest]:
+    """``desc`` and the blobs below it that the store holds (an index's absent platforms are
+    left out, as a partial pull left them); a missing config or layer is an error."""
+    out: list[Digest] = []
+    todo = [desc]
+    while todo:
+        d = todo.pop()
+        if d.digest in out:
+            continue
+        if d.media_type in mt.MANIFESTS:
+            manifest = layout.manifest(d)
+            todo += [c for c in manifest.manifests if layout.has_blob(c.digest)]
+            todo += list(manifest.blob_references())
+        elif not layout.has_blob(d.digest):
+            layout.blob_size(d.digest)  # raises BlobUnknown naming it
+        out.append(d.digest)
+    return out
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def read_archive(layout: ImageLayout, tar: tarfile.TarFile) -> list[str]:
+    """Load every image in ``tar``; return docker-style "Loaded image: ..." lines."""
+    names = set(tar.getnames())
+    docker_entries = _json_member(tar, "manifest.json") if "manifest.json" in names else None
+    if docker_entries is not None and not (
+            isinstance(docker_entries, list)
+            and all(isinstance(e, dict) and isinstance(e.get("Config"), str) for e in docker_entries)):
+        raise ArchiveInvalid("manifest.json in the archive is not a list of images with a Config each")
+    if "index.json" in names:
+        loaded = _load_oci(layout, tar, docker_entries or [])
+        if loaded:
+            return loaded
+    if docker_entries is None:
+        raise ArchiveInvalid("the archive has neither manifest.json nor index.json: not an image archive")
+    return _load_docker(layout, tar, docker_entries)
+
+
+def _json_member(tar: tarfile.TarFile, name: str) -> Any:
+    try:
+        return json.loads(_member(tar, name).read())
+    except ValueError as e:
+        raise ArchiveInvalid(f"{name} in the archive is not valid JSON: {e}") from None
+
+
+def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    """A member's bytes. A sparse member is refused: an image archive never holds one, and its
+    holes would expand on read (a 10 KiB archive could write gigabytes into the store)."""
+    try:
+        info = tar.getmember(name.lstrip("./"))
+    except KeyError:
+        raise ArchiveInvalid(f"the archive lacks {name}") from None
+    if info.issparse():
+        raise ArchiveInvalid(f"{name} in the archive is a sparse file: refused (image archives hold none)")
+    try:
+        f = tar.extractfile(info)
+    except KeyError:
+        f = None
+    if f is None:
+        raise ArchiveInvalid(f"the archive lacks {name}")
+    return f
+
+
+def _load_oci(layout: ImageLayout, tar: tarfile.TarFile, docker_entries: list[dict[str, Any]]) -> list[str]:
+    index = _json_member(tar, "index.json")
+    tags_by_config = {e.get("Config", "").rsplit("/", 1)[-1]: e.get("RepoTags") or [] for e in docker_entries}
+    named: list[tuple[str, Descriptor]] = []
+    for entry in index.get("manifests") or []:
+        desc = Descriptor.from_json(entry, "index.json")
+        for name in _oci_names(desc, tar, tags_by_config):
+            named.append((name, desc))
+    if not named and docker_entries:
+        return []
+    for member in tar.getmembers():
+        if member.isfile() and member.name.lstrip("./").startswith("blobs/"):
+            _copy_blob(layout, tar, member)
+    lines = []
+    for name, desc in named:
+        if name.startswith("sha256:"):
+            layout.tag(name, desc)
+            lines.append(f"Loaded image ID: {name}")
+        else:
+            layout.tag(name, Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform))
+            lines.append(f"Loaded image: {parse_reference(name).familiar()}")
+    return lines
+
+
+def _oci_names(desc: Descriptor, tar: tarfile.TarFile, tags_by_config: dict[str, list[str]]) -> list[str]:
+    """Full names for an OCI index entry: docker's annotation, a full ref.name, the matching
+    manifest.json entry; else its digest (loaded untagged)."""
+    full = desc.annotations.get(CONTAINERD_NAME)
+    if full:
+        return [str(parse_reference(full))]
+    ref_name = desc.annotations.get(mt.ANNOTATION_REF_NAME, "")
+    if "/" in ref_name:
+        return [str(parse_reference(ref_name))]
+    try:
+        manifest = json.loads(_member(tar, f"blobs/{desc.digest.algorithm}/{desc.digest.hex}").read())
+        config_hex = Digest.parse(manifest["config"]["digest"]).hex
+    except (ValueError, KeyError, TypeError, StorageError):
+        config_hex = ""
+    if tags_by_config.get(config_hex):
+        return [str(parse_reference(t)) for t in tags_by_config[config_hex]]
+    return [str(desc.digest)]
+
+
+def _copy_blob(layout: ImageLayout, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Digest:
+    parts = member.name.lstrip("./").split("/")
+    try:
+        expected = Digest.parse(f"{parts[1]}:{parts[2]}")
+    except (IndexError, DigestInvalid):
+        raise ArchiveInvalid(f"unexpected file in the archive's blobs/: {member.name}") from None
+    if layout.has_blob(expected):
+        return expected
+    got, _ = layout.put_stream(_member(tar, member.name))
+    if got != expected:
+        layout.delete_blob(got)
+        raise DigestInvalid(f"{member.name} in the archive hashes to {got}: refused")
+    return got
+
+
+def _load_docker(layout: ImageLayout, tar: tarfile.TarFile, entries: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for entry in entries:
+        config_digest, config_size = layout.put_stream(_member(tar, entry["Config"]))
+        layers = [_load_layer(layout, tar, path) for path in entry.get("Layers") or []]
+        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                    "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config_digest), "size": config_size},
+                    "layers": [d.to_json() for d in layers]}
+        desc = layout.put_json(manifest, mt.OCI_MANIFEST)
+        tags = entry.get("RepoTags") or []
+        for tag in tags:
+            layout.tag(str(parse_reference(tag)), desc)
+            lines.append(f"Loaded image: {tag}")
+        if not tags:
+            layout.tag(str(desc.digest), desc)
+            lines.append(f"Loaded image ID: {config_digest}")
+    return lines
+
+
+def _load_layer(layout: ImageLayout, tar: tarfile.TarFile, path: str) -> Descriptor:
+    """Store a layer as it is in the tar, typed by its compression."""
+    f = _member(tar, path)
+    kind = compression.sniff_file(f)
+    media = {compression.GZIP: mt.OCI_LAYER_GZIP, compression.ZSTD: mt.OCI_LAYER_ZSTD}.get(kind, mt.OCI_LAYER)
+    digest, size = layout.put_stream(f)
+    return Descriptor(media, digest, size)
