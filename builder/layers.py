@@ -50,12 +50,11 @@ from typing import BinaryIO, Protocol
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
-from runtime.errors import RuntimeFailure
-from runtime.snapshots import Change, walk_changes
-from runtime.unpack import OPAQUE_MARKER, WHITEOUT_PREFIX, RootedTree
 from storage import mediatypes
 from storage.digest import Digest, Hasher
+from storage.errors import TreeError
 from storage.fsutil import fsync_dir
+from storage.tree import OPAQUE_MARKER, WHITEOUT_PREFIX, Change, RootedTree, walk_changes
 
 CHUNK = 1 << 20
 _TAR_BLOCK = 512
@@ -377,7 +376,7 @@ def _reading(what: str) -> Iterator[None]:
         raise
     except OSError as e:
         raise LayerSourceError(f"cannot read {what}: {e.strerror or e}") from None
-    except RuntimeFailure as e:
+    except TreeError as e:
         raise LayerSourceError(f"cannot read {what}: {e}") from None
 
 
@@ -540,9 +539,10 @@ def _as_entry(raw: EntryLike) -> FileEntry:
     if isinstance(raw, FileEntry):
         entry = raw
     elif isinstance(raw, (tuple, list)) and 1 <= len(raw) <= 6:
-        entry = FileEntry(*raw)  # type: ignore[arg-type]
+        entry = FileEntry(*raw)
     else:
-        raise LayerInputInvalid(f"a layer entry must be a FileEntry or (path, source, mode, uid, gid, mtime), not {raw!r}")
+        raise LayerInputInvalid("a layer entry must be a FileEntry or (path, source, mode, uid, gid, mtime), "
+                                f"not {raw!r}")
     _check_entry(entry)
     return entry
 

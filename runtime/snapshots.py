@@ -16,26 +16,25 @@
 ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)) (OCI image spec).
 
 A container's root is an overlay of its chain with its own upper directory; the upper directory
-is the container's diff, which ``walk_changes`` lists for the builder. Without overlay the chain
+is the container's diff, which ``storage.tree.walk_changes`` lists for the builder. Without overlay the chain
 is merged into a plain copy (reflinked where the filesystem can).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Generator
 
 from storage.fsutil import file_lock, private_dir
-from runtime.errors import ImageConfigInvalid, ImageError
-from runtime.unpack import (Budget, Limits, RootedTree, UnpackStats, apply_layer, is_opaque, is_whiteout,
-                            remove_tree)
+from runtime.errors import EscapeAttempt, ImageConfigInvalid, ImageError, LayerCorrupt
+from runtime.unpack import Budget, Limits, UnpackStats, apply_layer, remove_tree
+from storage.errors import TreeError, TreeEscape
+from storage.tree import RootedTree, copy_meta, copy_node, is_opaque, is_whiteout
+# Re-exported: tests/runtime/test_run.py reads a container's diff through this module.
+from storage.tree import walk_changes as walk_changes
 
 # The kernel copies at most a page of mount data; keep a margin for upperdir/workdir.
 MOUNT_DATA_MAX = 4096 - 1
@@ -112,7 +111,7 @@ class SnapshotStore:
         private_dir(self.root)
         budget = Budget()
         chain: list[Path] = []
-        for blob, diff_id, chain_id in zip(blobs, diff_ids, chain_ids(diff_ids)):
+        for blob, diff_id, chain_id in zip(blobs, diff_ids, chain_ids(diff_ids), strict=False):
             chain.append(self.ensure(blob, diff_id, chain_id, list(chain), budget))
         return chain
 
@@ -193,10 +192,15 @@ def _empty_lower(store: SnapshotStore) -> str:
 def merge_into(chain: list[Path], target: Path) -> None:
     """Apply the overlay diffs ``chain`` (lowest first) onto ``target`` as overlayfs would show
     them: whiteouts delete, opaque directories hide what was below, nothing follows a symlink."""
-    with RootedTree(target) as dest:
-        for layer in chain:
-            with RootedTree(layer) as src:
-                _Merger(src, dest).merge()
+    try:
+        with RootedTree(target) as dest:
+            for layer in chain:
+                with RootedTree(layer) as src:
+                    _Merger(src, dest).merge()
+    except TreeEscape as e:
+        raise EscapeAttempt(str(e)) from None
+    except TreeError as e:
+        raise LayerCorrupt(str(e)) from None
 
 
 class _Merger:
@@ -215,7 +219,7 @@ class _Merger:
             if not names:
                 stack.pop()
                 self._trim()
-                _copy_meta_fd(self.src.dir_fd(parts, create=False), self.dest.dir_fd(parts))
+                copy_meta(self.src.dir_fd(parts, create=False), self.dest.dir_fd(parts))
                 continue
             path = parts + (names.pop(),)
             self._trim()
@@ -248,112 +252,6 @@ class _Merger:
                         follow_symlinks=False)
                 return
             self.links[(st.st_dev, st.st_ino)] = path
-        _copy_node(self.src.dir_fd(path[:-1], create=False), dfd, path[-1], st)
+        copy_node(self.src.dir_fd(path[:-1], create=False), dfd, path[-1], st)
 
 
-def _copy_node(sfd: int, dfd: int, name: str, st: os.stat_result) -> None:
-    if stat.S_ISREG(st.st_mode):
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
-        try:
-            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          0o600, dir_fd=dfd)
-            try:
-                copy_file(src, dst, st.st_size)
-                _copy_meta_fd(src, dst)
-            finally:
-                os.close(dst)
-        finally:
-            os.close(src)
-        return
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(name, 0o600, dir_fd=dfd)
-    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dfd)
-    else:
-        return
-    os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dfd)
-    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
-
-
-def copy_file(src: int, dst: int, size: int) -> None:
-    """Reflink when the filesystem can, else an in-kernel copy."""
-    import fcntl as _fcntl
-    try:
-        _fcntl.ioctl(dst, _FICLONE, src)
-        return
-    except OSError:
-        pass
-    copied = 0
-    while copied < size:
-        try:
-            n = os.copy_file_range(src, dst, size - copied)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL):
-                raise
-            shutil.copyfileobj(os.fdopen(os.dup(src), "rb"), os.fdopen(os.dup(dst), "wb"))
-            return
-        if n == 0:
-            break
-        copied += n
-
-
-def _copy_meta_fd(src: int, dst: int) -> None:
-    st = os.fstat(src)
-    os.fchown(dst, st.st_uid, st.st_gid)
-    os.fchmod(dst, stat.S_IMODE(st.st_mode))
-    for key in os.listxattr(src):
-        if key.startswith("trusted.overlay."):
-            continue
-        with contextlib.suppress(OSError):
-            os.setxattr(dst, key, os.getxattr(src, key))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-# -- the upper directory as a diff -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Change:
-    """One entry of a container's diff. ``kind`` is "deleted" (an overlay whiteout), "opaque" (a
-    directory that hides everything below it; its own entries follow as changes) or "changed"."""
-
-    path: str
-    kind: str
-    stat: os.stat_result
-
-
-def walk_changes(upper: str | os.PathLike[str]) -> Generator[Change, None, None]:
-    """The container's changes, parents before children, names sorted, never following links;
-    iterative, so a directory of any depth is walked."""
-    with RootedTree(upper) as tree:
-        stack: list[tuple[tuple[str, ...], list[str]]] = [((), _sorted_names(tree, ()))]
-        while stack:
-            parts, names = stack[-1]
-            if not names:
-                stack.pop()
-                # Done with this subtree: release its descriptors, so a tree with more
-                # directories than the open-file limit can be walked.
-                if parts:
-                    tree.forget(under=parts)
-                continue
-            name = names.pop()
-            tree.trim()
-            fd = tree.dir_fd(parts, create=False)
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            path = parts + (name,)
-            text = "/".join(path)
-            if is_whiteout(st):
-                yield Change(text, "deleted", st)
-            elif stat.S_ISDIR(st.st_mode):
-                child = tree.dir_fd(path, create=False)
-                yield Change(text, "opaque" if is_opaque(child) else "changed", st)
-                stack.append((path, _sorted_names(tree, path)))
-            else:
-                yield Change(text, "changed", st)
-
-
-def _sorted_names(tree: RootedTree, parts: tuple[str, ...]) -> list[str]:
-    return sorted(os.listdir(tree.dir_fd(parts, create=False)), reverse=True)

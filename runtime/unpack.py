@@ -37,26 +37,25 @@ import os
 import functools
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from collections.abc import Iterator, Sequence
 
 from storage import compression
+from storage.errors import TreeError, TreeEscape
+from storage.tree import (DIR_FLAGS, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, RootedTree,
+                          copy_meta, copy_node, is_opaque, is_whiteout, short_name)
+from storage.tree import remove_tree as _remove_tree
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
 
 if TYPE_CHECKING:
     import tarfile
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
 # Go's archive/tar maxSpecialFileSize: PAX headers, GNU long names, sparse maps.
 MAX_HEADER = 1 << 20
 MAX_HEADER_CHAIN = 32
 _HEADER_SLACK = 1536
 _CHUNK = 1 << 20
 _FREE_CHECK_EVERY = 64 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ZEROS = bytes(_CHUNK)
 GiB = 1 << 30
 
@@ -136,12 +135,8 @@ def split_name(name: str) -> list[str]:
     """Tar member name → path components inside the root; ``..`` is refused, ``/`` stripped."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise EscapeAttempt(f"layer entry {_short(name)!r} leaves the root through '..'")
+        raise EscapeAttempt(f"layer entry {short_name(name)!r} leaves the root through '..'")
     return parts
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
 
 
 # -- tar headers, bounded before tarfile reads them -----------------------------------------
@@ -247,240 +242,21 @@ def _sparse_regions(member: tarfile.TarInfo) -> list[tuple[int, int]]:
     regions = [(o, n) for o, n in member.sparse or [] if o or n]
     for offset, length in regions:
         if offset < end or length < 0 or offset + length > member.size:
-            raise LayerCorrupt(f"{_short(member.name)!r} has an invalid sparse map")
+            raise LayerCorrupt(f"{short_name(member.name)!r} has an invalid sparse map")
         end = offset + length
     return regions
 
 
-# -- descriptors -------------------------------------------------------------------------------
-
-class RootedTree:
-    """A directory reached only through descriptors; no path ever follows a symlink.
-
-    Directory descriptors are cached by path. Only the first ``CACHED_DEPTH`` levels and the
-    directories asked for are kept, and ``trim`` empties the cache past ``MAX_CACHED`` entries,
-    so a very deep path costs a bounded number of descriptors (no recursion, whatever the depth).
-    """
-
-    CACHED_DEPTH = 64
-    MAX_CACHED = 256
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.fd = os.open(self.root, _DIR_FLAGS)
-        self._dirs: dict[tuple[str, ...], int] = {}
-
-    def close(self) -> None:
-        self.forget()
-        os.close(self.fd)
-
-    def __enter__(self) -> RootedTree:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def forget(self, under: tuple[str, ...] | None = None) -> None:
-        """Drop cached directory descriptors: all of them, or those at and below ``under``
-        (after it was removed, so a new directory of that name is not confused with it)."""
-        if under is None:
-            for fd in self._dirs.values():
-                os.close(fd)
-            self._dirs.clear()
-            return
-        n = len(under)
-        for key in [k for k in self._dirs if k[:n] == under]:
-            os.close(self._dirs.pop(key))
-
-    def keep_path(self, parts: list[str] | tuple[str, ...]) -> None:
-        """Drop cached descriptors of directories not on the way to ``parts``: a depth-first
-        walk then holds O(depth) descriptors, however many directories it visits."""
-        key = tuple(parts)
-        for cached in [k for k in self._dirs if k != key[:len(k)]]:
-            os.close(self._dirs.pop(cached))
-
-    def trim(self) -> None:
-        """Keep the descriptor cache bounded; only called where no caller holds one."""
-        if len(self._dirs) > self.MAX_CACHED:
-            self.forget()
-
-    def dir_fd(self, parts: list[str] | tuple[str, ...], create: bool = True) -> int:
-        """The descriptor of directory ``parts`` (created 0755 if missing and ``create``).
-        It stays valid until ``forget``/``trim``/``remove`` of a directory above it."""
-        key = tuple(parts)
-        if not key:
-            return self.fd
-        cached = self._dirs.get(key)
-        if cached is not None:
-            return cached
-        depth = len(key) - 1
-        while depth and key[:depth] not in self._dirs:
-            depth -= 1
-        fd = self._dirs[key[:depth]] if depth else self.fd
-        transient = -1  # an opened descriptor that is not cached, closed once its child is open
-        try:
-            for level in range(depth + 1, len(key) + 1):
-                child = self._open_child_dir(fd, key[:level], create)
-                if transient >= 0:
-                    os.close(transient)
-                    transient = -1
-                if level <= self.CACHED_DEPTH or level == len(key):
-                    self._dirs[key[:level]] = child
-                else:
-                    transient = child
-                fd = child
-        except BaseException:
-            if transient >= 0:
-                os.close(transient)
-            raise
-        return fd
-
-    def _open_child_dir(self, parent: int, key: tuple[str, ...], create: bool) -> int:
-        name = key[-1]
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=parent)
-        except FileNotFoundError:
-            if not create:
-                raise
-            os.mkdir(name, 0o755, dir_fd=parent)
-            return os.open(name, _DIR_FLAGS, dir_fd=parent)
-        except OSError as e:
-            if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            where = _short("/".join(key))
-            if stat.S_ISLNK(st.st_mode):
-                raise EscapeAttempt(f"path goes through symlink {where!r}") from None
-            raise LayerCorrupt(f"{where!r} is not a directory but has entries under it") from None
-
-    def lstat(self, parent: int, name: str) -> os.stat_result | None:
-        try:
-            return os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
-    def remove(self, parts: tuple[str, ...] | list[str], keep_dir: bool = False) -> None:
-        """Remove the entry ``parts`` whatever it is; a directory stays when ``keep_dir``."""
-        key = tuple(parts)
-        parent = self.dir_fd(key[:-1])
-        st = self.lstat(parent, key[-1])
-        if st is None:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            if keep_dir:
-                return
-            self.forget(under=key)
-            remove_dir_at(parent, key[-1])
-        else:
-            os.unlink(key[-1], dir_fd=parent)
-
-
-# -- removal at any depth ----------------------------------------------------------------------
-
-def _identity(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino
-
-
-def _clear_files(fd: int) -> list[str]:
-    """Unlink everything but directories in ``fd``; return the names of its subdirectories."""
-    subdirs = []
-    for name in os.listdir(fd):
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            subdirs.append(name)
-        else:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-    return subdirs
-
-
-def remove_dir_at(parent: int, name: str) -> None:
-    """Remove directory ``name`` of ``parent`` and everything below it, at any depth.
-
-    Iterative, with two descriptors at a time: it walks down by ``openat(O_NOFOLLOW)`` and back
-    up by ``..``, checking on the way up that ``..`` is the directory it came from (so a tree
-    moved while being removed is never mistaken for another). Memory grows with the number of
-    directories still to visit, not with the call stack.
-    """
-    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-    # One frame per directory on the way down: its name, identity and subdirectories left.
-    frames: list[tuple[str, tuple[int, int], list[str] | None]] = [(name, _identity(fd), None)]
-    try:
-        while True:
-            here, ident, pending = frames[-1]
-            if pending is None:
-                pending = _clear_files(fd)
-                frames[-1] = (here, ident, pending)
-            if pending:
-                child = pending.pop()
-                try:
-                    cfd = os.open(child, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    continue
-                except OSError as e:
-                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    os.unlink(child, dir_fd=fd)  # replaced by a non-directory meanwhile
-                    continue
-                os.close(fd)
-                fd = cfd
-                frames.append((child, _identity(fd), None))
-                continue
-            frames.pop()
-            if not frames:
-                break
-            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = up
-            if _identity(fd) != frames[-1][1]:
-                raise RuntimeFailure(f"{name!r} was moved while it was being removed")
-            os.rmdir(here, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent)
-
-
 def remove_tree(path: str | os.PathLike[str]) -> None:
-    """``rm -rf path`` at any depth, never following a symlink below ``path``; missing is fine."""
-    full = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(full)
-    if not name:
-        raise RuntimeFailure("refusing to remove /")
+    """``rm -rf path`` at any depth, never following a symlink below ``path``; missing is fine.
+    (storage.tree.remove_tree, its errors as RuntimeFailure.)"""
     try:
-        pfd = os.open(parent, _DIR_FLAGS & ~os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return
-    try:
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            remove_dir_at(pfd, name)
-        else:
-            os.unlink(name, dir_fd=pfd)
-    finally:
-        os.close(pfd)
+        _remove_tree(path)
+    except TreeError as e:
+        raise RuntimeFailure(str(e)) from None
 
 
 # -- the lower layers, for hardlinks into them -------------------------------------------------
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
-
 
 class _Found:
     """A hardlink target found in one layer: the open descriptors of its directories."""
@@ -515,7 +291,7 @@ def _look_up(root_fd: int, parts: list[str], where: str) -> tuple[str, _Found | 
                 raise EscapeAttempt(f"hardlink target {where!r} goes through a symlink")
             if not stat.S_ISDIR(st.st_mode):
                 return "hidden", None
-            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            fds.append(os.open(name, DIR_FLAGS, dir_fd=fds[-1]))
             opaque = opaque or is_opaque(fds[-1])
         return "missing", None
     finally:
@@ -528,21 +304,9 @@ def _xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
         if not key.startswith("SCHILY.xattr."):
             continue
         name = key[len("SCHILY.xattr."):]
-        # overlay's own attributes could redirect lookups into other layers: never taken from a tar.
-        if name.startswith(("trusted.overlay.", "user.overlay.")):
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
             continue
         yield name, value.encode("utf-8", "surrogateescape")
-
-
-def _copy_xattrs(src: int, dst: int) -> None:
-    for key in os.listxattr(src):
-        if key.startswith(("trusted.overlay.", "user.overlay.")):
-            continue
-        try:
-            os.setxattr(dst, key, os.getxattr(src, key))
-        except OSError as e:
-            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
-                raise
 
 
 class _Applier:
@@ -563,10 +327,10 @@ class _Applier:
         """Count ``size`` bytes about to be written, before writing them."""
         if self.written + size > self.limits.max_bytes:
             raise LayerTooLarge(f"the layer writes more than {self.limits.max_bytes} bytes "
-                                f"(at {_short(name)!r}; HOIST_UNPACK_MAX_BYTES)")
+                                f"(at {short_name(name)!r}; HOIST_UNPACK_MAX_BYTES)")
         if self.budget.written + size > self.limits.max_total_bytes:
             raise LayerTooLarge(f"the image writes more than {self.limits.max_total_bytes} bytes "
-                                f"(at {_short(name)!r}; HOIST_UNPACK_MAX_TOTAL_BYTES)")
+                                f"(at {short_name(name)!r}; HOIST_UNPACK_MAX_TOTAL_BYTES)")
         self.written += size
         self.budget.written += size
         if size >= _CHUNK or self.written >= self._next_free_check:
@@ -577,7 +341,7 @@ class _Applier:
         reserve = self.limits.reserve(fs)
         free = fs.f_bavail * fs.f_frsize
         if free - size < reserve:
-            raise LayerTooLarge(f"unpacking {_short(name)!r} ({size} bytes) would leave less than "
+            raise LayerTooLarge(f"unpacking {short_name(name)!r} ({size} bytes) would leave less than "
                                 f"{reserve} bytes free on the filesystem of {self.tree.root} "
                                 f"({free} free; HOIST_UNPACK_MIN_FREE)")
         self._next_free_check = self.written + _FREE_CHECK_EVERY
@@ -585,7 +349,7 @@ class _Applier:
     def parts_of(self, name: str) -> list[str]:
         parts = split_name(name)
         if len(parts) > self.limits.max_depth:
-            raise LayerTooLarge(f"layer entry {_short(name)!r} is {len(parts)} levels deep; the limit "
+            raise LayerTooLarge(f"layer entry {short_name(name)!r} is {len(parts)} levels deep; the limit "
                                 f"is {self.limits.max_depth} (HOIST_UNPACK_MAX_DEPTH)")
         return parts
 
@@ -658,7 +422,7 @@ class _Applier:
         while remaining > 0:
             chunk = src.read(min(_CHUNK, remaining))
             if not chunk:
-                raise LayerCorrupt(f"layer ends inside {_short(name)!r}")
+                raise LayerCorrupt(f"layer ends inside {short_name(name)!r}")
             _write_all(fd, chunk)
             remaining -= len(chunk)
             since_check += len(chunk)
@@ -687,13 +451,13 @@ class _Applier:
     def _hardlink(self, parts: list[str], member: tarfile.TarInfo) -> None:
         target = self.parts_of(member.linkname)
         if not target:
-            raise EscapeAttempt(f"hardlink {_short(member.name)!r} points at the root")
-        where = _short(member.linkname)
+            raise EscapeAttempt(f"hardlink {short_name(member.name)!r} points at the root")
+        where = short_name(member.linkname)
         state, found = _look_up(self.tree.fd, target, where)
         if state == "missing":
             # Not in this layer: the newest lower layer that has it (overlay's lookup order).
             for lower in reversed(self.lowers):
-                lfd = os.open(lower, _DIR_FLAGS)
+                lfd = os.open(lower, DIR_FLAGS)
                 try:
                     state, found = _look_up(lfd, target, where)
                     if found is not None:
@@ -710,12 +474,12 @@ class _Applier:
         if found is not None:
             found.close()
         if state in ("missing", "hidden"):
-            raise LayerCorrupt(f"hardlink {_short(member.name)!r}: target {where!r} is neither in "
+            raise LayerCorrupt(f"hardlink {short_name(member.name)!r}: target {where!r} is neither in "
                                "the layer nor in the layers below it")
         tparent = self.tree.dir_fd(target[:-1], create=False)
         st = self.tree.lstat(tparent, target[-1])
         if st is None or stat.S_ISDIR(st.st_mode):
-            raise LayerCorrupt(f"hardlink {_short(member.name)!r}: target {where!r} is a directory")
+            raise LayerCorrupt(f"hardlink {short_name(member.name)!r}: target {where!r} is a directory")
         if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and not (self.allow_devices and self.is_root):
             self.skipped_devices += 1
             return
@@ -732,40 +496,15 @@ class _Applier:
                 src = found.dir_fds[level]
                 os.mkdir(key[-1], 0o700, dir_fd=parent)
                 dst = self.tree.dir_fd(key)
-                _copy_meta(src, dst)
+                copy_meta(src, dst)
                 self.dir_times[key] = os.fstat(src).st_mtime_ns
-        sdir, st, name = found.dir_fds[-1], found.st, target[-1]
-        dparent = self.tree.dir_fd(target[:-1])
+        st = found.st
         if stat.S_ISDIR(st.st_mode):
-            raise LayerCorrupt(f"hardlink target {_short('/'.join(target))!r} is a directory")
+            raise LayerCorrupt(f"hardlink target {short_name('/'.join(target))!r} is a directory")
         if stat.S_ISREG(st.st_mode):
             self.charge(st.st_size, "/".join(target))
-            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sdir)
-            try:
-                dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              0o600, dir_fd=dparent)
-                try:
-                    with open(src, "rb", closefd=False) as f:
-                        self._copy(f, dst, os.fstat(src).st_size, "/".join(target))
-                    _copy_meta(src, dst)
-                finally:
-                    os.close(dst)
-            finally:
-                os.close(src)
-            return
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(name, dir_fd=sdir), name, dir_fd=dparent)
-        elif stat.S_ISFIFO(st.st_mode):
-            os.mkfifo(name, 0o600, dir_fd=dparent)
-        elif (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and self.allow_devices and self.is_root:
-            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dparent)
-        else:
-            return
-        if self.is_root:
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dparent, follow_symlinks=False)
-        if not stat.S_ISLNK(st.st_mode):
-            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dparent)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dparent, follow_symlinks=False)
+        copy_node(found.dir_fds[-1], self.tree.dir_fd(target[:-1]), target[-1], st,
+                  devices=self.allow_devices and self.is_root)
 
     def _device(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
         # Device nodes are inert in a container (its rootfs is mounted nodev), but only root can
@@ -810,18 +549,9 @@ class _Applier:
             self.tree.trim()
             try:
                 fd = self.tree.dir_fd(parts, create=False)
-            except (FileNotFoundError, EscapeAttempt, LayerCorrupt):
+            except (FileNotFoundError, TreeError):
                 continue
             os.utime(fd, ns=(self.dir_times[parts],) * 2)
-
-
-def _copy_meta(src: int, dst: int) -> None:
-    st = os.fstat(src)
-    if os.geteuid() == 0:
-        os.fchown(dst, st.st_uid, st.st_gid)
-    os.fchmod(dst, stat.S_IMODE(st.st_mode))
-    _copy_xattrs(src, dst)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -865,6 +595,10 @@ def apply_layer(blob: str | os.PathLike[str], target: str | os.PathLike[str],
                 reader.drain()
             except RuntimeFailure:
                 raise
+            except TreeEscape as e:
+                raise EscapeAttempt(str(e)) from None
+            except TreeError as e:
+                raise LayerCorrupt(str(e)) from None
             except OSError as e:
                 if e.errno is not None:
                     raise

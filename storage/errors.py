@@ -3,6 +3,9 @@
 ::
 
     StorageError
+    ├── TreeError                   a directory tree that cannot be walked as asked (storage/tree.py)
+    │   ├── TreeEscape              a path that goes through a symlink
+    │   └── TreeConflict            a non-directory where a directory must be; a tree moved meanwhile
     ├── DriverError                 a driver could not do what was asked (tier 1: paths and bytes)
     │   ├── PathNotFound            no object at that path
     │   ├── InvalidPath             a path outside the driver's grammar
@@ -31,6 +34,18 @@ from __future__ import annotations
 
 class StorageError(Exception):
     """Base of every error raised by ``storage``."""
+
+
+class TreeError(StorageError):
+    pass
+
+
+class TreeEscape(TreeError):
+    pass
+
+
+class TreeConflict(TreeError):
+    pass
 
 
 class DriverError(StorageError):

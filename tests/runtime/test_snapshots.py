@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.snapshots import SnapshotStore, chain_ids, merge_into, plan_rootfs, walk_changes
+from runtime.snapshots import SnapshotStore, chain_ids, merge_into, plan_rootfs
+from storage.tree import walk_changes
 from tests.runtime.conftest import Hoist
 from tests.runtime.images import Entry, busybox_image, layer_tar
 
