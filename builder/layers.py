@@ -6,6 +6,10 @@ One streaming pass; nothing larger than one block is held in memory::
                └─► 1 MiB blocks ─► compressor ─┬─► sha256 ───► digest   (manifest)
                                                └─► dest_dir/.layer-XXXX ─fsync, rename─► dest_dir/<hex>
 
+``dest_dir`` may be an ``ImageLayout``: the blob is then written in its ``ingest/`` directory and
+taken in by ``ImageLayout.ingest`` (blobs/sha256/<hex>); the caller holds ``layout.lease()``
+until the image is tagged, so that garbage collection (``hoist rmi``) does not sweep it.
+
 Determinism: the same inputs give the same diff_id on any machine, and the same digest wherever
 the compressor library is the same build (see "Compressors" below).
 
@@ -54,6 +58,7 @@ from storage import mediatypes
 from storage.digest import Digest, Hasher
 from storage.errors import TreeError
 from storage.fsutil import fsync_dir
+from storage.layout import ImageLayout
 from storage.tree import OPAQUE_MARKER, WHITEOUT_PREFIX, Change, RootedTree, walk_changes
 
 CHUNK = 1 << 20
@@ -66,7 +71,7 @@ _FILE_TYPES = {0: tarfile.REGTYPE, stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: 
 
 @dataclass(frozen=True)
 class LayerBlob:
-    """A layer written to ``path`` (``dest_dir/<digest hex>``)."""
+    """A layer written to ``path`` (``dest_dir/<digest hex>``, or the blob in the image layout)."""
 
     digest: Digest      # of the compressed bytes: the manifest's layer descriptor
     diff_id: Digest     # of the uncompressed tar: the config's rootfs.diff_ids
@@ -195,8 +200,9 @@ class _BlobSink:
     """Takes the tar stream; hashes it, compresses it block by block, hashes and writes the
     result to a temporary file that ``commit`` renames to its digest."""
 
-    def __init__(self, dest_dir: Path, codec: _Codec, level: int) -> None:
-        self.dest_dir = dest_dir
+    def __init__(self, dest: Path | ImageLayout, codec: _Codec, level: int) -> None:
+        self.layout = dest if isinstance(dest, ImageLayout) else None
+        self.dest_dir = dest.root / "ingest" if isinstance(dest, ImageLayout) else dest
         self.media_type = codec.media_type
         self._compressor = codec.make(level) if codec.make else None
         self._diff = Hasher()
@@ -256,9 +262,13 @@ class _BlobSink:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, final)
+            if self.layout is not None:
+                # Hashed as it was written: the store takes the digest on trust.
+                final = self.layout.ingest(self._tmp, digest, verify=False)
+            else:
+                os.replace(self._tmp, final)
+                fsync_dir(self.dest_dir)
             self._committed = True
-            fsync_dir(self.dest_dir)
         return LayerBlob(digest=digest, diff_id=diff_id, size=size, media_type=self.media_type, path=final)
 
     def _discard(self) -> None:
@@ -268,6 +278,10 @@ class _BlobSink:
         if not self._committed:
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
+
+
+def _destination(dest: str | os.PathLike[str] | ImageLayout) -> Path | ImageLayout:
+    return dest if isinstance(dest, ImageLayout) else Path(dest)
 
 
 # -- tar ---------------------------------------------------------------------------------------
@@ -386,10 +400,11 @@ def _reserved(name: str) -> bool:
 
 # -- from an overlay upper directory -----------------------------------------------------------
 
-def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathLike[str],
+def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathLike[str] | ImageLayout,
                      compression: str = "gzip", source_date_epoch: int | None = None,
                      level: int | None = None) -> LayerBlob:
-    """Write the overlayfs upper directory ``upper_dir`` as an OCI layer blob into ``dest_dir``.
+    """Write the overlayfs upper directory ``upper_dir`` as an OCI layer blob into ``dest_dir``
+    (a directory, or an ``ImageLayout`` to store it in).
 
     Overlay whiteouts (0/0 character devices) become ``.wh.NAME`` entries and opaque directories
     get a ``.wh..wh..opq`` entry right after their own. Files that share an inode within the
@@ -405,7 +420,7 @@ def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathL
     upper = Path(upper_dir)
     with _reading(f"upper directory {upper}"):
         tree = RootedTree(upper)
-    with tree, _BlobSink(Path(dest_dir), codec, level) as sink:
+    with tree, _BlobSink(_destination(dest_dir), codec, level) as sink:
         tar = _TarStream(sink)
         writer = _UpperWriter(tree, tar, epoch)
         with _reading(f"upper directory {upper}"), contextlib.closing(walk_changes(upper)) as changes:
@@ -496,7 +511,7 @@ def _same_node(st: os.stat_result, change: Change) -> os.stat_result:
 
 # -- from a list of files (COPY) ---------------------------------------------------------------
 
-def layer_from_files(entries: Iterable[EntryLike], dest_dir: str | os.PathLike[str],
+def layer_from_files(entries: Iterable[EntryLike], dest_dir: str | os.PathLike[str] | ImageLayout,
                      compression: str = "gzip", source_date_epoch: int | None = None,
                      level: int | None = None) -> LayerBlob:
     """Write ``entries`` (``FileEntry`` or tuples ``(path, source, mode, uid, gid, mtime)``) as
@@ -510,7 +525,7 @@ def layer_from_files(entries: Iterable[EntryLike], dest_dir: str | os.PathLike[s
     codec, level = _choose_codec(compression, level)
     epoch = _check_epoch(source_date_epoch)
     plan = _plan_files(entries)
-    with _BlobSink(Path(dest_dir), codec, level) as sink:
+    with _BlobSink(_destination(dest_dir), codec, level) as sink:
         tar = _TarStream(sink)
         for parts, entry in plan:
             _write_file_entry(tar, "/".join(parts), entry, epoch)

@@ -246,6 +246,51 @@ class ImageLayout:
             raise
         return digest, hasher.size
 
+    def ingest_dir(self) -> Path:
+        """Where a producer (the builder) writes a blob before :meth:`ingest` takes it in: inside
+        the layout, so the rename is atomic. Temporary names there are never blobs."""
+        ingest = self.root / "ingest"
+        ingest.mkdir(parents=True, exist_ok=True)
+        return ingest
+
+    def ingest(self, path: str | os.PathLike[str], digest: Digest, verify: bool = True) -> Path:
+        """Take in the finished blob file ``path`` (written in :meth:`ingest_dir`) as blob
+        ``digest``, and return its path in the store.
+
+        With ``verify`` its bytes are hashed first and a mismatch raises DigestInvalid; with
+        ``verify=False`` the caller vouches for ``digest`` (it hashed the bytes as it wrote
+        them). The file is fsynced and renamed into blobs/ under a lease, so a running gc never
+        sees half of it; a blob already present is kept and ``path`` dropped. ``path`` is
+        consumed either way (on error too). Until the blob is tagged, the caller holds
+        :meth:`lease` so that ``rmi``'s gc does not sweep it.
+        """
+        src = Path(path)
+        try:
+            if verify:
+                hasher = Hasher(digest.algorithm)
+                with open(src, "rb") as f:
+                    while block := f.read(1 << 20):
+                        hasher.update(block)
+                if hasher.digest() != digest:
+                    raise DigestInvalid(f"content of {digest} hashes to {hasher.digest()}")
+            fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dest = self.blob_path(digest)
+            with self.lease():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.is_file():
+                    src.unlink()
+                else:
+                    os.replace(src, dest)
+                    fsync_dir(dest.parent)
+        except BaseException:
+            src.unlink(missing_ok=True)
+            raise
+        return dest
+
     def put_json(self, doc: Any, media_type: str) -> Descriptor:
         data = json.dumps(doc, separators=(",", ":")).encode()
         return Descriptor(media_type, self.put_blob(data), len(data))

@@ -147,3 +147,21 @@ def test_one_writer_per_blob_across_threads(tmp_path: Path) -> None:
     t.join(10)
     assert got == [True]
     assert layout.read_blob(digest) == data
+
+
+def test_ingest_takes_in_a_finished_blob(layout: ImageLayout) -> None:
+    data = b"built layer" * 1000
+    tmp = layout.ingest_dir() / ".layer-test"
+    tmp.write_bytes(data)
+    with layout.lease():
+        path = layout.ingest(tmp, Digest.of(data))
+    assert path == layout.blob_path(Digest.of(data)) and path.read_bytes() == data and not tmp.exists()
+    # Already present: the new file is dropped, the stored blob kept.
+    tmp.write_bytes(data)
+    assert layout.ingest(tmp, Digest.of(data), verify=False) == path and not tmp.exists()
+    # Verified: content that does not match is refused and removed.
+    tmp.write_bytes(b"other")
+    with pytest.raises(DigestInvalid):
+        layout.ingest(tmp, Digest.of(b"expected"))
+    assert not tmp.exists() and not layout.has_blob(Digest.of(b"expected"))
+    assert list(layout.ingest_dir().iterdir()) == []
