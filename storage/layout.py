@@ -155,7 +155,7 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def _full_id(text: str) -> Digest | None:
-    hexpart = text.removeprefix("sha256:")
+    hexpart = text.removeprefix("sha256:").lower()
     if len(hexpart) == 64 and all(c in _HEX for c in hexpart):
         return Digest.parse(f"sha256:{hexpart}")
     return None
@@ -441,7 +441,7 @@ class ImageLayout:
            ``name[:tag]`` is that ref name; ``name@digest`` is that ref name, or a tag of the same
            repository whose manifest is that digest.
         3. a ref name stored exactly as typed (written by another tool, e.g. skopeo's ``oci:``).
-        4. a short id: a hex prefix (1 or more digits, ``sha256:`` optional) of image ids and
+        4. a short id: a hex prefix (1 or more digits, any case, ``sha256:`` optional) of image ids and
            manifest digests; prefixes of more than one image raise ImageAmbiguous naming them.
 
         Raises ImageUnknown when nothing matches; ``name`` in the answer is the ref name the text
@@ -460,7 +460,7 @@ class ImageLayout:
         for ref_name, desc in refs:
             if ref_name == text:
                 return LocalImage(ref_name, desc)
-        hexpart = text.removeprefix("sha256:")
+        hexpart = text.removeprefix("sha256:").lower()
         if hexpart and len(hexpart) < 64 and all(c in _HEX for c in hexpart):
             hits: dict[str, list[tuple[str | None, Descriptor]]] = {}
             for ref_name, desc in refs:

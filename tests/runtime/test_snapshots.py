@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.errors import EscapeAttempt
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into, plan_rootfs
 from storage.tree import walk_changes
 from tests.runtime.conftest import Hoist
@@ -48,14 +49,14 @@ def test_layers_unpacked_once_and_shared(tmp_path: Path) -> None:
 def test_failed_unpack_leaves_no_snapshot(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path / "snapshots")
     blob, _ = _layer(tmp_path, [Entry("../x", data=b"1")])
-    with pytest.raises(Exception):
+    with pytest.raises(EscapeAttempt):
         store.ensure_chain([blob], [_sha(blob.read_bytes())])
     assert [p.name for p in store.root.iterdir() if not p.name.startswith(".locks")] == []
 
 
 def _chain(tmp_path: Path, layers: list[list[Entry]]) -> tuple[SnapshotStore, list[Path]]:
     store = SnapshotStore(tmp_path / "snapshots")
-    blobs, diffs = zip(*(_layer(tmp_path, e) for e in layers))
+    blobs, diffs = zip(*(_layer(tmp_path, e) for e in layers), strict=True)
     return store, store.ensure_chain(list(blobs), list(diffs))
 
 

@@ -73,6 +73,7 @@ def test_short_id_prefix_of_two_images_lists_the_candidates(layout: ImageLayout)
     ref = names[0]
     assert layout.find(images[ref][7:20]).descriptor.digest == layout.find(ref).descriptor.digest
     assert layout.find("sha256:" + images[ref][7:20]).descriptor.digest == layout.find(ref).descriptor.digest
+    assert layout.find(images[ref][7:20].upper()).descriptor.digest == layout.find(ref).descriptor.digest
 
 
 def test_name_at_digest(layout: ImageLayout) -> None:
