@@ -37,7 +37,7 @@ import os
 import functools
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from collections.abc import Iterator, Sequence
 
 from storage import compression
@@ -67,16 +67,21 @@ def _env_int(name: str, default: int | None) -> int | None:
         return default
 
 
+def _env_limit(name: str, default: int) -> int:
+    value = _env_int(name, default)
+    return default if value is None else value
+
+
 @dataclass(frozen=True)
 class Limits:
     """Guards against hostile layers; the environment can lower or raise each one."""
 
-    max_entries: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_ENTRIES", 1_000_000))
-    max_bytes: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_BYTES", 16 * GiB))
-    max_total_bytes: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_TOTAL_BYTES", 64 * GiB))
+    max_entries: int = field(default_factory=lambda: _env_limit("HOIST_UNPACK_MAX_ENTRIES", 1_000_000))
+    max_bytes: int = field(default_factory=lambda: _env_limit("HOIST_UNPACK_MAX_BYTES", 16 * GiB))
+    max_total_bytes: int = field(default_factory=lambda: _env_limit("HOIST_UNPACK_MAX_TOTAL_BYTES", 64 * GiB))
     # None: 1 GiB or 5% of the filesystem, whichever is smaller.
     min_free_bytes: int | None = field(default_factory=lambda: _env_int("HOIST_UNPACK_MIN_FREE", None))
-    max_depth: int = field(default_factory=lambda: _env_int("HOIST_UNPACK_MAX_DEPTH", 1024))
+    max_depth: int = field(default_factory=lambda: _env_limit("HOIST_UNPACK_MAX_DEPTH", 1024))
 
     def reserve(self, fs: os.statvfs_result) -> int:
         if self.min_free_bytes is not None:
@@ -147,6 +152,7 @@ def _bounded_tarinfo() -> type:
     actually unpacked, which keeps `hoist run` of an unpacked image lean)."""
     import tarfile
 
+    _nti = tarfile.nti  # type: ignore[attr-defined]  # private number-field parser (Python 3.11)
     special = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
@@ -157,7 +163,7 @@ def _bounded_tarinfo() -> type:
         (These hooks are tarfile's private methods; Python is pinned to 3.11, whose code they mirror.)
         """
 
-        def _proc_member(self, tar: tarfile.TarFile):  # type: ignore[override]
+        def _proc_member(self, tar: tarfile.TarFile):
             if self.type in special:
                 if self.size > MAX_HEADER:
                     raise LayerTooLarge(f"a tar extended header of {self.size} bytes (the limit is {MAX_HEADER})")
@@ -176,7 +182,7 @@ def _bounded_tarinfo() -> type:
                     tar._hoist_chain = chain - 1  # type: ignore[attr-defined]
             return super()._proc_member(tar)  # type: ignore[misc]
 
-        def _proc_sparse(self, tar: tarfile.TarFile):  # type: ignore[override]
+        def _proc_sparse(self, tar: tarfile.TarFile):
             # Old GNU sparse: the map continues in 512-byte extension blocks, as many as it says.
             structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
             del self._sparse_structs  # type: ignore[attr-defined]
@@ -190,8 +196,8 @@ def _bounded_tarinfo() -> type:
                     raise LayerCorrupt("the layer ends inside a GNU sparse map")
                 for pos in range(0, 21 * 24, 24):
                     try:
-                        offset = tarfile.nti(buf[pos:pos + 12])
-                        numbytes = tarfile.nti(buf[pos + 12:pos + 24])
+                        offset = _nti(buf[pos:pos + 12])
+                        numbytes = _nti(buf[pos + 12:pos + 24])
                     except ValueError:
                         break
                     if offset and numbytes:
@@ -199,11 +205,11 @@ def _bounded_tarinfo() -> type:
                 isextended = bool(buf[504])
             self.sparse = structs
             self.offset_data = tar.fileobj.tell()
-            tar.offset = self.offset_data + self._block(self.size)
+            tar.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
             self.size = origsize
             return self
 
-        def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict[str, str],  # type: ignore[override]
+        def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict[str, str],
                                tar: tarfile.TarFile) -> None:
             # PAX sparse 1.0: the map is a list of decimal numbers at the start of the data.
             buf = tar.fileobj.read(tarfile.BLOCKSIZE)
@@ -230,7 +236,7 @@ def _bounded_tarinfo() -> type:
                 else:
                     numbers.append(int(line))
             next.offset_data = tar.fileobj.tell()
-            next.sparse = list(zip(numbers[::2], numbers[1::2], strict=False))
+            next.sparse = list(zip(numbers[::2], numbers[1::2], strict=False))  # type: ignore[assignment]
 
     return _BoundedTarInfo
 
@@ -239,7 +245,8 @@ def _sparse_regions(member: tarfile.TarInfo) -> list[tuple[int, int]]:
     """The data regions of a sparse member, checked: in order, not overlapping, inside the file."""
     end = 0
     # tarfile keeps the unused (0, 0) slots of a GNU header's four.
-    regions = [(o, n) for o, n in member.sparse or [] if o or n]
+    sparse = cast("list[tuple[int, int]]", member.sparse or [])
+    regions = [(o, n) for o, n in sparse if o or n]
     for offset, length in regions:
         if offset < end or length < 0 or offset + length > member.size:
             raise LayerCorrupt(f"{short_name(member.name)!r} has an invalid sparse map")
@@ -417,7 +424,7 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _copy(self, src: BinaryIO, fd: int, size: int, name: str) -> None:
+    def _copy(self, src: IO[bytes], fd: int, size: int, name: str) -> None:
         remaining, since_check = size, 0
         while remaining > 0:
             chunk = src.read(min(_CHUNK, remaining))
@@ -434,7 +441,7 @@ class _Applier:
     def _write_sparse(self, fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         # Data regions are stored one after the other; holes stay holes on disk.
         regions = _sparse_regions(member)
-        tar.fileobj.seek(member.offset_data)  # type: ignore[union-attr]
+        tar.fileobj.seek(member.offset_data)
         for offset, length in regions:
             os.lseek(fd, offset, os.SEEK_SET)
             self._copy(tar.fileobj, fd, length, member.name)  # type: ignore[arg-type]
