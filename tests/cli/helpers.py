@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
-import subprocess
+import subprocess as _subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +30,58 @@ class Result:
     err: str
 
 
+# Verbs that fork, unshare namespaces, install signal handlers or serve forever: always a process.
+SUBPROCESS_VERBS = frozenset({"run", "exec", "registry"})
+
+# os.environ, sys.std* and the working directory are process-wide: one in-process call at a time.
+_IN_PROCESS = threading.Lock()
+
+
+def run_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None = None) -> Result:
+    """``hoist.cli.main(args)`` in this process, as if it were ``python -m hoist.cli ARGS`` run with
+    ``env`` in REPO_ROOT: stdout/stderr captured, stdin from ``stdin`` (empty and not a tty if None),
+    the exit code from the return value or a SystemExit (argparse's). Exceptions propagate: in a
+    subprocess they would be a traceback, which the callers refuse anyway."""
+    from hoist.cli import main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    with _IN_PROCESS:
+        saved_env = dict(os.environ)
+        saved_cwd = os.getcwd()
+        saved_std = sys.stdin, sys.stdout, sys.stderr
+        streams = (io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8"),
+                   io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+                   io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+        sys.stdin, sys.stdout, sys.stderr = streams
+        try:
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(REPO_ROOT)
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:                                  # sys.exit("message"): printed, status 1
+                    print(e.code, file=sys.stderr)
+                    code = 1
+        finally:
+            for stream in streams[1:]:
+                stream.flush()
+            sys.stdin, sys.stdout, sys.stderr = saved_std
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        result = Result(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
+        for stream in streams:
+            stream.detach()                        # leave the buffers to the garbage collector
+    return result
+
+
 class Hoist:
-    """Runs ``python -m hoist.cli`` with its own HOIST_ROOT and DOCKER_CONFIG."""
+    """Runs the hoist CLI with its own HOIST_ROOT and DOCKER_CONFIG (and whatever else is put in
+    ``env``): in this process through ``hoist.cli.main`` (fast), or as ``python -m hoist.cli`` for
+    the verbs in SUBPROCESS_VERBS or when asked with ``subprocess=True``."""
 
     def __init__(self, base: Path) -> None:
         self.root = base / "hoist-root"
@@ -43,13 +96,24 @@ class Hoist:
     def layout(self) -> ImageLayout:
         return ImageLayout(self.images).init()
 
-    def __call__(self, *args: str, ok: bool = True, stdin: str | None = None, timeout: float = 120) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True, text=True,
-                              env=self.env, input=stdin, timeout=timeout, cwd=REPO_ROOT)
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr, proc.stderr
+    def needs_process(self, args: Sequence[str]) -> bool:
+        return bool(args) and args[0] in SUBPROCESS_VERBS
+
+    def __call__(self, *args: str, ok: bool = True, stdin: str | None = None, timeout: float = 120,
+                 subprocess: bool = False) -> Result:
+        if subprocess or self.needs_process(args):
+            proc = _subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True, text=True,
+                                   env=self.env, input=stdin, timeout=timeout, cwd=REPO_ROOT)
+            result = Result(proc.returncode, proc.stdout, proc.stderr)
+        else:
+            result = run_in_process(args, self.env, stdin.encode() if stdin is not None else None)
+        return self.check(args, result, ok)
+
+    @staticmethod
+    def check(args: Sequence[str], result: Result, ok: bool) -> Result:
+        assert "Traceback" not in result.err, result.err
         if ok:
-            assert proc.returncode == 0, f"hoist {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+            assert result.code == 0, f"hoist {' '.join(args)} failed:\n{result.out}\n{result.err}"
         return result
 
 
