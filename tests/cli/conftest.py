@@ -57,7 +57,7 @@ def publish(registry: FakeRegistry, name: str, tag: str, layers: list[bytes],
     manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
                            "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": len(config)},
                            "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": d, "size": len(data)}
-                                      for d, data in zip(digests, layers)]}).encode()
+                                      for d, data in zip(digests, layers, strict=True)]}).encode()
     return registry.add_manifest(name, [tag], manifest, mt.OCI_MANIFEST), digests
 
 
