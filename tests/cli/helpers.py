@@ -1,10 +1,8 @@
-"""Helpers for driving the hoist CLI and building small images in tests."""
+"""Driving the hoist CLI in tests (images to drive it with: ``tests.images``)."""
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
 import os
 import subprocess as _subprocess
 import sys
@@ -13,14 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage import mediatypes as mt
-from tests.images import layer_tar
-from storage.digest import Digest
 from storage.layout import ImageLayout
-from storage.manifest import Descriptor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUSYBOX = Path("/bin/busybox")
 
 
 @dataclass
@@ -37,11 +30,19 @@ SUBPROCESS_VERBS = frozenset({"run", "exec", "registry"})
 _IN_PROCESS = threading.Lock()
 
 
-def run_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None = None) -> Result:
+def needs_process(args: Sequence[str]) -> bool:
+    """Whether ``hoist ARGS`` must run as its own process (or may block without a bound)."""
+    if not args:
+        return False
+    return args[0] in SUBPROCESS_VERBS or (args[0] == "logs" and any(a in ("-f", "--follow") for a in args))
+
+
+def main_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None = None
+                    ) -> tuple[int, bytes, bytes]:
     """``hoist.cli.main(args)`` in this process, as if it were ``python -m hoist.cli ARGS`` run with
-    ``env`` in REPO_ROOT: stdout/stderr captured, stdin from ``stdin`` (empty and not a tty if None),
-    the exit code from the return value or a SystemExit (argparse's). Exceptions propagate: in a
-    subprocess they would be a traceback, which the callers refuse anyway."""
+    ``env`` in REPO_ROOT: (exit code, stdout, stderr). stdin comes from ``stdin`` (empty and not a
+    tty if None); the exit code from the return value or a SystemExit (argparse's). Exceptions
+    propagate: in a subprocess they would be a traceback, which the callers refuse anyway."""
     from hoist.cli import main
 
     out, err = io.BytesIO(), io.BytesIO()
@@ -72,10 +73,14 @@ def run_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None
             os.chdir(saved_cwd)
             os.environ.clear()
             os.environ.update(saved_env)
-        result = Result(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
         for stream in streams:
             stream.detach()                        # leave the buffers to the garbage collector
-    return result
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None = None) -> Result:
+    code, out, err = main_in_process(args, env, stdin)
+    return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 class Hoist:
@@ -97,7 +102,7 @@ class Hoist:
         return ImageLayout(self.images).init()
 
     def needs_process(self, args: Sequence[str]) -> bool:
-        return bool(args) and args[0] in SUBPROCESS_VERBS
+        return needs_process(args)
 
     def __call__(self, *args: str, ok: bool = True, stdin: str | None = None, timeout: float = 120,
                  subprocess: bool = False) -> Result:
@@ -115,60 +120,3 @@ class Hoist:
         if ok:
             assert result.code == 0, f"hoist {' '.join(args)} failed:\n{result.out}\n{result.err}"
         return result
-
-
-def tar_layer(files: dict[str, bytes | Path], mode: int = 0o755) -> bytes:
-    """A deterministic tar of ``files`` (path -> bytes, or a file to copy)."""
-    return layer_tar(dict(files), mode)
-
-
-def build_image(layout: ImageLayout, ref: str | None, layers: list[bytes], *, arch: str = "amd64",
-                compress: bool = True, docker_types: bool = False, labels: dict[str, str] | None = None
-                ) -> Descriptor:
-    """Store an image made of these layer tars in ``layout`` (tagged ``ref`` if given)."""
-    blobs, diff_ids = [], []
-    for tar in layers:
-        diff_ids.append(str(Digest.of(tar)))
-        data = gzip.compress(tar, mtime=0) if compress else tar
-        media = (mt.DOCKER_LAYER if docker_types else mt.OCI_LAYER_GZIP) if compress else mt.OCI_LAYER
-        blobs.append(Descriptor(media, layout.put_blob(data), len(data)).to_json())
-    config = {"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
-              "config": {"Cmd": ["/bin/busybox", "sh"], "Labels": labels or {}},
-              "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": []}
-    config_desc = layout.put_json(config, mt.DOCKER_CONFIG if docker_types else mt.OCI_CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST if docker_types else mt.OCI_MANIFEST,
-                "config": config_desc.to_json(), "layers": blobs}
-    desc = layout.put_json(manifest, manifest["mediaType"])
-    if ref:
-        layout.tag(ref, desc)
-    return desc
-
-
-def build_index(layout: ImageLayout, ref: str, children: dict[str, Descriptor]) -> Descriptor:
-    """An OCI index of ``children`` (platform "os/arch[/variant]" -> manifest descriptor)."""
-    entries = []
-    for plat, desc in children.items():
-        parts = plat.split("/")
-        platform = {"os": parts[0], "architecture": parts[1]}
-        if len(parts) == 3:
-            platform["variant"] = parts[2]
-        entries.append(dict(desc.to_json(), platform=platform))
-    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    desc = layout.put_json(index, mt.OCI_INDEX)
-    layout.tag(ref, desc)
-    return desc
-
-
-def busybox_image(layout: ImageLayout, ref: str | None, extra: bytes = b"", arch: str = "amd64") -> Descriptor:
-    """busybox-static in one layer, plus a small layer that makes each image distinct."""
-    base = tar_layer({"bin/busybox": BUSYBOX})
-    top = tar_layer({"etc/hoist-test": extra or ref.encode() if ref else b"x"}, mode=0o644)
-    return build_image(layout, ref, [base, top], arch=arch)
-
-
-def manifest_digest(layout_dir: Path, ref: str) -> str:
-    doc = json.loads((layout_dir / "index.json").read_text())
-    for entry in doc["manifests"]:
-        if entry.get("annotations", {}).get(mt.ANNOTATION_REF_NAME) == ref:
-            return entry["digest"]
-    raise KeyError(ref)
