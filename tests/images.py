@@ -102,6 +102,18 @@ def files_layer(files: Mapping[str, bytes | str | Path], mode: int = 0o755) -> b
     return layer_tar(files_entries(files, mode))
 
 
+_GZIPPED: dict[tuple[str, int], bytes] = {}
+
+
+def _gzip(raw: bytes, level: int) -> bytes:
+    """gzip without a name or time, so deterministic: each distinct layer is compressed once per
+    session (the busybox layer is in most images)."""
+    key = (hashlib.sha256(raw).hexdigest(), level)
+    if key not in _GZIPPED:
+        _GZIPPED[key] = gzip.compress(raw, compresslevel=level, mtime=0)
+    return _GZIPPED[key]
+
+
 def add_image(layout: str | Path | ImageLayout, ref: str | None, layers: list[bytes], config: dict[str, Any],
               compression: str | None = "gzip", *, arch: str = "amd64", compresslevel: int = 9,
               docker_types: bool = False, created: str | None = None, normalise: bool = True) -> Descriptor:
@@ -113,7 +125,7 @@ def add_image(layout: str | Path | ImageLayout, ref: str | None, layers: list[by
     for raw in layers:
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         if compression == "gzip":
-            blob = gzip.compress(raw, compresslevel=compresslevel, mtime=0)
+            blob = _gzip(raw, compresslevel)
             media_type = mt.DOCKER_LAYER if docker_types else mt.OCI_LAYER_GZIP
         elif compression == "zstd":
             import zstandard

@@ -4,6 +4,7 @@ check that no test leaves a container running or a mount behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess as _subprocess
 import sys
 from dataclasses import dataclass
@@ -72,12 +73,22 @@ class Hoist:
             runtime.remove(c, force=True)
 
 
+@pytest.fixture(scope="session")
+def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image layout holding the busybox image, built once; tests get their own copy."""
+    need_root_and_busybox()
+    layout = tmp_path_factory.mktemp("busybox-layout") / "images"
+    busybox_image(layout)
+    return layout
+
+
 @pytest.fixture
-def hoist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hoist]:
+def hoist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busybox_layout: Path) -> Iterator[Hoist]:
     need_root_and_busybox()
     root = tmp_path / "hoist"
     monkeypatch.setenv("HOIST_ROOT", str(root))
-    busybox_image(root / "images")
+    root.mkdir()
+    shutil.copytree(busybox_layout, root / "images")   # a real copy: tests may damage their store
     h = Hoist(root)
     try:
         yield h
