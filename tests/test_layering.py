@@ -44,14 +44,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # registry/auth/setup.py becomes registry/auth/config.py, which ends this cycle.
     ("registry.auth.setup", "registry.server.config"):
         "H2: the registry/auth/setup.py <-> registry/server/config.py circle (parse_duration)",
-    # issue 10 / helper H1: the whiteout constants and RootedTree move from runtime/unpack.py to
-    # storage/, so the builder imports runtime/ only to execute RUN.
-    ("builder.layers", "runtime.unpack"): "H1: whiteouts and RootedTree move to storage/",
-    # The same work: builder/layers.py diffs an upper dir with runtime.snapshots.walk_changes and
-    # catches runtime.errors.RuntimeFailure. Whether these move with H1's change or the builder's
-    # RUN module takes them is the lead's call at merge; until then they are the only exceptions.
-    ("builder.layers", "runtime.snapshots"): "H1/lead: walk_changes for layer diffs",
-    ("builder.layers", "runtime.errors"): "H1/lead: RuntimeFailure caught while diffing",
 }
 
 
