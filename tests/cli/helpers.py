@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess as _subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,14 @@ def run_in_process(args: Sequence[str], env: dict[str, str], stdin: bytes | None
     return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Hoist:
     """Runs the hoist CLI with its own HOIST_ROOT and DOCKER_CONFIG (and whatever else is put in
     ``env``): in this process through ``hoist.cli.main`` (fast), or as ``python -m hoist.cli`` for
@@ -111,7 +121,12 @@ class Hoist:
                                    env=self.env, input=stdin, timeout=timeout, cwd=REPO_ROOT)
             result = Result(proc.returncode, proc.stdout, proc.stderr)
         else:
-            result = run_in_process(args, self.env, stdin.encode() if stdin is not None else None)
+            data = stdin.encode() if stdin is not None else None
+            if _loop_running():                # asyncio.run needs a thread without a running loop
+                with ThreadPoolExecutor(1) as pool:
+                    result = pool.submit(run_in_process, args, self.env, data).result(timeout)
+            else:
+                result = run_in_process(args, self.env, data)
         return self.check(args, result, ok)
 
     @staticmethod
