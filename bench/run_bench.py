@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.runtime.images import add_image, busybox_image  # noqa: E402
+from tests.images import add_image, busybox_image  # noqa: E402
 
 
 def _median_ms(fn, runs: int) -> float:

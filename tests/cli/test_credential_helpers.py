@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cli.helpers import Hoist, busybox_image
+from tests.cli.helpers import Hoist
+from tests.images import distinct_busybox_image as busybox_image
 from tests.registry.http import ServerProcess, htpasswd_registry
 
 # A real implementation of the helper protocol, keeping its secrets in a JSON file.

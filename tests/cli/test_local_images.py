@@ -16,7 +16,10 @@ from hoist import config
 from hoist.progress import ProgressDisplay, human_size
 from registry.client.auth import Credentials
 from registry.client.events import Progress
-from tests.cli.helpers import Hoist, build_image, busybox_image, tar_layer
+from tests.cli.helpers import Hoist
+from tests.images import build_image
+from tests.images import distinct_busybox_image as busybox_image
+from tests.images import files_layer as tar_layer
 
 
 def test_tag_images_inspect_rmi(hoist: Hoist) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.helpers import Hoist, build_image, tar_layer
+from tests.cli.helpers import Hoist
+from tests.images import build_image
+from tests.images import files_layer as tar_layer
 
 
 def test_rmi_force_full_id_of_an_image_with_two_manifests(hoist: Hoist) -> None:

@@ -18,7 +18,8 @@ from storage.layout import ImageLayout
 from storage.reference import parse_reference
 from tests.cli.conftest import incompressible, publish, run_hoist
 from tests.cli.fakeregistry import FakeRegistry
-from tests.cli.helpers import REPO_ROOT, Hoist, build_image
+from tests.cli.helpers import REPO_ROOT, Hoist
+from tests.images import build_image
 
 MB = 1 << 20
 

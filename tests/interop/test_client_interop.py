@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from storage.layout import ImageLayout
-from tests.cli.helpers import Hoist, build_index, busybox_image, manifest_digest
+from tests.cli.helpers import Hoist
+from tests.images import build_index, manifest_digest
+from tests.images import distinct_busybox_image as busybox_image
 from tests.interop.conftest import RegistryUnderTest
 from tests.peers import Distribution, Dockerd, need_tool, skopeo
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.peers import Dockerd, absent, need_tool
-from tests.runtime.images import APPLETS, BUSYBOX, GROUP, PASSWD
+from tests.images import APPLETS, BUSYBOX, GROUP, PASSWD
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = """FROM scratch

@@ -4,7 +4,8 @@ check that no test leaves a container running or a mount behind."""
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
+import subprocess as _subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cli.helpers import main_in_process, needs_process
 from tests.peers import absent
-from tests.runtime.images import BUSYBOX, busybox_image
+from tests.images import BUSYBOX, busybox_image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,9 +50,15 @@ class Hoist:
         env["PYTHONPATH"] = str(REPO)
         return env
 
-    def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True,
-                              env=self.env(), timeout=timeout, input=input, cwd=REPO)
+    def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None,
+                 subprocess: bool = False) -> _subprocess.CompletedProcess:
+        """``hoist ARGS``: ``run``, ``exec``, ``logs -f`` (and any call with ``subprocess=True``) in
+        their own process; the verbs that only read or signal container state in this one."""
+        if subprocess or needs_process(args):
+            return _subprocess.run([sys.executable, "-m", "hoist.cli", *args], capture_output=True,
+                                   env=self.env(), timeout=timeout, input=input, cwd=REPO)
+        code, out, err = main_in_process(args, self.env(), input)
+        return _subprocess.CompletedProcess([sys.executable, "-m", "hoist.cli", *args], code, out, err)
 
     def ok(self, *args: str, timeout: float = 60) -> str:
         res = self(*args, timeout=timeout)
@@ -65,12 +73,22 @@ class Hoist:
             runtime.remove(c, force=True)
 
 
+@pytest.fixture(scope="session")
+def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image layout holding the busybox image, built once; tests get their own copy."""
+    need_root_and_busybox()
+    layout = tmp_path_factory.mktemp("busybox-layout") / "images"
+    busybox_image(layout)
+    return layout
+
+
 @pytest.fixture
-def hoist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hoist]:
+def hoist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busybox_layout: Path) -> Iterator[Hoist]:
     need_root_and_busybox()
     root = tmp_path / "hoist"
     monkeypatch.setenv("HOIST_ROOT", str(root))
-    busybox_image(root / "images")
+    root.mkdir()
+    shutil.copytree(busybox_layout, root / "images")   # a real copy: tests may damage their store
     h = Hoist(root)
     try:
         yield h

@@ -17,7 +17,7 @@ from runtime import cgroups
 from runtime.mounts import MASKED_PATHS
 from tests.peers import Dockerd
 from tests.runtime.conftest import REPO, Hoist
-from tests.runtime.images import Entry, busybox_image
+from tests.images import Entry, busybox_image
 from tests.runtime.versus import Versus
 
 PROBE_APPLETS = ("mknod", "dd", "find", "xargs")
@@ -235,9 +235,9 @@ def test_symlinked_volume_targets_resolve_inside_the_root(hoist: Hoist, tmp_path
 
 @pytest.mark.parametrize("special", ["proc", "sys", "dev"])
 def test_special_dirs_that_are_symlinks_are_refused(hoist: Hoist, special: str) -> None:
-    entries = [e for e in __import__("tests.runtime.images", fromlist=["x"]).busybox_entries()
+    entries = [e for e in __import__("tests.images", fromlist=["x"]).busybox_entries()
                if e.name != f"{special}/"]
-    from tests.runtime.images import add_image, layer_tar
+    from tests.images import add_image, layer_tar
     add_image(hoist.root / "images", "badspecial", [layer_tar(entries + [Entry(special, "symlink", link="/etc")])],
               {"Cmd": ["true"]})
     res = hoist("run", "--rm", "badspecial")

@@ -24,7 +24,7 @@ import pytest
 
 from tests.peers import Dockerd, absent, need_tool
 from tests.runtime.conftest import Hoist
-from tests.runtime.images import busybox_image
+from tests.images import busybox_image
 
 PROBE_SRC = Path(__file__).with_name("probe.c")
 DOCKER_REF = "hoist-isolation/busybox:1"

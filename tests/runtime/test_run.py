@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.runtime.conftest import Hoist
-from tests.runtime.images import busybox_image
+from tests.images import busybox_image
 
 
 def run(hoist: Hoist, *args: str):
@@ -34,7 +35,7 @@ def test_default_hostname_is_short_id(hoist: Hoist) -> None:
     out = hoist.ok("run", "-d", "busybox", "hostname")
     cid = out.strip()
     assert len(cid) == 64
-    time.sleep(0.3)
+    _wait_exited(hoist, cid)
     assert hoist.ok("logs", cid[:12]).strip() == cid[:12]
 
 
@@ -99,7 +100,8 @@ def test_readonly_volume(hoist: Hoist, tmp_path: Path) -> None:
     data.mkdir()
     (data / "in.txt").write_text("hello")
     res = run(hoist, "-v", f"{data}:/data:ro", "busybox", "sh", "-c",
-              "cat /data/in.txt; echo; touch /data/new 2>/dev/null && echo WROTE; echo x > /data/in.txt || echo refused")
+              "cat /data/in.txt; echo; touch /data/new 2>/dev/null && echo WROTE; "
+              "echo x > /data/in.txt || echo refused")
     assert res.stdout.decode().split() == ["hello", "refused"]
     assert sorted(p.name for p in data.iterdir()) == ["in.txt"]
     assert (data / "in.txt").read_text() == "hello"
@@ -152,14 +154,15 @@ def test_killed_container_state(hoist: Hoist) -> None:
 
 def test_detached_logs(hoist: Hoist) -> None:
     hoist.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo out; echo err >&2; sleep 0.2; echo late")
-    time.sleep(0.1)
+    _wait_for_log(hoist, "talker", "out")
     out = hoist.ok("logs", "-f", "talker", timeout=20)
     assert out.split() == ["out", "err", "late"]
 
 
 def test_stop_uses_stopsignal(hoist: Hoist) -> None:
     busybox_image(hoist.root / "images", "usr1", config={"StopSignal": "SIGUSR1"})
-    script = "trap 'echo got-usr1; exit 0' USR1; trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
+    script = ("trap 'echo got-usr1; exit 0' USR1; trap 'echo got-term; exit 0' TERM; echo ready; "
+              "while :; do sleep 0.05; done")
     hoist.ok("run", "-d", "--name", "svc", "usr1", "sh", "-c", script)
     _wait_for_log(hoist, "svc", "ready")
     started = time.monotonic()
@@ -177,8 +180,8 @@ def test_stop_kills_after_timeout(hoist: Hoist) -> None:
 
 def test_exec_into_running_container(hoist: Hoist) -> None:
     hoist.ok("run", "-d", "--name", "host1", "--hostname", "inner", "busybox", "sh", "-c",
-             "echo secret > /tmp/s; sleep 60")
-    time.sleep(0.3)
+             "echo secret > /tmp/s; echo ready; sleep 60")
+    _wait_for_log(hoist, "host1", "ready")
     out = hoist.ok("exec", "host1", "sh", "-c", "hostname; cat /tmp/s; ps -o pid,args | grep -c sleep; id -u")
     assert out.split()[:2] == ["inner", "secret"]
     assert out.split()[-1] == "0"
@@ -199,10 +202,7 @@ def test_rm_cleanup_and_force(hoist: Hoist) -> None:
 
 def test_detached_rm_removes_itself(hoist: Hoist) -> None:
     cid = hoist.ok("run", "-d", "--rm", "busybox", "true").strip()
-    deadline = time.monotonic() + 10
-    while (hoist.root / "containers" / cid).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not (hoist.root / "containers" / cid).exists()
+    _wait_until(lambda: not (hoist.root / "containers" / cid).exists(), f"container {cid} was not removed")
 
 
 def test_names_unique_and_upgrade_by_rename(hoist: Hoist) -> None:
@@ -220,7 +220,8 @@ def test_names_unique_and_upgrade_by_rename(hoist: Hoist) -> None:
 
 def test_init_reaps_and_forwards(hoist: Hoist) -> None:
     hoist.ok("run", "-d", "--init", "--name", "withinit", "busybox", "sleep", "60")
-    time.sleep(0.3)
+    _wait_until(lambda: hoist("exec", "withinit", "test", "-e", "/proc/2/comm").returncode == 0,
+                "the init's child never started")
     assert hoist.ok("exec", "withinit", "cat", "/proc/1/comm").strip() == "hoist-init"
     assert hoist.ok("exec", "withinit", "cat", "/proc/2/comm").strip() == "sleep"
     started = time.monotonic()
@@ -256,24 +257,35 @@ def test_ps_prefix_lookup(hoist: Hoist) -> None:
 def test_upper_dir_records_changes(hoist: Hoist) -> None:
     from runtime.snapshots import walk_changes
     cid = hoist.ok("run", "-d", "busybox", "sh", "-c", "rm /etc/group; mkdir -p /opt/x; echo hi > /opt/x/f").strip()
-    time.sleep(0.5)
+    _wait_exited(hoist, cid)
     changes = {c.path: c.kind for c in walk_changes(hoist.root / "containers" / cid / "upper")}
     assert changes["etc/group"] == "deleted"
     assert changes["opt/x/f"] == "changed"
 
 
-def _wait_for_log(hoist: Hoist, name: str, text: str, timeout: float = 10) -> None:
+def _wait_until(condition: Callable[[], bool], failure: str, timeout: float = 10) -> None:
+    """Poll ``condition`` until it holds; fail with ``failure`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in hoist.ok("logs", name):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in the logs of {name}")
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(failure)
+        time.sleep(0.02)
+
+
+def _wait_for_log(hoist: Hoist, name: str, text: str, timeout: float = 10) -> None:
+    _wait_until(lambda: text in hoist.ok("logs", name), f"{text!r} never appeared in the logs of {name}", timeout)
+
+
+def _wait_exited(hoist: Hoist, ref: str, timeout: float = 10) -> None:
+    """Until the container's monitor has recorded its exit."""
+    from runtime.lifecycle import Runtime
+    runtime = Runtime(hoist.root)
+    assert runtime.wait_exit(runtime.containers.get(ref), timeout), f"container {ref} did not exit in {timeout}s"
 
 
 def test_state_file_is_json(hoist: Hoist) -> None:
     cid = hoist.ok("run", "-d", "busybox", "true").strip()
-    time.sleep(0.3)
+    _wait_exited(hoist, cid)
     state = json.loads((hoist.root / "containers" / cid / "state.json").read_text())
     assert state["status"] == "exited" and state["exit_code"] == 0
 
@@ -281,7 +293,7 @@ def test_state_file_is_json(hoist: Hoist) -> None:
 def test_hardlink_to_a_file_of_a_lower_layer(hoist: Hoist) -> None:
     """A layer may hardlink a file that an earlier layer holds (docker and umoci link it): the
     file is copied up into the layer and linked, so both names show the lower layer's bytes."""
-    from tests.runtime.images import Entry, layer_tar
+    from tests.images import Entry, layer_tar
     upper = layer_tar([Entry("etc/", "dir", mode=0o755),
                        Entry("etc/passwd.bak", "hardlink", link="etc/passwd"),
                        Entry("srv/", "dir", mode=0o755),
@@ -294,7 +306,7 @@ def test_hardlink_to_a_file_of_a_lower_layer(hoist: Hoist) -> None:
 
 
 def test_hardlink_to_a_file_missing_below_is_refused(hoist: Hoist) -> None:
-    from tests.runtime.images import Entry, layer_tar
+    from tests.images import Entry, layer_tar
     upper = layer_tar([Entry("etc/", "dir", mode=0o755), Entry("etc/x", "hardlink", link="etc/nope")])
     busybox_image(hoist.root / "images", "badlink", more_layers=[upper])
     res = hoist("run", "--rm", "badlink", "true")

@@ -14,7 +14,7 @@ import pytest
 from runtime import linux, seccomp
 from tests.peers import Dockerd, absent
 from tests.runtime.conftest import Hoist
-from tests.runtime.images import Entry, busybox_image
+from tests.images import Entry, busybox_image
 
 PROBE_SRC = Path(__file__).with_name("probes") / "seccomp_probe.c"
 IMAGE = "seccomp-probe:latest"

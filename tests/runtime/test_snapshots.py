@@ -13,7 +13,7 @@ from runtime.errors import EscapeAttempt
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into, plan_rootfs
 from storage.tree import walk_changes
 from tests.runtime.conftest import Hoist
-from tests.runtime.images import Entry, busybox_image, layer_tar
+from tests.images import Entry, busybox_image, layer_tar
 
 
 def _sha(data: bytes) -> str:

@@ -11,7 +11,7 @@ from runtime.image import load_image
 from runtime.spec import (DEFAULT_PATH, build_env, command_line, parse_signal, parse_size,
                           parse_volume, working_dir)
 from runtime.users import UserNotFound, resolve_user
-from tests.runtime.images import GROUP, PASSWD, busybox_image
+from tests.images import GROUP, PASSWD, busybox_image
 
 CMD_CASES = [
     # image Entrypoint, image Cmd, --entrypoint, args, expected

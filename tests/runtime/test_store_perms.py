@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tests.runtime.conftest import Hoist, need_root_and_busybox
-from tests.runtime.images import Entry, busybox_image
+from tests.images import Entry, busybox_image
 
 
 def _as_nobody_can_open(path: Path) -> bool:

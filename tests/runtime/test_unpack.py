@@ -19,7 +19,7 @@ from storage.tree import OPAQUE_XATTR
 from tests.runtime import hostile
 from tests.runtime.conftest import REPO
 from tests.peers import absent
-from tests.runtime.images import EPOCH, Entry, layer_tar
+from tests.images import EPOCH, Entry, layer_tar
 
 
 def _blob(tmp_path: Path, entries: list[Entry], compression: str = "none") -> Path:

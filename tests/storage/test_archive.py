@@ -20,7 +20,8 @@ from storage import mediatypes as mt
 from storage.archive import open_archive, read_archive, write_docker_archive, write_oci_archive
 from storage.errors import ArchiveInvalid
 from storage.layout import ImageLayout, LocalImage
-from tests.cli.helpers import build_image, build_index, tar_layer
+from tests.images import build_image, build_index
+from tests.images import files_layer as tar_layer
 from tests.peers import skopeo
 
 PAYLOAD = b"hoist " * 10_000

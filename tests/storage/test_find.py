@@ -9,7 +9,8 @@ import pytest
 
 from storage.errors import ImageAmbiguous, ImageUnknown
 from storage.layout import ImageLayout
-from tests.cli.helpers import build_image, tar_layer
+from tests.images import build_image
+from tests.images import files_layer as tar_layer
 
 
 @pytest.fixture

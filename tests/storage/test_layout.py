@@ -15,7 +15,8 @@ from storage.errors import DigestInvalid, ImageUnknown
 from storage.layout import ImageLayout
 from storage.platform import Platform, select_platform
 from storage.manifest import parse_manifest
-from tests.cli.helpers import build_image, build_index, tar_layer
+from tests.images import build_image, build_index
+from tests.images import files_layer as tar_layer
 
 
 @pytest.fixture
