@@ -25,10 +25,16 @@ READ_CHUNK = 1 << 20
 
 
 class Response(Protocol):
-    status: int
-    headers: Mapping[str, str]
-    url: str
     body: bytes | None
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def url(self) -> str: ...
 
     async def read(self) -> bytes:
         """The whole body (kept in ``body``). Raises ConnectionLost."""
@@ -106,7 +112,8 @@ class AiohttpTransport:
                                          data=data, allow_redirects=True)
         except aiohttp.ClientConnectorCertificateError as e:
             raise RegistryUnreachable(
-                f"the TLS certificate of {e.host}:{e.port} is not trusted ({e.certificate_error.reason}): "
+                f"the TLS certificate of {e.host}:{e.port} is not trusted "
+                f"({getattr(e.certificate_error, 'reason', None) or e.certificate_error}): "
                 f"put its CA in certs.d/{e.host}:{e.port}/ca.crt, or mark the registry insecure") from None
         except aiohttp.ClientConnectorError as e:
             raise RegistryUnreachable(f"cannot reach {e.host}:{e.port}: {e.os_error.strerror or e}") from None
