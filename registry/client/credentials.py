@@ -41,13 +41,15 @@ def docker_config_path() -> Path:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object from ``path`` ({} if the file does not exist)."""
     try:
-        doc = json.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except ValueError as e:
-        raise ConfigurationError(f"{path} is not valid JSON: {e} (fix or remove the file)") from None
     except OSError as e:
         raise ConfigurationError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{path} is not valid JSON: {e} (fix or remove the file)") from None
     if not isinstance(doc, dict):
         raise ConfigurationError(f"{path} must hold a JSON object")
     return doc

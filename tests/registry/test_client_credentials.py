@@ -16,29 +16,7 @@ from registry.client.config import ClientConfig, open_client
 from registry.client.credentials import load_credentials, remove_credentials, store_credentials
 from registry.client.errors import ConfigurationError
 from registry.client.tls import tls_context
-
-HELPER = """#!{python}
-import json, sys
-path = {store!r}
-try:
-    data = json.load(open(path))
-except FileNotFoundError:
-    data = {{}}
-action = sys.argv[1]
-if action == "get":
-    server = sys.stdin.read().strip()
-    if server not in data:
-        print("credentials not found in native keychain")
-        sys.exit(1)
-    json.dump({{"ServerURL": server, **data[server]}}, sys.stdout)
-elif action == "store":
-    doc = json.load(sys.stdin)
-    data[doc["ServerURL"]] = {{"Username": doc["Username"], "Secret": doc["Secret"]}}
-    json.dump(data, open(path, "w"))
-elif action == "erase":
-    data.pop(sys.stdin.read().strip(), None)
-    json.dump(data, open(path, "w"))
-"""
+from tests.cli.test_credential_helpers import HELPER
 
 
 def test_auths_round_trip_in_a_given_file(tmp_path: Path) -> None:
