@@ -61,9 +61,13 @@ class Request:
 
 
 class Response(Protocol):
-    status: int
-    headers: Mapping[str, str]
     body: bytes | None
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)

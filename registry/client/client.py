@@ -19,7 +19,8 @@ from registry import routes
 from registry.client.auth import Authenticator, Body, Credentials, Request
 from registry.client.errors import (AccessDenied, AuthenticationFailed, AuthenticationRequired,
                                     BlobNotFound, ConnectionLost, ManifestNotFound, NotFound,
-                                    ProtocolError, RegistryUnreachable)
+                                    ProtocolError, RegistryUnreachable, ServerError)
+from registry.client.retry import parse_retry_after
 from registry.client.transport import AiohttpTransport, Response, Transport
 from storage import mediatypes as mt
 from storage.digest import Digest
@@ -153,6 +154,9 @@ class RegistryClient:
             if code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "TAG_UNKNOWN", ""):
                 raise ManifestNotFound(f"{what}: not found on {self.registry}")
             raise NotFound(f"{what}: {detail}")
+        if response.status >= 500 or response.status == 429:
+            raise ServerError(f"{self.registry} answered {what} with {detail}", response.status,
+                              parse_retry_after(response.headers.get("Retry-After")))
         raise ProtocolError(f"{self.registry} answered {what} with {detail}")
 
     # -- API operations -------------------------------------------------------------------------
@@ -261,13 +265,17 @@ async def run_all(jobs: list[Awaitable[Any]]) -> list[Any]:
     itself (not an ExceptionGroup), so callers and the CLI see one clear error."""
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(job) for job in jobs]  # type: ignore[arg-type]
+            tasks: list[asyncio.Task[Any]] = [group.create_task(_awaited(job)) for job in jobs]
     except BaseExceptionGroup as group_error:
         first = group_error.exceptions[0]
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
     return [t.result() for t in tasks]
+
+
+async def _awaited(job: Awaitable[Any]) -> Any:
+    return await job
 
 
 async def _error_of(response: Response) -> tuple[str, str]:

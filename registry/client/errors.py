@@ -15,7 +15,9 @@ the digest concerned, so the CLI can print it as it is.
     ├── ContentInvalid           bytes that do not match their digest or size (nothing is committed)
     ├── ConnectionLost           the connection dropped mid-request (transfers retry and resume)
     ├── TransferFailed           a transfer that kept failing after its retries
+    ├── ConfigurationError       a client config file, credential helper or certificate that cannot be used
     └── ProtocolError            an answer the spec does not allow (unexpected status, bad header)
+        └── ServerError          a 5xx, or 429 Too Many Requests (``status``, ``retry_after`` seconds)
 """
 
 from __future__ import annotations
@@ -69,5 +71,18 @@ class TransferFailed(ClientError):
     pass
 
 
+class ConfigurationError(ClientError):
+    pass
+
+
 class ProtocolError(ClientError):
     pass
+
+
+class ServerError(ProtocolError):
+    """The registry failed (5xx) or asked to slow down (429); ``retry_after`` is the delay its
+    ``Retry-After`` header asked for, in seconds, when it sent one."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after

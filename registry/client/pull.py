@@ -13,10 +13,10 @@ import asyncio
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
-from registry.client.errors import (ConnectionLost, ContentInvalid, PlatformNotFound,
-                                    ProtocolError, RegistryUnreachable, TransferFailed)
+from registry.client.errors import ClientError, ContentInvalid, PlatformNotFound, ProtocolError
 from registry.client.events import (DONE, DOWNLOADING, EXISTS, RETRYING, VERIFYING, WAITING,
                                     Progress, ProgressFn, ignore)
+from registry.client.retry import DEFAULT_POLICY, RetryPolicy
 from registry.client.transport import Response
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ManifestInvalid, SizeInvalid
@@ -27,8 +27,6 @@ from storage.reference import Reference
 
 # Buffer this much before handing bytes to the writer thread (fewer, larger thread hops).
 FLUSH_BYTES = 4 << 20
-RETRIES = 5
-BACKOFF_SECONDS = 0.25
 DEFAULT_CONCURRENCY = 6
 
 
@@ -123,10 +121,10 @@ class BlobFetcher:
 
     def __init__(self, client: RegistryClient, name: str, layout: ImageLayout,
                  progress: ProgressFn = ignore, concurrency: int = DEFAULT_CONCURRENCY,
-                 retries: int = RETRIES, backoff: float = BACKOFF_SECONDS) -> None:
+                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
         self.client, self.name, self.layout, self.progress = client, name, layout, progress
         self.slots = asyncio.Semaphore(concurrency)
-        self.retries, self.backoff = retries, backoff
+        self.retry = retry
 
     async def fetch_all(self, blobs: list[Descriptor]) -> list[bool]:
         """Fetch every blob; True for each one downloaded. The first failure cancels the rest."""
@@ -159,18 +157,15 @@ class BlobFetcher:
         return True
 
     async def _download(self, desc: Descriptor, writer: BlobWriter) -> None:
-        failures = 0
-        while writer.offset < desc.size:
-            try:
+        """Download, retrying and resuming from the partial's length after each failure."""
+        def retrying(error: ClientError, retry: int, wait: float) -> None:
+            self.progress(Progress.of(desc.digest, RETRYING, writer.offset, desc.size, str(error)))
+
+        async def attempt() -> None:
+            if writer.offset < desc.size:
                 await self._download_once(desc, writer)
-                return
-            except (ConnectionLost, RegistryUnreachable) as e:
-                failures += 1
-                if failures > self.retries:
-                    raise TransferFailed(f"blob {desc.digest} of {self.client.registry}/{self.name}: "
-                                         f"gave up after {self.retries} retries ({e})") from None
-                self.progress(Progress.of(desc.digest, RETRYING, writer.offset, desc.size, str(e)))
-                await asyncio.sleep(self.backoff * 2 ** (failures - 1))
+
+        await self.retry.run(attempt, f"blob {desc.digest} of {self.client.registry}/{self.name}", retrying)
 
     async def _download_once(self, desc: Descriptor, writer: BlobWriter) -> None:
         offset = writer.offset

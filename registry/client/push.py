@@ -15,9 +15,10 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 
 from registry.client.client import RegistryClient, run_all
-from registry.client.errors import ClientError, ConnectionLost, ContentInvalid, ProtocolError, TransferFailed
+from registry.client.errors import ClientError, ContentInvalid, ProtocolError
 from registry.client.events import (EXISTS, MOUNTED, PUSHED, RETRYING, UPLOADING, WAITING, Progress,
                                     ProgressFn, ignore)
+from registry.client.retry import DEFAULT_POLICY, OnRetry, RetryPolicy
 from storage.digest import Digest
 from storage.layout import ImageLayout
 from storage.platform import Platform, select_platform
@@ -27,8 +28,6 @@ from storage.reference import Reference
 MONOLITHIC_MAX = 16 << 20     # blobs up to this size go up in one PUT
 CHUNK_BYTES = 32 << 20        # larger ones in PATCH chunks of this size
 READ_BYTES = 1 << 20
-RETRIES = 5
-BACKOFF_SECONDS = 0.25
 DEFAULT_CONCURRENCY = 4
 
 
@@ -65,12 +64,12 @@ class Pusher:
     def __init__(self, client: RegistryClient, ref: Reference, layout: ImageLayout,
                  progress: ProgressFn = ignore, concurrency: int = DEFAULT_CONCURRENCY,
                  chunk_bytes: int = CHUNK_BYTES, monolithic_max: int = MONOLITHIC_MAX,
-                 retries: int = RETRIES, backoff: float = BACKOFF_SECONDS) -> None:
+                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
         self.client, self.ref, self.layout, self.progress = client, ref, layout, progress
         self.name = ref.name
         self.slots = asyncio.Semaphore(concurrency)
         self.chunk_bytes, self.monolithic_max = chunk_bytes, monolithic_max
-        self.retries, self.backoff = retries, backoff
+        self.retry = retry
         self.uploaded = 0
 
     async def push(self, desc: Descriptor, platform: Platform | None = None) -> PushResult:
@@ -140,43 +139,44 @@ class Pusher:
         return None
 
     async def _upload_monolithic(self, desc: Descriptor, path: Path, location: str | None) -> None:
-        failures = 0
-        while True:
-            location = location or await self.client.start_upload(self.name)
-            sent = _Counter(self, desc)
-            try:
-                await self.client.finish_upload(location, self.name, desc.digest,
-                                                file_body(path, 0, desc.size, sent), desc.size)
-                return
-            except ConnectionLost as e:
-                failures = await self._pause(desc, failures, 0, e)
-                location = None
+        """POST (unless a mount opened the upload) and PUT the whole blob; after a failure, in a
+        new upload."""
+        async def attempt() -> None:
+            nonlocal location
+            upload, location = location or await self.client.start_upload(self.name), None
+            await self.client.finish_upload(upload, self.name, desc.digest,
+                                            file_body(path, 0, desc.size, _Counter(self, desc)), desc.size)
+
+        await self.retry.run(attempt, self._what(desc), self._retrying(desc, lambda: 0))
 
     async def _upload_chunked(self, desc: Descriptor, path: Path, location: str | None) -> None:
-        location = location or await self.client.start_upload(self.name)
-        offset, failures = 0, 0
-        while offset < desc.size:
-            length = min(self.chunk_bytes, desc.size - offset)
-            sent = _Counter(self, desc, offset)
-            try:
-                location = await self.client.upload_chunk(location, self.name,
-                                                          file_body(path, offset, length, sent), offset, length)
-                offset += length
-            except ConnectionLost as e:
-                failures = await self._pause(desc, failures, offset, e)
-                # Ask the registry what it kept rather than sending the chunk again from its start.
-                offset, location = await self.client.upload_status(location, self.name)
-                self.progress(Progress.of(desc.digest, UPLOADING, offset, desc.size, f"resuming at {offset}"))
-        await self.client.finish_upload(location, self.name, desc.digest)
+        """PATCH chunks; after a failure, ask the registry what it kept rather than sending the
+        chunk again from its start, and go on from there."""
+        upload = location or await self.client.start_upload(self.name)
+        offset, resuming = 0, False
 
-    async def _pause(self, desc: Descriptor, failures: int, offset: int, error: Exception) -> int:
-        failures += 1
-        if failures > self.retries:
-            raise TransferFailed(f"upload of {desc.digest} to {self.ref.repository}: "
-                                 f"gave up after {self.retries} retries ({error})") from None
-        self.progress(Progress.of(desc.digest, RETRYING, offset, desc.size, str(error)))
-        await asyncio.sleep(self.backoff * 2 ** (failures - 1))
-        return failures
+        async def attempt() -> None:
+            nonlocal upload, offset, resuming
+            if resuming:
+                offset, upload = await self.client.upload_status(upload, self.name)
+                self.progress(Progress.of(desc.digest, UPLOADING, offset, desc.size, f"resuming at {offset}"))
+            resuming = True
+            while offset < desc.size:
+                length = min(self.chunk_bytes, desc.size - offset)
+                body = file_body(path, offset, length, _Counter(self, desc, offset))
+                upload = await self.client.upload_chunk(upload, self.name, body, offset, length)
+                offset += length
+
+        await self.retry.run(attempt, self._what(desc), self._retrying(desc, lambda: offset))
+        await self.client.finish_upload(upload, self.name, desc.digest)
+
+    def _what(self, desc: Descriptor) -> str:
+        return f"upload of {desc.digest} to {self.ref.repository}"
+
+    def _retrying(self, desc: Descriptor, offset: Callable[[], int]) -> OnRetry:
+        def report(error: ClientError, retry: int, wait: float) -> None:
+            self.progress(Progress.of(desc.digest, RETRYING, offset(), desc.size, str(error)))
+        return report
 
 
 class _Counter:

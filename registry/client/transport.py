@@ -9,10 +9,12 @@ Transports translate their backend's exceptions: a connection that cannot be ope
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -20,15 +22,24 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from registry.client.auth import Request
 from registry.client.errors import ConnectionLost, RegistryUnreachable
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 # Bytes asked of the socket per read; large reads keep per-chunk overhead low on fast links.
 READ_CHUNK = 1 << 20
 
 
 class Response(Protocol):
-    status: int
-    headers: Mapping[str, str]
-    url: str
     body: bytes | None
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def url(self) -> str: ...
 
     async def read(self) -> bytes:
         """The whole body (kept in ``body``). Raises ConnectionLost."""
@@ -89,10 +100,13 @@ class AiohttpTransport:
         self.connections, self.verify_tls, self.tls = connections, verify_tls, tls
         self._session: aiohttp.ClientSession | None = None
 
+    def _connector(self) -> aiohttp.BaseConnector:
+        tls: ssl.SSLContext | bool = (self.tls or True) if self.verify_tls else False
+        return aiohttp.TCPConnector(limit_per_host=self.connections, ssl=tls)
+
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            tls: ssl.SSLContext | bool = (self.tls or True) if self.verify_tls else False
-            connector = aiohttp.TCPConnector(limit_per_host=self.connections, ssl=tls)
+            connector = self._connector()
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                                   auto_decompress=False)
@@ -106,7 +120,8 @@ class AiohttpTransport:
                                          data=data, allow_redirects=True)
         except aiohttp.ClientConnectorCertificateError as e:
             raise RegistryUnreachable(
-                f"the TLS certificate of {e.host}:{e.port} is not trusted ({e.certificate_error.reason}): "
+                f"the TLS certificate of {e.host}:{e.port} is not trusted "
+                f"({getattr(e.certificate_error, 'reason', None) or e.certificate_error}): "
                 f"put its CA in certs.d/{e.host}:{e.port}/ca.crt, or mark the registry insecure") from None
         except aiohttp.ClientConnectorError as e:
             raise RegistryUnreachable(f"cannot reach {e.host}:{e.port}: {e.os_error.strerror or e}") from None
@@ -123,6 +138,53 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# -- an application in process ---------------------------------------------------------------
+
+class _AppConnector(aiohttp.BaseConnector):
+    """Each connection is a socket pair inside this process: the client end is aiohttp's own
+    protocol, the other end the application's server protocol. No port, no network."""
+
+    def __init__(self, server: web.Server, connections: int) -> None:
+        super().__init__(limit_per_host=connections)
+        self._server = server
+
+    async def _create_connection(self, req: aiohttp.ClientRequest, traces: list[Any],
+                                 timeout: aiohttp.ClientTimeout) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
+        ours, theirs = socket.socketpair()
+        await self._loop.connect_accepted_socket(self._server, sock=theirs)
+        _, protocol = await self._loop.create_connection(self._factory, sock=ours)
+        return protocol
+
+
+class AppTransport(AiohttpTransport):
+    """An aiohttp application (the registry's ``create_app(...)``, with whatever middleware a
+    test adds) served in process: real HTTP/1.1 through aiohttp's client and server protocols,
+    so a fault the application causes (a dropped connection, a short body) reaches the client
+    as it would over a network. Any registry name works; the scheme is not negotiated."""
+
+    def __init__(self, app: web.Application, connections: int = 8) -> None:
+        super().__init__(connections, verify_tls=False)
+        self.app = app
+        self._runner: web.AppRunner | None = None
+
+    def _connector(self) -> aiohttp.BaseConnector:
+        assert self._runner is not None and self._runner.server is not None
+        return _AppConnector(self._runner.server, self.connections)
+
+    async def send(self, request: Request) -> AiohttpResponse:
+        if self._runner is None:
+            from aiohttp import web
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+        return await super().send(request)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 # -- in memory ----------------------------------------------------------------------------------
