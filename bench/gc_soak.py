@@ -55,7 +55,7 @@ class Tally:
 def push_image(c: Client, repo: str, tag: str, layers: list[bytes], seed: str, tally: Tally) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed,
                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    for attempt in range(5):
+    for _attempt in range(5):
         blobs = [config, *layers]
         for b in blobs:
             if c.request("HEAD", routes.blob(repo, digest(b))).status != 200:

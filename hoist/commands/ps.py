@@ -46,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
         header = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
         for row in [header] + rows:
-            print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+            print("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
