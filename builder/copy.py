@@ -14,7 +14,7 @@ Sources (``select_sources``)
   contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so.
   Files taken from the context belong to root (0:0), files from a stage or image keep their
   owners; modes, mtimes and xattrs are kept. Regular files linked to each other inside one source
-  argument stay hard links (fsutil keeps its inode map per copy action).
+  (one wildcard match) stay hard links: fsutil keeps an inode map per copied match.
 
 Destination (``copy_into``)
   A relative destination is joined to WORKDIR; a trailing ``/`` (or ``.``) makes it a directory.
@@ -473,6 +473,7 @@ class Item:
     name: str
     entries: list[Entry]
     parents: str = ""               # the path kept by --parents (relative to the pivot)
+    parents_base: tuple[str, ...] = ()  # the pivot, as written
 
     @property
     def top(self) -> Entry:
@@ -518,6 +519,12 @@ class Selection:
                           mtime_ns=now, atime_ns=now, data=raw)
             groups.append(SourceGroup("<<" + name, [Item(clean.rsplit("/", 1)[-1], [entry])]))
         return cls(root=None, groups=groups, what="heredoc")
+
+    def with_contents(self, contents: Iterable[tuple[str, bytes | str]]) -> Selection:
+        """This selection followed by heredoc sources (``COPY <<EOF file /dest/``)."""
+        extra = Selection.from_contents(contents)
+        return Selection(root=self.root, groups=self.groups + extra.groups, keep_owner=self.keep_owner,
+                         what=self.what)
 
     def cache_digest(self, *, dest: str, owner: tuple[int, int] | None = None, chmod: Chmod | str | None = None,
                      parents: bool = False, link: bool = False, unpack_archives: bool = False,
@@ -606,8 +613,13 @@ class HashCache:
     An entry is used only when device, inode, size, mtime and ctime (in ns) all equal the file's
     now; a same-size edit whose mtime was put back still changes the ctime, so it is re-read."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None = None, racy_ns: int | None = None) -> None:
         self.path = path
+        # A file changed within this much of being hashed is not cached: timestamps are coarse
+        # (a jiffy), so a later edit could otherwise keep the same ctime (git's "racy" files).
+        self.racy_ns = self.RACY_NS if racy_ns is None else racy_ns
         self._entries: dict[str, list[int | str]] = {}
         self._dirty = False
         if path is not None:
@@ -631,6 +643,8 @@ class HashCache:
         return None
 
     def put(self, st: os.stat_result, digest: str) -> None:
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_ns:
+            return
         self._entries[self._key(st)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest]
         self._dirty = True
 
@@ -685,6 +699,16 @@ class _Reader:
         if self.excludes is not None and self.excludes.matches(path):
             return "excluded"
         return None
+
+    def brings_back(self, parts: list[str], st: os.stat_result) -> bool:
+        """Whether a hidden directory holds something a ``!`` rule makes visible again (it then
+        exists in the context, as fsutil sends the parents of what it sends)."""
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        matchers = [m for m in (self.ignore, self.excludes) if m is not None and m.has_exclusions]
+        if not matchers:
+            return False
+        return len(self.walk(parts, st)) > 1
 
     def entry(self, parts: Sequence[str], rel: str, st: os.stat_result) -> Entry:
         self.count += 1
@@ -815,6 +839,8 @@ def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | 
                 raise CopyError(f"{pattern!r}: not found in {where}" if what == "context"
                                 else f"{pattern!r}: not found in {what}")
             hidden = reader.hidden(resolved)
+            if hidden is not None and reader.brings_back(resolved, st):
+                hidden = None
             if hidden == "ignored":
                 raise CopyError(f"{pattern!r} is excluded by .dockerignore"
                                 + ("" if resolved == base else f" (it resolves to {'/'.join(resolved)!r})"))
@@ -834,17 +860,19 @@ def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | 
             items: list[Item] = []
             for mparts, mst in matches:
                 name = mparts[-1] if wild else (_unescape(parts[-1]) if parts else "")
-                kept = mparts
+                kept = mparts if wild else [_unescape(p) for p in parts]
                 if wild:
                     # A match is followed as any source path is (fsutil's rootPath with FollowLinks).
                     mparts, followed, missing = resolve_in_root(rootfd, mparts)
-                    if missing or followed is None or reader.hidden(mparts) is not None:
+                    if missing or followed is None or (reader.hidden(mparts) is not None
+                                                       and not reader.brings_back(mparts, followed)):
                         continue  # a dangling symlink, or one into a hidden path
                     mst = followed
                 item = Item(name=name, entries=reader.walk(mparts, mst))
                 if parents:
                     rel = kept[len(pivot):] if pivot is not None and kept[:len(pivot)] == pivot else kept
                     item.parents = "/".join(rel)
+                    item.parents_base = tuple(kept[:len(kept) - len(rel)])
                 items.append(item)
             if not items:
                 raise CopyError(f"{pattern!r}: no source files match in {where}")
@@ -882,7 +910,7 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
         st = _lstat_at(reader.rootfd, cparts)
         if st is None:
             continue
-        if regex.match("/".join(crel)) and reader.hidden(cparts) is None:
+        if regex.match("/".join(crel)) and (reader.hidden(cparts) is None or reader.brings_back(cparts, st)):
             out.append((cparts, st))
             continue
         if stat.S_ISDIR(st.st_mode) and len(crel) < depth:
@@ -891,8 +919,10 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
 
 
 def _link_hardlinks(items: list[Item]) -> None:
-    first: dict[tuple[int, int], tuple[int, str]] = {}
+    # BuildKit copies each wildcard match with a new fsutil copier, whose inode map is its own:
+    # files linked to each other stay linked only inside one match.
     for index, item in enumerate(items):
+        first: dict[tuple[int, int], tuple[int, str]] = {}
         for e in item.entries:
             if stat.S_ISREG(e.mode) and e.nlink > 1:
                 key = (e.dev, e.ino)
@@ -1165,8 +1195,8 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
             if st is None or not stat.S_ISDIR(st.st_mode):
                 raise CopyError(MULTI_SOURCE_ERROR)
         for group in selection.groups:
-            links: dict[tuple[int, str], list[str]] = {}
             for index, item in enumerate(group.items):
+                links: dict[tuple[int, str], list[str]] = {}
                 _copy_item(selection, srcfd, out, item, index, dparts, parents, unpack_archives, links)
         out.finish_dirs()
     except OSError as e:
@@ -1233,16 +1263,16 @@ def _copy_item(selection: Selection, srcfd: int, out: _Dest, item: Item, index: 
     else:
         if not resolved:
             raise CopyError("cannot copy a file onto '/'")
-        target = resolved
+        target = out.mkdir_all(resolved[:-1]) + resolved[-1:]
     out.put(selection, srcfd, target, top, links, index)
 
 
 def _source_dir_entry(selection: Selection, srcfd: int, item: Item, rel: list[str], level: int) -> Entry | None:
     # The source directory ``level`` components below the pivot, read for its metadata.
-    src = item.top.src
-    parts = list(src[:len(src) - len(rel) + level])
-    st = _lstat_at(srcfd, parts) if srcfd >= 0 else None
-    if st is None or not stat.S_ISDIR(st.st_mode):
+    if srcfd < 0:
+        return None
+    parts, st, missing = resolve_in_root(srcfd, list(item.parents_base) + rel[:level])
+    if missing or st is None or not stat.S_ISDIR(st.st_mode):
         return None
     return Entry(rel="", src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, size=0,
                  mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns)
@@ -1303,7 +1333,7 @@ def _sniff_archive(selection: Selection, srcfd: int, e: Entry) -> str | None:
 def _inside(base: list[str], name: str) -> list[str] | None:
     """The components of ``name`` (a tar member or link) below the extraction root, or None when
     it leaves it lexically (docker's breakout check)."""
-    parts: list[str] = []
+    parts: list[str] = list(base)
     for p in name.split("/"):
         if p in ("", "."):
             continue
