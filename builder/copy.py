@@ -155,8 +155,8 @@ def _apply_clause(clause: _Clause, current: int, is_dir: bool) -> int:
     return keep | bits
 
 
-_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)\Z")
-_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 
 
 def parse_chmod(spec: str) -> Chmod:
@@ -434,6 +434,8 @@ def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = 
         if todo and not stat.S_ISDIR(st.st_mode):
             raise CopyError(f"{'/' + '/'.join(done + [name])!r} is not a directory")
         done.append(name)
+    if links:
+        st = _lstat_at(rootfd, done)  # the last lstat may be of a link that was followed
     return done, st, []
 
 
