@@ -303,7 +303,7 @@ def test_heredoc_sources(tmp_path: Path) -> None:
 
 def test_wildcards_follow_go_filepath_match(tmp_path: Path) -> None:
     ctx = tree(tmp_path / "ctx", {"a1.txt": "", "a2.txt": "", "ab.txt": "", "d/x.txt": "", "[x]": "", "b*": ""})
-    names = lambda pats: sorted(i.name for i in select_sources(ctx, pats, ignore=None).items)  # noqa: E731
+    names = lambda pats: sorted(i.name for i in select_sources(ctx, pats, ignore=None).items)
     assert names(["a?.txt"]) == ["a1.txt", "a2.txt", "ab.txt"]
     assert names(["a[0-9].txt"]) == ["a1.txt", "a2.txt"]
     assert names(["a[^0-9].txt"]) == ["ab.txt"]
@@ -384,7 +384,7 @@ def test_parents_keep_the_source_path(tmp_path: Path) -> None:
 
 def test_cache_digest_sees_every_attribute(tmp_path: Path) -> None:
     ctx = tree(tmp_path / "ctx", {"d/f": "F", "d/l": "-> f"})
-    digest = lambda **kw: select_sources(ctx, ["d"], ignore=None).cache_digest(dest="/x", **kw)  # noqa: E731
+    digest = lambda **kw: select_sources(ctx, ["d"], ignore=None).cache_digest(dest="/x", **kw)
     base = digest()
     assert digest(owner=(1, 1)) != base
     assert digest(chmod=parse_chmod("600")) != base
