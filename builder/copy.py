@@ -712,64 +712,93 @@ class _Reader:
             return False
         return len(self.walk(parts, st)) > 1
 
-    def entry(self, parts: Sequence[str], rel: str, st: os.stat_result) -> Entry:
+    def entry(self, parts: Sequence[str], rel: str, st: os.stat_result, dfd: int = -1) -> Entry:
+        """The entry for ``parts``; ``dfd``, when given, is its parent directory's descriptor."""
         self.count += 1
         if self.count > self.limits.max_entries:
             raise CopyError(f"the sources hold more than {self.limits.max_entries} files (HOIST_UNPACK_MAX_ENTRIES)")
         link = None
         xattrs: tuple[tuple[str, bytes], ...] = ()
         if stat.S_ISLNK(st.st_mode):
-            link = _readlink_at(self.rootfd, parts)
+            link = os.readlink(parts[-1], dir_fd=dfd) if dfd >= 0 else _readlink_at(self.rootfd, parts)
         elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-            try:
-                fd = _open_at(self.rootfd, parts, os.O_PATH | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
-            except OSError:
-                fd = -1
-            if fd >= 0:
+            if dfd >= 0:
+                xattrs = _xattrs_of(f"/proc/self/fd/{dfd}/{parts[-1]}", follow=False)
+            else:
                 try:
-                    xattrs = _xattrs_of(f"/proc/self/fd/{fd}")
-                finally:
-                    os.close(fd)
+                    fd = _open_at(self.rootfd, parts, os.O_PATH | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
+                except OSError:
+                    fd = -1
+                if fd >= 0:
+                    try:
+                        xattrs = _xattrs_of(f"/proc/self/fd/{fd}")
+                    finally:
+                        os.close(fd)
         return Entry(rel=rel, src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
                      size=st.st_size if stat.S_ISREG(st.st_mode) else 0, mtime_ns=st.st_mtime_ns,
                      atime_ns=st.st_atime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev, ino=st.st_ino,
                      nlink=st.st_nlink, rdev=st.st_rdev, link=link, xattrs=xattrs)
 
+    _KEEP_OPEN = 64  # directory descriptors held open along the walk (deeper ones are reopened)
+
     def walk(self, parts: list[str], st: os.stat_result) -> list[Entry]:
         """The source at ``parts`` and, for a directory, everything visible below it (pre-order,
         names sorted). Ignored directories are entered only when a ``!`` rule may bring back
-        something below them, and kept only if it does."""
+        something below them, and kept only if it does. Each directory is read through one
+        descriptor opened without following any symlink."""
         top = self.entry(parts, "", st)
         out: list[Entry] = [top]
         if not stat.S_ISDIR(st.st_mode):
             return out
-        # Each frame: (parts, rel, names left)
-        stack: list[tuple[list[str], str, list[str]]] = [(parts, "", self._names(parts))]
-        while stack:
-            dparts, drel, names = stack[-1]
-            if not names:
-                stack.pop()
-                continue
-            name = names.pop(0)
-            cparts = dparts + [name]
-            crel = f"{drel}/{name}" if drel else name
-            cst = _lstat_at(self.rootfd, cparts)
-            if cst is None or stat.S_ISSOCK(cst.st_mode):
-                continue
-            hidden = self.hidden(cparts)
-            if hidden is not None:
-                matcher = self.ignore if hidden == "ignored" else self.excludes
-                if stat.S_ISDIR(cst.st_mode) and matcher is not None and matcher.has_exclusions:
+        # Each frame: [parts, rel, names left, descriptor or -1]
+        stack: list[list] = []
+        try:
+            fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
+            stack.append([parts, "", _sorted_names(fd), fd])
+            while stack:
+                frame = stack[-1]
+                dparts, drel, names = frame[0], frame[1], frame[2]
+                if not names:
+                    if frame[3] >= 0:
+                        os.close(frame[3])
+                    stack.pop()
+                    continue
+                if frame[3] < 0:
+                    frame[3] = _open_at(self.rootfd, dparts, os.O_RDONLY | os.O_DIRECTORY)
+                dfd = frame[3]
+                name = names.pop(0)
+                cparts = dparts + [name]
+                crel = f"{drel}/{name}" if drel else name
+                try:
+                    cst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISSOCK(cst.st_mode):
+                    continue
+                hidden = self.hidden(cparts)
+                descend = stat.S_ISDIR(cst.st_mode)
+                if hidden is not None:
+                    matcher = self.ignore if hidden == "ignored" else self.excludes
+                    if not (descend and matcher is not None and matcher.has_exclusions):
+                        continue
+                out.append(self.entry(cparts, crel, cst, dfd))
+                if descend:
                     if len(cparts) > self.limits.max_depth:
                         raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
-                    out.append(self.entry(cparts, crel, cst))
-                    stack.append((cparts, crel, self._names(cparts)))
-                continue
-            out.append(self.entry(cparts, crel, cst))
-            if stat.S_ISDIR(cst.st_mode):
-                if len(cparts) > self.limits.max_depth:
-                    raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
-                stack.append((cparts, crel, self._names(cparts)))
+                    cfd = _open_at(self.rootfd, cparts, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        names_below = _sorted_names(cfd)
+                    except BaseException:
+                        os.close(cfd)
+                        raise
+                    if len(stack) >= self._KEEP_OPEN:
+                        os.close(frame[3])
+                        frame[3] = -1
+                    stack.append([cparts, crel, names_below, cfd])
+        finally:
+            for frame in stack:
+                if frame[3] >= 0:
+                    os.close(frame[3])
         return self._drop_unused_hidden(out)
 
     def _drop_unused_hidden(self, out: list[Entry]) -> list[Entry]:
@@ -786,9 +815,14 @@ class _Reader:
     def _names(self, parts: Sequence[str]) -> list[str]:
         fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return sorted(os.listdir(fd), key=lambda n: n.encode("utf-8", "surrogateescape"))
+            return _sorted_names(fd)
         finally:
             os.close(fd)
+
+
+def _sorted_names(fd: int) -> list[str]:
+    # Go sorts names by their bytes.
+    return sorted(os.listdir(fd), key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
 def _split_wildcards(parts: list[str]) -> tuple[list[str], list[str]]:
@@ -1152,7 +1186,12 @@ def _copy_data(src: int, dst: int, size: int) -> None:
         pos = data_at
         end = min(hole_at, size)
         while pos < end:
-            n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
+            try:
+                n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
+            except OSError as e:  # across file systems (a bind-mounted source onto overlay)
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                n = 0
             if n <= 0:
                 os.lseek(src, pos, os.SEEK_SET)
                 os.lseek(dst, pos, os.SEEK_SET)

@@ -545,3 +545,17 @@ def test_chown_parse_errors() -> None:
             parse_chown(bad)
     assert parse_chown(":grp").user is None
     assert parse_chown("4294967296").uid is None  # not a uint32: a name
+
+
+def test_deep_trees_copy_and_too_deep_is_an_error(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    deep = ctx / "d"
+    rel = "/".join(["x"] * 150)
+    (deep / rel).mkdir(parents=True)
+    (deep / rel / "f").write_text("deep")
+    dst = tmp_path / "root"
+    dst.mkdir()
+    do_copy(ctx, dst, ["d"], "/t/")
+    assert (dst / "t" / rel / "f").read_text() == "deep"
+    with pytest.raises(CopyError, match="deeper than 100 levels"):
+        select_sources(ctx, ["d"], ignore=None, limits=Limits(max_depth=100))
