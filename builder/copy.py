@@ -30,9 +30,12 @@ Destination (``copy_into``)
 
 ADD archives
   With ``unpack_archives`` a source that is a regular file holding a tar (uncompressed, gzip,
-  bzip2, xz or zstd, told apart by content) is extracted into the destination directory, as if it
-  were ``/`` (absolute symlinks and ``..`` stay inside; a member or a relative link leaving it is
-  an error, as docker's ``Untar`` breakout check). Anything else is copied.
+  bzip2, xz or zstd, told apart by content) is extracted into the destination directory as
+  current BuildKit does (``applyRootArchive``): as if that directory were ``/`` (absolute symlinks
+  stay inside it), a member named outside it is an error, a relative symlink is kept as written
+  but going through one that climbs out is an error; entries keep the archive's modes, times and
+  owners, or all take the ``--chown`` owner (docker 20.10 ignored ``--chown`` there); directories
+  the archive implies are made 0755 for root; ``--chmod`` does not apply. Anything else is copied.
 
 Cache key (``Selection.cache_digest``)
   A sha256 over the relative paths, types, modes, owners (after ``--chown``), link targets,
@@ -205,14 +208,14 @@ def parse_chown(spec: str) -> ChownSpec:
     """Parse ``--chown`` (``user``, ``user:group``, ``:group``, names or ids); raises CopyError."""
     if spec == "":
         raise CopyError("--chown needs a user: --chown=user[:group]")
-    user, sep, group = spec.partition(":")
-    if sep and group == "":
-        raise CopyError(f"invalid --chown {spec!r}: the group after ':' is empty")
+    # llb.WithUser: SplitN(spec, ":", 2); an empty part names nobody and leaves the default
+    # (uid 0; the user's primary group), so "app:" is "app" and ":staff" is "0:staff".
+    user, _, group = spec.partition(":")
     for name in (user, group):
         if any(c in name for c in "\n\x00"):
             raise CopyError(f"invalid --chown {spec!r}")
-    return ChownSpec(spec, user or None, group if sep else None,
-                     uid=_numeric(user) if user else None, gid=_numeric(group) if sep else None)
+    return ChownSpec(spec, user or None, group or None,
+                     uid=_numeric(user) if user else None, gid=_numeric(group) if group else None)
 
 
 def _read_in_root(rootfs: Path, path: str) -> bytes | None:
@@ -389,11 +392,14 @@ def _split(path: str) -> list[str]:
 
 
 def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = (),
-                    follow_final: bool = True) -> tuple[list[str], os.stat_result | None, list[str]]:
+                    follow_final: bool = True,
+                    strict: bool = False) -> tuple[list[str], os.stat_result | None, list[str]]:
     """Resolve ``jail + parts`` below ``rootfd`` as if ``jail`` were ``/`` (continuity's
     ``fs.RootPath``): symlinks are read and spliced in, absolute ones restart at the jail and
-    ``..`` stops there. Returns (the resolved existing prefix, its lstat or None, the components
-    still to create); when the third is empty the first is the whole path."""
+    ``..`` stops there. With ``strict`` a relative link whose target climbs above the jail is an
+    error instead (BuildKit's archive extraction). Returns (the resolved existing prefix, its
+    lstat or None, the components still to create); when the third is empty the first is the
+    whole path."""
     base = list(jail)
     done = list(base)
     todo = list(parts)
@@ -427,6 +433,13 @@ def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = 
             if links > _MAX_LINKS:
                 raise CopyError(f"too many levels of symbolic links in {'/' + '/'.join(parts)!r}")
             target = _readlink_at(rootfd, done + [name])
+            if strict and not target.startswith("/"):
+                depth = len(done) - len(base)
+                for p in target.split("/"):
+                    depth += -1 if p == ".." else (0 if p in ("", ".") else 1)
+                    if depth < 0:
+                        raise CopyError(f"archive symlink {'/'.join(done[len(base):] + [name])!r} points "
+                                        "outside the extraction root")
             if target.startswith("/"):
                 done = list(base)
             todo = target.split("/") + todo
@@ -1000,24 +1013,26 @@ class _Dest:
         os.close(self.fd)
 
     # -- paths
-    def resolve(self, parts: Sequence[str], jail: Sequence[str] = ()) -> tuple[list[str], os.stat_result | None]:
+    def resolve(self, parts: Sequence[str], jail: Sequence[str] = (),
+                strict: bool = False) -> tuple[list[str], os.stat_result | None]:
         """Resolve ``parts`` (the final symlink followed) inside ``jail``; st None when missing."""
-        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail, strict=strict)
         if missing:
             return done + missing, None
         return done, st
 
-    def mkdir_all(self, parts: Sequence[str], jail: Sequence[str] = ()) -> list[str]:
+    def mkdir_all(self, parts: Sequence[str], jail: Sequence[str] = (), ids: tuple[int, int] | None = None,
+                  strict: bool = False) -> list[str]:
         """fsutil's MkdirAll: create what is missing (0755, the --chown owner), symlinks on the
         way resolved inside ``jail``; returns the resolved directory."""
-        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail, strict=strict)
         if st is not None and not stat.S_ISDIR(st.st_mode) and not missing:
             raise CopyError(f"{'/' + '/'.join(done)!r} is not a directory")
         for name in missing:
             pfd = self.open_dir(done)
             try:
                 os.mkdir(name, 0o755, dir_fd=pfd)
-                uid, gid = self.owner if self.owner is not None else (0, 0)
+                uid, gid = ids if ids is not None else (self.owner if self.owner is not None else (0, 0))
                 if self.is_root:
                     os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
                 os.chmod(name, 0o755, dir_fd=pfd)
@@ -1427,7 +1442,8 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
         return
     if len(rel) > out.limits.max_depth:
         raise CopyError(f"archive {where!r}: member {m.name[:100]!r} is too deep")
-    parent = out.mkdir_all(rel[:-1], jail=jail)
+    # Directories the archive implies but does not hold belong to root (BuildKit's impliedUID).
+    parent = out.mkdir_all(rel[:-1], jail=jail, ids=(0, 0), strict=True)
     name = rel[-1]
     parts = parent + [name]
     uid, gid = out.owner if out.owner is not None else (m.uid, m.gid)
@@ -1469,9 +1485,8 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
             finally:
                 os.close(ffd)
         elif m.issym():
-            if not m.linkname.startswith("/") and _inside(rel[:-1], m.linkname) is None:
-                raise CopyError(f"archive {where!r}: symlink {m.name!r} -> {m.linkname!r} points outside "
-                                "of the destination")
+            # The target is kept as it is; following a relative one that leaves the extraction
+            # root is refused when a later member goes through it (resolve_in_root's strict).
             os.symlink(m.linkname, name, dir_fd=pfd)
             if out.is_root:
                 os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
@@ -1481,7 +1496,7 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
             if not target:
                 raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r} is outside "
                                 "of the destination")
-            tparent, _tst = out.resolve(target[:-1], jail=jail)
+            tparent, _tst = out.resolve(target[:-1], jail=jail, strict=True)
             tst = _lstat_at(out.fd, tparent + [target[-1]])
             if tst is None or stat.S_ISDIR(tst.st_mode):
                 raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r}: no such file")

@@ -130,6 +130,8 @@ def test_chown_resolution(tmp_path: Path) -> None:
     assert resolve_owner(parse_chown("app:staff"), rootfs) == (1000, 50)
     assert resolve_owner(parse_chown("123"), rootfs) == (123, 123)
     assert resolve_owner(parse_chown("123:7"), rootfs) == (123, 7)
+    assert resolve_owner(parse_chown("app:"), rootfs) == (1000, 1001)
+    assert resolve_owner(parse_chown(":staff"), rootfs) == (0, 50)
     with pytest.raises(CopyError, match="nobody"):
         resolve_owner(parse_chown("nobody"), rootfs)
     with pytest.raises(CopyError, match="wheel"):
@@ -478,6 +480,23 @@ def test_add_extracts_archives_sniffed_by_content(tmp_path: Path, compression: s
     assert (dst / "copied").read_bytes() == (ctx / "pkg.data").read_bytes()
 
 
+def test_add_chown_applies_to_archive_entries_not_implied_dirs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    make_tar(ctx / "a.tar", [("top/", "dir", ""), ("top/f", "file", "F"), ("implied/g", "file", "G")])
+    dst = tmp_path / "root"
+    dst.mkdir()
+    do_copy(ctx, dst, ["a.tar"], "/new/dir", unpack_archives=True, owner=(7, 8), chmod=parse_chmod("600"))
+    owners = {p: ((dst / p).lstat().st_uid, (dst / p).lstat().st_gid)
+              for p in ("new", "new/dir", "new/dir/top", "new/dir/top/f", "new/dir/implied", "new/dir/implied/g")}
+    assert owners == {"new": (7, 8), "new/dir": (7, 8), "new/dir/top": (7, 8), "new/dir/top/f": (7, 8),
+                      "new/dir/implied": (0, 0), "new/dir/implied/g": (7, 8)}
+    assert stat.S_IMODE((dst / "new/dir/top/f").stat().st_mode) == 0o640
+    assert (dst / "new/dir/top/f").stat().st_mtime == 1_500_000_000
+
+
 def test_add_copies_non_archives(tmp_path: Path) -> None:
     ctx = tree(tmp_path / "ctx", {"fake.tar.gz": "not an archive at all"})
     (ctx / "empty.tar").write_bytes(bytes(1024))
@@ -498,9 +517,11 @@ def test_hostile_archives_cannot_escape(tmp_path: Path) -> None:
     make_tar(ctx / "dotdot.tar", [("../../escape", "file", "x")])
     with pytest.raises(CopyError, match="outside of the destination"):
         do_copy(ctx, dst, ["dotdot.tar"], "/x", unpack_archives=True)
-    make_tar(ctx / "rel-link.tar", [("up", "sym", "../../../..")])
+    make_tar(ctx / "rel-link.tar", [("up", "sym", "../../../.."), ("up/pwned", "file", "x")])
     with pytest.raises(CopyError, match="points outside"):
         do_copy(ctx, dst, ["rel-link.tar"], "/x", unpack_archives=True)
+    assert os.readlink(dst / "x/up") == "../../../.."  # kept as written, never followed out
+    assert list(tmp_path.glob("**/pwned")) == []
     make_tar(ctx / "hardlink.tar", [("h", "lnk", "../../etc/passwd")])
     with pytest.raises(CopyError, match="outside of the destination"):
         do_copy(ctx, dst, ["hardlink.tar"], "/x", unpack_archives=True)
@@ -540,10 +561,10 @@ def test_passwd_symlink_cannot_leave_the_rootfs(tmp_path: Path) -> None:
 
 
 def test_chown_parse_errors() -> None:
-    for bad in ("", "user:"):
-        with pytest.raises(CopyError):
-            parse_chown(bad)
+    with pytest.raises(CopyError):
+        parse_chown("")
     assert parse_chown(":grp").user is None
+    assert (parse_chown("app:").user, parse_chown("app:").group) == ("app", None)
     assert parse_chown("4294967296").uid is None  # not a uint32: a name
 
 
