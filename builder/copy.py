@@ -11,7 +11,13 @@ Sources (``select_sources``)
   stay symlinks. Wildcards are Go's ``filepath.Match`` (``*``, ``?``, ``[...]``, ``\\``): the
   components before the first wildcard are resolved, the rest are matched against the paths below
   them (a matched directory is not searched further), in lexical order. A directory copies its
-  contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so.
+  contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so
+  (a directory a ``!`` rule brings something back from exists, holding just that).
+  ``--exclude`` patterns (.dockerignore syntax) drop what lies inside a copied source, matched
+  against the path below it, and wildcard matches, matched against the path below the wildcard's
+  base; a source named without a wildcard is never dropped (fsutil matches srcComponents only).
+  With ``--parents`` an item keeps its path below the context root, or below ``/./`` in the
+  source (the pivot).
   Files taken from the context belong to root (0:0), files from a stage or image keep their
   owners; modes, mtimes and xattrs are kept. Regular files linked to each other inside one source
   (one wildcard match) stay hard links: fsutil keeps an inode map per copied match.
@@ -705,13 +711,14 @@ class _Reader:
         self.limits = limits
         self.count = 0
 
-    def hidden(self, parts: Sequence[str]) -> str | None:
+    def hidden(self, parts: Sequence[str], rel: str | None = None) -> str | None:
+        """"ignored" when .dockerignore hides ``parts`` (relative to the root), "excluded" when
+        an ``--exclude`` pattern matches ``rel`` (relative to the copied source, or to the
+        wildcard's base for a match: fsutil's srcComponents), else None."""
         path = "/".join(parts)
-        if not path:
-            return None
-        if self.ignore is not None and self.ignore.matches(path):
+        if path and self.ignore is not None and self.ignore.matches(path):
             return "ignored"
-        if self.excludes is not None and self.excludes.matches(path):
+        if rel and self.excludes is not None and self.excludes.matches(rel):
             return "excluded"
         return None
 
@@ -788,7 +795,7 @@ class _Reader:
                     continue
                 if stat.S_ISSOCK(cst.st_mode):
                     continue
-                hidden = self.hidden(cparts)
+                hidden = self.hidden(cparts, crel)
                 descend = stat.S_ISDIR(cst.st_mode)
                 if hidden is not None:
                     matcher = self.ignore if hidden == "ignored" else self.excludes
@@ -818,9 +825,9 @@ class _Reader:
         # A hidden directory entered for a "!" rule stays only when something visible lies below it.
         keep: list[Entry] = []
         for i, e in enumerate(out):
-            if i and e.is_dir and self.hidden(e.src) is not None:
+            if i and e.is_dir and self.hidden(e.src, e.rel) is not None:
                 prefix = e.rel + "/"
-                if not any(o.rel.startswith(prefix) and self.hidden(o.src) is None for o in out[i + 1:]):
+                if not any(o.rel.startswith(prefix) and self.hidden(o.src, o.rel) is None for o in out[i + 1:]):
                     continue
             keep.append(e)
         return keep
@@ -903,8 +910,6 @@ def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | 
                 if not matches:
                     raise CopyError(f"{pattern!r}: no source files match in {where}")
             else:
-                if hidden == "excluded":
-                    raise CopyError(f"{pattern!r} is excluded by --exclude")
                 matches = [(resolved, st)]
             items: list[Item] = []
             for mparts, mst in matches:
@@ -952,14 +957,15 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
         name = names.pop(0)
         crel = rel + [name]
         cparts = base + crel
-        if reader.hidden(cparts) is not None:
+        if reader.hidden(cparts, "/".join(crel)) is not None:
             st0 = _lstat_at(reader.rootfd, cparts)
             if st0 is None or not stat.S_ISDIR(st0.st_mode) or len(crel) >= depth:
                 continue
         st = _lstat_at(reader.rootfd, cparts)
         if st is None:
             continue
-        if regex.match("/".join(crel)) and (reader.hidden(cparts) is None or reader.brings_back(cparts, st)):
+        if regex.match("/".join(crel)) and (reader.hidden(cparts, "/".join(crel)) is None
+                                            or reader.brings_back(cparts, st)):
             out.append((cparts, st))
             continue
         if stat.S_ISDIR(st.st_mode) and len(crel) < depth:

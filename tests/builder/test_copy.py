@@ -366,8 +366,13 @@ def test_dockerfile_specific_ignore_file_wins(tmp_path: Path) -> None:
 
 def test_excludes_filter_the_selection(tmp_path: Path) -> None:
     ctx = tree(tmp_path / "ctx", {"home.txt": "", "homer.md": "", "house/a.txt": "", "house/b.md": ""})
-    sel = select_sources(ctx, ["ho*"], ignore=None, excludes=["*.txt", "**/*.md"])
-    assert [(i.name, [e.rel for e in i.entries]) for i in sel.items] == [("house", ["", "a.txt"])]
+    # The reference's example: matches of the wildcard, and what lies inside them, are filtered.
+    sel = select_sources(ctx, ["ho*"], ignore=None, excludes=["*.txt"])
+    assert [(i.name, [e.rel for e in i.entries]) for i in sel.items] == [("homer.md", [""]), ("house", ["", "b.md"])]
+    sel = select_sources(ctx, ["house"], ignore=None, excludes=["*.md"])
+    assert [e.rel for e in sel.items[0].entries] == ["", "a.txt"]
+    sel = select_sources(ctx, ["."], ignore=None, excludes=["house", "!house/b.md"])
+    assert [e.rel for e in sel.items[0].entries] == ["", "home.txt", "homer.md", "house", "house/b.md"]
 
 
 def test_parents_keep_the_source_path(tmp_path: Path) -> None:
