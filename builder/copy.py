@@ -562,7 +562,10 @@ class Selection:
         chmod_text = chmod.text if isinstance(chmod, Chmod) else chmod
         put("hoist-copy-v1", dest, owner, chmod_text, parents, link, unpack_archives,
             json.dumps(extra, sort_keys=True, default=str), self.keep_owner)
-        rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
+        try:
+            rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
+        except OSError as err:
+            raise CopyError(f"cannot open the {self.what} at {self.root}: {err.strerror}") from None
         try:
             for group in self.groups:
                 put("group", group.pattern, len(group.items))
@@ -581,6 +584,8 @@ class Selection:
                             put("hardlink", e.hardlink[0], e.hardlink[1])
                         elif stat.S_ISREG(e.mode):
                             put("size", e.size, "sha256", self._content_digest(rootfd, e, hash_cache))
+        except OSError as err:
+            raise CopyError(f"cannot read the {self.what}: {err.strerror}") from None
         finally:
             if rootfd >= 0:
                 os.close(rootfd)
@@ -742,18 +747,18 @@ class _Reader:
         if stat.S_ISLNK(st.st_mode):
             link = os.readlink(parts[-1], dir_fd=dfd) if dfd >= 0 else _readlink_at(self.rootfd, parts)
         elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-            if dfd >= 0:
-                xattrs = _xattrs_of(f"/proc/self/fd/{dfd}/{parts[-1]}", follow=False)
-            else:
+            # Read through a descriptor (no /proc needed: the copy may run in a chroot without it).
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(parts[-1], flags, dir_fd=dfd) if dfd >= 0 else _open_at(self.rootfd, parts, flags)
+            except OSError:
+                fd = -1
+            if fd >= 0:
                 try:
-                    fd = _open_at(self.rootfd, parts, os.O_PATH | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
-                except OSError:
-                    fd = -1
-                if fd >= 0:
-                    try:
-                        xattrs = _xattrs_of(f"/proc/self/fd/{fd}")
-                    finally:
-                        os.close(fd)
+                    if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) == (st.st_dev, st.st_ino):
+                        xattrs = _xattrs_of(fd)
+                finally:
+                    os.close(fd)
         return Entry(rel=rel, src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
                      size=st.st_size if stat.S_ISREG(st.st_mode) else 0, mtime_ns=st.st_mtime_ns,
                      atime_ns=st.st_atime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev, ino=st.st_ino,
@@ -1141,15 +1146,11 @@ class _Dest:
                     os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
                 else:
                     return
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-                try:
-                    proc = f"/proc/self/fd/{fd}"
-                    if self.is_root:
-                        os.chown(proc, *self.ids(e))
-                    os.chmod(proc, self.perms(e))
-                    os.utime(proc, ns=(e.atime_ns, e.mtime_ns))
-                finally:
-                    os.close(fd)
+                # Just made by us in a directory held by descriptor: nothing can have swapped it.
+                if self.is_root:
+                    os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
+                os.chmod(name, self.perms(e), dir_fd=pfd)
+                os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(pfd)
 
@@ -1519,15 +1520,10 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
                 os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             else:
                 return
-            nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                proc = f"/proc/self/fd/{nfd}"
-                if out.is_root:
-                    os.chown(proc, uid, gid)
-                os.chmod(proc, m.mode & 0o7777)
-                os.utime(proc, ns=(mtime_ns, mtime_ns))
-            finally:
-                os.close(nfd)
+            if out.is_root:
+                os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
     finally:
         os.close(pfd)
 

@@ -585,3 +585,36 @@ def test_deep_trees_copy_and_too_deep_is_an_error(tmp_path: Path) -> None:
     assert (dst / "t" / rel / "f").read_text() == "deep"
     with pytest.raises(CopyError, match="deeper than 100 levels"):
         select_sources(ctx, ["d"], ignore=None, limits=Limits(max_depth=100))
+
+
+def test_xattrs_fifos_and_devices_are_copied(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    ctx = tree(tmp_path / "ctx", {"d/f": "F"})
+    os.setxattr(ctx / "d/f", "user.note", b"kept")
+    os.setxattr(ctx / "d", "user.dir", b"too")
+    os.mkfifo(ctx / "d/pipe", 0o640)
+    os.mknod(ctx / "d/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.chmod(ctx / "d/null", 0o666)
+    os.chmod(ctx / "d/pipe", 0o640)
+    dst = tmp_path / "root"
+    dst.mkdir()
+    do_copy(ctx, dst, ["d"], "/t/")
+    do_copy(ctx, dst, ["."], "/all/")
+    assert os.getxattr(dst / "t/f", "user.note") == b"kept"
+    assert os.getxattr(dst / "all/d", "user.dir") == b"too"
+    pipe = (dst / "t/pipe").lstat()
+    assert stat.S_ISFIFO(pipe.st_mode) and stat.S_IMODE(pipe.st_mode) == 0o640
+    null = (dst / "t/null").lstat()
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3) and stat.S_IMODE(null.st_mode) == 0o666
+
+
+def test_errors_are_copy_errors_with_clear_messages(tmp_path: Path) -> None:
+    ctx = tree(tmp_path / "ctx", {"a": "A", "loop1": "-> loop2", "loop2": "-> loop1"})
+    with pytest.raises(CopyError, match="too many levels of symbolic links"):
+        select_sources(ctx, ["loop1"], ignore=None)
+    with pytest.raises(CopyError, match="cannot open"):
+        select_sources(tmp_path / "missing", ["a"], ignore=None)
+    with pytest.raises(CopyError, match="cannot open the destination root"):
+        copy_into(select_sources(ctx, ["a"], ignore=None), tmp_path / "nope", "/x", workdir="/", owner=None,
+                  chmod=None, parents=False, unpack_archives=False, link=False)
