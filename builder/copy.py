@@ -962,16 +962,12 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
         name = names.pop(0)
         crel = rel + [name]
         cparts = base + crel
-        if reader.hidden(cparts, "/".join(crel)) is not None:
-            st0 = _lstat_at(reader.rootfd, cparts)
-            if st0 is None or not stat.S_ISDIR(st0.st_mode) or len(crel) >= depth:
-                continue
         st = _lstat_at(reader.rootfd, cparts)
         if st is None:
             continue
-        if regex.match("/".join(crel)) and (reader.hidden(cparts, "/".join(crel)) is None
-                                            or reader.brings_back(cparts, st)):
-            out.append((cparts, st))
+        if regex.match("/".join(crel)):
+            if reader.hidden(cparts, "/".join(crel)) is None or reader.brings_back(cparts, st):
+                out.append((cparts, st))
             continue
         if stat.S_ISDIR(st.st_mode) and len(crel) < depth:
             stack.append((crel, reader._names(cparts)))

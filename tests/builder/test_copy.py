@@ -80,6 +80,17 @@ def test_missing_and_ignored_sources(tmp_path: Path) -> None:
     assert [i.name for i in sel.items] == ["a.txt"]
 
 
+def test_ignored_directory_with_reincluded_file(tmp_path: Path) -> None:
+    ctx = tree(tmp_path / "ctx", {"ign/drop": "d", "ign/keep": "k", "other": "o",
+                                  ".dockerignore": "ign\n!ign/keep\n"})
+    ignore = load_context(ctx, None).ignore
+    for pattern in ("ign", "ig*"):
+        sel = select_sources(ctx, [pattern], ignore=ignore)
+        assert [(i.name, [e.rel for e in i.entries]) for i in sel.items] == [("ign", ["", "keep"])]
+    with pytest.raises(CopyError, match=r"excluded by \.dockerignore"):
+        select_sources(ctx, ["ign/drop"], ignore=ignore)
+
+
 def test_context_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(ContextError, match="not a directory"):
