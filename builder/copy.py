@@ -47,7 +47,16 @@ Cache key (``Selection.cache_digest``)
   A sha256 over the relative paths, types, modes, owners (after ``--chown``), link targets,
   hard-link groups, device numbers, xattrs and file contents of the selection, plus every option
   that changes the result. Times are never part of it. File contents may come from a
-  ``HashCache``, trusted only when device, inode, size, mtime and ctime all match.
+  ``HashCache``, trusted only when device, inode, size, mtime and ctime all match, and never
+  recorded for a file changed in the last two seconds (timestamps are coarse: an edit right after
+  hashing could keep the ctime; git's "racy" rule).
+
+Everything is reached through descriptors opened with ``openat2(RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS)`` on paths whose symlinks were first resolved by hand inside the root (the
+source's or the destination's), and names are then used only relative to those descriptors
+(``O_NOFOLLOW``, ``AT_SYMLINK_NOFOLLOW``), so neither a hostile context nor a hostile image can
+make a read or a write land outside its root. ``/proc`` is not needed (the
+copy may run in a chroot).
 """
 
 from __future__ import annotations
@@ -779,7 +788,7 @@ class _Reader:
         stack: list[list] = []
         try:
             fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
-            stack.append([parts, "", _sorted_names(fd), fd])
+            stack.append([parts, "", _sorted_names(fd)[::-1], fd])
             while stack:
                 frame = stack[-1]
                 dparts, drel, names = frame[0], frame[1], frame[2]
@@ -791,7 +800,7 @@ class _Reader:
                 if frame[3] < 0:
                     frame[3] = _open_at(self.rootfd, dparts, os.O_RDONLY | os.O_DIRECTORY)
                 dfd = frame[3]
-                name = names.pop(0)
+                name = names.pop()  # names are kept reversed: pop() is O(1)
                 cparts = dparts + [name]
                 crel = f"{drel}/{name}" if drel else name
                 try:
@@ -819,7 +828,7 @@ class _Reader:
                     if len(stack) >= self._KEEP_OPEN:
                         os.close(frame[3])
                         frame[3] = -1
-                    stack.append([cparts, crel, names_below, cfd])
+                    stack.append([cparts, crel, names_below[::-1], cfd])
         finally:
             for frame in stack:
                 if frame[3] >= 0:
@@ -953,13 +962,13 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
     """fsutil's resolveWildcards: walk ``base`` (symlinks not followed) in lexical order,
     matching each path relative to it; a matched directory is not entered."""
     out: list[tuple[list[str], os.stat_result]] = []
-    stack: list[tuple[list[str], list[str]]] = [([], reader._names(base))]
+    stack: list[tuple[list[str], list[str]]] = [([], reader._names(base)[::-1])]
     while stack:
         rel, names = stack[-1]
         if not names:
             stack.pop()
             continue
-        name = names.pop(0)
+        name = names.pop()  # names are kept reversed: pop() is O(1)
         crel = rel + [name]
         cparts = base + crel
         st = _lstat_at(reader.rootfd, cparts)
@@ -970,7 +979,7 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
                 out.append((cparts, st))
             continue
         if stat.S_ISDIR(st.st_mode) and len(crel) < depth:
-            stack.append((crel, reader._names(cparts)))
+            stack.append((crel, reader._names(cparts)[::-1]))
     return out
 
 
@@ -1161,6 +1170,11 @@ class _Dest:
                 st = None
             if st is None:
                 os.mkdir(parts[-1], 0o700, dir_fd=pfd)
+                if e is None:  # a directory made on the way (MkdirAll's 0755 and owner)
+                    if self.is_root:
+                        uid, gid = self.owner if self.owner is not None else (0, 0)
+                        os.chown(parts[-1], uid, gid, dir_fd=pfd, follow_symlinks=False)
+                    os.chmod(parts[-1], 0o755, dir_fd=pfd)
             elif not stat.S_ISDIR(st.st_mode):
                 raise CopyError(f"cannot copy to non-directory: {'/' + '/'.join(parts)!r}")
         finally:
