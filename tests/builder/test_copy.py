@@ -629,3 +629,31 @@ def test_errors_are_copy_errors_with_clear_messages(tmp_path: Path) -> None:
     with pytest.raises(CopyError, match="cannot open the destination root"):
         copy_into(select_sources(ctx, ["a"], ignore=None), tmp_path / "nope", "/x", workdir="/", owner=None,
                   chmod=None, parents=False, unpack_archives=False, link=False)
+
+
+def test_source_swapped_for_a_symlink_after_selection_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    ctx = tree(tmp_path / "ctx", {"d/f": "F"})
+    sel = select_sources(ctx, ["d"], ignore=None)
+    os.unlink(ctx / "d/f")
+    os.symlink(secret, ctx / "d/f")
+    dst = tmp_path / "root"
+    dst.mkdir()
+    with pytest.raises(CopyError, match=r"changed during the build|replaced"):
+        copy_into(sel, dst, "/t/", workdir="/", owner=None, chmod=None, parents=False, unpack_archives=False,
+                  link=False)
+    assert not any(p.is_file() and p.read_text() == "host secret" for p in dst.rglob("*"))
+    with pytest.raises(CopyError):
+        sel.cache_digest(dest="/t/")
+
+
+def test_passwd_that_is_a_fifo_or_directory_does_not_hang(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    os.mkfifo(rootfs / "etc/passwd")
+    (rootfs / "etc/group").mkdir()
+    with pytest.raises(CopyError, match="unable to find user app"):
+        resolve_owner(parse_chown("app"), rootfs)
+    with pytest.raises(CopyError, match="unable to find group staff"):
+        resolve_owner(parse_chown("0:staff"), rootfs)
