@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from builder.context import load_context
-from builder.copy import copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
+from builder.copy import CopyError, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
 from tests.peers import Dockerd
 
 MTIME = 1_600_000_000
@@ -93,6 +93,8 @@ CASES: dict[str, list[Step]] = {
         ("COPY", ["src/de*", "s?c/h[0-9]"], "/t/glob2/", {}),
         ("COPY", ["src/h*"], "/t/hl/", {}),
         ("COPY", ["../../a.txt"], "/t/clamped/", {}),
+        ("COPY", ["*link"], "/t/globlinks/", {}),
+        ("COPY", ["src/rel-link"], "/t/rl", {}),
     ],
     "owners-modes": [
         ("COPY", ["src"], "/t/chown/x/y/", {"chown": "1234:5678"}),
@@ -222,3 +224,17 @@ def test_copy_matches_buildkit(case: str, dockerd: Dockerd, tmp_path: Path) -> N
     ours, our_links = describe_tree(root)
     assert ours == theirs
     assert our_links == their_links
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (dockerd)")
+@pytest.mark.parametrize("source", ["src/dangling", "src/abs-link", "missing.txt", "secret.key"])
+def test_bad_sources_fail_in_both(source: str, dockerd: Dockerd, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    make_context(ctx)
+    (tmp_path / "Dockerfile").write_text(f"FROM scratch\nCOPY {source} /t/\n")
+    res = dockerd("build", "--network", "host", "-q", "-f", str(tmp_path / "Dockerfile"), str(ctx),
+                  env={"DOCKER_BUILDKIT": "1"}, check=False)
+    assert res.returncode != 0 and b"not found" in res.stderr
+    with pytest.raises(CopyError, match=r"not found|excluded by"):
+        select_sources(ctx, [source], ignore=load_context(ctx, None).ignore)
