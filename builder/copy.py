@@ -837,14 +837,16 @@ class _Reader:
 
     def _drop_unused_hidden(self, out: list[Entry]) -> list[Entry]:
         # A hidden directory entered for a "!" rule stays only when something visible lies below it.
-        keep: list[Entry] = []
+        hidden = [i > 0 and self.hidden(e.src, e.rel) is not None for i, e in enumerate(out)]
+        if not any(hidden):
+            return out
+        wanted: set[str] = set()
         for i, e in enumerate(out):
-            if i and e.is_dir and self.hidden(e.src, e.rel) is not None:
-                prefix = e.rel + "/"
-                if not any(o.rel.startswith(prefix) and self.hidden(o.src, o.rel) is None for o in out[i + 1:]):
-                    continue
-            keep.append(e)
-        return keep
+            if i and not hidden[i]:
+                parts = e.rel.split("/")
+                for depth in range(1, len(parts)):
+                    wanted.add("/".join(parts[:depth]))
+        return [e for i, e in enumerate(out) if not hidden[i] or (e.is_dir and e.rel in wanted)]
 
     def _names(self, parts: Sequence[str]) -> list[str]:
         fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
