@@ -79,21 +79,16 @@ from typing import IO, BinaryIO
 
 from builder.dockerignore import PatternMatcher, check_go_pattern, go_clean
 from builder.errors import DockerfileError, DockerignoreError
-from runtime import linux
-from runtime.unpack import Limits, _bounded_tarinfo, remove_dir_at
+from storage.openat2 import RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
+from storage.tarlimits import Limits, bounded_tarinfo
+from storage.tree import OVERLAY_XATTR_PREFIXES, remove_dir_at
 
 Matcher = PatternMatcher
 
-# openat2(2) resolve flags (linux/openat2.h)
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_NO_SYMLINKS = 0x04
-_RESOLVE_BENEATH = 0x08
-_RESOLVE_IN_ROOT = 0x10
-_STRICT = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+_STRICT = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _MAX_LINKS = 255          # continuity's fs.RootPath gives up after 255 links
 _MAX_ID_FILE = 16 << 20   # /etc/passwd and /etc/group larger than this are refused
 _CHUNK = 1 << 20
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 MULTI_SOURCE_ERROR = ("When using COPY with more than one source file, the destination must be a "
                       "directory and end with a /")
 
@@ -241,8 +236,8 @@ def _read_in_root(rootfs: Path, path: str) -> bytes | None:
         raise CopyError(f"cannot open the destination root {rootfs}: {e.strerror}") from None
     try:
         try:
-            fd = linux.openat2(rootfd, path.lstrip("/"), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
-                               _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+            fd = openat2(rootfd, path.lstrip("/"), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                               RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return None
@@ -374,7 +369,7 @@ def go_match(pattern: str, name: str) -> bool:
 
 def _open_at(rootfd: int, parts: Sequence[str], flags: int) -> int:
     """Open ``parts`` below ``rootfd`` with no symlink followed anywhere (race-free)."""
-    return linux.openat2(rootfd, "/".join(parts) or ".", flags | os.O_NOFOLLOW if parts else flags, _STRICT)
+    return openat2(rootfd, "/".join(parts) or ".", flags | os.O_NOFOLLOW if parts else flags, _STRICT)
 
 
 def _lstat_at(rootfd: int, parts: Sequence[str]) -> os.stat_result | None:
@@ -707,7 +702,7 @@ def _xattrs_of(fd_or_path: int | str, follow: bool = True) -> tuple[tuple[str, b
         return ()
     out = []
     for name in sorted(names):
-        if name.startswith(_OVERLAY_XATTRS):
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
             continue
         try:
             out.append((name, os.getxattr(fd_or_path, name, follow_symlinks=follow)))
@@ -1430,7 +1425,7 @@ def _extract(selection: Selection, srcfd: int, e: Entry, kind: str, out: _Dest, 
     with os.fdopen(fd, "rb") as f:
         try:
             stream = _decompressed(f, kind)
-            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo())
+            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=bounded_tarinfo(CopyError, CopyError))
             while (member := tar.next()) is not None:
                 tar.members.clear()  # type: ignore[attr-defined]
                 count += 1

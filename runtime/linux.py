@@ -14,6 +14,9 @@ import platform
 import socket
 import struct
 
+# openat2(2) lives in storage/ (the builder opens files in untrusted trees too); re-exported.
+from storage.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2  # noqa: F401
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS = 0x00020000
@@ -50,9 +53,6 @@ AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
-# openat2(2) resolve flags
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -114,17 +114,6 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
     enc = lambda s: s.encode() if s is not None else None  # noqa: E731
     res = _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
     _check(res, f"mount {target}")
-
-
-def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
-    """openat2(2): open ``path`` under ``dirfd`` with ``RESOLVE_*`` rules; returns the fd."""
-    how = ctypes.create_string_buffer(struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve), 24)
-    res = _libc.syscall(ctypes.c_long(_syscall_number("openat2")), ctypes.c_int(dirfd),
-                        path.encode(), how, ctypes.c_size_t(24))
-    if res < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(res)
 
 
 def open_tree(path: str, flags: int) -> int:

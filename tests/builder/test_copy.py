@@ -17,7 +17,7 @@ import pytest
 from builder.context import ContextError, load_context
 from builder.copy import (CopyError, HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner,
                           select_sources)
-from runtime.unpack import Limits
+from storage.tarlimits import Limits
 
 
 def tree(root: Path, spec: dict[str, str | None]) -> Path:
