@@ -29,12 +29,12 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
 
 from runtime.errors import SetupError
+from runtime.linux import DEFAULT_CAPS
 from storage.fsutil import atomic_write
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
@@ -96,6 +96,10 @@ def default_profile() -> dict[str, Any]:
 
 def read_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a profile file; raises ProfileError naming the file and the fault."""
+    return _parse(_read_profile_bytes(path), str(path))
+
+
+def _read_profile_bytes(path: str | os.PathLike[str]) -> bytes:
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_PROFILE_BYTES + 1)
@@ -103,7 +107,7 @@ def read_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ProfileError(f"cannot read seccomp profile {path}: {e.strerror}") from None
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(f"seccomp profile {path} is larger than {MAX_PROFILE_BYTES} bytes")
-    return _parse(raw, str(path))
+    return raw
 
 
 def _parse(raw: bytes, where: str) -> dict[str, Any]:
@@ -315,6 +319,8 @@ def compile_program(resolved: dict[str, Any]) -> bytes:
                     filt.add_rule(action, number, *group)
                 except OSError as e:
                     raise ProfileError(f"cannot add the rule for {name}: {e.strerror}") from None
+    import tempfile
+
     with tempfile.TemporaryFile() as out:
         filt.export_bpf(out)
         out.seek(0)
@@ -349,37 +355,46 @@ def _action(scmp: Any, name: str, errno_ret: int | None) -> int:
 def for_container(choice: str, caps: Iterable[str], cache_dir: str | os.PathLike[str] | None) -> dict[str, str] | None:
     """What a container's spec keeps for ``--security-opt seccomp=CHOICE`` (``default``,
     ``unconfined`` or a profile file): None when unconfined, else the profile's source and the
-    compiled program (base64). Raises ProfileError for a bad profile."""
+    compiled program (base64). Raises ProfileError for a bad profile.
+
+    The cache is keyed by the profile's bytes and everything ``resolve`` selects on (the
+    capabilities, the machine, the kernel version): a run whose program is cached reads the
+    file and the cache entry, and neither parses the profile nor loads libseccomp."""
     if choice == UNCONFINED:
         return None
     if choice == DEFAULT:
-        doc, source = default_profile(), DEFAULT
+        raw, where, source = DEFAULT_PROFILE.read_bytes(), str(DEFAULT_PROFILE), DEFAULT
     else:
-        doc, source = read_profile(choice), os.path.abspath(choice)
-    resolved = resolve(doc, caps)
-    if resolved is None:
-        return None
-    try:
-        program = _cached_program(resolved, cache_dir)
-    except ProfileError as e:
-        raise ProfileError(f"seccomp profile {source}: {e}") from None
+        raw, where, source = _read_profile_bytes(choice), str(choice), os.path.abspath(choice)
+    caps = sorted(set(caps))
+    arch = machine()
+    kernel = _kernel_version(os.uname().release)
+    key = hashlib.sha256(json.dumps([_PROGRAM_FORMAT, hashlib.sha256(raw).hexdigest(), caps,
+                                     list(arch), list(kernel)]).encode()).hexdigest()
+    path = Path(cache_dir) / f"{key}.bpf" if cache_dir is not None else None
+    program = _read_cached(path)
+    if program is None:
+        resolved = resolve(_parse(raw, where), caps, arch, kernel)
+        if resolved is None:
+            return None
+        try:
+            program = compile_program(resolved)
+        except ProfileError as e:
+            raise ProfileError(f"seccomp profile {source}: {e}") from None
+        if path is not None:
+            _write_atomic(path, program)
     return {"profile": source, "program": base64.b64encode(program).decode()}
 
 
-def _cached_program(resolved: dict[str, Any], cache_dir: str | os.PathLike[str] | None) -> bytes:
-    key = hashlib.sha256(json.dumps([_PROGRAM_FORMAT, resolved], sort_keys=True).encode()).hexdigest()
-    path = Path(cache_dir) / f"{key}.bpf" if cache_dir is not None else None
-    if path is not None:
-        try:
-            program = path.read_bytes()
-            if program and len(program) % 8 == 0:
-                return program
-        except OSError:
-            pass
-    program = compile_program(resolved)
-    if path is not None:
-        _write_atomic(path, program)
-    return program
+def _read_cached(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        program = path.read_bytes()
+    except OSError:
+        return None
+    # A damaged entry (empty, or not whole sock_filter records) is rebuilt, not loaded.
+    return program if program and len(program) % 8 == 0 else None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -387,11 +402,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
     atomic_write(path, data)
 
 
+def complete(filt: dict[str, str] | None, cache_dir: str | os.PathLike[str] | None) -> dict[str, str] | None:
+    """A spec's filter with its program: one recorded without a program (a container created
+    before seccomp existed: ``{"profile": "default"}``) is compiled now, from the host's files,
+    so it must be called before the process enters the container's mount namespace."""
+    if filt is None or filt.get("program"):
+        return filt
+    return for_container(filt.get("profile") or DEFAULT, DEFAULT_CAPS, cache_dir)
+
+
 def apply(filt: dict[str, str] | None) -> None:
     """Load a container's filter into this process (inherited by everything it execs and forks).
     Needs no_new_privs (or CAP_SYS_ADMIN); raises OSError if the kernel refuses the program."""
     if filt is None:
         return
+    if not filt.get("program"):
+        # Never quietly unconfined: a filter must be compiled (``complete``) before it is applied.
+        raise OSError(22, f"no compiled seccomp program for profile {filt.get('profile')!r}")
     program = base64.b64decode(filt["program"])
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))

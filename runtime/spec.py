@@ -73,6 +73,10 @@ class ContainerSpec:
         doc = dict(doc)
         doc["volumes"] = [Volume(**v) for v in doc.get("volumes") or []]
         doc["limits"] = Limits(**(doc.get("limits") or {}))
+        if "seccomp" not in doc:
+            # Written before seccomp existed: such a container gets the default profile (compiled
+            # when it is started or entered, ``runtime.seccomp.complete``), never no filter.
+            doc["seccomp"] = {"profile": "default"}
         return cls(**doc)
 
 
