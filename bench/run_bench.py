@@ -43,8 +43,8 @@ def _median_ms(fn, runs: int) -> float:
     return statistics.median(samples)
 
 
-def _check(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    res = subprocess.run(cmd, capture_output=True, env=env)
+def _check(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    res = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd)
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.decode(errors='replace')}")
 
@@ -95,16 +95,19 @@ def _hoist_env(root: Path, tree: Path = REPO, pycache: Path | None = None) -> di
     return env
 
 
-def _interleaved_medians(cases: dict[str, tuple[list[str], dict[str, str]]], runs: int) -> dict[str, float]:
+Case = tuple[list[str], dict[str, str], Path]   # argv, environment, working directory
+
+
+def _interleaved_medians(cases: dict[str, Case], runs: int) -> dict[str, float]:
     """Median wall time of each case, the cases taking turns run after run (a noisy machine
     then slows every case alike)."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for cmd, env in cases.values():
-        _check(cmd, env)  # warm-up: page cache, bytecode, first unpack
+    for cmd, env, cwd in cases.values():
+        _check(cmd, env, cwd)  # warm-up: page cache, bytecode, first unpack
     for _ in range(runs):
-        for name, (cmd, env) in cases.items():
+        for name, (cmd, env, cwd) in cases.items():
             start = time.perf_counter()
-            _check(cmd, env)
+            _check(cmd, env, cwd)
             samples[name].append((time.perf_counter() - start) * 1000)
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -115,13 +118,14 @@ def bench_startup(base: Path, runs: int, skip_docker: bool, compare: Path | None
     trees = {"hoist run": REPO}
     if compare is not None:
         trees[f"hoist run ({compare.name})"] = compare
-    cases: dict[str, tuple[list[str], dict[str, str]]] = {}
+    cases: dict[str, Case] = {}
     for label, tree in trees.items():
         tree_root = base / f"hoist-{len(cases)}"
         busybox_image(tree_root / "images", "bench:latest")
         cmd = [sys.executable, "-m", "hoist.cli", "run", "--rm", "bench:latest", "true"]
-        cases[label] = (cmd, _hoist_env(tree_root, tree, base / f"pyc-{len(cases)}"))
-        cases[f"{label}, no bytecode"] = (cmd, _hoist_env(tree_root, tree))
+        # cwd: ``-m`` puts the working directory first on sys.path.
+        cases[label] = (cmd, _hoist_env(tree_root, tree, base / f"pyc-{len(cases)}"), tree)
+        cases[f"{label}, no bytecode"] = (cmd, _hoist_env(tree_root, tree), tree)
     results = _interleaved_medians(cases, runs)
 
     if shutil.which("umoci") and shutil.which("runc"):
