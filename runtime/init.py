@@ -55,17 +55,21 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
     mounts.check_special_dirs(root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
-    if cgroup_fd is not None:
-        # Before the cgroup namespace (made with the /sys view): its root is the cgroup this
-        # process is in, and that must be the container's own.
-        _await_cgroups(cgroup_fd)
-    mounts.mount_sys(root, spec.network != "host")
+    # The cgroup view comes last: it needs the cgroup namespace, which needs this process in its
+    # cgroups, which the monitor is seeing to meanwhile (``_await_cgroups``).
+    view = mounts.mount_sys(root, spec.network != "host", with_cgroups=False)
     mounts.mask_paths(root)
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
         flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
         mounts.bind_into(root, vol.source, vol.target, flags)
+    if cgroup_fd is not None:
+        # Before the cgroup namespace: its root is the cgroup this process is in, and that must
+        # be the container's own.
+        _await_cgroups(cgroup_fd)
+    if view is not None:
+        mounts.mount_cgroups(view)
     return root
 
 

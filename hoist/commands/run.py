@@ -38,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from runtime.lifecycle import RunOptions, Runtime, StartFailed
     from runtime.spec import Limits, parse_size
 
-    runtime = Runtime(paths.hoist_root())
+    from storage.fsutil import secure_store_root
+
+    # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
+    runtime = Runtime(secure_store_root(paths.hoist_root()))
     try:
         limits = Limits(memory=parse_size(args.memory) if args.memory else None,
                         cpus=args.cpus, pids=args.pids_limit)
