@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import sys
+import types
 
 from hoist import __version__
 from hoist.errors import UserError
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         result = module.run(args)
-        if inspect.iscoroutine(result):
+        # types, not inspect: inspect costs `hoist run` ~5 ms of imports (ast, dis, tokenize).
+        if isinstance(result, types.CoroutineType):
             import asyncio  # only for async verbs: it costs `hoist run` ~35 ms of start-up
 
             result = asyncio.run(result)

@@ -92,7 +92,9 @@ class Container:
     def monitor_alive(self, state: dict[str, Any] | None = None) -> bool:
         state = self.state() if state is None else state
         pid = state.get("monitor_pid")
-        return bool(pid) and process_start_time(pid) == state.get("monitor_start")
+        if not pid:
+            return False
+        return process_start_time(int(pid)) == state.get("monitor_start")
 
     def status(self) -> tuple[str, dict[str, Any]]:
         """("created" | "running" | "exited", state)."""
@@ -137,7 +139,7 @@ class ContainerStore:
                 continue
             container = Container(self.root / entry)
             try:
-                container.spec  # read once, now: another process may be removing it
+                _ = container.spec  # read once, now: another process may be removing it
             except ContainerNotFound:
                 continue
             out.append(container)
@@ -168,8 +170,7 @@ class ContainerStore:
             path = self.root / spec.id
             path.mkdir(mode=0o700)
             container = Container(path)
-            container.write_spec(spec)
-            container.update_state(status="created")
+            container.write_spec(spec)   # no state.json yet: that reads as "created"
         return container
 
     def _check_name_free(self, name: str) -> None:

@@ -22,7 +22,6 @@ import json
 import os
 import select
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ class StartFailure(Exception):
 
 # -- the container side (PID 1) -----------------------------------------------------------------
 
-def _setup_root(spec: ContainerSpec, cdir: Path) -> str:
+def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -> str:
     root = str(cdir / "rootfs")
     plan = RootfsPlan.from_json(spec.rootfs)
     mounts.make_private()
@@ -56,13 +55,21 @@ def _setup_root(spec: ContainerSpec, cdir: Path) -> str:
     mounts.check_special_dirs(root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
-    mounts.mount_sys(root, spec.network != "host")
+    # The cgroup view comes last: it needs the cgroup namespace, which needs this process in its
+    # cgroups, which the monitor is seeing to meanwhile (``_await_cgroups``).
+    view = mounts.mount_sys(root, spec.network != "host", with_cgroups=False)
     mounts.mask_paths(root)
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
         flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
         mounts.bind_into(root, vol.source, vol.target, flags)
+    if cgroup_fd is not None:
+        # Before the cgroup namespace: its root is the cgroup this process is in, and that must
+        # be the container's own.
+        _await_cgroups(cgroup_fd)
+    if view is not None:
+        mounts.mount_cgroups(view)
     return root
 
 
@@ -120,7 +127,7 @@ def _env_path(env: list[str]) -> str:
 
 def exec_command(argv: list[str], env: list[str]) -> None:
     """execve with docker's PATH search and exit codes; raises StartFailure if nothing ran."""
-    envmap = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    envmap = dict(item.partition("=")[::2] for item in env)
     name = argv[0]
     if "/" in name:
         candidates = [name]
@@ -136,7 +143,7 @@ def exec_command(argv: list[str], env: list[str]) -> None:
             elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise StartFailure(126, f"exec {name}: {e.strerror}") from None
     if denied is not None:
-        raise StartFailure(126, f'exec: "{name}": {denied.strerror.lower()}')
+        raise StartFailure(126, f'exec: "{name}": {(denied.strerror or str(denied)).lower()}')
     if "/" in name:
         raise StartFailure(127, f'exec: "{name}": stat {name}: no such file or directory')
     raise StartFailure(127, f'exec: "{name}": executable file not found in $PATH')
@@ -149,14 +156,23 @@ def _report(fd: int, code: int, message: str) -> None:
         pass
 
 
-def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: int) -> None:
-    """PID 1 of the container. Never returns."""
+def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: int,
+                   cgroup_fd: int | None = None) -> None:
+    """PID 1 of the container. Never returns.
+
+    ``cgroup_fd`` is the read end of a pipe on which the monitor answers once it has moved this
+    process into the container's cgroups (``b"ok"``, or why it could not): the move waits for an
+    RCU grace period in the kernel (7-20 ms here), so the monitor makes it while this process
+    builds the root; the answer is awaited before the cgroup namespace is made (and so before
+    anything of the image runs). Without it (``None``)
+    the process joins its cgroups itself."""
     code = 125
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         # Only the report pipe and the monitor's liveness pipe (both close-on-exec) survive;
         # anything the caller left open would be a way out (runc CVE-2024-21626).
-        linux.close_fds_above_2(keep=(report_fd, monitor_fd))
+        linux.close_fds_above_2(keep=tuple(fd for fd in (report_fd, monitor_fd, cgroup_fd)
+                                           if fd is not None))
         linux.set_dumpable(False)
         # Its own session and process group: kill(0) or kill(-1) inside reaches only the container.
         os.setsid()
@@ -165,10 +181,11 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
         if spec.network != "host":
             flags |= linux.CLONE_NEWNET
         linux.unshare(flags)
-        cgroups.join(spec.cgroups)
+        if cgroup_fd is None:
+            cgroups.join(spec.cgroups)
         last_cap = linux.cap_last_cap()
-        root = _setup_root(spec, cdir)
-        socket.sethostname(spec.hostname)
+        root = _setup_root(spec, cdir, cgroup_fd)
+        linux.sethostname(spec.hostname)
         if spec.network != "host":
             linux.loopback_up()
         mounts.pivot(root)
@@ -189,6 +206,29 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
     except BaseException as e:
         _report(report_fd, 125, f"container setup failed: {type(e).__name__}: {e}")
     os._exit(code)
+
+
+def _await_cgroups(fd: int) -> None:
+    """Block until the monitor has placed this process in its cgroups (device rules and limits
+    apply from here on); raises StartFailure with the monitor's reason if it could not."""
+    answer = _read_all(fd)
+    if answer != b"ok":
+        raise StartFailure(125, answer.decode(errors="replace")
+                           or "the monitor exited before placing the container in its cgroups")
+
+
+def _place_in_cgroups(paths: list[str], pid: int, fd: int) -> None:
+    """The monitor's half of ``_await_cgroups``."""
+    try:
+        cgroups.join(paths, pid)
+        answer = b"ok"
+    except Exception as e:  # SetupError, or OSError: reported by the container as its failure
+        answer = (str(e) or type(e).__name__).encode()[:4000]
+    try:
+        os.write(fd, answer)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def _reaper(spec: ContainerSpec, report_fd: int, monitor_fd: int, last_cap: int) -> None:
@@ -240,11 +280,12 @@ def _read_all(fd: int) -> bytes:
     return out
 
 
-def monitor_main(cdir: Path, ready_fd: int | None) -> int:
-    container = Container(cdir)
+def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None = None) -> int:
+    """``container``: the caller's object when the monitor is forked (its spec is already read)."""
+    container = container if container is not None else Container(cdir)
     spec = container.spec
+    spec.seccomp = seccomp.complete(spec.seccomp, cdir.parent.parent / "cache" / "seccomp")
     linux.set_process_name("hoist-monitor")
-    container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()))
     if ready_fd is not None:
         os.set_inheritable(ready_fd, False)
     # A monitor forked from the CLI has the caller's descriptors; a -d container's monitor lives
@@ -255,18 +296,24 @@ def monitor_main(cdir: Path, ready_fd: int | None) -> int:
     report_r, report_w = os.pipe()
     # The monitor holds alive_w until it exits; PID 1 sees EOF on alive_r once it is gone.
     alive_r, alive_w = os.pipe()
+    cgroup_r, cgroup_w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(report_r)
         os.close(alive_w)
+        os.close(cgroup_w)
         if ready_fd is not None:
             os.close(ready_fd)
-        container_main(spec, cdir, report_w, alive_r)
+        container_main(spec, cdir, report_w, alive_r, cgroup_r)
     os.close(report_w)
     os.close(alive_r)
+    os.close(cgroup_r)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
-    container.update_state(pid=child)
+    _place_in_cgroups(spec.cgroups, child, cgroup_w)
+    # One state write for both pids (the container cannot have started before the answer above).
+    container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()),
+                           pid=child)
     failure = _read_all(report_r)
     error = _parse_failure(failure)
     if not error:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import _thread
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime import cgroups, linux, seccomp, users
 from runtime.containers import Container, ContainerStore
@@ -23,7 +24,9 @@ from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
 from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
                           parse_env_args, parse_signal, parse_volume, read_env_file, working_dir)
-from runtime.unpack import Limits as UnpackLimits
+
+if TYPE_CHECKING:
+    from runtime.unpack import Limits as UnpackLimits
 
 _PKG_PARENT = str(Path(__file__).resolve().parent.parent)
 _MONITOR = ("import sys; sys.path.insert(0, sys.argv[1]); from runtime.init import main; "
@@ -127,12 +130,14 @@ class Runtime:
                        output: int | None) -> int:
         """Start the monitor in its own session; returns its pid. A single-threaded caller (the
         CLI) forks, which saves a Python start-up; anything else re-executes Python."""
-        if threading.active_count() == 1:
+        # _thread's count covers threads started either way (threading, or _thread directly);
+        # importing threading just to ask would cost the CLI start-up.
+        if _thread._count() == 0:
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _monitor_child(container.path, ready_fd, stdin, output)
+                _monitor_child(container, ready_fd, stdin, output)
             return pid
         import subprocess
 
@@ -230,6 +235,7 @@ class Runtime:
         spec = container.spec
         if user is not None:
             _check_user(user)
+        spec.seccomp = seccomp.complete(spec.seccomp, self.root / "cache" / "seccomp")
         ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
                   for ns in ("ipc", "uts", "net", "pid", "mnt")]
         full_env = build_env(spec.env, parse_env_args(env or []), spec.hostname)
@@ -249,7 +255,8 @@ def _check_user(user: str) -> None:
         raise SetupError(f"invalid user: {e}") from None
 
 
-def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: int | None) -> None:
+def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None,
+                   output: int | None) -> None:
     """The forked monitor: a new session, its own stdio, then ``runtime.init``. Never returns."""
     code = 125
     try:
@@ -261,7 +268,7 @@ def _monitor_child(cdir: Path, ready_fd: int | None, stdin: int | None, output: 
             signal.signal(sig, signal.SIG_DFL)
         from runtime import init
 
-        code = init.monitor_main(cdir, ready_fd)
+        code = init.monitor_main(container.path, ready_fd, container)
     except BaseException as e:
         print(f"hoist: container monitor failed: {e}", file=sys.stderr, flush=True)
     finally:

@@ -301,18 +301,24 @@ def mount_dev(root: str) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
-def mount_sys(root: str, own_netns: bool) -> None:
+def mount_sys(root: str, own_netns: bool, with_cgroups: bool = True) -> str | None:
     """A fresh read-only sysfs (it shows the network namespace's own devices); only where the
     kernel refuses one (a user namespace that does not own the network namespace) the host's
-    /sys bound with every submount read-only. Then the cgroup view."""
+    /sys bound with every submount read-only. Then the cgroup view, or, ``with_cgroups`` false,
+    the path where the caller is to mount it (``mount_cgroups``) once the process is in its
+    cgroups; None when there is no view to make (the host's /sys is bound)."""
     target = mountpoint(root, "/sys", True)
     flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     try:
         linux.mount("sysfs", target, "sysfs", flags)
     except OSError:
         bind("/sys", target, extra=flags)
-        return
-    mount_cgroups(os.path.join(target, "fs/cgroup"))
+        return None
+    view = os.path.join(target, "fs/cgroup")
+    if not with_cgroups:
+        return view
+    mount_cgroups(view)
+    return None
 
 
 def _host_cgroup_mounts() -> list[tuple[str, str, str]]:

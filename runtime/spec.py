@@ -12,6 +12,7 @@ import os
 import re
 import signal
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from runtime.errors import ImageConfigInvalid, SetupError
@@ -73,6 +74,10 @@ class ContainerSpec:
         doc = dict(doc)
         doc["volumes"] = [Volume(**v) for v in doc.get("volumes") or []]
         doc["limits"] = Limits(**(doc.get("limits") or {}))
+        if "seccomp" not in doc:
+            # Written before seccomp existed: such a container gets the default profile (compiled
+            # when it is started or entered, ``runtime.seccomp.complete``), never no filter.
+            doc["seccomp"] = {"profile": "default"}
         return cls(**doc)
 
 
@@ -93,17 +98,17 @@ def build_env(image_env: list[str] | None, user_env: list[str], hostname: str) -
     return merge_env(env, user_env)
 
 
-def parse_env_args(items: list[str], environ: dict[str, str] | None = None) -> list[str]:
+def parse_env_args(items: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """``-e K=V`` as given; ``-e K`` takes K from the caller's environment, or is dropped."""
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     out = []
     for item in items:
         if "=" in item:
             if not item.split("=", 1)[0]:
                 raise SetupError(f"invalid environment variable {item!r}")
             out.append(item)
-        elif item in environ:
-            out.append(f"{item}={environ[item]}")
+        elif item in env:
+            out.append(f"{item}={env[item]}")
     return out
 
 

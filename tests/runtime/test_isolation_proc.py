@@ -115,7 +115,8 @@ def state_of(hoist: Hoist, cid: str) -> dict:
 
 # -- 1. inherited descriptors ----------------------------------------------------------------------
 
-ATTACK_FD = "ls /proc/self/fd | tr '\\n' ' '; echo; echo x > /proc/self/fd/7/planted; ls /proc/self/fd/7/../.. | head -3"
+ATTACK_FD = ("ls /proc/self/fd | tr '\\n' ' '; echo; echo x > /proc/self/fd/7/planted; "
+             "ls /proc/self/fd/7/../.. | head -3")
 
 
 def _with_fd7(hostdir: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -213,7 +214,8 @@ def test_exec_helper_is_unreachable_from_inside(hoist: Hoist, tmp_path: Path, pr
 def test_exec_helper_has_no_caller_environment(hoist: Hoist) -> None:
     """What the exec'd process itself sees: only the container's environment."""
     cid = hoist.ok("run", "-d", "busybox", "sleep", "1000").strip()
-    res = subprocess.run(_hoist_argv("exec", cid, "sh", "-c", "env; cat /proc/self/status | grep -E 'NoNewPrivs|CapEff'"),
+    script = "env; cat /proc/self/status | grep -E 'NoNewPrivs|CapEff'"
+    res = subprocess.run(_hoist_argv("exec", cid, "sh", "-c", script),
                          env=dict(hoist.env(), HOIST_TEST_SECRET="leaked"), capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr
     out = res.stdout.decode()
@@ -384,3 +386,27 @@ def test_env_file_with_invalid_utf8(hoist: Hoist, tmp_path: Path) -> None:
     err = res.stderr.decode()
     assert res.returncode == 125 and "not valid UTF-8" in err and str(env_file) in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_nothing_runs_when_the_monitor_cannot_place_it_in_its_cgroups(hoist: Hoist) -> None:
+    """The monitor moves PID 1 into the container's cgroups while PID 1 builds the root; if the
+    move fails, the command must not run (its device rules and limits would not hold)."""
+    from runtime import cgroups
+    from runtime.lifecycle import RunOptions, Runtime
+
+    container = Runtime(hoist.root).create(RunOptions(image="busybox", args=["echo", "it ran"], remove=True))
+    config = container.path / "config.json"
+    doc = json.loads(config.read_text())
+    real = list(doc["cgroups"])
+    assert real, "every container gets at least its device cgroup"
+    doc["cgroups"] = [str(Path(real[0]).parent / "not-a-cgroup-of-hoist")]
+    config.write_text(json.dumps(doc))
+    try:
+        res = subprocess.run([sys.executable, "-m", "runtime.init", str(container.path)], env=hoist.env(),
+                             capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        cgroups.remove(real)
+    assert res.returncode == 125, res
+    assert b"it ran" not in res.stdout
+    assert b"cgroup.procs" in res.stderr, res.stderr
+    assert not container.path.exists()

@@ -263,3 +263,50 @@ def test_same_index_conditions_are_ored() -> None:
     seccomp.check_profile(doc)
     program = seccomp.compile_program(seccomp.resolve(doc, DEFAULT_CAPS))
     assert program and len(program) % 8 == 0
+
+
+# -- containers written before seccomp existed ------------------------------------------------------
+
+def _strip_seccomp(config: Path) -> None:
+    doc = json.loads(config.read_text())
+    del doc["seccomp"]
+    config.write_text(json.dumps(doc))
+
+
+def test_spec_without_seccomp_field_means_the_default_profile() -> None:
+    from runtime.spec import ContainerSpec
+
+    spec = ContainerSpec(id="a" * 64, name="old", image="i", image_id="sha256:" + "0" * 64,
+                         argv=["true"], env=[])
+    doc = spec.to_json()
+    del doc["seccomp"]
+    assert ContainerSpec.from_json(doc).seccomp == {"profile": "default"}
+    # An explicit null (unconfined by choice) stays unconfined.
+    doc["seccomp"] = None
+    assert ContainerSpec.from_json(doc).seccomp is None
+    # A filter that was never compiled is refused, never skipped.
+    with pytest.raises(OSError, match="no compiled seccomp program"):
+        seccomp.apply({"profile": "default"})
+
+
+def test_old_container_started_by_its_monitor_gets_the_default(probe: Hoist) -> None:
+    import sys
+
+    from runtime.lifecycle import RunOptions, Runtime
+
+    container = Runtime(probe.root).create(RunOptions(image=IMAGE, args=["seccomp_probe"], remove=True))
+    _strip_seccomp(container.path / "config.json")
+    res = subprocess.run([sys.executable, "-m", "runtime.init", str(container.path)], env=probe.env(),
+                         capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr.decode()
+    assert parse(res.stdout.decode()) == DEFAULT_RESULTS
+    assert not container.path.exists()
+
+
+def test_exec_into_an_old_container_gets_the_default(probe: Hoist) -> None:
+    cid = probe.ok("run", "-d", IMAGE, "sleep", "60").strip()
+    try:
+        _strip_seccomp(probe.root / "containers" / cid / "config.json")
+        assert parse(probe.ok("exec", cid, "seccomp_probe")) == DEFAULT_RESULTS
+    finally:
+        probe.ok("rm", "-f", cid)

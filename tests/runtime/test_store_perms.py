@@ -35,7 +35,8 @@ def test_other_users_cannot_reach_the_store() -> None:
         root = base / "root"
         root.mkdir(mode=0o755)
         (root / "images").mkdir(mode=0o755)  # as an older hoist left it
-        busybox_image(root / "images", extra=[Entry("bin/suid", data=b"x", mode=0o4755), Entry("./", "dir", mode=0o777)])
+        busybox_image(root / "images", extra=[Entry("bin/suid", data=b"x", mode=0o4755),
+                                              Entry("./", "dir", mode=0o777)])
         os.chmod(root / "images", 0o755)
         h = Hoist(root)
         h.ok("images")
@@ -60,3 +61,21 @@ def test_rm_of_a_container_with_a_1200_deep_directory(hoist: Hoist) -> None:
     assert res.returncode == 0, res.stderr.decode()
     assert b"recursion" not in res.stderr
     assert not [p for p in (hoist.root / "containers").iterdir() if len(p.name) == 64]
+
+
+def test_run_alone_tightens_an_old_store() -> None:
+    """``hoist run`` as the first command on a store an older hoist made 0755."""
+    need_root_and_busybox()
+    base = Path(tempfile.mkdtemp(prefix="hoist-perms-", dir="/tmp"))
+    try:
+        root = base / "root"
+        busybox_image(root / "images")
+        for d in (root, root / "images", root / "images" / "blobs"):
+            os.chmod(d, 0o755)
+        h = Hoist(root)
+        h.ok("run", "--rm", "busybox", "true")
+        for d in (root, root / "images", root / "snapshots", root / "containers"):
+            assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+        h.cleanup()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
