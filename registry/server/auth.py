@@ -21,7 +21,7 @@ from aiohttp import web
 
 from registry.auth.access import Access
 from registry.auth.errors import BadCredentials, InvalidToken
-from registry.auth.setup import AuthSetup
+from registry.auth.config import AuthSetup
 from registry.auth.tokens import Claims
 from registry.server.errors import RegistryError
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from registry.auth.access import Access, parse_scopes
 from registry.auth.errors import BadCredentials
-from registry.auth.setup import AuthSetup
+from registry.auth.config import AuthSetup
 from registry.server.auth import basic_credentials
 from registry.server.errors import RegistryError
 from registry.server.state import CONFIG
