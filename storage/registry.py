@@ -254,7 +254,7 @@ class RegistryStore:
 
         ``upload.size`` is the offset the caller means to write at: if the stored upload has
         another size when the write starts (a concurrent duplicate PATCH got there first),
-        UploadOffsetMismatch (a BlobUploadInvalid) carries the current size and nothing is written. Call it holding
+        UploadOffsetMismatch carries the current size and nothing is written. Call it holding
         ``upload_lock`` so the check and the write are one step."""
         current = await self.get_upload(upload.name, upload.id)
         if current.size != upload.size:
@@ -431,7 +431,7 @@ class RegistryStore:
             raise DigestInvalid(f"manifest hashes to {d}, not {digest_ref}")
         missing = await self._check_references(name, m)
         if missing:
-            raise ManifestBlobUnknown(", ".join(map(str, missing)))
+            raise ManifestBlobUnknown([str(m) for m in missing])
         if not await self._exists(paths.blob_data(d)):
             await self.driver.put_content(paths.blob_data(d), raw)
         revision = paths.revision_link(name, d)
@@ -448,7 +448,7 @@ class RegistryStore:
             if missing:
                 if not existed:
                     await self._drop_revision(name, d, m)
-                raise ManifestBlobUnknown(", ".join(map(str, missing)))
+                raise ManifestBlobUnknown([str(m) for m in missing])
             for tag in tags:
                 await self._write_link(paths.tag_current_link(name, tag), d)
                 await self._write_link(paths.tag_index_link(name, tag, d), d)
