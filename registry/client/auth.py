@@ -62,8 +62,10 @@ class Request:
 
 class Response(Protocol):
     status: int
-    headers: Mapping[str, str]
     body: bytes | None
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)

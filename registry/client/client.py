@@ -261,7 +261,7 @@ async def run_all(jobs: list[Awaitable[Any]]) -> list[Any]:
     itself (not an ExceptionGroup), so callers and the CLI see one clear error."""
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(job) for job in jobs]  # type: ignore[arg-type]
+            tasks: list[asyncio.Task[Any]] = [group.create_task(job) for job in jobs]  # type: ignore[arg-type]
     except BaseExceptionGroup as group_error:
         first = group_error.exceptions[0]
         while isinstance(first, BaseExceptionGroup):

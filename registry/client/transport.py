@@ -26,9 +26,12 @@ READ_CHUNK = 1 << 20
 
 class Response(Protocol):
     status: int
-    headers: Mapping[str, str]
     url: str
     body: bytes | None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Read-only, so a transport may keep its own (case-insensitive) mapping."""
 
     async def read(self) -> bytes:
         """The whole body (kept in ``body``). Raises ConnectionLost."""
@@ -105,8 +108,9 @@ class AiohttpTransport:
             resp = await session.request(request.method, request.url, headers=request.headers,
                                          data=data, allow_redirects=True)
         except aiohttp.ClientConnectorCertificateError as e:
+            reason = getattr(e.certificate_error, "reason", e.certificate_error)
             raise RegistryUnreachable(
-                f"the TLS certificate of {e.host}:{e.port} is not trusted ({e.certificate_error.reason}): "
+                f"the TLS certificate of {e.host}:{e.port} is not trusted ({reason}): "
                 f"put its CA in certs.d/{e.host}:{e.port}/ca.crt, or mark the registry insecure") from None
         except aiohttp.ClientConnectorError as e:
             raise RegistryUnreachable(f"cannot reach {e.host}:{e.port}: {e.os_error.strerror or e}") from None
