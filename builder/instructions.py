@@ -21,6 +21,7 @@ from builder.flags import Kind, ParsedFlags, parse_flags
 from builder.mounts import Mount, parse_mount
 from builder.parser.heredoc import parse_marker
 from builder.parser.nodes import Heredoc, Node
+from storage.duration import DurationError, parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,33 +427,12 @@ def _maintainer(node: Node) -> Maintainer:
     return Maintainer(maintainer=node.args[0], loc=_loc(node))
 
 
-_GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
-_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
-          "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
 def parse_go_duration(text: str) -> int:
-    """Nanoseconds in a Go duration string such as ``30s``, ``1m30s``, ``1.5h``."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    sign = -1 if text.startswith("-") else 1
-    if body == "0":
-        return 0
-    if not body:
-        raise DockerfileError(f"time: invalid duration {text!r}")
-    total, pos = 0.0, 0
-    while pos < len(body):
-        m = _GO_DURATION.match(body, pos)
-        assert m is not None  # the pattern also matches the empty string
-        number, unit = m.group(1), m.group(2)
-        if not number or number == ".":
-            raise DockerfileError(f"time: invalid duration {text!r}")
-        if not unit:
-            raise DockerfileError(f"time: missing unit in duration {text!r}")
-        if unit not in _UNITS:
-            raise DockerfileError(f"time: unknown unit {unit!r} in duration {text!r}")
-        total += float(number) * _UNITS[unit]
-        pos = m.end()
-    return sign * int(total)
+    """Nanoseconds in a Go duration string such as ``30s``, ``1m30s``, ``1.5h`` (storage.duration)."""
+    try:
+        return parse_duration(text)
+    except DurationError as e:
+        raise DockerfileError(str(e)) from None
 
 
 def _interval(flags: ParsedFlags, name: str) -> int | None:

@@ -10,26 +10,30 @@
     │   ├── PathNotFound            no object at that path
     │   ├── InvalidPath             a path outside the driver's grammar
     │   └── InvalidOffset           a read or resumed write at an impossible offset
-    └── DomainError                 tier 2: digests, repositories, manifests (mapped to wire codes above)
+    └── DomainError                 tier 2: digests, repositories, manifests (registry/server/errors.py
+        │                           maps each class to a wire code, reading the fields named here)
         ├── DigestInvalid           malformed digest, or content that does not match its digest
         ├── SizeInvalid             content whose length does not match what was declared
-        ├── BlobUnknown             no such blob (in this repository)
-        ├── BlobUploadUnknown       no such upload session
-        ├── BlobUploadInvalid       an upload that cannot continue as asked (bad range, bad state)
-        │   └── UploadOffsetMismatch    a write at an offset that is no longer the upload's end
+        ├── BlobUnknown(digest)     no such blob (in this repository)
+        ├── BlobUploadUnknown(upload_id)    no such upload session
+        ├── UploadOffsetMismatch(expected, size)    a write at an offset that is no longer the upload's end
         ├── NameInvalid             a repository name outside the grammar
-        ├── NameUnknown             no such repository
+        ├── NameUnknown(name)       no such repository
         ├── TagInvalid              a tag outside the grammar
-        ├── ManifestUnknown         no such manifest or tag
+        ├── ManifestUnknown(reference)      no such manifest or tag
         ├── ManifestInvalid         unparseable or invalid manifest
-        ├── ManifestBlobUnknown     a manifest that references content the repository lacks
-        ├── Unsupported             a valid request the store will not do (e.g. delete disabled)
+        ├── ManifestBlobUnknown(digests)    a manifest that references content the repository lacks
         ├── ImageUnknown            a reference that names no image in a local image layout
         ├── ImageAmbiguous          a short image id that is a prefix of more than one image's
         └── ArchiveInvalid          a tar that is not a readable docker or OCI image archive
+
+The errors without fields carry their reason as the message. Those with fields take the field
+first and an optional message; without one, the message is the field's text (as it always was).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class StorageError(Exception):
@@ -83,18 +87,18 @@ class SizeInvalid(DomainError):
 
 
 class BlobUnknown(DomainError):
-    pass
+    def __init__(self, digest: str, message: str | None = None) -> None:
+        super().__init__(message or digest)
+        self.digest = digest
 
 
 class BlobUploadUnknown(DomainError):
-    pass
+    def __init__(self, upload_id: str, message: str | None = None) -> None:
+        super().__init__(message or upload_id)
+        self.upload_id = upload_id
 
 
-class BlobUploadInvalid(DomainError):
-    pass
-
-
-class UploadOffsetMismatch(BlobUploadInvalid):
+class UploadOffsetMismatch(DomainError):
     """Another writer moved the upload on (a duplicate PATCH): ``size`` is where it is now."""
 
     def __init__(self, expected: int, size: int) -> None:
@@ -107,7 +111,9 @@ class NameInvalid(DomainError):
 
 
 class NameUnknown(DomainError):
-    pass
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or name)
+        self.name = name
 
 
 class TagInvalid(DomainError):
@@ -115,7 +121,11 @@ class TagInvalid(DomainError):
 
 
 class ManifestUnknown(DomainError):
-    pass
+    """``reference`` is the tag or digest asked for."""
+
+    def __init__(self, reference: str, message: str | None = None) -> None:
+        super().__init__(message or reference)
+        self.reference = reference
 
 
 class ManifestInvalid(DomainError):
@@ -123,11 +133,11 @@ class ManifestInvalid(DomainError):
 
 
 class ManifestBlobUnknown(DomainError):
-    pass
+    """``digests``: what the manifest references and the repository lacks, in manifest order."""
 
-
-class Unsupported(DomainError):
-    pass
+    def __init__(self, digests: Sequence[str], message: str | None = None) -> None:
+        super().__init__(message or ", ".join(digests))
+        self.digests = tuple(digests)
 
 
 class ImageUnknown(DomainError):

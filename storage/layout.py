@@ -202,13 +202,13 @@ class ImageLayout:
         try:
             return self.blob_path(digest).read_bytes()
         except FileNotFoundError:
-            raise BlobUnknown(f"blob {digest} is not in the image store") from None
+            raise BlobUnknown(str(digest), f"blob {digest} is not in the image store") from None
 
     def blob_size(self, digest: Digest | str) -> int:
         try:
             return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
-            raise BlobUnknown(f"blob {digest} is not in the image store") from None
+            raise BlobUnknown(str(digest), f"blob {digest} is not in the image store") from None
 
     def writer(self, expected: Digest, size: int | None = None, resume: bool = True) -> BlobWriter:
         return BlobWriter(self, expected, size, resume)

@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from storage import mediatypes as mt
 from storage.digest import Digest
@@ -25,12 +25,12 @@ INT64_MAX = (1 << 63) - 1
 MAX_DEPTH = 64
 
 
-def valid_media_type(value: Any) -> bool:
+def valid_media_type(value: Any) -> TypeGuard[str]:
     """RFC 6838 type/subtype (no parameters), as the image spec's schema has it."""
     return isinstance(value, str) and _MEDIA_TYPE.match(value) is not None
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -59,8 +59,9 @@ class Descriptor:
         media_type = obj.get("mediaType")
         if not valid_media_type(media_type):
             raise ManifestInvalid(f"{where}: invalid mediaType {media_type!r}")
+        digest_text: Any = obj.get("digest")   # Digest.parse refuses a non-string too
         try:
-            digest = Digest.parse(obj.get("digest"))
+            digest = Digest.parse(digest_text)
         except DigestInvalid as e:
             raise ManifestInvalid(f"{where}: {e}") from None
         size = obj.get("size")
@@ -261,17 +262,3 @@ def parse_manifest(raw: bytes, content_type: str | None = None) -> Manifest:
         raise ManifestInvalid(f"invalid config media type {config.media_type!r}")
     return Manifest(media_type, raw, doc, config=config, layers=layers, subject=subject,
                     artifact_type=artifact_type, annotations=annotations)
-
-
-def parse_config(raw: bytes) -> dict[str, Any]:
-    """Parse an image config (OCI or Docker) loosely: JSON object with rootfs.diff_ids."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestInvalid(f"image config is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise ManifestInvalid("image config must be a JSON object")
-    rootfs = doc.get("rootfs", {"type": "layers", "diff_ids": []})
-    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids", []), list):
-        raise ManifestInvalid("image config rootfs.diff_ids must be a list")
-    return doc

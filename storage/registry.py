@@ -254,7 +254,7 @@ class RegistryStore:
 
         ``upload.size`` is the offset the caller means to write at: if the stored upload has
         another size when the write starts (a concurrent duplicate PATCH got there first),
-        UploadOffsetMismatch (a BlobUploadInvalid) carries the current size and nothing is written. Call it holding
+        UploadOffsetMismatch carries the current size and nothing is written. Call it holding
         ``upload_lock`` so the check and the write are one step."""
         current = await self.get_upload(upload.name, upload.id)
         if current.size != upload.size:
@@ -363,10 +363,10 @@ class RegistryStore:
                 raise ManifestUnknown(reference)
             return d
         validate_tag(reference)
-        d = await self._read_link(paths.tag_current_link(name, reference))
-        if d is None:
+        target = await self._read_link(paths.tag_current_link(name, reference))
+        if target is None:
             raise ManifestUnknown(reference)
-        return d
+        return target
 
     async def get_manifest(self, name: str, reference: str) -> StoredManifest:
         d = await self.resolve(name, reference)
@@ -431,7 +431,7 @@ class RegistryStore:
             raise DigestInvalid(f"manifest hashes to {d}, not {digest_ref}")
         missing = await self._check_references(name, m)
         if missing:
-            raise ManifestBlobUnknown(", ".join(map(str, missing)))
+            raise ManifestBlobUnknown([str(m) for m in missing])
         if not await self._exists(paths.blob_data(d)):
             await self.driver.put_content(paths.blob_data(d), raw)
         revision = paths.revision_link(name, d)
@@ -448,7 +448,7 @@ class RegistryStore:
             if missing:
                 if not existed:
                     await self._drop_revision(name, d, m)
-                raise ManifestBlobUnknown(", ".join(map(str, missing)))
+                raise ManifestBlobUnknown([str(m) for m in missing])
             for tag in tags:
                 await self._write_link(paths.tag_current_link(name, tag), d)
                 await self._write_link(paths.tag_index_link(name, tag, d), d)
@@ -499,7 +499,7 @@ class RegistryStore:
             if await self._exists(paths.repository(name)):
                 return []
             raise NameUnknown(name) from None
-        out = []
+        out: list[str] = []
         for tag in sorted(path.rsplit("/", 1)[1] for path in entries):
             if limit is not None and len(out) >= limit:
                 break
@@ -512,7 +512,7 @@ class RegistryStore:
 
     async def tag_targets(self, name: str) -> dict[str, Digest]:
         """Every tag of ``name`` and the manifest it points at (storage errors propagate)."""
-        out = {}
+        out: dict[str, Digest] = {}
         for tag in await self.tags(name):
             d = await self._read_link(paths.tag_current_link(name, tag))
             if d is not None:
@@ -537,7 +537,7 @@ class RegistryStore:
             bases = [child.rsplit("/", 1)[1] for child in children]
             if path != root and any(b in kinds for b in bases):
                 found.append(path[prefix:])
-            for child, base in zip(children, bases):
+            for child, base in zip(children, bases, strict=True):
                 # A repository can hold nested ones (team/app and team/app/sub). Listing a
                 # file is PathNotFound on every driver, so no stat is needed to tell.
                 if not base.startswith("_"):
@@ -552,23 +552,32 @@ class RegistryStore:
         for n in await self.repository_names():
             yield n
 
-    async def _digests_under(self, root: str) -> list[Digest]:
-        """Digests of ``<root>/<alg>/<hex>`` entries (links, markers)."""
-        out = []
+    async def _digests_under(self, root: str, fanout: bool = False) -> list[Digest]:
+        """Digests of ``<root>/<alg>/<hex>`` entries (links, markers), or with ``fanout`` of
+        ``<root>/<alg>/<2 hex>/<hex>`` ones (the global blob store)."""
+        out: list[Digest] = []
         try:
             algos = await self.driver.list(root)
         except PathNotFound:
             return out
-        for algo in algos:
-            try:
-                entries = await self.driver.list(algo)
-            except PathNotFound:
-                continue
-            for entry in entries:
+        for algo_dir in algos:
+            algo = algo_dir.rsplit("/", 1)[1]
+            folders = [algo_dir]
+            if fanout:
                 try:
-                    out.append(Digest.parse(f"{algo.rsplit('/', 1)[1]}:{entry.rsplit('/', 1)[1]}"))
-                except DigestInvalid:
+                    folders = await self.driver.list(algo_dir)
+                except PathNotFound:
                     continue
+            for folder in folders:
+                try:
+                    entries = await self.driver.list(folder)
+                except PathNotFound:
+                    continue
+                for entry in entries:
+                    try:
+                        out.append(Digest.parse(f"{algo}:{entry.rsplit('/', 1)[1]}"))
+                    except DigestInvalid:
+                        continue
         return out
 
     async def revisions(self, name: str) -> list[Digest]:
@@ -597,28 +606,7 @@ class RegistryStore:
 
     async def all_blobs(self) -> list[Digest]:
         """Every blob in the global store (storage errors propagate)."""
-        out = []
-        try:
-            algos = await self.driver.list(paths.blobs_root())
-        except PathNotFound:
-            return out
-        for algo_dir in algos:
-            algo = algo_dir.rsplit("/", 1)[1]
-            try:
-                prefixes = await self.driver.list(algo_dir)
-            except PathNotFound:
-                continue
-            for prefix in prefixes:
-                try:
-                    entries = await self.driver.list(prefix)
-                except PathNotFound:
-                    continue
-                for entry in entries:
-                    try:
-                        out.append(Digest.parse(f"{algo}:{entry.rsplit('/', 1)[1]}"))
-                    except DigestInvalid:
-                        continue
-        return out
+        return await self._digests_under(paths.blobs_root(), fanout=True)
 
     async def read_manifest(self, d: Digest) -> Manifest | None:
         """The manifest stored as blob ``d``; None if absent or not a manifest (storage errors

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
+    from registry.config_values import ConfigError, duration_seconds
     from registry.server import config as cfgmod
     from storage.drivers import create_driver
     from storage.errors import DriverError, StorageError
@@ -60,9 +61,9 @@ def _gc(args: argparse.Namespace) -> int:
         cfg = cfgmod.load(args.config)
         if args.root:
             cfg.driver, cfg.driver_params = "filesystem", {"rootdirectory": args.root}
-        grace = cfgmod.parse_duration(args.grace, "--grace")
+        grace = duration_seconds(args.grace, "--grace")
         driver = create_driver(cfg.driver, cfg.driver_params)
-    except (cfgmod.ConfigError, ValueError, DriverError) as e:
+    except (ConfigError, ValueError, DriverError) as e:
         raise UserError(str(e)) from None
 
     async def main() -> None:
@@ -150,6 +151,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from registry.config_values import ConfigError
     from registry.server import config as cfgmod
     from registry.server.app import serve
     from storage.errors import DriverError
@@ -164,11 +166,11 @@ def _serve(args: argparse.Namespace) -> int:
         if args.no_access_log:
             cfg.access_log = False
         if bool(args.tls_cert) != bool(args.tls_key):
-            raise cfgmod.ConfigError("--tls-cert and --tls-key go together")
+            raise ConfigError("--tls-cert and --tls-key go together")
         if args.tls_cert:
             cfg.tls_certificate, cfg.tls_key = args.tls_cert, args.tls_key
         cfgmod.server_tls_context(cfg)
-    except cfgmod.ConfigError as e:
+    except ConfigError as e:
         raise UserError(str(e)) from None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,7 +18,7 @@ from aiohttp import web
 from registry.routes import PATTERNS
 from registry.server.config import Config, server_tls_context
 from registry.server.connections import handler_factory
-from registry.server.errors import RegistryError, from_domain
+from registry.server.errors import Code, RegistryError, from_domain
 from registry.server.auth import (
     CATALOG_SCOPE, IDENTITY, OPEN, Needs, auth_middleware, repository, route_key,
 )
@@ -86,13 +86,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except DomainError as e:
         resp = from_domain(e).response()
     except InvalidPath as e:
-        resp = RegistryError("NAME_INVALID", str(e)).response()
+        resp = RegistryError(Code.NAME_INVALID, str(e)).response()
     except web.HTTPException as e:
         e.headers[API_VERSION_HEADER] = API_VERSION
         raise
     except DriverError as e:
         log.error("storage error on %s %s: %s", request.method, request.path, e)
-        resp = RegistryError("UNKNOWN", "storage backend error").response()
+        resp = RegistryError(Code.UNKNOWN, "storage backend error").response()
     resp.headers[API_VERSION_HEADER] = API_VERSION
     return resp
 
@@ -119,7 +119,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> web.Appli
     """Build the application; ``driver`` overrides the configured one (tests pass the in-memory one)."""
     if driver is None:
         driver = create_driver(config.driver, config.driver_params)
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware], client_max_size=config.max_manifest_bytes + 1)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+                          client_max_size=config.max_manifest_bytes + 1)
     app[CONFIG] = config
     app[METRICS] = Metrics.create()
     app[STORE] = RegistryStore(driver, config.max_manifest_bytes, config.automatic_crossmount)

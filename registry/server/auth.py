@@ -21,9 +21,9 @@ from aiohttp import web
 
 from registry.auth.access import Access
 from registry.auth.errors import BadCredentials, InvalidToken
-from registry.auth.setup import AuthSetup
+from registry.auth.config import AuthSetup
 from registry.auth.tokens import Claims
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER
 from registry.server.state import CLAIMS, CONFIG, ROUTE_NEEDS, STORE
 from storage.digest import Digest
@@ -88,7 +88,7 @@ def _challenge(setup: AuthSetup, request: web.Request, needed: list[Access], err
 def _unauthorized(setup: AuthSetup, request: web.Request, needed: list[Access], error: str | None = None,
                   message: str = "authentication required") -> RegistryError:
     detail = [a.to_claim() for a in needed] or None
-    return RegistryError("UNAUTHORIZED", message, detail, headers=_challenge(setup, request, needed, error))
+    return RegistryError(Code.UNAUTHORIZED, message, detail, headers=_challenge(setup, request, needed, error))
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -172,7 +172,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not isinstance(needs, Needs):
         log.error("route %s has no access rule; refusing %s %s", request.match_info.route.name,
                   request.method, request.path)
-        return _with_version(RegistryError("DENIED", "this route has no access rule").response())
+        return _with_version(RegistryError(Code.DENIED, "this route has no access rule").response())
     setup = request.app[CONFIG].auth
     if setup is not None:
         needed = needs.scopes(request)

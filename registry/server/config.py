@@ -16,7 +16,7 @@
       maintenance: {uploadpurging: {enabled: true, age: 168h, interval: 24h, dryrun: false}}
     manifests: {maxsize: 4194304}                            # bytes
     log: {accesslog: {disabled: false}}
-    auth: ...                                                # see registry/auth/setup.py
+    auth: ...                                                # see registry/auth/config.py
 
 Unknown keys are refused, naming the key (``KNOWN_KEYS``); a few Distribution keys that change
 nothing here (log.level, storage.cache, http.headers, health) are accepted and ignored.
@@ -25,24 +25,21 @@ nothing here (log.level, storage.cache, http.headers, health) are accepted and i
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from registry.config_values import ConfigError, duration_seconds
+
 if TYPE_CHECKING:
     import ssl
 
-    from registry.auth.setup import AuthSetup
+    from registry.auth.config import AuthSetup
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 DEFAULT_ROOT = "/var/lib/hoist/registry"
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key."""
 
 
 @dataclass
@@ -76,6 +73,8 @@ def server_tls_context(cfg: Config) -> ssl.SSLContext | None:
     """The TLS context for serving HTTPS, or None for plain HTTP; ConfigError if unusable."""
     if not cfg.tls_certificate:
         return None
+    if not cfg.tls_key:
+        raise ConfigError("http.tls needs both certificate and key")
     import ssl
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -96,32 +95,8 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-MAX_DURATION = 100 * 365 * 24 * 3600.0
-
-
-def parse_duration(value: Any, key: str) -> float:
-    """Go-style durations ("168h", "1h30m", "0") or a number of seconds; never negative.
-    The one duration parser: the config file, ``--grace`` and auth expirations all use it."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        if text in ("0", "+0"):
-            return 0.0
-        body = text[1:] if text.startswith("+") else text
-        parts = _DURATION_PART.findall(body)
-        if not body or "".join(n + u for n, u in parts) != body:
-            raise ConfigError(f"{key}: invalid duration {value!r} (expected e.g. 0, 90s, 30m, 1h30m)")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not 0 <= seconds <= MAX_DURATION:  # also refuses NaN
-        raise ConfigError(f"{key}: duration {value!r} must be between 0 and 100 years")
-    return seconds
-
-
 IGNORED = "ignored"   # a Distribution key hoist accepts and does not use (harmless to ignore)
-VALUE = "value"       # a leaf read (and checked) by from_dict or registry/auth/setup.py
+VALUE = "value"       # a leaf read (and checked) by from_dict or registry/auth/config.py
 # Every key hoist knows, as nested sections. Anything else is an error naming the key, so a
 # misspelt key (rootdirectroy) never silently sends data somewhere else.
 KNOWN_KEYS: dict[str, Any] = {
@@ -175,7 +150,8 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def from_dict(doc: dict[str, Any]) -> Config:
-    storage_keys = doc.get("storage") if isinstance(doc.get("storage"), dict) else {}
+    storage_section = doc.get("storage")
+    storage_keys: dict[str, Any] = storage_section if isinstance(storage_section, dict) else {}
     for key in storage_keys:
         if key not in KNOWN_KEYS["storage"]:
             # Under storage: an unknown key is most likely a driver name.
@@ -188,9 +164,9 @@ def from_dict(doc: dict[str, Any]) -> Config:
         cfg.addr = str(http["addr"])
         parse_addr(cfg.addr)
     if "idletimeout" in http:
-        cfg.idle_timeout = parse_duration(http["idletimeout"], "http.idletimeout")
+        cfg.idle_timeout = duration_seconds(http["idletimeout"], "http.idletimeout")
     if "readheadertimeout" in http:
-        cfg.read_header_timeout = parse_duration(http["readheadertimeout"], "http.readheadertimeout")
+        cfg.read_header_timeout = duration_seconds(http["readheadertimeout"], "http.readheadertimeout")
     tls = http.get("tls") or {}
     if not isinstance(tls, dict):
         raise ConfigError("http.tls: expected a mapping")
@@ -217,9 +193,9 @@ def from_dict(doc: dict[str, Any]) -> Config:
     if "enabled" in purging:
         cfg.upload_purging = bool(purging["enabled"])
     if "age" in purging:
-        cfg.upload_purge_age = parse_duration(purging["age"], "storage.maintenance.uploadpurging.age")
+        cfg.upload_purge_age = duration_seconds(purging["age"], "storage.maintenance.uploadpurging.age")
     if "interval" in purging:
-        cfg.upload_purge_interval = parse_duration(purging["interval"], "storage.maintenance.uploadpurging.interval")
+        cfg.upload_purge_interval = duration_seconds(purging["interval"], "storage.maintenance.uploadpurging.interval")
     if "dryrun" in purging:
         cfg.upload_purge_dryrun = bool(purging["dryrun"])
     manifests = _section(doc, "manifests")
@@ -232,12 +208,8 @@ def from_dict(doc: dict[str, Any]) -> Config:
     if (log.get("accesslog") or {}).get("disabled"):
         cfg.access_log = False
     if doc.get("auth"):
-        from registry.auth.errors import AuthConfigError
-        from registry.auth.setup import build_auth
-        try:
-            cfg.auth = build_auth(doc["auth"])
-        except AuthConfigError as e:
-            raise ConfigError(str(e)) from None
+        from registry.auth.config import build_auth
+        cfg.auth = build_auth(doc["auth"])   # its AuthConfigError is a ConfigError naming the key
     return cfg
 
 

@@ -144,5 +144,5 @@ class StorageDriver(abc.ABC):
         """A filesystem path for sendfile, where the driver has one."""
         return None
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: a driver without pools has nothing to release
         """Release connections and pools."""

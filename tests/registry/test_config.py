@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry.server.config import ConfigError, from_dict, parse_duration
+from registry.config_values import ConfigError, duration_seconds
+from registry.server.config import from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,17 +66,40 @@ health: {storagedriver: {enabled: true, interval: 10s, threshold: 3}}
 
 @pytest.mark.parametrize("text,seconds", [
     ("0", 0.0), ("+0", 0.0), (0, 0.0), ("0s", 0.0), ("90s", 90.0), ("1h30m", 5400.0), (".5s", 0.5),
-    ("1.5h", 5400.0), ("250ms", 0.25), (2.5, 2.5),
+    ("1.5h", 5400.0), ("250ms", 0.25), (2.5, 2.5), ("-0", 0.0), (" 90s ", 90.0), ("168h", 604800.0),
 ])
 def test_durations(text: object, seconds: float) -> None:
-    assert parse_duration(text, "k") == seconds
+    assert duration_seconds(text, "k") == seconds
 
 
 @pytest.mark.parametrize("text", ["", "30", "-1h", "1d", "h", "1h 30m", "nan", float("nan"), -1, "1e3s",
                                   float("inf"), True])
 def test_bad_durations(text: object) -> None:
-    with pytest.raises(ConfigError, match="^k: "):
-        parse_duration(text, "k")
+    with pytest.raises(ConfigError, match=r"^k: "):
+        duration_seconds(text, "k")
+
+
+def test_token_expiration_is_a_duration_naming_its_key(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "key.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    token = {"signingkey": str(key), "acl": []}
+    cfg = from_dict({"auth": {"token": {**token, "expiration": "1h30m"}}})
+    assert cfg.auth is not None and cfg.auth.issuer is not None and cfg.auth.issuer.expiration == 5400.0
+    for bad in ("5d", "-5m"):
+        with pytest.raises(ConfigError, match=r"^auth\.token\.expiration: "):
+            from_dict({"auth": {"token": {**token, "expiration": bad}}})
+
+
+def test_auth_config_does_not_import_the_server() -> None:
+    # registry/auth/ must not reach back into registry/server/ (the old setup.py <-> config.py circle).
+    code = ("import sys, registry.auth.config, registry.config_values; "
+            "bad = sorted(m for m in sys.modules if m.startswith('registry.server')); assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def _hoist(*args: str) -> subprocess.CompletedProcess[str]:

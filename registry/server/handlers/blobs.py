@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 from registry.server.handlers.common import DIGEST_HEADER, parse_digest, repo_name, store
 from registry.server.state import CONFIG
 from storage.digest import Digest
@@ -91,6 +91,6 @@ async def delete_blob(request: web.Request) -> web.Response:
     name = repo_name(request)
     d = parse_digest(request.match_info["digest"])
     if not request.app[CONFIG].delete_enabled:
-        raise RegistryError("UNSUPPORTED", "deletion is disabled on this registry")
+        raise RegistryError(Code.UNSUPPORTED, "deletion is disabled on this registry")
     await store(request).delete_blob(name, d)
     return web.Response(status=202, headers={"Content-Length": "0"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 from registry.server.state import STORE
 from storage.digest import Digest
 from storage.errors import DigestInvalid, NameInvalid
@@ -30,17 +30,17 @@ def repo_name(request: web.Request) -> str:
     try:
         return validate_name(name)
     except NameInvalid:
-        raise RegistryError("NAME_INVALID", f"invalid repository name {name[:300]!r}",
+        raise RegistryError(Code.NAME_INVALID, f"invalid repository name {name[:300]!r}",
                             {"name": name[:300]}) from None
 
 
 def parse_digest(text: str | None, what: str = "digest") -> Digest:
     if not text:
-        raise RegistryError("DIGEST_INVALID", f"{what} is required")
+        raise RegistryError(Code.DIGEST_INVALID, f"{what} is required")
     try:
         return Digest.parse(text)
     except DigestInvalid as e:
-        raise RegistryError("DIGEST_INVALID", str(e), {"digest": text[:200]}) from None
+        raise RegistryError(Code.DIGEST_INVALID, str(e), {"digest": text[:200]}) from None
 
 
 def content_length(request: web.Request) -> int | None:
@@ -48,5 +48,5 @@ def content_length(request: web.Request) -> int | None:
     if value is None:
         return None
     if not value.isdigit():
-        raise RegistryError("SIZE_INVALID", f"invalid Content-Length {value[:40]!r}")
+        raise RegistryError(Code.SIZE_INVALID, f"invalid Content-Length {value[:40]!r}")
     return int(value)

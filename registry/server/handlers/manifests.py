@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import routes
-from registry.server.errors import RegistryError, from_domain
+from registry.server.errors import Code, RegistryError, from_domain
 from registry.server.handlers.common import (
     DIGEST_HEADER, SUBJECT_HEADER, TAG_HEADER, content_length, parse_digest, repo_name, store,
 )
@@ -46,7 +46,7 @@ async def _negotiate(request: web.Request, name: str, ref: str, m: StoredManifes
             p = desc.platform or {}
             if p.get("os") == "linux" and p.get("architecture") == "amd64" and desc.media_type in accepted:
                 return await store(request).get_manifest(name, str(desc.digest))
-    raise RegistryError("MANIFEST_UNKNOWN", f"manifest is {m.media_type}, which the Accept header "
+    raise RegistryError(Code.MANIFEST_UNKNOWN, f"manifest is {m.media_type}, which the Accept header "
                         f"does not allow", {"reference": ref})
 
 
@@ -69,7 +69,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     limit = request.app[CONFIG].max_manifest_bytes
     length = content_length(request)
     if length is not None and length > limit:
-        raise RegistryError("SIZE_INVALID", f"manifest is {length} bytes; the limit is {limit}", status=413)
+        raise RegistryError(Code.SIZE_INVALID, f"manifest is {length} bytes; the limit is {limit}", status=413)
     raw = await _read_limited(request, limit)
     # OCI 1.1+: a push by digest may name tags to set in the same request (?tag=a&tag=b).
     extra_tags = tuple(request.query.getall("tag", [])) if ":" in ref else ()
@@ -91,12 +91,12 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     async for chunk in request.content.iter_any():
         total += len(chunk)
         if total > limit:
-            raise RegistryError("SIZE_INVALID", f"manifest exceeds the limit of {limit} bytes", status=413)
+            raise RegistryError(Code.SIZE_INVALID, f"manifest exceeds the limit of {limit} bytes", status=413)
         chunks.append(chunk)
     raw = b"".join(chunks)
     length = content_length(request)
     if length is not None and len(raw) != length:
-        raise RegistryError("SIZE_INVALID", f"body has {len(raw)} bytes, Content-Length said {length}")
+        raise RegistryError(Code.SIZE_INVALID, f"body has {len(raw)} bytes, Content-Length said {length}")
     return raw
 
 
@@ -104,7 +104,7 @@ async def delete_manifest(request: web.Request) -> web.Response:
     name = repo_name(request)
     ref = _reference(request)
     if not request.app[CONFIG].delete_enabled:
-        raise RegistryError("UNSUPPORTED", "deletion is disabled on this registry")
+        raise RegistryError(Code.UNSUPPORTED, "deletion is disabled on this registry")
     st = store(request)
     if ":" in ref:
         await st.delete_manifest(name, parse_digest(ref))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 
 
 def page(request: web.Request, items: list[str], url: Callable[[int, str], str]) -> tuple[list[str], dict[str, str]]:
@@ -18,7 +18,7 @@ def page(request: web.Request, items: list[str], url: Callable[[int, str], str])
     if n_text is None or n_text == "":
         return items, {}
     if not n_text.isdigit():
-        raise RegistryError("PAGINATION_NUMBER_INVALID", f"invalid n {n_text[:20]!r}")
+        raise RegistryError(Code.PAGINATION_NUMBER_INVALID, f"invalid n {n_text[:20]!r}")
     n = int(n_text)
     if len(items) <= n:
         return items, {}

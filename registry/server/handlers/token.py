@@ -6,9 +6,9 @@ from aiohttp import web
 
 from registry.auth.access import Access, parse_scopes
 from registry.auth.errors import BadCredentials
-from registry.auth.setup import AuthSetup
+from registry.auth.config import AuthSetup
 from registry.server.auth import basic_credentials
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 from registry.server.state import CONFIG
 
 
@@ -21,7 +21,7 @@ def _setup(request: web.Request) -> AuthSetup:
 
 def _token_response(setup: AuthSetup, account: str, scopes: list[Access], service: str | None) -> web.Response:
     if service and service != setup.service:
-        raise RegistryError("DENIED", f"this issuer serves {setup.service!r}, not {service!r}", status=400)
+        raise RegistryError(Code.DENIED, f"this issuer serves {setup.service!r}, not {service!r}", status=400)
     granted = [Access(a.type, a.name, setup.acl.granted(account, a)) for a in scopes]
     return web.json_response(setup.issuer.issue(account, granted))  # type: ignore[union-attr]
 
@@ -32,7 +32,7 @@ async def _account(setup: AuthSetup, user: str | None, password: str | None) -> 
     try:
         await setup.htpasswd.acheck(user, password or "")  # type: ignore[union-attr]
     except BadCredentials:
-        raise RegistryError("UNAUTHORIZED", "invalid username or password",
+        raise RegistryError(Code.UNAUTHORIZED, "invalid username or password",
                             headers={"WWW-Authenticate": f'Basic realm="{setup.service}"'}) from None
     return user
 

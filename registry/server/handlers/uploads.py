@@ -15,7 +15,7 @@ from aiohttp import web
 
 from registry import routes
 from registry.server.auth import mount_origin
-from registry.server.errors import RegistryError
+from registry.server.errors import Code, RegistryError
 from registry.server.handlers.common import (
     DIGEST_HEADER, SESSION_ID_HEADER, UPLOAD_UUID_HEADER, content_length, parse_digest, repo_name, store,
 )
@@ -53,7 +53,7 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
 
 
 def _range_error(message: str, upload: Upload) -> RegistryError:
-    return RegistryError("BLOB_UPLOAD_INVALID", message, status=416,
+    return RegistryError(Code.BLOB_UPLOAD_INVALID, message, status=416,
                          headers={k: v for k, v in _upload_headers(upload).items() if k != "Content-Length"})
 
 
@@ -80,7 +80,7 @@ async def _receive(request: web.Request, upload: Upload) -> Upload:
     try:
         return await store(request).append_upload(upload, _body(request), length)
     except SizeInvalid as e:
-        raise RegistryError("SIZE_INVALID", str(e)) from None
+        raise RegistryError(Code.SIZE_INVALID, str(e)) from None
     except UploadOffsetMismatch as e:
         raise _range_error(f"another request moved the upload to offset {e.size}; this one "
                            f"was written for offset {e.expected}",

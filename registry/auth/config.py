@@ -31,6 +31,7 @@ from registry.auth.htpasswd import Htpasswd
 from registry.auth.tokens import (
     TokenIssuer, TokenVerifier, load_private_key, load_public_keys,
 )
+from registry.config_values import duration_seconds
 
 
 @dataclass
@@ -42,11 +43,6 @@ class AuthSetup:
     verifier: TokenVerifier | None = None
     issuer: TokenIssuer | None = None
     acl: ACL = field(default_factory=ACL)
-
-
-def _duration(value: Any) -> float:
-    from registry.server.config import parse_duration
-    return parse_duration(value, "auth.token.expiration")
 
 
 def build_auth(section: Any) -> AuthSetup | None:
@@ -73,7 +69,8 @@ def build_auth(section: Any) -> AuthSetup | None:
     keys = []
     if cfg.get("signingkey"):
         key = load_private_key(cfg["signingkey"])
-        setup.issuer = TokenIssuer(key, issuer_name, service, _duration(cfg.get("expiration", "5m")))
+        expiration = duration_seconds(cfg.get("expiration", "5m"), "auth.token.expiration")
+        setup.issuer = TokenIssuer(key, issuer_name, service, expiration)
         setup.htpasswd = Htpasswd.load(cfg["htpasswd"]) if cfg.get("htpasswd") else Htpasswd({})
         setup.acl = ACL.from_config(cfg.get("acl"))
         keys.append(key.public_key())
