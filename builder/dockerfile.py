@@ -126,7 +126,8 @@ def parse_dockerfile_collecting(text: str | bytes) -> tuple[Dockerfile | None, l
     return (dockerfile if stages else None), errors
 
 
-def _split_stages(typed: list[Instruction], require_stage: bool) -> tuple[list[Arg], list[Stage], list[DockerfileError]]:
+def _split_stages(typed: list[Instruction], require_stage: bool
+                  ) -> tuple[list[Arg], list[Stage], list[DockerfileError]]:
     meta_args: list[Arg] = []
     stages: list[Stage] = []
     errors: list[DockerfileError] = []

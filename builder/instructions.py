@@ -511,7 +511,7 @@ def from_node(node: Node) -> Instruction:
             raise DockerfileError(_unknown_instruction(node.keyword))
         return parse(node)
     except DockerfileError as e:
-        raise e.at(node.start_line, node.end_line)
+        raise e.at(node.start_line, node.end_line) from None
 
 
 def _unknown_instruction(keyword: str) -> str:

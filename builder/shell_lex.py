@@ -110,8 +110,8 @@ class _Scan:
         except RecursionError:
             raise ExpansionError("variable references are nested too deeply", self.src[:80]) from None
         except ExpansionError as e:
-            raise ExpansionError(e.reason, self.src) if type(e) is ExpansionError else \
-                UnsetVariableError(e.reason, self.src)
+            raise (ExpansionError(e.reason, self.src) if type(e) is ExpansionError else
+                   UnsetVariableError(e.reason, self.src)) from None
 
     def _peek(self) -> str:
         return self.src[self.pos] if self.pos < len(self.src) else _EOF

@@ -63,7 +63,7 @@ def global_args(dockerfile: Dockerfile, build_args: Mapping[str, str], target_pl
                 name = lex.process_word(decl.name, env)
                 default = None if decl.default is None else lex.process_word(decl.default, env)
             except ExpansionError as e:
-                raise e.at(arg.line)
+                raise e.at(arg.line) from None
             value = build_args.get(name, default)
             if value is not None:
                 env[name] = value

@@ -6,5 +6,9 @@ apt_install ca-certificates skopeo umoci docker-registry docker.io runc buildah 
     wrk iproute2 tar gzip libseccomp2 gcc libc6-dev
 ensure_venv "test"
 cd "$HOIST_SRC"
+echo "==> ruff check"
+"$VENV/bin/ruff" check storage registry builder runtime hoist tests bench
+echo "==> mypy"
+"$VENV/bin/mypy"
 echo "==> pytest"
 exec "$VENV/bin/python" -m pytest -q -rsfE --durations=15 "$@"

@@ -41,7 +41,7 @@ ANNOTATION_CREATED = "org.opencontainers.image.created"
 
 def layer_compression(media_type: str) -> str:
     """Return "gzip", "zstd" or "none" for a layer media type."""
-    if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
+    if media_type.endswith(("+gzip", ".tar.gzip")):
         return "gzip"
     if media_type.endswith("+zstd"):
         return "zstd"

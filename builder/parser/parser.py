@@ -177,7 +177,8 @@ class Parser:
         if node is target:
             return dataclasses.replace(node, heredocs=docs, end_line=end)
         # ONBUILD carries the bodies too, as BuildKit attaches them to the outer node.
-        return dataclasses.replace(node, sub=dataclasses.replace(target, heredocs=docs, end_line=end), heredocs=docs, end_line=end)
+        sub = dataclasses.replace(target, heredocs=docs, end_line=end)
+        return dataclasses.replace(node, sub=sub, heredocs=docs, end_line=end)
 
     def _shape(self, text: str, start: int, end: int, comments: tuple[str, ...]) -> Node:
         keyword, flags, rest = line_parsers.split_command(text)

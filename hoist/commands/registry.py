@@ -181,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         task = asyncio.current_task()
+        assert task is not None  # main() runs as asyncio.run's task
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

@@ -40,8 +40,8 @@ async def test_abandoned_uploads_are_purged_by_startedat(driver: StorageDriver) 
 
 
 async def test_stale_temporary_files_are_cleaned(tmp_path: Path) -> None:
-    driver = FilesystemDriver(tmp_path / "root")
-    store = RegistryStore(driver)
+    fs_driver = FilesystemDriver(tmp_path / "root")
+    store = RegistryStore(fs_driver)
     await _image(store, "t/app", "v1", "x")
     crashed = tmp_path / "root/docker/registry/v2/repositories/t/app/_layers/.tmp-deadbeef"
     crashed.write_bytes(b"half a link")
