@@ -17,6 +17,7 @@ from builder import keywords as kw
 from builder.dockerfile import Dockerfile, parse_dockerfile_collecting
 from builder.errors import DockerfileError, UnsetVariableError
 from builder.expansion import expand_instruction
+from builder.lint import apply_checks
 from builder.instructions import Add, Arg, Env, Expose, Instruction, StopSignal, Volume
 from builder.scope import Scope
 from builder.shell_lex import ShellLex
@@ -50,6 +51,7 @@ def check_dockerfile(text: str | bytes, *, target: str | None = None, build_args
     report.errors += graph_errors
     if graph is not None and not graph_errors:
         report.errors += _dispatch_errors(graph)
+    apply_checks(report)  # BuildKit's build checks (builder/lint.py): warnings, or errors under check=error=true
     report.errors.sort(key=lambda e: e.line or 0)
     return report
 

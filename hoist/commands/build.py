@@ -92,7 +92,8 @@ def _print_report(name: str, report: CheckReport, ignore_errors: list[tuple[str,
         where = f"{path}:{ignore_error.line}" if ignore_error.line is not None else path
         print(f"{where}: {ignore_error.message}", file=sys.stderr)
     for warning in report.warnings:
-        print(f"{name}: warning: {warning}", file=sys.stderr)
+        # Build checks print as BuildKit prints them ("WARN: Rule: message (line N)").
+        print(warning if warning.startswith("WARN: ") else f"{name}: warning: {warning}", file=sys.stderr)
     if report.errors or ignore_errors:
         return 1
     assert report.dockerfile is not None and report.graph is not None

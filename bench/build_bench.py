@@ -1,0 +1,138 @@
+"""Build speed: hoist against BuildKit (Debian's docker 20.10, ``DOCKER_BUILDKIT=1``) and buildah,
+in one run, on one reference project.
+
+    sudo .venv/bin/python bench/build_bench.py [--files 3000] [--mb 50] [--skip-buildah]
+
+The project: the busybox-static base of tests/builder/differential.py (loaded into each builder
+first), a few RUN steps, a COPY of a generated source tree (~``--files`` files, ~``--mb`` MB),
+and a second stage copying from the first. Rows: a cold build (caches emptied: ``docker builder
+prune``, a fresh buildah root, a fresh HOIST_ROOT), a fully cached rebuild, and a rebuild after
+one source file changed. buildah runs with ``--layers`` so that it caches at all. A hoist column
+says "n/a (build not landed)" while ``hoist build`` only implements ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.builder.differential import BASE_REF, Buildah, BuildError, BuildKit, Hoist, NotLanded, write_base_archive  # noqa: E402
+from tests.peers import Dockerd  # noqa: E402
+
+DOCKERFILE = f"""\
+FROM {BASE_REF} AS build
+RUN mkdir -p /opt/tools && echo tool > /opt/tools/version
+RUN for i in $(seq 1 50); do echo "line $i" >> /opt/tools/log; done
+WORKDIR /src
+COPY src/ /src/
+RUN find /src -type f | wc -l > /opt/count && sha256sum /src/pkg0/file0.txt > /opt/sum
+
+FROM {BASE_REF}
+COPY --from=build /opt /opt
+COPY --from=build /src/pkg0 /app/pkg0
+CMD ["cat", "/opt/count"]
+"""
+
+
+def make_project(root: Path, files: int, mb: int, seed: int = 7) -> Path:
+    rng = random.Random(seed)
+    (root / "src").mkdir(parents=True)
+    size = max(1, mb * 1024 * 1024 // files)
+    for i in range(files):
+        d = root / "src" / f"pkg{i % 60}"
+        d.mkdir(exist_ok=True)
+        (d / f"file{i // 60}.txt").write_bytes(rng.randbytes(size))
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    return root
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=3000)
+    ap.add_argument("--mb", type=int, default=50)
+    ap.add_argument("--skip-buildah", action="store_true")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="hoist-build-bench-", dir="/tmp"))
+    dockerd = Dockerd(work / "dockerd")
+    try:
+        dockerd.start()
+        archive = write_base_archive(work / "base.tar")
+        project = make_project(work / "project", args.files, args.mb)
+        builders: dict[str, BuildKit | Buildah | Hoist] = {
+            "buildkit": BuildKit(dockerd.socket, dockerd.base / "client-config", dockerd.docker),
+            "hoist": Hoist(work / "hoist"),
+        }
+        if not args.skip_buildah:
+            builders["buildah"] = Buildah(work / "buildah")
+        for b in builders.values():
+            b.load_base(archive)
+
+        changed = project / "src" / "pkg0" / "file0.txt"
+        original = changed.read_bytes()
+        rows: dict[str, dict[str, float | str]] = {"cold": {}, "cached": {}, "one file changed": {}}
+        for name, b in builders.items():
+            def build(b: BuildKit | Buildah | Hoist = b) -> None:
+                if isinstance(b, Buildah):
+                    b.build_only(project, tag="bench:1", layers=True)
+                else:
+                    b.build_only(project, tag="bench:1")
+            try:
+                if isinstance(b, BuildKit):
+                    dockerd("builder", "prune", "-af")
+                rows["cold"][name] = timed(build)
+                rows["cached"][name] = timed(build)
+                changed.write_bytes(original + b"changed\n")
+                try:
+                    rows["one file changed"][name] = timed(build)
+                finally:
+                    changed.write_bytes(original)
+            except NotLanded:
+                for row in rows.values():
+                    row[name] = "n/a (build not landed)"
+            except BuildError as e:
+                for row in rows.values():
+                    row.setdefault(name, f"failed: {str(e).splitlines()[0][:40]}")
+        _print(rows, list(builders), args)
+    finally:
+        dockerd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _fmt(v: float | str) -> str:
+    return f"{v:.2f} s" if isinstance(v, float) else v
+
+
+def _print(rows: dict[str, dict[str, float | str]], names: list[str], args: argparse.Namespace) -> None:
+    peers = [n for n in names if n != "hoist"]
+    print(f"reference project: {args.files} files, ~{args.mb} MB, 2 stages")
+    header = f"{'build':<18}" + "".join(f"{n:>24}" for n in names) + "".join(f"{'hoist/' + p:>16}" for p in peers)
+    print(header)
+    for row_name, row in rows.items():
+        line = f"{row_name:<18}" + "".join(f"{_fmt(row.get(n, '-')):>24}" for n in names)
+        h = row.get("hoist")
+        for p in peers:
+            pv = row.get(p)
+            ratio = f"{h / pv:.2f}x" if isinstance(h, float) and isinstance(pv, float) and pv > 0 else "n/a"
+            line += f"{ratio:>16}"
+        print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
