@@ -453,6 +453,7 @@ def prepare_context(fixture: Fixture, dest: Path) -> Path:
     for name, member_files in fixture.meta.get("tars", {}).items():
         _make_tar(dest / name, member_files)
     for target, link in fixture.meta.get("hardlinks", []):
+        (dest / link).parent.mkdir(parents=True, exist_ok=True)  # git keeps no directory of links alone
         os.link(dest / target, dest / link)
     for d in fixture.meta.get("empty_dirs", []):
         (dest / d).mkdir(parents=True, exist_ok=True)
