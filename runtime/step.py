@@ -24,7 +24,6 @@ import os
 import stat
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +159,17 @@ def _remove_stubs(upper: Path, missing: list[str]) -> None:
             parent = parent.parent
 
 
-def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Path], None]) -> StepResult:
-    """Run ``fn(merged_root)`` in a child with a private mount namespace on an overlay of
-    ``chain`` with a fresh upper dir; returns the upper dir (exit code 0) or raises StepError
-    with the message of what ``fn`` raised."""
+_SOURCE_MOUNT = ".hoist-copy-source"
+
+
+def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Path], None],
+               source: Path | None = None) -> StepResult:
+    """Run ``fn(source_dir)`` in a child with a private mount namespace, chrooted into an
+    overlay of ``chain`` with a fresh upper dir (so the step's paths, and the symlinks in them,
+    resolve inside the new root as BuildKit's do); ``source`` is bound read-only at
+    ``source_dir`` for the time of ``fn`` (and gone from the result). Returns the upper dir or
+    raises StepError with the message of what ``fn`` raised. ``fn`` must not import anything:
+    after the chroot the host's modules are out of reach."""
     runtime = Runtime(root)
     store = _step_store(runtime.root)
     folder = store.root / store.new_id()
@@ -188,12 +194,21 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
             linux.unshare(linux.CLONE_NEWNS)
             mounts.make_private()
             mounts.mount_overlay(str(merged), str(snapshots.root), options)
-            fn(merged)
+            inner = Path("/" + _SOURCE_MOUNT)
+            if source is not None:
+                os.mkdir(merged / _SOURCE_MOUNT, 0o700)
+                mounts.bind(str(source), str(merged / _SOURCE_MOUNT), readonly=True,
+                            extra=linux.MS_NODEV | linux.MS_NOSUID | linux.MS_NOEXEC)
+            os.chdir(merged)
+            os.chroot(".")
+            fn(inner)
+            if source is not None:
+                os.chdir("/")
+                linux.umount2(str(inner), linux.MNT_DETACH)
+                os.rmdir(inner)
             code = 0
         except BaseException as e:
             message = str(getattr(e, "message", "") or e) or type(e).__name__
-            if not isinstance(e, (OSError, ValueError)) and not hasattr(e, "message"):
-                message += "\n" + traceback.format_exc()
             try:
                 os.write(write_fd, message.encode(errors="replace")[:60000])
             except OSError:
