@@ -1,0 +1,1459 @@
+"""COPY and ADD: choosing sources, hashing them for the cache key, and copying them onto a rootfs.
+
+The semantics are BuildKit's (``dockerfile2llb`` + ``solver/llbsolver/file`` + fsutil's copy),
+and the Dockerfile reference's for what docker 20.10's BuildKit lacks (``--parents``,
+``--exclude``, heredoc sources, symbolic ``--chmod``):
+
+Sources (``select_sources``)
+  Each source is cleaned as ``filepath.Join("/", src)``, so ``../x`` and ``/x`` name ``x`` inside
+  the source root. Symlinks along a source path, the final one included, are followed, resolved
+  as if the root were ``/`` (continuity's ``fs.RootPath``); inside a copied directory symlinks
+  stay symlinks. Wildcards are Go's ``filepath.Match`` (``*``, ``?``, ``[...]``, ``\\``): the
+  components before the first wildcard are resolved, the rest are matched against the paths below
+  them (a matched directory is not searched further), in lexical order. A directory copies its
+  contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so.
+  Files taken from the context belong to root (0:0), files from a stage or image keep their
+  owners; modes, mtimes and xattrs are kept. Regular files linked to each other inside one source
+  argument stay hard links (fsutil keeps its inode map per copy action).
+
+Destination (``copy_into``)
+  A relative destination is joined to WORKDIR; a trailing ``/`` (or ``.``) makes it a directory.
+  Symlinks on the destination path resolve inside the root (never outside it). Missing parent
+  directories are created 0755, owned by the ``--chown`` owner (root without one), and the
+  destination directory itself, when it is created for a directory source, too (fsutil's
+  ``MkdirAll``): it never takes the source directory's metadata, and an existing one keeps its
+  own. Inside a copied tree, an existing directory takes the source's metadata, a file or symlink
+  replaces what is there, and a non-directory where a directory must go is an error (BuildKit's
+  ``cannot copy to non-directory``). ``--chmod`` applies to every copied file and directory (not
+  to symlinks, nor to the directories created on the way); octal replaces the permission and
+  set-id bits, symbolic modes edit them as chmod(1) does with a umask of 0.
+
+ADD archives
+  With ``unpack_archives`` a source that is a regular file holding a tar (uncompressed, gzip,
+  bzip2, xz or zstd, told apart by content) is extracted into the destination directory, as if it
+  were ``/`` (absolute symlinks and ``..`` stay inside; a member or a relative link leaving it is
+  an error, as docker's ``Untar`` breakout check). Anything else is copied.
+
+Cache key (``Selection.cache_digest``)
+  A sha256 over the relative paths, types, modes, owners (after ``--chown``), link targets,
+  hard-link groups, device numbers, xattrs and file contents of the selection, plus every option
+  that changes the result. Times are never part of it. File contents may come from a
+  ``HashCache``, trusted only when device, inode, size, mtime and ctime all match.
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+import stat
+import tarfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from builder.dockerignore import PatternMatcher, check_go_pattern, go_clean
+from builder.errors import DockerfileError, DockerignoreError
+from runtime import linux
+from runtime.unpack import Limits, _bounded_tarinfo, remove_dir_at
+
+Matcher = PatternMatcher
+
+# openat2(2) resolve flags (linux/openat2.h)
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_RESOLVE_IN_ROOT = 0x10
+_STRICT = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+_MAX_LINKS = 255          # continuity's fs.RootPath gives up after 255 links
+_MAX_ID_FILE = 16 << 20   # /etc/passwd and /etc/group larger than this are refused
+_CHUNK = 1 << 20
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+MULTI_SOURCE_ERROR = ("When using COPY with more than one source file, the destination must be a "
+                      "directory and end with a /")
+
+
+class CopyError(DockerfileError):
+    """A COPY/ADD that cannot be done: a missing or ignored source, a bad flag, a destination
+    that does not fit, an escape attempt, a full disk. ``.at(line)`` places it in the Dockerfile."""
+
+
+# -- --chmod ------------------------------------------------------------------------------------
+
+_CHMOD_OCTAL_ERROR = "invalid chmod parameter: '{}'. it should be octal string and between 0 and 07777"
+_WHO_BITS = {"u": 0o4700, "g": 0o2070, "o": 0o0007}
+
+
+@dataclass(frozen=True)
+class _Clause:
+    who: str            # subset of "ugo"; "" means all (umask 0)
+    op: str             # "+", "-" or "="
+    perms: str          # subset of "rwxXst", or one of "u", "g", "o" (copy)
+
+
+@dataclass(frozen=True)
+class Chmod:
+    """A parsed ``--chmod``: octal (``octal`` set) or symbolic (``clauses``)."""
+
+    text: str
+    octal: int | None = None
+    clauses: tuple[_Clause, ...] = ()
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        """The permission and set-id bits (``& 0o7777``) a file of ``mode`` gets."""
+        if self.octal is not None:
+            return self.octal
+        current = mode & 0o7777
+        for clause in self.clauses:
+            current = _apply_clause(clause, current, is_dir)
+        return current
+
+
+def _apply_clause(clause: _Clause, current: int, is_dir: bool) -> int:
+    who = clause.who or "ugo"
+    mask = 0
+    for w in who:
+        mask |= _WHO_BITS[w]
+    if clause.perms in ("u", "g", "o"):
+        src = clause.perms
+        shift = {"u": 6, "g": 3, "o": 0}[src]
+        rwx = (current >> shift) & 0o7
+        bits = 0
+        for w in who:
+            bits |= rwx << {"u": 6, "g": 3, "o": 0}[w]
+    else:
+        bits = 0
+        for p in clause.perms:
+            if p == "r":
+                bits |= 0o444
+            elif p == "w":
+                bits |= 0o222
+            elif p == "x":
+                bits |= 0o111
+            elif p == "X":
+                if is_dir or current & 0o111:
+                    bits |= 0o111
+            elif p == "s":
+                bits |= 0o6000
+            elif p == "t":
+                bits |= 0o1000
+        # "t" is only meaningful for "o"/"a"; "s" only for "u" and "g".
+        sticky = bits & 0o1000 if (not clause.who or "o" in clause.who) else 0
+        bits = (bits & mask & ~0o1000) | sticky
+    if clause.op == "+":
+        return current | bits
+    if clause.op == "-":
+        return current & ~bits
+    keep = current & ~(mask | (0o1000 if (not clause.who or "o" in clause.who) else 0))
+    return keep | bits
+
+
+_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)\Z")
+_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+
+
+def parse_chmod(spec: str) -> Chmod:
+    """Parse a ``--chmod`` value (``755``, ``0644``, ``u+x``, ``g-w,o=r``, ``a+X``); raises CopyError."""
+    if re.fullmatch(r"[0-9]+", spec):
+        if re.fullmatch(r"[0-7]+", spec) and int(spec, 8) <= 0o7777:
+            return Chmod(spec, octal=int(spec, 8))
+        raise CopyError(_CHMOD_OCTAL_ERROR.format(spec))
+    if not spec:
+        raise CopyError(_CHMOD_OCTAL_ERROR.format(spec))
+    clauses: list[_Clause] = []
+    for part in spec.split(","):
+        m = _CLAUSE.match(part)
+        if m is None:
+            raise CopyError(f"invalid chmod parameter: {spec!r}: {part!r} is not a symbolic mode "
+                            "([ugoa]*[-+=][rwxXst]*, or octal between 0 and 07777)")
+        who = "ugo" if "a" in m.group(1) else "".join(sorted(set(m.group(1)), key="ugo".index))
+        for action in _ACTION.finditer(m.group(2)):
+            clauses.append(_Clause(who, action.group(1), action.group(2)))
+    return Chmod(spec, clauses=tuple(clauses))
+
+
+# -- --chown ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChownSpec:
+    """``user[:group]``; each part is a number (``uid``/``gid``) or a name to look up."""
+
+    text: str
+    user: str | None
+    group: str | None
+    uid: int | None = None
+    gid: int | None = None
+
+
+def _numeric(text: str) -> int | None:
+    # strconv.ParseUint(text, 10, 32), as BuildKit's parseUser.
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value < 1 << 32:
+            return value
+    return None
+
+
+def parse_chown(spec: str) -> ChownSpec:
+    """Parse ``--chown`` (``user``, ``user:group``, ``:group``, names or ids); raises CopyError."""
+    if spec == "":
+        raise CopyError("--chown needs a user: --chown=user[:group]")
+    user, sep, group = spec.partition(":")
+    if sep and group == "":
+        raise CopyError(f"invalid --chown {spec!r}: the group after ':' is empty")
+    for name in (user, group):
+        if any(c in name for c in "\n\x00"):
+            raise CopyError(f"invalid --chown {spec!r}")
+    return ChownSpec(spec, user or None, group if sep else None,
+                     uid=_numeric(user) if user else None, gid=_numeric(group) if sep else None)
+
+
+def _read_in_root(rootfs: Path, path: str) -> bytes | None:
+    """A file of ``rootfs`` read with every symlink resolved inside it; None when it is missing."""
+    try:
+        rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CopyError(f"cannot open the destination root {rootfs}: {e.strerror}") from None
+    try:
+        try:
+            fd = linux.openat2(rootfd, path.lstrip("/"), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                               _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            raise CopyError(f"cannot read {path} of the image: {e.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_size > _MAX_ID_FILE:
+                raise CopyError(f"{path} of the image is larger than {_MAX_ID_FILE} bytes")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return f.read(_MAX_ID_FILE + 1)[:_MAX_ID_FILE]
+        finally:
+            os.close(fd)
+    finally:
+        os.close(rootfd)
+
+
+def _id_lines(data: bytes | None) -> Iterator[list[str]]:
+    if data is None:
+        return
+    for line in data.decode("utf-8", "surrogateescape").split("\n"):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        yield line.split(":")
+
+
+def _field_int(fields: list[str], index: int) -> int:
+    # runc's user.ParsePasswd: a missing or bad number reads as 0.
+    try:
+        return int(fields[index]) if index < len(fields) else 0
+    except ValueError:
+        return 0
+
+
+def resolve_owner(spec: ChownSpec, rootfs: Path) -> tuple[int, int]:
+    """The (uid, gid) ``spec`` names in the destination image (BuildKit's ``readUser``).
+
+    A numeric user gives uid = gid = the number; a named user gives its uid and its primary gid
+    from the image's /etc/passwd; a group (numeric, or a name from /etc/group) replaces the gid.
+    The files are read inside ``rootfs`` (symlinks in the image cannot lead out of it). A name the
+    image does not know is an error naming it (BuildKit silently uses 0 there; the issue asks
+    for an error)."""
+    uid = gid = 0
+    if spec.user is not None:
+        if spec.uid is not None:
+            uid = gid = spec.uid
+        else:
+            found = None
+            for fields in _id_lines(_read_in_root(rootfs, "/etc/passwd")):
+                if fields[0] == spec.user:
+                    found = fields
+                    break
+            if found is None:
+                raise CopyError(f"unable to find user {spec.user}: no matching entries in passwd file")
+            uid, gid = _field_int(found, 2), _field_int(found, 3)
+    if spec.group is not None:
+        if spec.gid is not None:
+            gid = spec.gid
+        else:
+            for fields in _id_lines(_read_in_root(rootfs, "/etc/group")):
+                if fields[0] == spec.group:
+                    gid = _field_int(fields, 2)
+                    break
+            else:
+                raise CopyError(f"unable to find group {spec.group}: no matching entries in group file")
+    return uid, gid
+
+
+# -- Go's filepath.Match ------------------------------------------------------------------------
+
+def has_wildcards(name: str) -> bool:
+    """Whether a path holds ``*``, ``?`` or ``[`` not escaped by ``\\`` (fsutil's containsWildcards)."""
+    i = 0
+    while i < len(name):
+        if name[i] == "\\":
+            i += 2
+            continue
+        if name[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def _go_regex(pattern: str) -> re.Pattern[str]:
+    try:
+        check_go_pattern(pattern)
+    except DockerignoreError:
+        raise CopyError(f"syntax error in pattern: {pattern!r}") from None
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif ch == "[":
+            out.append("[")
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            while pattern[i] != "]" or out[-1] in ("[", "^"):
+                c = pattern[i]
+                i += 1
+                if c == "\\":
+                    c = pattern[i]
+                    i += 1
+                out.append("-" if c == "-" and out[-1] not in ("[", "^") and i < n and pattern[i] != "]"
+                           else re.escape(c))
+            i += 1
+            out.append("]")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's ``filepath.Match(pattern, name)`` (a bad pattern raises CopyError)."""
+    return _go_regex(pattern).match(name) is not None
+
+
+# -- reading a tree through descriptors -----------------------------------------------------
+
+def _open_at(rootfd: int, parts: Sequence[str], flags: int) -> int:
+    """Open ``parts`` below ``rootfd`` with no symlink followed anywhere (race-free)."""
+    return linux.openat2(rootfd, "/".join(parts) or ".", flags | os.O_NOFOLLOW if parts else flags, _STRICT)
+
+
+def _lstat_at(rootfd: int, parts: Sequence[str]) -> os.stat_result | None:
+    if not parts:
+        return os.fstat(rootfd)
+    try:
+        pfd = _open_at(rootfd, parts[:-1], os.O_PATH | os.O_DIRECTORY)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    try:
+        return os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    finally:
+        os.close(pfd)
+
+
+def _readlink_at(rootfd: int, parts: Sequence[str]) -> str:
+    pfd = _open_at(rootfd, parts[:-1], os.O_PATH | os.O_DIRECTORY)
+    try:
+        return os.readlink(parts[-1], dir_fd=pfd)
+    finally:
+        os.close(pfd)
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = (),
+                    follow_final: bool = True) -> tuple[list[str], os.stat_result | None, list[str]]:
+    """Resolve ``jail + parts`` below ``rootfd`` as if ``jail`` were ``/`` (continuity's
+    ``fs.RootPath``): symlinks are read and spliced in, absolute ones restart at the jail and
+    ``..`` stops there. Returns (the resolved existing prefix, its lstat or None, the components
+    still to create); when the third is empty the first is the whole path."""
+    base = list(jail)
+    done = list(base)
+    todo = list(parts)
+    links = 0
+    st: os.stat_result | None = _lstat_at(rootfd, done)
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if len(done) > len(base):
+                done.pop()
+            continue
+        st = _lstat_at(rootfd, done + [name])
+        if st is None:
+            rest = [name] + todo
+            clean: list[str] = []
+            for p in rest:
+                if p in ("", "."):
+                    continue
+                if p == "..":
+                    if clean:
+                        clean.pop()
+                    elif len(done) > len(base):
+                        done.pop()
+                    continue
+                clean.append(p)
+            return done, _lstat_at(rootfd, done), clean
+        if stat.S_ISLNK(st.st_mode) and (todo or follow_final):
+            links += 1
+            if links > _MAX_LINKS:
+                raise CopyError(f"too many levels of symbolic links in {'/' + '/'.join(parts)!r}")
+            target = _readlink_at(rootfd, done + [name])
+            if target.startswith("/"):
+                done = list(base)
+            todo = target.split("/") + todo
+            continue
+        if todo and not stat.S_ISDIR(st.st_mode):
+            raise CopyError(f"{'/' + '/'.join(done + [name])!r} is not a directory")
+        done.append(name)
+    return done, st, []
+
+
+# -- selection ----------------------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One file of a selected source; ``rel`` is relative to the source ("" for the source itself)."""
+
+    rel: str
+    src: tuple[str, ...]            # path below the source root, for opening (no symlinks)
+    mode: int                       # st_mode
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    atime_ns: int
+    ctime_ns: int = 0
+    dev: int = 0
+    ino: int = 0
+    nlink: int = 1
+    rdev: int = 0
+    link: str | None = None         # symlink target
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    hardlink: tuple[int, str] | None = None   # (item index in the group, rel) of the first link
+    data: bytes | None = None       # in-memory content (heredoc sources)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+
+@dataclass
+class Item:
+    """One resolved source: ``name`` is how it is named at a directory destination."""
+
+    name: str
+    entries: list[Entry]
+    parents: str = ""               # the path kept by --parents (relative to the pivot)
+
+    @property
+    def top(self) -> Entry:
+        return self.entries[0]
+
+
+@dataclass
+class SourceGroup:
+    """The items of one source argument (its wildcard matches, in lexical order)."""
+
+    pattern: str
+    items: list[Item]
+
+
+@dataclass
+class Selection:
+    """What a COPY/ADD takes: from a directory (``root``) or from memory (heredocs)."""
+
+    root: Path | None
+    groups: list[SourceGroup]
+    keep_owner: bool = False
+    what: str = "context"
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for group in self.groups for item in group.items]
+
+    @property
+    def total_size(self) -> int:
+        return sum(e.size for item in self.items for e in item.entries if stat.S_ISREG(e.mode))
+
+    @classmethod
+    def from_contents(cls, contents: Iterable[tuple[str, bytes | str]]) -> Selection:
+        """Heredoc sources: files named ``name`` (mode 0644, root's) holding ``data``."""
+        now = time.time_ns()
+        groups = []
+        for name, data in contents:
+            raw = data.encode() if isinstance(data, str) else bytes(data)
+            clean = go_clean("/" + name).lstrip("/")
+            if clean in ("", "."):
+                raise CopyError(f"invalid heredoc file name {name!r}")
+            entry = Entry(rel="", src=(), mode=stat.S_IFREG | 0o644, uid=0, gid=0, size=len(raw),
+                          mtime_ns=now, atime_ns=now, data=raw)
+            groups.append(SourceGroup("<<" + name, [Item(clean.rsplit("/", 1)[-1], [entry])]))
+        return cls(root=None, groups=groups, what="heredoc")
+
+    def cache_digest(self, *, dest: str, owner: tuple[int, int] | None = None, chmod: Chmod | str | None = None,
+                     parents: bool = False, link: bool = False, unpack_archives: bool = False,
+                     hash_cache: HashCache | None = None, **extra: object) -> str:
+        """``sha256:<hex>`` of everything the copy's result depends on (never times)."""
+        h = hashlib.sha256()
+
+        def put(*values: object) -> None:
+            for v in values:
+                b = v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape")
+                h.update(len(b).to_bytes(8, "big"))
+                h.update(b)
+
+        chmod_text = chmod.text if isinstance(chmod, Chmod) else chmod
+        put("hoist-copy-v1", dest, owner, chmod_text, parents, link, unpack_archives,
+            json.dumps(extra, sort_keys=True, default=str), self.keep_owner)
+        rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
+        try:
+            for group in self.groups:
+                put("group", group.pattern, len(group.items))
+                for item in group.items:
+                    put("item", item.name, item.parents, len(item.entries))
+                    for e in item.entries:
+                        uid, gid = owner if owner is not None else ((e.uid, e.gid) if self.keep_owner else (0, 0))
+                        put("entry", e.rel, stat.S_IFMT(e.mode), stat.S_IMODE(e.mode), uid, gid)
+                        if e.link is not None:
+                            put("link", e.link)
+                        if stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
+                            put("rdev", os.major(e.rdev), os.minor(e.rdev))
+                        for key, value in e.xattrs:
+                            put("xattr", key, value)
+                        if e.hardlink is not None:
+                            put("hardlink", e.hardlink[0], e.hardlink[1])
+                        elif stat.S_ISREG(e.mode):
+                            put("size", e.size, "sha256", self._content_digest(rootfd, e, hash_cache))
+        finally:
+            if rootfd >= 0:
+                os.close(rootfd)
+        if hash_cache is not None:
+            hash_cache.save()
+        return "sha256:" + h.hexdigest()
+
+    def _content_digest(self, rootfd: int, e: Entry, cache: HashCache | None) -> str:
+        if e.data is not None:
+            return hashlib.sha256(e.data).hexdigest()
+        fd = self.open_entry(rootfd, e)
+        try:
+            st = os.fstat(fd)
+            if cache is not None:
+                hit = cache.get(st)
+                if hit is not None:
+                    return hit
+            h = hashlib.sha256()
+            while chunk := os.read(fd, _CHUNK):
+                h.update(chunk)
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                raise CopyError(f"{self._where(e)} changed while it was being read")
+            digest = h.hexdigest()
+            if cache is not None:
+                cache.put(st, digest)
+            return digest
+        finally:
+            os.close(fd)
+
+    def _where(self, e: Entry) -> str:
+        return repr("/".join(e.src) or ".") + ("" if self.what == "context" else f" in {self.what}")
+
+    def open_entry(self, rootfd: int, e: Entry) -> int:
+        """A read descriptor of a selected regular file, checked to be the file selected."""
+        try:
+            fd = _open_at(rootfd, e.src, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as err:
+            raise CopyError(f"{self._where(e)} cannot be read: {err.strerror} "
+                            "(was it changed during the build?)") from None
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (e.dev, e.ino) or not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise CopyError(f"{self._where(e)} was replaced during the build")
+        return fd
+
+
+class HashCache:
+    """Content digests of files by identity, kept in one JSON file between builds.
+
+    An entry is used only when device, inode, size, mtime and ctime (in ns) all equal the file's
+    now; a same-size edit whose mtime was put back still changes the ctime, so it is re-read."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._entries: dict[str, list[int | str]] = {}
+        self._dirty = False
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    loaded = json.load(f)
+                if isinstance(loaded, dict):
+                    self._entries = loaded
+            except (OSError, ValueError):
+                pass
+
+    @staticmethod
+    def _key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}"
+
+    def get(self, st: os.stat_result) -> str | None:
+        entry = self._entries.get(self._key(st))
+        if (isinstance(entry, list) and len(entry) == 4
+                and entry[:3] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns] and isinstance(entry[3], str)):
+            return entry[3]
+        return None
+
+    def put(self, st: os.stat_result, digest: str) -> None:
+        self._entries[self._key(st)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest]
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self._entries, f)
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _xattrs_of(fd_or_path: int | str, follow: bool = True) -> tuple[tuple[str, bytes], ...]:
+    try:
+        names = os.listxattr(fd_or_path, follow_symlinks=follow)
+    except OSError:
+        return ()
+    out = []
+    for name in sorted(names):
+        if name.startswith(_OVERLAY_XATTRS):
+            continue
+        try:
+            out.append((name, os.getxattr(fd_or_path, name, follow_symlinks=follow)))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+class _Reader:
+    """Walks the source root through descriptors, hiding ignored paths."""
+
+    def __init__(self, rootfd: int, ignore: Matcher | None, excludes: Matcher | None, what: str,
+                 limits: Limits) -> None:
+        self.rootfd, self.ignore, self.excludes, self.what = rootfd, ignore, excludes, what
+        self.limits = limits
+        self.count = 0
+
+    def hidden(self, parts: Sequence[str]) -> str | None:
+        path = "/".join(parts)
+        if not path:
+            return None
+        if self.ignore is not None and self.ignore.matches(path):
+            return "ignored"
+        if self.excludes is not None and self.excludes.matches(path):
+            return "excluded"
+        return None
+
+    def entry(self, parts: Sequence[str], rel: str, st: os.stat_result) -> Entry:
+        self.count += 1
+        if self.count > self.limits.max_entries:
+            raise CopyError(f"the sources hold more than {self.limits.max_entries} files (HOIST_UNPACK_MAX_ENTRIES)")
+        link = None
+        xattrs: tuple[tuple[str, bytes], ...] = ()
+        if stat.S_ISLNK(st.st_mode):
+            link = _readlink_at(self.rootfd, parts)
+        elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            try:
+                fd = _open_at(self.rootfd, parts, os.O_PATH | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    xattrs = _xattrs_of(f"/proc/self/fd/{fd}")
+                finally:
+                    os.close(fd)
+        return Entry(rel=rel, src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
+                     size=st.st_size if stat.S_ISREG(st.st_mode) else 0, mtime_ns=st.st_mtime_ns,
+                     atime_ns=st.st_atime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev, ino=st.st_ino,
+                     nlink=st.st_nlink, rdev=st.st_rdev, link=link, xattrs=xattrs)
+
+    def walk(self, parts: list[str], st: os.stat_result) -> list[Entry]:
+        """The source at ``parts`` and, for a directory, everything visible below it (pre-order,
+        names sorted). Ignored directories are entered only when a ``!`` rule may bring back
+        something below them, and kept only if it does."""
+        top = self.entry(parts, "", st)
+        out: list[Entry] = [top]
+        if not stat.S_ISDIR(st.st_mode):
+            return out
+        # Each frame: (parts, rel, names left)
+        stack: list[tuple[list[str], str, list[str]]] = [(parts, "", self._names(parts))]
+        while stack:
+            dparts, drel, names = stack[-1]
+            if not names:
+                stack.pop()
+                continue
+            name = names.pop(0)
+            cparts = dparts + [name]
+            crel = f"{drel}/{name}" if drel else name
+            cst = _lstat_at(self.rootfd, cparts)
+            if cst is None or stat.S_ISSOCK(cst.st_mode):
+                continue
+            hidden = self.hidden(cparts)
+            if hidden is not None:
+                matcher = self.ignore if hidden == "ignored" else self.excludes
+                if stat.S_ISDIR(cst.st_mode) and matcher is not None and matcher.has_exclusions:
+                    if len(cparts) > self.limits.max_depth:
+                        raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
+                    out.append(self.entry(cparts, crel, cst))
+                    stack.append((cparts, crel, self._names(cparts)))
+                continue
+            out.append(self.entry(cparts, crel, cst))
+            if stat.S_ISDIR(cst.st_mode):
+                if len(cparts) > self.limits.max_depth:
+                    raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
+                stack.append((cparts, crel, self._names(cparts)))
+        return self._drop_unused_hidden(out)
+
+    def _drop_unused_hidden(self, out: list[Entry]) -> list[Entry]:
+        # A hidden directory entered for a "!" rule stays only when something visible lies below it.
+        keep: list[Entry] = []
+        for i, e in enumerate(out):
+            if i and e.is_dir and self.hidden(e.src) is not None:
+                prefix = e.rel + "/"
+                if not any(o.rel.startswith(prefix) and self.hidden(o.src) is None for o in out[i + 1:]):
+                    continue
+            keep.append(e)
+        return keep
+
+    def _names(self, parts: Sequence[str]) -> list[str]:
+        fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return sorted(os.listdir(fd), key=lambda n: n.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+
+
+def _split_wildcards(parts: list[str]) -> tuple[list[str], list[str]]:
+    for i, p in enumerate(parts):
+        if has_wildcards(p):
+            return parts[:i], parts[i:]
+    return parts, []
+
+
+def _unescape(name: str) -> str:
+    return re.sub(r"\\(.)", r"\1", name)
+
+
+def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | None,
+                   excludes: Sequence[str] = (), what: str = "context", parents: bool = False,
+                   keep_owner: bool | None = None, limits: Limits | None = None) -> Selection:
+    """Resolve the source arguments of a COPY/ADD below ``source_root``; raises CopyError.
+
+    ``what`` names the root in messages ("context", "stage build", ...). Files from the context
+    belong to root; from anything else they keep their owners (``keep_owner`` overrides)."""
+    limits = limits or Limits()
+    if keep_owner is None:
+        keep_owner = what != "context"
+    try:
+        exclude_matcher = PatternMatcher(excludes) if excludes else None
+    except DockerignoreError as e:
+        raise CopyError(f"invalid --exclude pattern: {e.message}") from None
+    try:
+        rootfd = os.open(source_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CopyError(f"cannot open the {what} at {source_root}: {e.strerror}") from None
+    where = "the build context" if what == "context" else what
+    try:
+        reader = _Reader(rootfd, ignore, exclude_matcher, what, limits)
+        groups: list[SourceGroup] = []
+        for pattern in patterns:
+            pivot: list[str] | None = None
+            body = pattern
+            if parents and "/./" in pattern:
+                head, _, tail = pattern.partition("/./")
+                pivot = _split(go_clean("/" + head))
+                body = head + "/" + tail
+            cleaned = go_clean("/" + body)
+            parts = _split(cleaned)
+            base, wild = _split_wildcards(parts)
+            if not wild:
+                base = [_unescape(p) for p in base]
+            resolved, st, missing = resolve_in_root(rootfd, base)
+            if missing or st is None:
+                raise CopyError(f"{pattern!r}: not found in {where}" if what == "context"
+                                else f"{pattern!r}: not found in {what}")
+            hidden = reader.hidden(resolved)
+            if hidden == "ignored":
+                raise CopyError(f"{pattern!r} is excluded by .dockerignore"
+                                + ("" if resolved == base else f" (it resolves to {'/'.join(resolved)!r})"))
+            matches: list[tuple[list[str], os.stat_result]] = []
+            if wild:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise CopyError(f"{pattern!r}: no source files match in {where}")
+                regex = _go_regex("/".join(wild))
+                depth = len(wild)
+                matches = _glob(reader, resolved, regex, depth)
+                if not matches:
+                    raise CopyError(f"{pattern!r}: no source files match in {where}")
+            else:
+                if hidden == "excluded":
+                    raise CopyError(f"{pattern!r} is excluded by --exclude")
+                matches = [(resolved, st)]
+            items: list[Item] = []
+            for mparts, mst in matches:
+                name = mparts[-1] if wild else (_unescape(parts[-1]) if parts else "")
+                kept = mparts
+                if wild:
+                    # A match is followed as any source path is (fsutil's rootPath with FollowLinks).
+                    mparts, followed, missing = resolve_in_root(rootfd, mparts)
+                    if missing or followed is None or reader.hidden(mparts) is not None:
+                        continue  # a dangling symlink, or one into a hidden path
+                    mst = followed
+                item = Item(name=name, entries=reader.walk(mparts, mst))
+                if parents:
+                    rel = kept[len(pivot):] if pivot is not None and kept[:len(pivot)] == pivot else kept
+                    item.parents = "/".join(rel)
+                items.append(item)
+            if not items:
+                raise CopyError(f"{pattern!r}: no source files match in {where}")
+            _link_hardlinks(items)
+            groups.append(SourceGroup(pattern, items))
+    except OSError as e:
+        raise CopyError(f"cannot read the {what}: {e.strerror} ({e.filename})") from None
+    finally:
+        os.close(rootfd)
+    selection = Selection(root=Path(source_root), groups=groups, keep_owner=keep_owner, what=what)
+    if selection.total_size > limits.max_bytes:
+        raise CopyError(f"the sources add up to {selection.total_size} bytes, more than the "
+                        f"{limits.max_bytes} allowed (HOIST_UNPACK_MAX_BYTES)")
+    return selection
+
+
+def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
+          depth: int) -> list[tuple[list[str], os.stat_result]]:
+    """fsutil's resolveWildcards: walk ``base`` (symlinks not followed) in lexical order,
+    matching each path relative to it; a matched directory is not entered."""
+    out: list[tuple[list[str], os.stat_result]] = []
+    stack: list[tuple[list[str], list[str]]] = [([], reader._names(base))]
+    while stack:
+        rel, names = stack[-1]
+        if not names:
+            stack.pop()
+            continue
+        name = names.pop(0)
+        crel = rel + [name]
+        cparts = base + crel
+        if reader.hidden(cparts) is not None:
+            st0 = _lstat_at(reader.rootfd, cparts)
+            if st0 is None or not stat.S_ISDIR(st0.st_mode) or len(crel) >= depth:
+                continue
+        st = _lstat_at(reader.rootfd, cparts)
+        if st is None:
+            continue
+        if regex.match("/".join(crel)) and reader.hidden(cparts) is None:
+            out.append((cparts, st))
+            continue
+        if stat.S_ISDIR(st.st_mode) and len(crel) < depth:
+            stack.append((crel, reader._names(cparts)))
+    return out
+
+
+def _link_hardlinks(items: list[Item]) -> None:
+    first: dict[tuple[int, int], tuple[int, str]] = {}
+    for index, item in enumerate(items):
+        for e in item.entries:
+            if stat.S_ISREG(e.mode) and e.nlink > 1:
+                key = (e.dev, e.ino)
+                if key in first:
+                    e.hardlink = first[key]
+                else:
+                    first[key] = (index, e.rel)
+
+
+# -- the destination ------------------------------------------------------------------------
+
+def dest_is_dir(dest: str) -> bool:
+    """Whether a COPY destination names a directory by its spelling (dockerfile2llb's rule)."""
+    return dest in ("", ".") or dest.endswith(("/", "/."))
+
+
+def dest_path(dest: str, workdir: str) -> list[str]:
+    """The destination's components below ``/``: relative to WORKDIR unless absolute."""
+    full = dest if dest.startswith("/") else (workdir or "/").rstrip("/") + "/" + dest
+    return _split(go_clean("/" + full))
+
+
+class _Dest:
+    """The writable root, reached only through descriptors."""
+
+    def __init__(self, root: Path, owner: tuple[int, int] | None, chmod: Chmod | None, keep_owner: bool,
+                 limits: Limits) -> None:
+        try:
+            self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise CopyError(f"cannot open the destination root {root}: {e.strerror}") from None
+        self.root = root
+        self.owner, self.chmod, self.keep_owner, self.limits = owner, chmod, keep_owner, limits
+        self.is_root = os.geteuid() == 0
+        self.written = 0
+        self.dir_meta: list[tuple[list[str], Entry]] = []
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    # -- paths
+    def resolve(self, parts: Sequence[str], jail: Sequence[str] = ()) -> tuple[list[str], os.stat_result | None]:
+        """Resolve ``parts`` (the final symlink followed) inside ``jail``; st None when missing."""
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        if missing:
+            return done + missing, None
+        return done, st
+
+    def mkdir_all(self, parts: Sequence[str], jail: Sequence[str] = ()) -> list[str]:
+        """fsutil's MkdirAll: create what is missing (0755, the --chown owner), symlinks on the
+        way resolved inside ``jail``; returns the resolved directory."""
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        if st is not None and not stat.S_ISDIR(st.st_mode) and not missing:
+            raise CopyError(f"{'/' + '/'.join(done)!r} is not a directory")
+        for name in missing:
+            pfd = self.open_dir(done)
+            try:
+                os.mkdir(name, 0o755, dir_fd=pfd)
+                uid, gid = self.owner if self.owner is not None else (0, 0)
+                if self.is_root:
+                    os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+                os.chmod(name, 0o755, dir_fd=pfd)
+            finally:
+                os.close(pfd)
+            done.append(name)
+        return done
+
+    def open_dir(self, parts: Sequence[str]) -> int:
+        try:
+            return _open_at(self.fd, parts, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
+                raise CopyError(f"cannot copy to non-directory: {'/' + '/'.join(parts)!r}") from None
+            raise
+
+    # -- metadata
+    def ids(self, e: Entry) -> tuple[int, int]:
+        if self.owner is not None:
+            return self.owner
+        return (e.uid, e.gid) if self.keep_owner else (0, 0)
+
+    def perms(self, e: Entry) -> int:
+        if self.chmod is None:
+            return stat.S_IMODE(e.mode)
+        return self.chmod.apply(stat.S_IMODE(e.mode), e.is_dir)
+
+    def set_meta_fd(self, fd: int, e: Entry) -> None:
+        if self.is_root:
+            os.fchown(fd, *self.ids(e))
+        os.fchmod(fd, self.perms(e))
+        for key, value in e.xattrs:
+            try:
+                os.setxattr(fd, key, value)
+            except OSError as err:
+                if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.EACCES):
+                    raise
+        os.utime(fd, ns=(e.atime_ns, e.mtime_ns))
+
+    def charge(self, size: int, what: str) -> None:
+        self.written += size
+        if self.written > self.limits.max_bytes:
+            raise CopyError(f"the copy writes more than {self.limits.max_bytes} bytes (at {what!r}; "
+                            "HOIST_UNPACK_MAX_BYTES)")
+
+    # -- entries
+    def clear_for_file(self, pfd: int, name: str, where: str) -> None:
+        """fsutil's ensureEmptyFileTarget: a directory there is an error, anything else goes."""
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise CopyError(f"cannot replace to directory {where!r} with file")
+        os.unlink(name, dir_fd=pfd)
+
+    def put(self, selection: Selection, srcfd: int, parts: list[str], e: Entry,
+            links: dict[tuple[int, str], list[str]], item_index: int) -> None:
+        """Write entry ``e`` (not a directory) at ``parts``."""
+        where = "/" + "/".join(parts)
+        pfd = self.open_dir(parts[:-1])
+        name = parts[-1]
+        try:
+            self.clear_for_file(pfd, name, where)
+            if stat.S_ISREG(e.mode):
+                if e.hardlink is not None and e.hardlink in links:
+                    first = links[e.hardlink]
+                    sfd = self.open_dir(first[:-1])
+                    try:
+                        os.link(first[-1], name, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
+                    finally:
+                        os.close(sfd)
+                    return
+                self.charge(e.size, where)
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=pfd)
+                try:
+                    if e.data is not None:
+                        _write_all(fd, e.data)
+                    else:
+                        src = selection.open_entry(srcfd, e)
+                        try:
+                            _copy_data(src, fd, e.size)
+                        finally:
+                            os.close(src)
+                    self.set_meta_fd(fd, e)
+                finally:
+                    os.close(fd)
+                links[(item_index, e.rel)] = list(parts)
+            elif stat.S_ISLNK(e.mode):
+                assert e.link is not None
+                os.symlink(e.link, name, dir_fd=pfd)
+                if self.is_root:
+                    os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
+                os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            elif stat.S_ISFIFO(e.mode) or stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
+                if stat.S_ISFIFO(e.mode):
+                    os.mkfifo(name, 0o600, dir_fd=pfd)
+                elif self.is_root:
+                    os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
+                else:
+                    return
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                try:
+                    proc = f"/proc/self/fd/{fd}"
+                    if self.is_root:
+                        os.chown(proc, *self.ids(e))
+                    os.chmod(proc, self.perms(e))
+                    os.utime(proc, ns=(e.atime_ns, e.mtime_ns))
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(pfd)
+
+    def put_dir(self, parts: list[str], e: Entry | None) -> None:
+        """Make sure directory ``parts`` exists (created with ``e``'s metadata, or an existing
+        one takes it when ``e`` is given: fsutil's overwriteTargetMetadata)."""
+        pfd = self.open_dir(parts[:-1])
+        try:
+            try:
+                st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is None:
+                os.mkdir(parts[-1], 0o700, dir_fd=pfd)
+            elif not stat.S_ISDIR(st.st_mode):
+                raise CopyError(f"cannot copy to non-directory: {'/' + '/'.join(parts)!r}")
+        finally:
+            os.close(pfd)
+        if e is not None:
+            self.dir_meta.append((list(parts), e))
+
+    def finish_dirs(self) -> None:
+        """Directory metadata last, deepest first (writing children changed their times)."""
+        for parts, e in sorted(self.dir_meta, key=lambda pe: len(pe[0]), reverse=True):
+            fd = self.open_dir(parts)
+            try:
+                self.set_meta_fd(fd, e)
+            finally:
+                os.close(fd)
+        self.dir_meta.clear()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_data(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes, keeping holes of a sparse source as holes."""
+    st = os.fstat(src)
+    sparse = st.st_blocks * 512 < st.st_size
+    offset = 0
+    while offset < size:
+        if sparse:
+            try:
+                data_at = os.lseek(src, offset, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    break  # only a hole is left
+                raise
+            hole_at = os.lseek(src, data_at, os.SEEK_HOLE)
+        else:
+            data_at, hole_at = offset, size
+        pos = data_at
+        end = min(hole_at, size)
+        while pos < end:
+            n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
+            if n <= 0:
+                os.lseek(src, pos, os.SEEK_SET)
+                os.lseek(dst, pos, os.SEEK_SET)
+                chunk = os.read(src, min(_CHUNK, end - pos))
+                if not chunk:
+                    raise CopyError("a source file became shorter while it was being copied")
+                _write_all(dst, chunk)
+                n = len(chunk)
+            pos += n
+        offset = end
+        if not sparse:
+            break
+    os.ftruncate(dst, size)
+
+
+_HAS_CFR = hasattr(os, "copy_file_range")
+
+
+def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/", owner: tuple[int, int] | None = None,
+              chmod: Chmod | None = None, parents: bool = False, unpack_archives: bool = False,
+              link: bool = False, limits: Limits | None = None) -> None:
+    """Copy ``selection`` onto the rootfs ``root`` at ``dest`` with BuildKit's rules (see the
+    module docstring); raises CopyError. With ``link`` (``COPY --link``) ``root`` is expected to be
+    an empty directory that becomes the layer, as BuildKit copies onto scratch there."""
+    del link  # the caller decides where the copy goes; the rules are the same
+    limits = limits or Limits()
+    as_dir = dest_is_dir(dest) or parents
+    dparts = dest_path(dest, workdir)
+    items = selection.items
+    if len(selection.groups) > 1 and not dest_is_dir(dest):
+        raise CopyError(MULTI_SOURCE_ERROR)
+    out = _Dest(root, owner, chmod, selection.keep_owner, limits)
+    srcfd = -1
+    try:
+        if selection.root is not None:
+            srcfd = os.open(selection.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        _check_space(root, selection.total_size, limits)
+        # fsutil's Copy: the destination's parent (or itself, for a directory) exists first.
+        out.mkdir_all(dparts if as_dir else dparts[:-1])
+        if len(items) > 1 and not as_dir:
+            _, st = out.resolve(dparts)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                raise CopyError(MULTI_SOURCE_ERROR)
+        for group in selection.groups:
+            links: dict[tuple[int, str], list[str]] = {}
+            for index, item in enumerate(group.items):
+                _copy_item(selection, srcfd, out, item, index, dparts, parents, unpack_archives, links)
+        out.finish_dirs()
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CopyError(f"no space left on the device of {root} while copying") from None
+        if e.errno == errno.EDQUOT:
+            raise CopyError(f"disk quota exceeded on {root} while copying") from None
+        raise CopyError(f"copy failed: {e.strerror}" + (f" ({e.filename})" if e.filename else "")) from None
+    finally:
+        out.close()
+        if srcfd >= 0:
+            os.close(srcfd)
+
+
+def _check_space(root: Path, size: int, limits: Limits) -> None:
+    fs = os.statvfs(root)
+    free = fs.f_bavail * fs.f_frsize
+    reserve = limits.reserve(fs)
+    if size and free - size < reserve:
+        raise CopyError(f"copying {size} bytes would leave less than {reserve} bytes free on the "
+                        f"filesystem of {root} ({free} free; HOIST_UNPACK_MIN_FREE)")
+
+
+def _copy_item(selection: Selection, srcfd: int, out: _Dest, item: Item, index: int, dparts: list[str],
+               parents: bool, unpack_archives: bool, links: dict[tuple[int, str], list[str]]) -> None:
+    top = item.top
+    if parents:
+        base = out.mkdir_all(dparts)
+        rel = _split(item.parents)
+        # The directories kept by --parents take the metadata of their sources.
+        for level in range(1, len(rel)):
+            src_dir = _source_dir_entry(selection, srcfd, item, rel, level)
+            target = base + rel[:level]
+            if _lstat_at(out.fd, target) is None:
+                out.put_dir(target, src_dir)
+            else:
+                out.put_dir(target, None)
+        target = base + rel if rel else base
+        if top.is_dir:
+            if rel:
+                out.put_dir(target, top)
+            _copy_tree(selection, srcfd, out, item, index, target, links)
+        else:
+            out.put(selection, srcfd, target, top, links, index)
+        return
+    resolved, st = out.resolve(dparts)
+    if unpack_archives and stat.S_ISREG(top.mode) and top.data is None:
+        kind = _sniff_archive(selection, srcfd, top)
+        if kind is not None:
+            target = out.mkdir_all(dparts)
+            _extract(selection, srcfd, top, kind, out, target)
+            return
+    if top.is_dir:
+        if st is None:
+            resolved = out.mkdir_all(dparts)
+        elif not stat.S_ISDIR(st.st_mode):
+            raise CopyError(f"cannot copy to non-directory: {'/' + '/'.join(resolved)!r}")
+        _copy_tree(selection, srcfd, out, item, index, resolved, links)
+        return
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        if not item.name:
+            raise CopyError("cannot copy the root of the source onto a file")
+        target = resolved + [item.name]
+    else:
+        if not resolved:
+            raise CopyError("cannot copy a file onto '/'")
+        target = resolved
+    out.put(selection, srcfd, target, top, links, index)
+
+
+def _source_dir_entry(selection: Selection, srcfd: int, item: Item, rel: list[str], level: int) -> Entry | None:
+    # The source directory ``level`` components below the pivot, read for its metadata.
+    src = item.top.src
+    parts = list(src[:len(src) - len(rel) + level])
+    st = _lstat_at(srcfd, parts) if srcfd >= 0 else None
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return None
+    return Entry(rel="", src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, size=0,
+                 mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns)
+
+
+def _copy_tree(selection: Selection, srcfd: int, out: _Dest, item: Item, index: int, target: list[str],
+               links: dict[tuple[int, str], list[str]]) -> None:
+    """The contents of a directory item into the existing directory ``target`` (whose own
+    metadata stays as it is)."""
+    for e in item.entries[1:]:
+        parts = target + e.rel.split("/")
+        if e.is_dir:
+            out.put_dir(parts, e)
+        else:
+            out.put(selection, srcfd, parts, e, links, index)
+
+
+# -- ADD: local archives ------------------------------------------------------------------------
+
+_MAGIC = ((b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"))
+
+
+def _decompressed(f: BinaryIO, kind: str) -> IO[bytes]:
+    if kind == "gz":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if kind == "bz2":
+        return bz2.BZ2File(f)
+    if kind == "xz":
+        return lzma.LZMAFile(f)
+    if kind == "zst":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    return f
+
+
+def _sniff_archive(selection: Selection, srcfd: int, e: Entry) -> str | None:
+    """The compression ("", "gz", ...) of a file that holds a tar, or None (docker's IsArchivePath:
+    the decompressed stream must start with a valid tar header)."""
+    fd = selection.open_entry(srcfd, e)
+    with os.fdopen(fd, "rb") as f:
+        magic = f.read(6)
+        f.seek(0)
+        kind = next((k for m, k in _MAGIC if magic.startswith(m)), "")
+        try:
+            stream = _decompressed(f, kind)
+            block = stream.read(tarfile.BLOCKSIZE)
+        except Exception:
+            return None
+        if len(block) < tarfile.BLOCKSIZE:
+            return None
+        try:
+            tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError:
+            return None
+        return kind
+
+
+def _inside(base: list[str], name: str) -> list[str] | None:
+    """The components of ``name`` (a tar member or link) below the extraction root, or None when
+    it leaves it lexically (docker's breakout check)."""
+    parts: list[str] = []
+    for p in name.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(p)
+    return parts
+
+
+def _extract(selection: Selection, srcfd: int, e: Entry, kind: str, out: _Dest, jail: list[str]) -> None:
+    """Extract the archive ``e`` into ``jail`` as if it were ``/`` (chrootarchive.Untar)."""
+    fd = selection.open_entry(srcfd, e)
+    where = "/".join(e.src)
+    count = 0
+    dir_times: list[tuple[list[str], int]] = []
+    with os.fdopen(fd, "rb") as f:
+        try:
+            stream = _decompressed(f, kind)
+            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo())
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # type: ignore[attr-defined]
+                count += 1
+                if count > out.limits.max_entries:
+                    raise CopyError(f"archive {where!r} has more than {out.limits.max_entries} entries")
+                _extract_member(out, tar, member, jail, where, dir_times)
+        except (CopyError, OSError):
+            raise
+        except Exception as err:
+            raise CopyError(f"archive {where!r} cannot be extracted: {err}") from None
+    for parts, mtime_ns in sorted(dir_times, key=lambda pt: len(pt[0]), reverse=True):
+        try:
+            dfd = out.open_dir(parts)
+        except CopyError:
+            continue
+        try:
+            os.utime(dfd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(dfd)
+
+
+def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: list[str], where: str,
+                    dir_times: list[tuple[list[str], int]]) -> None:
+    rel = _inside([], m.name)
+    if rel is None:
+        raise CopyError(f"archive {where!r}: member {m.name!r} is outside of the destination")
+    if not rel:
+        return
+    if len(rel) > out.limits.max_depth:
+        raise CopyError(f"archive {where!r}: member {m.name[:100]!r} is too deep")
+    parent = out.mkdir_all(rel[:-1], jail=jail)
+    name = rel[-1]
+    parts = parent + [name]
+    uid, gid = out.owner if out.owner is not None else (m.uid, m.gid)
+    mtime_ns = int(m.mtime * 1_000_000_000)
+    pfd = out.open_dir(parent)
+    try:
+        try:
+            existing = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
+            if stat.S_ISDIR(existing.st_mode):
+                remove_dir_at(pfd, name)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        if m.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            dfd = out.open_dir(parts)
+            try:
+                if out.is_root:
+                    os.fchown(dfd, uid, gid)
+                os.fchmod(dfd, m.mode & 0o7777)
+            finally:
+                os.close(dfd)
+            dir_times.append((parts, mtime_ns))
+        elif m.isreg():
+            out.charge(m.size, m.name)
+            ffd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+            try:
+                src = tar.extractfile(m)
+                if src is not None:
+                    _copy_member(src, ffd, m.size, where)
+                os.ftruncate(ffd, m.size)
+                if out.is_root:
+                    os.fchown(ffd, uid, gid)
+                os.fchmod(ffd, m.mode & 0o7777)
+                os.utime(ffd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(ffd)
+        elif m.issym():
+            if not m.linkname.startswith("/") and _inside(rel[:-1], m.linkname) is None:
+                raise CopyError(f"archive {where!r}: symlink {m.name!r} -> {m.linkname!r} points outside "
+                                "of the destination")
+            os.symlink(m.linkname, name, dir_fd=pfd)
+            if out.is_root:
+                os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        elif m.islnk():
+            target = _inside([], m.linkname)
+            if not target:
+                raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r} is outside "
+                                "of the destination")
+            tparent, _tst = out.resolve(target[:-1], jail=jail)
+            tst = _lstat_at(out.fd, tparent + [target[-1]])
+            if tst is None or stat.S_ISDIR(tst.st_mode):
+                raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r}: no such file")
+            tfd = out.open_dir(tparent)
+            try:
+                os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(tfd)
+        elif m.isfifo() or m.ischr() or m.isblk():
+            if m.isfifo():
+                os.mkfifo(name, 0o600, dir_fd=pfd)
+            elif out.is_root:
+                kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+                os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+            else:
+                return
+            nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                proc = f"/proc/self/fd/{nfd}"
+                if out.is_root:
+                    os.chown(proc, uid, gid)
+                os.chmod(proc, m.mode & 0o7777)
+                os.utime(proc, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(nfd)
+    finally:
+        os.close(pfd)
+
+
+def _copy_member(src: IO[bytes], fd: int, size: int, where: str) -> None:
+    """Write a member's bytes; blocks of zeros become holes (sparse members stay small)."""
+    pos = 0
+    while pos < size:
+        chunk = src.read(min(_CHUNK, size - pos))
+        if not chunk:
+            raise CopyError(f"archive {where!r} ends inside a member")
+        if chunk.count(0) == len(chunk):
+            os.lseek(fd, len(chunk), os.SEEK_CUR)
+        else:
+            _write_all(fd, chunk)
+        pos += len(chunk)
+
+
+__all__ = ["MULTI_SOURCE_ERROR", "Chmod", "ChownSpec", "CopyError", "Entry", "HashCache", "Item", "Selection",
+           "SourceGroup", "copy_into", "dest_is_dir", "dest_path", "go_match", "has_wildcards", "parse_chmod",
+           "parse_chown", "resolve_in_root", "resolve_owner", "select_sources"]
