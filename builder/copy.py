@@ -1120,7 +1120,12 @@ def _copy_data(src: int, dst: int, size: int) -> None:
         pos = data_at
         end = min(hole_at, size)
         while pos < end:
-            n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
+            try:
+                n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
+            except OSError as e:  # across file systems (a bind-mounted source onto overlay)
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                n = 0
             if n <= 0:
                 os.lseek(src, pos, os.SEEK_SET)
                 os.lseek(dst, pos, os.SEEK_SET)

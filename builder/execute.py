@@ -19,11 +19,10 @@ concurrently).
 
 from __future__ import annotations
 
-import fnmatch
+import dataclasses
 import hashlib
 import os
 import posixpath
-import stat
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
+from builder.copy import Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
@@ -40,7 +40,6 @@ from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
 from builder.source import ImageSource, SourceError
 from builder.stages import BuildGraph
-from runtime import users
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume
@@ -129,15 +128,6 @@ class BuildOptions:
     compression: str = "gzip"
     network: str = "host"                   # what RUN --network=default means
     source_date_epoch: int | None = None
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One selected source entry: its path under the source root and where it goes."""
-
-    rel: str
-    dest: str
-    kind: str        # "dir" | "file" | "link"
 
 
 class BuildBackend:
@@ -304,7 +294,11 @@ class BuildBackend:
             uid, gid = _owner(user) if user else (0, 0)
             _makedirs(path, uid, gid, epoch)
 
-        self._overlay_step(state, key, mkdir, None, step)
+        try:
+            self._overlay_step(state, key, mkdir, None, step)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
         self.progress.done(step, time.monotonic() - began)
 
     def _overlay_step(self, state: StageState, key: str, fn: Callable[[Path], None], source: Path | None,
@@ -313,7 +307,6 @@ class BuildBackend:
         try:
             result = on_overlay(self.opts.root, chain, fn, source)
         except StepError as e:
-            self.progress.error(step, str(e))
             raise DockerfileError(str(e)) from None
         try:
             self._commit(state, key, result)
@@ -332,43 +325,48 @@ class BuildBackend:
 
     def _copy(self, state: StageState, instr: Copy | Add, dest: str, step: int) -> None:
         began = time.monotonic()
-        unsupported = [name for name, used in (
-            ("heredoc sources", bool(instr.contents)), ("--link", instr.link), ("--exclude", bool(instr.excludes)),
-            ("--parents", isinstance(instr, Copy) and instr.parents),
-            ("--checksum", isinstance(instr, Add) and bool(instr.checksum))) if used]
-        if unsupported:
-            raise DockerfileError(f"{instr.keyword} {', '.join(unsupported)}: not supported by hoist build yet")
+        if isinstance(instr, Add) and any(s.startswith(("http://", "https://", "git@")) or s.endswith(".git")
+                                          for s in instr.sources):
+            raise DockerfileError("ADD of a URL or git repository is not supported by hoist build yet")
+        if instr.contents and instr.sources:
+            raise DockerfileError(f"{instr.keyword} mixing heredoc and file sources is not supported yet")
+        chmod = parse_chmod(instr.chmod) if instr.chmod else None
+        chown = parse_chown(instr.chown) if instr.chown else None
+        parents = isinstance(instr, Copy) and instr.parents
+        unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
-        ignore = None
-        if from_stage is None:
-            if self.opts.context is None:
-                raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
-            root = self.opts.context
-            ignore = self.opts.ignore
-            origin = "context"
+        root: Path | None
+        if instr.contents:
+            selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
+            root, origin = None, "heredoc"
         else:
-            layers, origin = self._from_layers(from_stage)
-            root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
-        chmod = None
-        if instr.chmod:
-            chmod = _parse_octal_chmod(instr.chmod)
-        selected, digest = _select(root, list(instr.sources), dest, ignore, instr.keyword)
+            if from_stage is None:
+                if self.opts.context is None:
+                    raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
+                root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
+            else:
+                layers, origin = self._from_layers(from_stage)
+                root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+                ignore, what = None, f"stage {from_stage}"
+            selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
+                                       what=what, parents=parents)
+        digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
+                                        unpack_archives=unpack, chown=instr.chown)
         key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin,
-                         "content": digest, "dest": dest, "chown": instr.chown, "chmod": instr.chmod,
-                         "keyword": instr.keyword, "compression": self.opts.compression,
-                         "epoch": self.opts.source_date_epoch})
+                         "content": digest, "dest": dest, "keyword": instr.keyword,
+                         "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
         hit = self._cached(key)
         if hit is not None:
             state.layers.append(hit)
             self.progress.done(step, None)
             return
-        chown = instr.chown
-        epoch = self.opts.source_date_epoch
-        single_file = len(selected) == 1 and selected[0].kind != "dir" and not dest.endswith("/")
+        workdir, link = state.workdir, instr.link
 
-        def do_copy(source: Path) -> None:
-            uid, gid = _owner(chown) if chown else (0, 0)
-            _copy_entries(source, selected, dest, single_file, uid, gid, chmod, epoch)
+        def do_copy(inner: Path) -> None:
+            chosen = dataclasses.replace(selection, root=inner) if selection.root is not None else selection
+            owner = resolve_owner(chown, Path("/")) if chown is not None else None
+            copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
+                      unpack_archives=unpack, link=link)
 
         self._overlay_step(state, key, do_copy, root, step)
         self.progress.done(step, time.monotonic() - began)
@@ -392,112 +390,10 @@ class BuildBackend:
         return path
 
 
-def _parse_octal_chmod(spec: str) -> int:
-    if not spec or any(c not in "01234567" for c in spec) or int(spec, 8) > 0o7777:
-        raise DockerfileError(f"invalid chmod parameter: '{spec}'. it should be octal string and "
-                              "between 0 and 07777")
-    return int(spec, 8)
-
-
-# -- selecting sources (on the host, never following a symlink) -----------------------------------
-
-def _clean(src: str) -> str:
-    """A source path relative to its root, clamped to it ("../x" is "x"), as BuildKit does."""
-    return posixpath.normpath("/" + src).lstrip("/")
-
-
-def _match(root: Path, pattern: str) -> list[str]:
-    """Paths under ``root`` matching ``pattern`` component by component (Go's filepath.Match:
-    ``*`` never crosses a ``/``)."""
-    if not any(c in pattern for c in "*?["):
-        return [pattern] if pattern == "" or os.path.lexists(root / pattern) else []
-    found = [""]
-    for part in pattern.split("/"):
-        nxt = []
-        for base in found:
-            directory = root / base if base else root
-            if not directory.is_dir() or directory.is_symlink():
-                continue
-            names = sorted(os.listdir(directory))
-            if any(c in part for c in "*?["):
-                nxt += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part.replace("[^", "[!"))]
-            elif part in names:
-                nxt.append(posixpath.join(base, part))
-        found = nxt
-    return found
-
-
-def _select(root: Path, sources: list[str], dest: str, ignore: PatternMatcher | None,
-            keyword: str) -> tuple[list[_Source], str]:
-    """What a COPY takes from ``root`` and where each entry goes (relative to ``dest``), and the
-    content digest of it all (paths, types, modes, link targets, contents; not mtimes)."""
-    entries: list[_Source] = []
-    for src in sources:
-        pattern = _clean(src)
-        matches = [m for m in _match(root, pattern) if not (ignore and m and ignore.matches(m))]
-        if not matches:
-            if ignore and pattern and ignore.matches(pattern) and os.path.lexists(root / pattern):
-                raise DockerfileError(f'{keyword} failed: "{src}" is excluded by .dockerignore')
-            raise DockerfileError(f'{keyword} failed: file not found in build context or excluded by '
-                                  f'.dockerignore: "/{pattern}": not found')
-        many = len(sources) > 1 or len(matches) > 1
-        for rel in matches:
-            st = os.lstat(root / rel) if rel else os.stat(root)
-            if stat.S_ISDIR(st.st_mode):
-                entries += _walk(root, rel, "", ignore)
-            else:
-                name = posixpath.basename(rel)
-                entries.append(_Source(rel, name if (many or dest.endswith("/")) else "",
-                                       "link" if stat.S_ISLNK(st.st_mode) else "file"))
-    if len(sources) > 1 and not dest.endswith("/"):
-        raise DockerfileError(f"When using {keyword} with more than one source file, the destination must be "
-                              "a directory and end with a /")
-    hasher = hashlib.sha256()
-    for entry in entries:
-        path = root / entry.rel if entry.rel else root
-        st = os.lstat(path)
-        hasher.update(f"{entry.dest}\0{entry.kind}\0{stat.S_IMODE(st.st_mode):o}\0".encode())
-        if entry.kind == "link":
-            hasher.update(os.readlink(path).encode() + b"\0")
-        elif entry.kind == "file":
-            if not stat.S_ISREG(st.st_mode):
-                raise DockerfileError(f'{keyword} failed: "/{entry.rel}" is not a regular file, directory or symlink')
-            with open(path, "rb") as f:
-                while block := f.read(1 << 20):
-                    hasher.update(block)
-            hasher.update(b"\0")
-    return entries, "sha256:" + hasher.hexdigest()
-
-
-def _walk(root: Path, rel: str, prefix: str, ignore: PatternMatcher | None) -> list[_Source]:
-    """A directory's contents (not itself), parents before children, names sorted."""
-    out: list[_Source] = []
-    stack = [(rel, prefix)]
-    while stack:
-        src, dst = stack.pop()
-        directory = root / src if src else root
-        for name in sorted(os.listdir(directory), reverse=True):
-            child, target = posixpath.join(src, name) if src else name, posixpath.join(dst, name) if dst else name
-            if ignore and ignore.matches(child):
-                continue
-            st = os.lstat(root / child)
-            if stat.S_ISDIR(st.st_mode):
-                out.append(_Source(child, target, "dir"))
-                stack.append((child, target))
-            else:
-                out.append(_Source(child, target, "link" if stat.S_ISLNK(st.st_mode) else "file"))
-    out.sort(key=lambda e: e.dest)
-    return out
-
-
 # -- inside the step's chroot (no imports from here on) ---------------------------------------------
 
 def _owner(spec: str) -> tuple[int, int]:
-    try:
-        user = users.resolve_user(spec)
-    except users.UserNotFound as e:
-        raise BuilderError(f"unable to convert uid/gid chown string to host mapping: {e}") from None
-    return user.uid, user.gid
+    return resolve_owner(parse_chown(spec), Path("/"))
 
 
 def _makedirs(path: str, uid: int, gid: int, epoch: int | None) -> None:
@@ -511,55 +407,6 @@ def _makedirs(path: str, uid: int, gid: int, epoch: int | None) -> None:
             os.chown(current, uid, gid)
             if epoch is not None:
                 os.utime(current, (epoch, epoch))
-
-
-def _copy_entries(source: Path, entries: list[_Source], dest: str, single_file: bool, uid: int, gid: int,
-                  chmod: int | None, epoch: int | None) -> None:
-    if single_file:
-        target = dest.rstrip("/") or "/"
-        if os.path.isdir(target):
-            target = posixpath.join(target, posixpath.basename(entries[0].rel))
-        _makedirs(posixpath.dirname(target), uid, gid, epoch)
-        _copy_one(source / entries[0].rel, target, entries[0].kind, uid, gid, chmod)
-        return
-    _makedirs(dest, uid, gid, epoch)
-    for entry in entries:
-        _copy_one(source / entry.rel, posixpath.join(dest, entry.dest), entry.kind, uid, gid, chmod)
-
-
-def _copy_one(src: Path, target: str, kind: str, uid: int, gid: int, chmod: int | None) -> None:
-    st = os.lstat(src)
-    if kind == "dir":
-        if not os.path.isdir(target) or os.path.islink(target):
-            if os.path.lexists(target):
-                os.unlink(target)
-            os.mkdir(target, 0o700)
-        os.chown(target, uid, gid)
-        os.chmod(target, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-        os.utime(target, ns=(st.st_mtime_ns, st.st_mtime_ns))
-        return
-    if os.path.lexists(target):
-        if os.path.isdir(target) and not os.path.islink(target):
-            raise BuilderError(f"cannot replace directory {target} with a file")
-        os.unlink(target)
-    if kind == "link":
-        os.symlink(os.readlink(src), target)
-        os.chown(target, uid, gid, follow_symlinks=False)
-        os.utime(target, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
-        return
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            while block := os.read(fd_in, 1 << 20):
-                os.write(fd_out, block)
-            os.fchown(fd_out, uid, gid)
-            os.fchmod(fd_out, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
-            os.utime(fd_out, ns=(st.st_mtime_ns, st.st_mtime_ns))
-        finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
 
 
 # -- the build --------------------------------------------------------------------------------------
