@@ -1,0 +1,180 @@
+"""``hoist build``: real builds FROM a busybox-static image, run with ``hoist run``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from storage.layout import ImageLayout
+from storage.reference import parse_reference
+from tests.cli.helpers import Hoist
+from tests.runtime.images import busybox_image
+
+EPOCH = "1700000000"
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Hoist:
+    hoist = Hoist(tmp_path)
+    busybox_image(hoist.images)
+    return hoist
+
+
+def _ctx(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None, name: str = "ctx") -> Path:
+    ctx = tmp_path / name
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for rel, text in (files or {}).items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    return ctx
+
+
+def _config(h: Hoist, ref: str) -> tuple[dict, dict]:
+    layout = ImageLayout(h.images)
+    desc, manifest = layout.resolve_image(str(parse_reference(ref)))
+    assert manifest.config is not None
+    return json.loads(layout.read_blob(desc.digest)), layout.config(manifest)
+
+
+APP = """\
+FROM busybox
+ARG WHO=world
+ENV GREETING=hi
+WORKDIR /app
+COPY a.txt ./
+COPY sub /app/sub/
+RUN echo "$GREETING $WHO" > out.txt && cat out.txt
+COPY --chown=app:staff a.txt /home/app/
+USER app
+CMD ["sh", "-c", "cat /app/out.txt /app/sub/s.txt; id -u; ls -ln /home/app/a.txt"]
+EXPOSE 80 443/udp
+LABEL x=y
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s CMD true
+ENTRYPOINT []
+"""
+
+
+def test_build_run_and_config(h: Hoist, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, APP.replace("ENTRYPOINT []\n", ""), {"a.txt": "hello\n", "sub/s.txt": "s\n"})
+    r = h("build", "-t", "app:1", "--build-arg", "WHO=you", str(ctx))
+    image_id = r.out.strip().splitlines()[-1]
+    assert "#" in r.err and "hi you" in r.err
+    out = h("run", "--rm", "app:1").out.split()
+    assert out[:4] == ["hi", "you", "s", "1000"]
+    assert out[6:8] == ["1000", "50"]          # --chown=app:staff resolved in the image
+    manifest, config = _config(h, "app:1")
+    assert manifest["config"]["digest"] == image_id
+    c = config["config"]
+    assert "GREETING=hi" in c["Env"] and c["WorkingDir"] == "/app" and c["User"] == "app"
+    assert c["ExposedPorts"] == {"80/tcp": {}, "443/udp": {}} and c["Labels"] == {"x": "y"}
+    assert c["Volumes"] == {"/data": {}} and c["StopSignal"] == "SIGINT"
+    assert c["Healthcheck"]["Test"] == ["CMD-SHELL", "true"] and c["Healthcheck"]["Interval"] == 30_000_000_000
+    created_by = [e["created_by"] for e in config["history"]]
+    assert "ENV GREETING=hi" in created_by
+    assert '|1 WHO=you /bin/sh -c echo "$GREETING $WHO" > out.txt && cat out.txt # buildkit' in \
+        [c.removeprefix("RUN ") for c in created_by]
+    assert "COPY a.txt ./ # buildkit" in created_by and "WORKDIR /app" in created_by
+    layered = [e for e in config["history"] if not e.get("empty_layer")]
+    # The fixture base has one layer and no history; every layer this build added has its entry.
+    assert len(layered) == len(config["rootfs"]["diff_ids"]) - 1 == len(manifest["layers"]) - 1
+
+
+def test_cache_hit_runs_nothing_and_one_file_change_rebuilds_dependents(h: Hoist, tmp_path: Path) -> None:
+    dockerfile = """\
+FROM busybox
+RUN --mount=type=cache,target=/cache echo run >> /cache/count; cat /cache/count | wc -l > /ran
+COPY a.txt /a.txt
+RUN cat /a.txt > /b.txt; echo second >> /cache2 || true
+"""
+    ctx = _ctx(tmp_path, dockerfile, {"a.txt": "one\n"})
+    env = dict(h.env, SOURCE_DATE_EPOCH=EPOCH)
+    h.env = env
+    first = h("build", "-t", "c:1", str(ctx)).out.strip()
+    again = h("build", "-t", "c:1", "--progress", "plain", str(ctx))
+    assert again.out.strip() == first
+    assert again.err.count("CACHED") == 3       # RUN, COPY, RUN (FROM is resolved, not cached)
+    (ctx / "a.txt").write_text("two\n")
+    third = h("build", "-t", "c:2", str(ctx))
+    assert third.out.strip() != first
+    assert third.err.count("CACHED") == 1        # only the first RUN
+    # The first RUN ran once: its cache mount saw one run.
+    assert h("run", "--rm", "c:2", "cat", "/ran", "/b.txt").out.split() == ["1", "two"]
+
+
+def test_reproducible_from_two_empty_roots(tmp_path: Path) -> None:
+    dockerfile = "FROM busybox\nRUN echo hi > /f && mkdir /d\nCOPY a.txt /d/\nENV X=1\n"
+    ctx = _ctx(tmp_path, dockerfile, {"a.txt": "a\n"})
+    digests = []
+    for name in ("one", "two"):
+        hoist = Hoist(tmp_path / name)
+        busybox_image(hoist.images)
+        hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
+        hoist("build", "-t", "r:1", str(ctx))
+        digests.append(str(ImageLayout(hoist.images).resolve(str(parse_reference("r:1"))).digest))
+        manifest, config = _config(hoist, "r:1")
+        assert config["created"] == "2023-11-14T22:13:20Z"
+    assert digests[0] == digests[1]
+
+
+def test_multistage_target_and_from_scratch(h: Hoist, tmp_path: Path) -> None:
+    dockerfile = """\
+FROM busybox AS build
+RUN echo built > /out
+FROM busybox AS unused
+RUN exit 1
+FROM scratch
+COPY --from=build /out /out
+COPY --from=build /bin/busybox /bin/busybox
+ENTRYPOINT ["/bin/busybox", "cat", "/out"]
+"""
+    ctx = _ctx(tmp_path, dockerfile)
+    r = h("build", "-t", "m:1", str(ctx))
+    assert "exit 1" not in r.err                   # the unused stage is never built
+    assert h("run", "--rm", "m:1").out == "built\n"
+    _, config = _config(h, "m:1")
+    assert config["config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert len(config["rootfs"]["diff_ids"]) == 2
+
+
+def test_docker_format_and_stdin(h: Hoist, tmp_path: Path) -> None:
+    r = h("build", "-t", "d:1", "--format", "docker", "-", stdin="FROM busybox\nRUN echo x > /x\n")
+    manifest, _ = _config(h, "d:1")
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
+    assert manifest["config"]["digest"] == r.out.strip()
+
+
+@pytest.mark.parametrize("dockerfile, files, message", [
+    ("FROM busybox\nCOPY missing.txt /\n", {}, ":2: "),
+    ("FROM busybox\nRUN echo before; exit 3\n", {}, "exit code: 3"),
+    ("FROM nosuchimage.invalid/x:1\n", {}, ":1: "),
+    ("FROM busybox\nCOPY --chown=nobodyhere a.txt /\n", {"a.txt": "a"}, ":2: "),
+])
+def test_bad_input_tags_nothing(h: Hoist, tmp_path: Path, dockerfile: str, files: dict[str, str],
+                                message: str) -> None:
+    ctx = _ctx(tmp_path, dockerfile, files)
+    r = h("build", "-t", "bad:1", str(ctx), ok=False)
+    assert r.code == 1 and message in r.err
+    assert "bad" not in h("images").out
+    if "exit code" in message:
+        assert "> before" in r.err
+
+
+def test_unknown_target(h: Hoist, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM busybox AS a\n")
+    r = h("build", "--target", "nope", "-t", "bad:1", str(ctx), ok=False)
+    assert r.code == 1 and "nope" in r.err
+
+
+def test_cache_blobs_survive_rmi_gc(h: Hoist, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN echo x > /x\n")
+    h("build", "-t", "g:1", str(ctx))
+    h("rmi", "g:1")
+    r = h("build", "-t", "g:1", str(ctx))
+    assert "CACHED" in r.err
+    assert h("run", "--rm", "g:1", "cat", "/x").out == "x\n"
