@@ -23,6 +23,8 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -128,6 +130,7 @@ class BuildOptions:
     compression: str = "gzip"
     network: str = "host"                   # what RUN --network=default means
     source_date_epoch: int | None = None
+    secrets: dict[str, bytes] = field(default_factory=dict)    # --secret id -> value
 
 
 class BuildBackend:
@@ -215,7 +218,20 @@ class BuildBackend:
             f'"{a}"' for a in instr.command) + "]"
         step = self.progress.start(self._name(state, f"RUN {shown}"))
         network = self.opts.network if process.network == "default" else process.network
-        volumes, mount_keys = self._run_mounts(state, instr)
+        scratch: list[Path] = []
+        try:
+            self._run(state, instr, process, step, network, scratch)
+        finally:
+            for path in scratch:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _run(self, state: StageState, instr: Run, process: RunProcess, step: int, network: str,
+             scratch: list[Path]) -> None:
+        try:
+            volumes, mount_keys, secret_env = self._run_mounts(state, instr, scratch)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
         key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
                          "env": process.env, "cwd": process.cwd, "user": process.user, "network": network,
                          "mounts": mount_keys, "compression": self.opts.compression,
@@ -235,7 +251,7 @@ class BuildBackend:
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
 
-        spec = ProcessSpec(argv=process.argv, env=process.env, cwd=process.cwd, user=process.user,
+        spec = ProcessSpec(argv=process.argv, env=process.env + secret_env, cwd=process.cwd, user=process.user,
                            network=network, mounts=volumes)
         try:
             result = run_step(self.opts.root, chain, spec, output)
@@ -256,24 +272,92 @@ class BuildBackend:
             result.close()
         self.progress.done(step, time.monotonic() - began)
 
-    def _run_mounts(self, state: StageState, instr: Run) -> tuple[list[Volume], list[dict[str, str | None]]]:
+    def _run_mounts(self, state: StageState, instr: Run, scratch: list[Path]
+                    ) -> tuple[list[Volume], list[dict[str, str | None]], list[str]]:
+        """Binds for the step, their definitions for the key, and secret env entries. Files
+        made for the step (secrets, rw bind copies) are listed in ``scratch`` for removal."""
         volumes: list[Volume] = []
         keys: list[dict[str, str | None]] = []
+        env: list[str] = []
         for mount in instr.mounts:
-            if mount.type != kw.MOUNT_CACHE:
+            target = posixpath.normpath(posixpath.join(state.workdir, mount.target or "")) if mount.target else None
+            if mount.type == kw.MOUNT_CACHE:
+                assert target is not None
+                cache_id = mount.cache_id or target
+                where = self.opts.root / "cache" / "mounts" / hashlib.sha256(cache_id.encode()).hexdigest()
+                if not where.is_dir():
+                    where.mkdir(parents=True, exist_ok=True)
+                    os.chmod(where, int(mount.mode, 8) if mount.mode else 0o755)
+                    os.chown(where, int(mount.uid or 0), int(mount.gid or 0))
+                volumes.append(Volume(str(where), target, False))
+                # The definition is in the key, never the contents.
+                keys.append({"type": mount.type, "target": target, "id": cache_id, "sharing": mount.sharing,
+                             "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
+            elif mount.type == kw.MOUNT_SECRET:
+                secret_id = mount.cache_id or mount.source or posixpath.basename(target or "")
+                value = self.opts.secrets.get(secret_id)
+                if value is None:
+                    if mount.required:
+                        raise DockerfileError(f"secret {secret_id}: not found")
+                    continue
+                if mount.env:
+                    env.append(f"{mount.env}={value.decode(errors='replace')}")
+                if target is not None or not mount.env:
+                    path = self._scratch_dir(scratch) / "secret"
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(value)
+                    os.chown(path, int(mount.uid or 0), int(mount.gid or 0))
+                    os.chmod(path, int(mount.mode, 8) if mount.mode else 0o400)
+                    volumes.append(Volume(str(path), target or f"/run/secrets/{secret_id}", True))
+                keys.append({"type": mount.type, "id": secret_id, "target": target, "env": mount.env})
+            elif mount.type == kw.MOUNT_BIND:
+                if target is None:
+                    raise DockerfileError("bind mount needs a target")
+                source, origin = self._bind_source(mount.source or ".", mount.from_stage)
+                if mount.readonly:
+                    volumes.append(Volume(str(source), target, True))
+                else:  # rw: the step writes to a copy, thrown away after it
+                    copy = self._scratch_dir(scratch) / "bind"
+                    if source.is_dir():
+                        shutil.copytree(source, copy, symlinks=True)
+                    else:
+                        shutil.copy2(source, copy, follow_symlinks=False)
+                    volumes.append(Volume(str(copy), target, False))
+                keys.append({"type": mount.type, "target": target, "origin": origin,
+                             "rw": str(not mount.readonly)})
+            else:
                 raise DockerfileError(f"RUN --mount=type={mount.type} is not supported by hoist build yet")
-            target = posixpath.normpath(posixpath.join(state.workdir, mount.target or ""))
-            cache_id = mount.cache_id or target
-            where = self.opts.root / "cache" / "mounts" / hashlib.sha256(cache_id.encode()).hexdigest()
-            if not where.is_dir():
-                where.mkdir(parents=True, exist_ok=True)
-                os.chmod(where, int(mount.mode, 8) if mount.mode else 0o755)
-                os.chown(where, int(mount.uid or 0), int(mount.gid or 0))
-            volumes.append(Volume(str(where), target, False))
-            # The definition is in the key, never the contents.
-            keys.append({"type": mount.type, "target": target, "id": cache_id, "sharing": mount.sharing,
-                         "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
-        return volumes, keys
+        return volumes, keys, env
+
+    def _scratch_dir(self, scratch: list[Path]) -> Path:
+        base = self.opts.root / "build" / "scratch"
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.opts.root / "build", 0o700)
+        path = Path(tempfile.mkdtemp(dir=base))
+        scratch.append(path)
+        return path
+
+    def _bind_source(self, source: str, from_stage: str | None) -> tuple[Path, str]:
+        """The host path a bind mount's source names, inside its root (never out of it), and a
+        digest of its contents for the key."""
+        if from_stage is None:
+            if self.opts.context is None:
+                raise DockerfileError("a bind mount from the context needs a build context")
+            root, what = self.opts.context, "context"
+        else:
+            layers, what = self._from_layers(from_stage)
+            root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+        rel = posixpath.normpath("/" + source).lstrip("/")
+        path = Path(os.path.realpath(root / rel))
+        real_root = Path(os.path.realpath(root))
+        if path != real_root and real_root not in path.parents:
+            raise DockerfileError(f"bind mount source {source!r} leaves its root")
+        if not path.exists():
+            raise DockerfileError(f'bind mount source "/{rel}": not found')
+        selection = select_sources(root, [rel or "."], ignore=self.opts.ignore if from_stage is None else None,
+                                   what=what)
+        return path, f"{what}:{selection.cache_digest(dest='/')}"
 
     # -- WORKDIR ----------------------------------------------------------------------------------
     def workdir(self, state: StageState, path: str) -> None:

@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=("auto", "plain", "tty"), default="auto", help="progress output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     parser.add_argument("--iidfile", help="write the image id to this file")
+    parser.add_argument("--secret", dest="secrets", action="append", default=[], metavar="id=ID,src=PATH|env=VAR",
+                        help="a secret RUN --mount=type=secret can use (never stored in a layer or the cache)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +106,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
     opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
                         platform=host, no_cache=args.no_cache, compression=args.compression,
-                        network=args.network, source_date_epoch=epoch)
+                        network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets))
     source = CliImageSource(layout, args.pull)
     started = time.time()
     try:
@@ -181,6 +183,31 @@ class CliImageSource:
             raise SourceError(f"{name}: {e}") from None
         except Exception as e:  # the client's errors carry their own one-line message
             raise SourceError(f"failed to resolve source metadata for {name}: {e}") from None
+
+
+def parse_secrets(values: list[str]) -> dict[str, bytes]:
+    """``id=ID,src=PATH`` (or ``source=``), ``id=ID,env=VAR``; ``id=ID`` alone reads the
+    environment variable ID, as docker build does."""
+    secrets: dict[str, bytes] = {}
+    for item in values:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        secret_id = fields.pop("id", "")
+        src = fields.pop("src", None) or fields.pop("source", None)
+        env = fields.pop("env", None)
+        fields.pop("type", None)
+        if not secret_id or fields:
+            raise UserError(f"invalid --secret {item!r}: expected id=ID,src=PATH or id=ID,env=VAR")
+        if src is not None:
+            try:
+                secrets[secret_id] = Path(src).read_bytes()
+            except OSError as e:
+                raise UserError(f"secret {secret_id}: cannot read {src}: {e.strerror}") from None
+        else:
+            name = env or secret_id
+            if name not in os.environ:
+                raise UserError(f"secret {secret_id}: environment variable {name} is not set")
+            secrets[secret_id] = os.environ[name].encode()
+    return secrets
 
 
 def _tag(text: str) -> str:
