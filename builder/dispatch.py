@@ -14,6 +14,7 @@ instructions that make a layer; ``empty_layer`` for metadata-only ones).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import re
@@ -23,8 +24,10 @@ from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.errors import DockerfileError, UnsetVariableError
+from builder.dockerfile import parse_dockerfile_collecting
 from builder.expansion import expand_instruction
-from builder.instructions import (Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, Healthcheck, Instruction, Label,
+from builder.parser.heredoc import parse_marker
+from builder.instructions import (Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, Healthcheck, Instruction, Label, Loc,
                                   Maintainer, Onbuild, Run, Shell, StopSignal, User, Volume, Workdir)
 from builder.scope import Scope
 from builder.shell_lex import ShellLex
@@ -59,6 +62,7 @@ class StageState:
     cmd_set: bool = False
     base_digest: str | None = None              # the resolved manifest digest of an image base
     new_history: int = 0                        # history entries this build added
+    onbuild_done: bool = False
 
     @property
     def config(self) -> dict[str, Any]:
@@ -108,6 +112,7 @@ class RunProcess:
     cwd: str
     user: str
     network: str        # "default" | "none" | "host"
+    files: dict[str, bytes] = field(default_factory=dict)   # read-only files to provide (mode 0755)
 
 
 class Backend(Protocol):
@@ -197,7 +202,10 @@ def dispatch_stage(state: StageState, graph: BuildGraph, backend: Backend,
     """Dispatch every instruction of the stage. With ``errors`` given, a failing instruction is
     recorded there and dispatch goes on (``--check``); otherwise the first error is raised."""
     lex = ShellLex(graph.dockerfile.escape)
-    for instr in state.node.stage.instructions:
+    instructions = list(state.node.stage.instructions)
+    if not state.onbuild_done:
+        instructions = onbuild_triggers(state, errors) + instructions
+    for instr in instructions:
         try:
             dispatch(instr, state, lex, backend)
         except UnsetVariableError as e:
@@ -211,6 +219,27 @@ def dispatch_stage(state: StageState, graph: BuildGraph, backend: Backend,
                 raise e.at(instr.line, instr.end_line) from None
             errors.append(e.at(instr.line, instr.end_line))
     return state
+
+
+def onbuild_triggers(state: StageState, errors: list[DockerfileError] | None) -> list[Instruction]:
+    """The base's ONBUILD triggers as instructions located at the stage's FROM line (they run
+    before the stage's own instructions); the new image does not inherit them."""
+    triggers = list(state.config.pop("OnBuild", None) or [])
+    state.onbuild_done = True
+    line = state.node.stage.line
+    out: list[Instruction] = []
+    for text in triggers:
+        dockerfile, problems = parse_dockerfile_collecting(f"FROM scratch\n{text}\n")
+        if problems or dockerfile is None or len(dockerfile.stages[0].instructions) != 1:
+            error = DockerfileError(f"invalid ONBUILD trigger {text!r}"
+                                    + (f": {problems[0].message}" if problems else ""), line)
+            if errors is None:
+                raise error
+            errors.append(error)
+            continue
+        instr = dockerfile.stages[0].instructions[0]
+        out.append(dataclasses.replace(instr, loc=Loc(line, line, instr.original)))
+    return out
 
 
 def _unknown_vars(lex: ShellLex, words: tuple[str, ...], scope: Scope) -> bool:
@@ -334,11 +363,27 @@ def _with_shell(state: StageState, command: tuple[str, ...], prepend_shell: bool
 def run_process(state: StageState, instr: Run) -> RunProcess:
     """The argv (SHELL for the shell form, heredocs as BuildKit runs them) and environment."""
     args = list(instr.command)
+    files: dict[str, bytes] = {}
     if instr.heredocs and instr.prepend_shell and len(args) == 1:
-        full = args[0]
-        for doc in instr.heredocs:
-            full += "\n" + doc.content + doc.name
-        args = [full]
+        marker = parse_marker(args[0]) if " " not in args[0].strip() else None
+        if marker is not None:
+            # One heredoc and nothing else: a shebang body is a file the step executes, any other
+            # body the shell's command (BuildKit's dispatchRun).
+            doc = instr.heredocs[0]
+            data = doc.content
+            if doc.chomp:
+                data = "".join(line.lstrip("\t") for line in data.splitlines(keepends=True))
+            if data.startswith("#!"):
+                path = f"/dev/pipes/{doc.name}"
+                files[path] = data.encode()
+                return RunProcess(argv=[path], env=state.run_env(), cwd=state.workdir, user=state.user,
+                                  network=instr.network or "default", files=files)
+            args = [data]
+        else:
+            full = args[0]
+            for doc in instr.heredocs:
+                full += "\n" + doc.content + doc.name
+            args = [full]
     argv = _with_shell(state, tuple(args), instr.prepend_shell)
     return RunProcess(argv=argv, env=state.run_env(), cwd=state.workdir, user=state.user,
                       network=instr.network or "default")

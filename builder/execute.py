@@ -232,6 +232,12 @@ class BuildBackend:
         except DockerfileError as e:
             self.progress.error(step, e.message)
             raise
+        for path, data in sorted(process.files.items()):
+            where = self._scratch_dir(scratch) / "file"
+            where.write_bytes(data)
+            os.chmod(where, 0o755)
+            volumes.append(Volume(str(where), path, True))
+            mount_keys.append({"type": "file", "target": path, "sha256": hashlib.sha256(data).hexdigest()})
         key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
                          "env": process.env, "cwd": process.cwd, "user": process.user, "network": network,
                          "mounts": mount_keys, "compression": self.opts.compression,

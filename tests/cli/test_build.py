@@ -218,3 +218,32 @@ def blob_is_seen_file(layout: ImageLayout, blob: object) -> bool:
             return all(m.name == "seen" for m in tar.getmembers() if m.isfile())
     except tarfile.TarError:
         return False
+
+
+def test_heredocs_and_onbuild(h: Hoist, tmp_path: Path) -> None:
+    base = """\
+FROM busybox
+ONBUILD RUN echo triggered > /onbuild
+"""
+    h("build", "-t", "base:1", str(_ctx(tmp_path, base, name="base")))
+    _, config = _config(h, "base:1")
+    assert config["config"]["OnBuild"] == ["RUN echo triggered > /onbuild"]
+    child = """\
+FROM base:1
+RUN <<EOF
+#!/bin/sh
+echo "shebang $0" > /shebang
+EOF
+RUN <<EOF
+echo plain > /plain
+EOF
+RUN cat <<EOT > /cat
+from cat
+EOT
+"""
+    h("build", "-t", "child:1", str(_ctx(tmp_path, child, name="child")))
+    out = h("run", "--rm", "child:1", "cat", "/onbuild", "/shebang", "/plain", "/cat").out
+    assert out == "triggered\nshebang /dev/pipes/EOF\nplain\nfrom cat\n"
+    _, config = _config(h, "child:1")
+    assert not config["config"].get("OnBuild")
+    assert "pipes" not in h("run", "--rm", "child:1", "ls", "/dev").out
