@@ -247,3 +247,20 @@ EOT
     _, config = _config(h, "child:1")
     assert not config["config"].get("OnBuild")
     assert "pipes" not in h("run", "--rm", "child:1", "ls", "/dev").out
+
+
+def test_two_builds_at_once_share_store_and_cache(h: Hoist, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.cli.helpers import REPO_ROOT
+
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN echo x > /x\nCOPY a.txt /\nRUN cat /a.txt /x > /y\n", {"a.txt": "a\n"})
+    env = dict(h.env, SOURCE_DATE_EPOCH=EPOCH)
+    procs = [subprocess.Popen([sys.executable, "-m", "hoist.cli", "build", "-q", "-t", f"p:{i}", str(ctx)],
+                              env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert results[0][0] == results[1][0]
+    assert h("run", "--rm", "p:1", "cat", "/y").out == "a\nx\n"
