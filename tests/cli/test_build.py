@@ -264,3 +264,36 @@ def test_two_builds_at_once_share_store_and_cache(h: Hoist, tmp_path: Path) -> N
     assert all(p.returncode == 0 for p in procs), results
     assert results[0][0] == results[1][0]
     assert h("run", "--rm", "p:1", "cat", "/y").out == "a\nx\n"
+
+
+def test_copy_add_options(h: Hoist, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    dockerfile = """\
+FROM busybox
+COPY --exclude=**/*.log logs/ /logs/
+COPY --parents a/./b/c.txt /p/
+COPY <<EOT /here.txt
+heredoc $HOME
+EOT
+COPY --chmod=u+x,go-r run.sh /run.sh
+ADD arch.tar.gz /unpacked/
+COPY --from=busybox:latest /etc/group /group
+SHELL ["/bin/sh", "-ec"]
+RUN ls /logs > /listing
+ENTRYPOINT ["/bin/sh", "-c"]
+"""
+    ctx = _ctx(tmp_path, dockerfile, {"logs/keep.txt": "k", "logs/drop.log": "d", "a/b/c.txt": "c", "run.sh": "x"})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("inner/file")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"inner"))
+    (ctx / "arch.tar.gz").write_bytes(buf.getvalue())
+    h("build", "-t", "o:1", str(ctx))
+    out = h("run", "--rm", "o:1", "cat /listing /p/b/c.txt /here.txt /unpacked/inner/file; echo; "
+            "stat -c %a /run.sh; grep -c staff /group").out
+    assert out == "keep.txt\nc" + "heredoc \n" + "inner\n" + "700\n1\n"
+    _, config = _config(h, "o:1")
+    assert config["config"]["Shell"] == ["/bin/sh", "-ec"] and config["config"].get("Cmd") is None
