@@ -13,8 +13,8 @@ built) are dispatched in order by ``builder.dispatch`` with ``BuildBackend``, wh
   nothing and reuses the layer.
 
 This is the only module of ``builder/`` that imports ``runtime/`` to execute steps.
-Stages run one after the other (correctness first; independent stages are not yet run
-concurrently).
+Independent stages run concurrently (two at a time by default), each as soon as its base and
+the stages it copies from are built.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -63,16 +65,23 @@ class PlainProgress:
     """BuildKit's plain progress: ``#N name``, output lines, ``#N DONE 0.1s`` or ``#N CACHED``."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
+        self.lock = threading.Lock()
+        self._write = write
         self.count = 0
         self.started: dict[int, float] = {}
         self.partial: dict[int, bytes] = {}
 
+    def write(self, text: str) -> None:
+        with self.lock:
+            self._write(text)
+
     def start(self, name: str) -> int:
-        self.count += 1
-        self.started[self.count] = time.monotonic()
-        self.write(f"#{self.count} {name}\n")
-        return self.count
+        with self.lock:
+            self.count += 1
+            step = self.count
+        self.started[step] = time.monotonic()
+        self.write(f"#{step} {name}\n")
+        return step
 
     def output(self, step: int, data: bytes) -> None:
         buf = self.partial.get(step, b"") + data
@@ -501,12 +510,15 @@ def _makedirs(path: str, uid: int, gid: int, epoch: int | None) -> None:
 
 # -- the build --------------------------------------------------------------------------------------
 
-def execute(graph: BuildGraph, backend: BuildBackend) -> StageState:
-    """Build the stages the target needs, dependencies first; returns the target's state.
-    Raises DockerfileError (located at its line) when a step fails."""
+def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageState:
+    """Build the stages the target needs, each once its base and the stages it copies from are
+    built; up to ``jobs`` independent stages at once. Returns the target's state; raises
+    DockerfileError (located at its line) when a step fails (after the stages already running
+    have finished, so nothing is left half-done)."""
     host = backend.opts.platform
     platform = {"architecture": host.architecture, "os": host.os, "variant": host.variant or ""}
-    for index in graph.order:
+
+    def build_one(index: int) -> None:
         node = graph.nodes[index]
         parent = backend.stages.get(node.base_stage) if node.base_stage is not None else None
         try:
@@ -514,4 +526,33 @@ def execute(graph: BuildGraph, backend: BuildBackend) -> StageState:
         except DockerfileError as e:
             raise e.at(node.stage.line) from None
         backend.stages[index] = dispatch_stage(state, graph, backend)
+
+    def needs(index: int) -> set[int]:
+        node = graph.nodes[index]
+        return set(node.deps) | ({node.base_stage} if node.base_stage is not None else set())
+
+    if jobs <= 1 or len(graph.order) == 1:
+        for index in graph.order:
+            build_one(index)
+        return backend.stages[graph.target]
+    pending = list(graph.order)
+    running: dict[Future[None], int] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+        while (pending and failure is None) or running:
+            if failure is None:
+                for index in [i for i in pending if needs(i) <= set(backend.stages)]:
+                    pending.remove(index)
+                    running[pool.submit(build_one, index)] = index
+            if not running:
+                raise DockerfileError(f"stage {graph.nodes[pending[0]].stage.display_name} depends on a stage "
+                                      "that is not built", graph.nodes[pending[0]].stage.line)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                error = future.exception()
+                if error is not None and failure is None:
+                    failure = error
+    if failure is not None:
+        raise failure
     return backend.stages[graph.target]

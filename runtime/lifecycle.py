@@ -169,7 +169,11 @@ class Runtime:
         return pid
 
     def wait(self, pid: int) -> int:
-        """Wait for a monitor ``start_captured`` started, passing the caller's signals on."""
+        """Wait for a monitor ``start_captured`` started, passing the caller's signals on (from
+        the main thread; another thread only waits)."""
+        if threading.current_thread() is not threading.main_thread():
+            _, status = os.waitpid(pid, 0)
+            return exit_code_of(status)
         return _wait_forwarding(pid)
 
     def start_detached(self, container: Container) -> None:

@@ -297,3 +297,21 @@ ENTRYPOINT ["/bin/sh", "-c"]
     assert out == "keep.txt\nc" + "heredoc \n" + "inner\n" + "700\n1\n"
     _, config = _config(h, "o:1")
     assert config["config"]["Shell"] == ["/bin/sh", "-ec"] and config["config"].get("Cmd") is None
+
+
+def test_independent_stages(h: Hoist, tmp_path: Path) -> None:
+    dockerfile = """\
+FROM busybox AS one
+RUN echo one > /one
+COPY a.txt /a1
+FROM busybox AS two
+RUN echo two > /two
+COPY a.txt /a2
+FROM one AS both
+COPY --from=two /two /two
+RUN cat /one /two /a1 > /all
+"""
+    ctx = _ctx(tmp_path, dockerfile, {"a.txt": "a\n"})
+    r = h("build", "-t", "i:1", "--progress", "plain", str(ctx))
+    assert h("run", "--rm", "i:1", "cat", "/all").out == "one\ntwo\na\n"
+    assert "[one 2/3] RUN echo one > /one" in r.err and "[two 2/3] RUN echo two > /two" in r.err
