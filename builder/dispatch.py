@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.errors import DockerfileError, UnsetVariableError
+from builder.copy import parse_chmod
 from builder.dockerfile import parse_dockerfile_collecting
 from builder.expansion import expand_instruction
 from builder.parser.heredoc import parse_marker
@@ -343,15 +344,27 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
                 # WORKDIR's history has no "# buildkit" (commitToHistory without a state).
                 state.history[-1]["created_by"] = f"WORKDIR {wd}"
         case Run():
+            for mount in expanded.mounts:
+                if mount.type in (kw.MOUNT_BIND, kw.MOUNT_CACHE, kw.MOUNT_TMPFS) and \
+                        mount_target(state.workdir, mount.target) == "/":
+                    raise DockerfileError('invalid mount target "/"')
             process = run_process(state, expanded)
             backend.run(state, expanded, process)
             state.add_history("RUN " + run_command_string(process.argv, state), True)
         case Copy() | Add():
             if isinstance(expanded, Add) and expanded.checksum:
                 check_digest(expanded.checksum)
+            if expanded.chmod:
+                parse_chmod(expanded.chmod)
             dest = copy_dest(state.workdir, expanded.dest)
             backend.copy(state, expanded, dest)
             state.add_history(copy_message(expanded), True)
+
+
+def mount_target(workdir: str, target: str | None) -> str:
+    """A RUN mount's target: relative ones (and none) are against WORKDIR, as BuildKit joins them."""
+    joined = posixpath.normpath(posixpath.join("/", workdir, target or ""))
+    return "/" + joined.lstrip("/")
 
 
 def _with_shell(state: StageState, command: tuple[str, ...], prepend_shell: bool) -> list[str]:

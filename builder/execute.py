@@ -37,7 +37,7 @@ from typing import Protocol
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
 from builder.copy import Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
-from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, start_stage
+from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
@@ -295,7 +295,8 @@ class BuildBackend:
         keys: list[dict[str, str | None]] = []
         env: list[str] = []
         for mount in instr.mounts:
-            target = posixpath.normpath(posixpath.join(state.workdir, mount.target or "")) if mount.target else None
+            needs_target = mount.target or mount.type != kw.MOUNT_SECRET
+            target = mount_target(state.workdir, mount.target) if needs_target else None
             if mount.type == kw.MOUNT_CACHE:
                 assert target is not None
                 cache_id = mount.cache_id or target
@@ -327,8 +328,7 @@ class BuildBackend:
                     volumes.append(Volume(str(path), target or f"/run/secrets/{secret_id}", True))
                 keys.append({"type": mount.type, "id": secret_id, "target": target, "env": mount.env})
             elif mount.type == kw.MOUNT_BIND:
-                if target is None:
-                    raise DockerfileError("bind mount needs a target")
+                assert target is not None
                 source, origin = self._bind_source(mount.source or ".", mount.from_stage)
                 if mount.readonly:
                     volumes.append(Volume(str(source), target, True))
