@@ -11,10 +11,16 @@ Sources (``select_sources``)
   stay symlinks. Wildcards are Go's ``filepath.Match`` (``*``, ``?``, ``[...]``, ``\\``): the
   components before the first wildcard are resolved, the rest are matched against the paths below
   them (a matched directory is not searched further), in lexical order. A directory copies its
-  contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so.
+  contents. Paths hidden by ``.dockerignore`` do not exist; naming one is an error that says so
+  (a directory a ``!`` rule brings something back from exists, holding just that).
+  ``--exclude`` patterns (.dockerignore syntax) drop what lies inside a copied source, matched
+  against the path below it, and wildcard matches, matched against the path below the wildcard's
+  base; a source named without a wildcard is never dropped (fsutil matches srcComponents only).
+  With ``--parents`` an item keeps its path below the context root, or below ``/./`` in the
+  source (the pivot).
   Files taken from the context belong to root (0:0), files from a stage or image keep their
   owners; modes, mtimes and xattrs are kept. Regular files linked to each other inside one source
-  argument stay hard links (fsutil keeps its inode map per copy action).
+  (one wildcard match) stay hard links: fsutil keeps an inode map per copied match.
 
 Destination (``copy_into``)
   A relative destination is joined to WORKDIR; a trailing ``/`` (or ``.``) makes it a directory.
@@ -30,15 +36,27 @@ Destination (``copy_into``)
 
 ADD archives
   With ``unpack_archives`` a source that is a regular file holding a tar (uncompressed, gzip,
-  bzip2, xz or zstd, told apart by content) is extracted into the destination directory, as if it
-  were ``/`` (absolute symlinks and ``..`` stay inside; a member or a relative link leaving it is
-  an error, as docker's ``Untar`` breakout check). Anything else is copied.
+  bzip2, xz or zstd, told apart by content) is extracted into the destination directory as
+  current BuildKit does (``applyRootArchive``): as if that directory were ``/`` (absolute symlinks
+  stay inside it), a member named outside it is an error, a relative symlink is kept as written
+  but going through one that climbs out is an error; entries keep the archive's modes, times and
+  owners, or all take the ``--chown`` owner (docker 20.10 ignored ``--chown`` there); directories
+  the archive implies are made 0755 for root; ``--chmod`` does not apply. Anything else is copied.
 
 Cache key (``Selection.cache_digest``)
   A sha256 over the relative paths, types, modes, owners (after ``--chown``), link targets,
   hard-link groups, device numbers, xattrs and file contents of the selection, plus every option
   that changes the result. Times are never part of it. File contents may come from a
-  ``HashCache``, trusted only when device, inode, size, mtime and ctime all match.
+  ``HashCache``, trusted only when device, inode, size, mtime and ctime all match, and never
+  recorded for a file changed in the last two seconds (timestamps are coarse: an edit right after
+  hashing could keep the ctime; git's "racy" rule).
+
+Everything is reached through descriptors opened with ``openat2(RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS)`` on paths whose symlinks were first resolved by hand inside the root (the
+source's or the destination's), and names are then used only relative to those descriptors
+(``O_NOFOLLOW``, ``AT_SYMLINK_NOFOLLOW``), so neither a hostile context nor a hostile image can
+make a read or a write land outside its root. ``/proc`` is not needed (the
+copy may run in a chroot).
 """
 
 from __future__ import annotations
@@ -155,8 +173,8 @@ def _apply_clause(clause: _Clause, current: int, is_dir: bool) -> int:
     return keep | bits
 
 
-_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)\Z")
-_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 
 
 def parse_chmod(spec: str) -> Chmod:
@@ -205,14 +223,14 @@ def parse_chown(spec: str) -> ChownSpec:
     """Parse ``--chown`` (``user``, ``user:group``, ``:group``, names or ids); raises CopyError."""
     if spec == "":
         raise CopyError("--chown needs a user: --chown=user[:group]")
-    user, sep, group = spec.partition(":")
-    if sep and group == "":
-        raise CopyError(f"invalid --chown {spec!r}: the group after ':' is empty")
+    # llb.WithUser: SplitN(spec, ":", 2); an empty part names nobody and leaves the default
+    # (uid 0; the user's primary group), so "app:" is "app" and ":staff" is "0:staff".
+    user, _, group = spec.partition(":")
     for name in (user, group):
         if any(c in name for c in "\n\x00"):
             raise CopyError(f"invalid --chown {spec!r}")
-    return ChownSpec(spec, user or None, group if sep else None,
-                     uid=_numeric(user) if user else None, gid=_numeric(group) if sep else None)
+    return ChownSpec(spec, user or None, group or None,
+                     uid=_numeric(user) if user else None, gid=_numeric(group) if group else None)
 
 
 def _read_in_root(rootfs: Path, path: str) -> bytes | None:
@@ -389,11 +407,14 @@ def _split(path: str) -> list[str]:
 
 
 def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = (),
-                    follow_final: bool = True) -> tuple[list[str], os.stat_result | None, list[str]]:
+                    follow_final: bool = True,
+                    strict: bool = False) -> tuple[list[str], os.stat_result | None, list[str]]:
     """Resolve ``jail + parts`` below ``rootfd`` as if ``jail`` were ``/`` (continuity's
     ``fs.RootPath``): symlinks are read and spliced in, absolute ones restart at the jail and
-    ``..`` stops there. Returns (the resolved existing prefix, its lstat or None, the components
-    still to create); when the third is empty the first is the whole path."""
+    ``..`` stops there. With ``strict`` a relative link whose target climbs above the jail is an
+    error instead (BuildKit's archive extraction). Returns (the resolved existing prefix, its
+    lstat or None, the components still to create); when the third is empty the first is the
+    whole path."""
     base = list(jail)
     done = list(base)
     todo = list(parts)
@@ -427,6 +448,13 @@ def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = 
             if links > _MAX_LINKS:
                 raise CopyError(f"too many levels of symbolic links in {'/' + '/'.join(parts)!r}")
             target = _readlink_at(rootfd, done + [name])
+            if strict and not target.startswith("/"):
+                depth = len(done) - len(base)
+                for p in target.split("/"):
+                    depth += -1 if p == ".." else (0 if p in ("", ".") else 1)
+                    if depth < 0:
+                        raise CopyError(f"archive symlink {'/'.join(done[len(base):] + [name])!r} points "
+                                        "outside the extraction root")
             if target.startswith("/"):
                 done = list(base)
             todo = target.split("/") + todo
@@ -434,6 +462,8 @@ def resolve_in_root(rootfd: int, parts: Sequence[str], *, jail: Sequence[str] = 
         if todo and not stat.S_ISDIR(st.st_mode):
             raise CopyError(f"{'/' + '/'.join(done + [name])!r} is not a directory")
         done.append(name)
+    if links:
+        st = _lstat_at(rootfd, done)  # the last lstat may be of a link that was followed
     return done, st, []
 
 
@@ -473,6 +503,7 @@ class Item:
     name: str
     entries: list[Entry]
     parents: str = ""               # the path kept by --parents (relative to the pivot)
+    parents_base: tuple[str, ...] = ()  # the pivot, as written
 
     @property
     def top(self) -> Entry:
@@ -519,6 +550,12 @@ class Selection:
             groups.append(SourceGroup("<<" + name, [Item(clean.rsplit("/", 1)[-1], [entry])]))
         return cls(root=None, groups=groups, what="heredoc")
 
+    def with_contents(self, contents: Iterable[tuple[str, bytes | str]]) -> Selection:
+        """This selection followed by heredoc sources (``COPY <<EOF file /dest/``)."""
+        extra = Selection.from_contents(contents)
+        return Selection(root=self.root, groups=self.groups + extra.groups, keep_owner=self.keep_owner,
+                         what=self.what)
+
     def cache_digest(self, *, dest: str, owner: tuple[int, int] | None = None, chmod: Chmod | str | None = None,
                      parents: bool = False, link: bool = False, unpack_archives: bool = False,
                      hash_cache: HashCache | None = None, **extra: object) -> str:
@@ -534,7 +571,10 @@ class Selection:
         chmod_text = chmod.text if isinstance(chmod, Chmod) else chmod
         put("hoist-copy-v1", dest, owner, chmod_text, parents, link, unpack_archives,
             json.dumps(extra, sort_keys=True, default=str), self.keep_owner)
-        rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
+        try:
+            rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
+        except OSError as err:
+            raise CopyError(f"cannot open the {self.what} at {self.root}: {err.strerror}") from None
         try:
             for group in self.groups:
                 put("group", group.pattern, len(group.items))
@@ -553,6 +593,8 @@ class Selection:
                             put("hardlink", e.hardlink[0], e.hardlink[1])
                         elif stat.S_ISREG(e.mode):
                             put("size", e.size, "sha256", self._content_digest(rootfd, e, hash_cache))
+        except OSError as err:
+            raise CopyError(f"cannot read the {self.what}: {err.strerror}") from None
         finally:
             if rootfd >= 0:
                 os.close(rootfd)
@@ -606,8 +648,13 @@ class HashCache:
     An entry is used only when device, inode, size, mtime and ctime (in ns) all equal the file's
     now; a same-size edit whose mtime was put back still changes the ctime, so it is re-read."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None = None, racy_ns: int | None = None) -> None:
         self.path = path
+        # A file changed within this much of being hashed is not cached: timestamps are coarse
+        # (a jiffy), so a later edit could otherwise keep the same ctime (git's "racy" files).
+        self.racy_ns = self.RACY_NS if racy_ns is None else racy_ns
         self._entries: dict[str, list[int | str]] = {}
         self._dirty = False
         if path is not None:
@@ -631,6 +678,8 @@ class HashCache:
         return None
 
     def put(self, st: os.stat_result, digest: str) -> None:
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_ns:
+            return
         self._entries[self._key(st)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest]
         self._dirty = True
 
@@ -676,32 +725,47 @@ class _Reader:
         self.limits = limits
         self.count = 0
 
-    def hidden(self, parts: Sequence[str]) -> str | None:
+    def hidden(self, parts: Sequence[str], rel: str | None = None) -> str | None:
+        """"ignored" when .dockerignore hides ``parts`` (relative to the root), "excluded" when
+        an ``--exclude`` pattern matches ``rel`` (relative to the copied source, or to the
+        wildcard's base for a match: fsutil's srcComponents), else None."""
         path = "/".join(parts)
-        if not path:
-            return None
-        if self.ignore is not None and self.ignore.matches(path):
+        if path and self.ignore is not None and self.ignore.matches(path):
             return "ignored"
-        if self.excludes is not None and self.excludes.matches(path):
+        if rel and self.excludes is not None and self.excludes.matches(rel):
             return "excluded"
         return None
 
-    def entry(self, parts: Sequence[str], rel: str, st: os.stat_result) -> Entry:
+    def brings_back(self, parts: list[str], st: os.stat_result) -> bool:
+        """Whether a hidden directory holds something a ``!`` rule makes visible again (it then
+        exists in the context, as fsutil sends the parents of what it sends)."""
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        matchers = [m for m in (self.ignore, self.excludes) if m is not None and m.has_exclusions]
+        if not matchers:
+            return False
+        return len(self.walk(parts, st)) > 1
+
+    def entry(self, parts: Sequence[str], rel: str, st: os.stat_result, dfd: int = -1) -> Entry:
+        """The entry for ``parts``; ``dfd``, when given, is its parent directory's descriptor."""
         self.count += 1
         if self.count > self.limits.max_entries:
             raise CopyError(f"the sources hold more than {self.limits.max_entries} files (HOIST_UNPACK_MAX_ENTRIES)")
         link = None
         xattrs: tuple[tuple[str, bytes], ...] = ()
         if stat.S_ISLNK(st.st_mode):
-            link = _readlink_at(self.rootfd, parts)
+            link = os.readlink(parts[-1], dir_fd=dfd) if dfd >= 0 else _readlink_at(self.rootfd, parts)
         elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            # Read through a descriptor (no /proc needed: the copy may run in a chroot without it).
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
-                fd = _open_at(self.rootfd, parts, os.O_PATH | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
+                fd = os.open(parts[-1], flags, dir_fd=dfd) if dfd >= 0 else _open_at(self.rootfd, parts, flags)
             except OSError:
                 fd = -1
             if fd >= 0:
                 try:
-                    xattrs = _xattrs_of(f"/proc/self/fd/{fd}")
+                    if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) == (st.st_dev, st.st_ino):
+                        xattrs = _xattrs_of(fd)
                 finally:
                     os.close(fd)
         return Entry(rel=rel, src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
@@ -709,50 +773,75 @@ class _Reader:
                      atime_ns=st.st_atime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev, ino=st.st_ino,
                      nlink=st.st_nlink, rdev=st.st_rdev, link=link, xattrs=xattrs)
 
+    _KEEP_OPEN = 64  # directory descriptors held open along the walk (deeper ones are reopened)
+
     def walk(self, parts: list[str], st: os.stat_result) -> list[Entry]:
         """The source at ``parts`` and, for a directory, everything visible below it (pre-order,
         names sorted). Ignored directories are entered only when a ``!`` rule may bring back
-        something below them, and kept only if it does."""
+        something below them, and kept only if it does. Each directory is read through one
+        descriptor opened without following any symlink."""
         top = self.entry(parts, "", st)
         out: list[Entry] = [top]
         if not stat.S_ISDIR(st.st_mode):
             return out
-        # Each frame: (parts, rel, names left)
-        stack: list[tuple[list[str], str, list[str]]] = [(parts, "", self._names(parts))]
-        while stack:
-            dparts, drel, names = stack[-1]
-            if not names:
-                stack.pop()
-                continue
-            name = names.pop(0)
-            cparts = dparts + [name]
-            crel = f"{drel}/{name}" if drel else name
-            cst = _lstat_at(self.rootfd, cparts)
-            if cst is None or stat.S_ISSOCK(cst.st_mode):
-                continue
-            hidden = self.hidden(cparts)
-            if hidden is not None:
-                matcher = self.ignore if hidden == "ignored" else self.excludes
-                if stat.S_ISDIR(cst.st_mode) and matcher is not None and matcher.has_exclusions:
+        # Each frame: [parts, rel, names left, descriptor or -1]
+        stack: list[list] = []
+        try:
+            fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
+            stack.append([parts, "", _sorted_names(fd)[::-1], fd])
+            while stack:
+                frame = stack[-1]
+                dparts, drel, names = frame[0], frame[1], frame[2]
+                if not names:
+                    if frame[3] >= 0:
+                        os.close(frame[3])
+                    stack.pop()
+                    continue
+                if frame[3] < 0:
+                    frame[3] = _open_at(self.rootfd, dparts, os.O_RDONLY | os.O_DIRECTORY)
+                dfd = frame[3]
+                name = names.pop()  # names are kept reversed: pop() is O(1)
+                cparts = dparts + [name]
+                crel = f"{drel}/{name}" if drel else name
+                try:
+                    cst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISSOCK(cst.st_mode):
+                    continue
+                hidden = self.hidden(cparts, crel)
+                descend = stat.S_ISDIR(cst.st_mode)
+                if hidden is not None:
+                    matcher = self.ignore if hidden == "ignored" else self.excludes
+                    if not (descend and matcher is not None and matcher.has_exclusions):
+                        continue
+                out.append(self.entry(cparts, crel, cst, dfd))
+                if descend:
                     if len(cparts) > self.limits.max_depth:
                         raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
-                    out.append(self.entry(cparts, crel, cst))
-                    stack.append((cparts, crel, self._names(cparts)))
-                continue
-            out.append(self.entry(cparts, crel, cst))
-            if stat.S_ISDIR(cst.st_mode):
-                if len(cparts) > self.limits.max_depth:
-                    raise CopyError(f"{'/'.join(cparts)!r} is deeper than {self.limits.max_depth} levels")
-                stack.append((cparts, crel, self._names(cparts)))
+                    cfd = _open_at(self.rootfd, cparts, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        names_below = _sorted_names(cfd)
+                    except BaseException:
+                        os.close(cfd)
+                        raise
+                    if len(stack) >= self._KEEP_OPEN:
+                        os.close(frame[3])
+                        frame[3] = -1
+                    stack.append([cparts, crel, names_below[::-1], cfd])
+        finally:
+            for frame in stack:
+                if frame[3] >= 0:
+                    os.close(frame[3])
         return self._drop_unused_hidden(out)
 
     def _drop_unused_hidden(self, out: list[Entry]) -> list[Entry]:
         # A hidden directory entered for a "!" rule stays only when something visible lies below it.
         keep: list[Entry] = []
         for i, e in enumerate(out):
-            if i and e.is_dir and self.hidden(e.src) is not None:
+            if i and e.is_dir and self.hidden(e.src, e.rel) is not None:
                 prefix = e.rel + "/"
-                if not any(o.rel.startswith(prefix) and self.hidden(o.src) is None for o in out[i + 1:]):
+                if not any(o.rel.startswith(prefix) and self.hidden(o.src, o.rel) is None for o in out[i + 1:]):
                     continue
             keep.append(e)
         return keep
@@ -760,9 +849,14 @@ class _Reader:
     def _names(self, parts: Sequence[str]) -> list[str]:
         fd = _open_at(self.rootfd, parts, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return sorted(os.listdir(fd), key=lambda n: n.encode("utf-8", "surrogateescape"))
+            return _sorted_names(fd)
         finally:
             os.close(fd)
+
+
+def _sorted_names(fd: int) -> list[str]:
+    # Go sorts names by their bytes.
+    return sorted(os.listdir(fd), key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
 def _split_wildcards(parts: list[str]) -> tuple[list[str], list[str]]:
@@ -815,6 +909,8 @@ def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | 
                 raise CopyError(f"{pattern!r}: not found in {where}" if what == "context"
                                 else f"{pattern!r}: not found in {what}")
             hidden = reader.hidden(resolved)
+            if hidden is not None and reader.brings_back(resolved, st):
+                hidden = None
             if hidden == "ignored":
                 raise CopyError(f"{pattern!r} is excluded by .dockerignore"
                                 + ("" if resolved == base else f" (it resolves to {'/'.join(resolved)!r})"))
@@ -828,23 +924,23 @@ def select_sources(source_root: Path, patterns: list[str], *, ignore: Matcher | 
                 if not matches:
                     raise CopyError(f"{pattern!r}: no source files match in {where}")
             else:
-                if hidden == "excluded":
-                    raise CopyError(f"{pattern!r} is excluded by --exclude")
                 matches = [(resolved, st)]
             items: list[Item] = []
             for mparts, mst in matches:
                 name = mparts[-1] if wild else (_unescape(parts[-1]) if parts else "")
-                kept = mparts
+                kept = mparts if wild else [_unescape(p) for p in parts]
                 if wild:
                     # A match is followed as any source path is (fsutil's rootPath with FollowLinks).
                     mparts, followed, missing = resolve_in_root(rootfd, mparts)
-                    if missing or followed is None or reader.hidden(mparts) is not None:
+                    if missing or followed is None or (reader.hidden(mparts) is not None
+                                                       and not reader.brings_back(mparts, followed)):
                         continue  # a dangling symlink, or one into a hidden path
                     mst = followed
                 item = Item(name=name, entries=reader.walk(mparts, mst))
                 if parents:
                     rel = kept[len(pivot):] if pivot is not None and kept[:len(pivot)] == pivot else kept
                     item.parents = "/".join(rel)
+                    item.parents_base = tuple(kept[:len(kept) - len(rel)])
                 items.append(item)
             if not items:
                 raise CopyError(f"{pattern!r}: no source files match in {where}")
@@ -866,33 +962,32 @@ def _glob(reader: _Reader, base: list[str], regex: re.Pattern[str],
     """fsutil's resolveWildcards: walk ``base`` (symlinks not followed) in lexical order,
     matching each path relative to it; a matched directory is not entered."""
     out: list[tuple[list[str], os.stat_result]] = []
-    stack: list[tuple[list[str], list[str]]] = [([], reader._names(base))]
+    stack: list[tuple[list[str], list[str]]] = [([], reader._names(base)[::-1])]
     while stack:
         rel, names = stack[-1]
         if not names:
             stack.pop()
             continue
-        name = names.pop(0)
+        name = names.pop()  # names are kept reversed: pop() is O(1)
         crel = rel + [name]
         cparts = base + crel
-        if reader.hidden(cparts) is not None:
-            st0 = _lstat_at(reader.rootfd, cparts)
-            if st0 is None or not stat.S_ISDIR(st0.st_mode) or len(crel) >= depth:
-                continue
         st = _lstat_at(reader.rootfd, cparts)
         if st is None:
             continue
-        if regex.match("/".join(crel)) and reader.hidden(cparts) is None:
-            out.append((cparts, st))
+        if regex.match("/".join(crel)):
+            if reader.hidden(cparts, "/".join(crel)) is None or reader.brings_back(cparts, st):
+                out.append((cparts, st))
             continue
         if stat.S_ISDIR(st.st_mode) and len(crel) < depth:
-            stack.append((crel, reader._names(cparts)))
+            stack.append((crel, reader._names(cparts)[::-1]))
     return out
 
 
 def _link_hardlinks(items: list[Item]) -> None:
-    first: dict[tuple[int, int], tuple[int, str]] = {}
+    # BuildKit copies each wildcard match with a new fsutil copier, whose inode map is its own:
+    # files linked to each other stay linked only inside one match.
     for index, item in enumerate(items):
+        first: dict[tuple[int, int], tuple[int, str]] = {}
         for e in item.entries:
             if stat.S_ISREG(e.mode) and e.nlink > 1:
                 key = (e.dev, e.ino)
@@ -934,24 +1029,26 @@ class _Dest:
         os.close(self.fd)
 
     # -- paths
-    def resolve(self, parts: Sequence[str], jail: Sequence[str] = ()) -> tuple[list[str], os.stat_result | None]:
+    def resolve(self, parts: Sequence[str], jail: Sequence[str] = (),
+                strict: bool = False) -> tuple[list[str], os.stat_result | None]:
         """Resolve ``parts`` (the final symlink followed) inside ``jail``; st None when missing."""
-        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail, strict=strict)
         if missing:
             return done + missing, None
         return done, st
 
-    def mkdir_all(self, parts: Sequence[str], jail: Sequence[str] = ()) -> list[str]:
+    def mkdir_all(self, parts: Sequence[str], jail: Sequence[str] = (), ids: tuple[int, int] | None = None,
+                  strict: bool = False) -> list[str]:
         """fsutil's MkdirAll: create what is missing (0755, the --chown owner), symlinks on the
         way resolved inside ``jail``; returns the resolved directory."""
-        done, st, missing = resolve_in_root(self.fd, parts, jail=jail)
+        done, st, missing = resolve_in_root(self.fd, parts, jail=jail, strict=strict)
         if st is not None and not stat.S_ISDIR(st.st_mode) and not missing:
             raise CopyError(f"{'/' + '/'.join(done)!r} is not a directory")
         for name in missing:
             pfd = self.open_dir(done)
             try:
                 os.mkdir(name, 0o755, dir_fd=pfd)
-                uid, gid = self.owner if self.owner is not None else (0, 0)
+                uid, gid = ids if ids is not None else (self.owner if self.owner is not None else (0, 0))
                 if self.is_root:
                     os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
                 os.chmod(name, 0o755, dir_fd=pfd)
@@ -1054,15 +1151,11 @@ class _Dest:
                     os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
                 else:
                     return
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-                try:
-                    proc = f"/proc/self/fd/{fd}"
-                    if self.is_root:
-                        os.chown(proc, *self.ids(e))
-                    os.chmod(proc, self.perms(e))
-                    os.utime(proc, ns=(e.atime_ns, e.mtime_ns))
-                finally:
-                    os.close(fd)
+                # Just made by us in a directory held by descriptor: nothing can have swapped it.
+                if self.is_root:
+                    os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
+                os.chmod(name, self.perms(e), dir_fd=pfd)
+                os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(pfd)
 
@@ -1077,6 +1170,11 @@ class _Dest:
                 st = None
             if st is None:
                 os.mkdir(parts[-1], 0o700, dir_fd=pfd)
+                if e is None:  # a directory made on the way (MkdirAll's 0755 and owner)
+                    if self.is_root:
+                        uid, gid = self.owner if self.owner is not None else (0, 0)
+                        os.chown(parts[-1], uid, gid, dir_fd=pfd, follow_symlinks=False)
+                    os.chmod(parts[-1], 0o755, dir_fd=pfd)
             elif not stat.S_ISDIR(st.st_mode):
                 raise CopyError(f"cannot copy to non-directory: {'/' + '/'.join(parts)!r}")
         finally:
@@ -1170,8 +1268,8 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
             if st is None or not stat.S_ISDIR(st.st_mode):
                 raise CopyError(MULTI_SOURCE_ERROR)
         for group in selection.groups:
-            links: dict[tuple[int, str], list[str]] = {}
             for index, item in enumerate(group.items):
+                links: dict[tuple[int, str], list[str]] = {}
                 _copy_item(selection, srcfd, out, item, index, dparts, parents, unpack_archives, links)
         out.finish_dirs()
     except OSError as e:
@@ -1238,16 +1336,16 @@ def _copy_item(selection: Selection, srcfd: int, out: _Dest, item: Item, index: 
     else:
         if not resolved:
             raise CopyError("cannot copy a file onto '/'")
-        target = resolved
+        target = out.mkdir_all(resolved[:-1]) + resolved[-1:]
     out.put(selection, srcfd, target, top, links, index)
 
 
 def _source_dir_entry(selection: Selection, srcfd: int, item: Item, rel: list[str], level: int) -> Entry | None:
     # The source directory ``level`` components below the pivot, read for its metadata.
-    src = item.top.src
-    parts = list(src[:len(src) - len(rel) + level])
-    st = _lstat_at(srcfd, parts) if srcfd >= 0 else None
-    if st is None or not stat.S_ISDIR(st.st_mode):
+    if srcfd < 0:
+        return None
+    parts, st, missing = resolve_in_root(srcfd, list(item.parents_base) + rel[:level])
+    if missing or st is None or not stat.S_ISDIR(st.st_mode):
         return None
     return Entry(rel="", src=tuple(parts), mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, size=0,
                  mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns)
@@ -1308,7 +1406,7 @@ def _sniff_archive(selection: Selection, srcfd: int, e: Entry) -> str | None:
 def _inside(base: list[str], name: str) -> list[str] | None:
     """The components of ``name`` (a tar member or link) below the extraction root, or None when
     it leaves it lexically (docker's breakout check)."""
-    parts: list[str] = []
+    parts: list[str] = list(base)
     for p in name.split("/"):
         if p in ("", "."):
             continue
@@ -1361,7 +1459,8 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
         return
     if len(rel) > out.limits.max_depth:
         raise CopyError(f"archive {where!r}: member {m.name[:100]!r} is too deep")
-    parent = out.mkdir_all(rel[:-1], jail=jail)
+    # Directories the archive implies but does not hold belong to root (BuildKit's impliedUID).
+    parent = out.mkdir_all(rel[:-1], jail=jail, ids=(0, 0), strict=True)
     name = rel[-1]
     parts = parent + [name]
     uid, gid = out.owner if out.owner is not None else (m.uid, m.gid)
@@ -1403,9 +1502,8 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
             finally:
                 os.close(ffd)
         elif m.issym():
-            if not m.linkname.startswith("/") and _inside(rel[:-1], m.linkname) is None:
-                raise CopyError(f"archive {where!r}: symlink {m.name!r} -> {m.linkname!r} points outside "
-                                "of the destination")
+            # The target is kept as it is; following a relative one that leaves the extraction
+            # root is refused when a later member goes through it (resolve_in_root's strict).
             os.symlink(m.linkname, name, dir_fd=pfd)
             if out.is_root:
                 os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
@@ -1415,7 +1513,7 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
             if not target:
                 raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r} is outside "
                                 "of the destination")
-            tparent, _tst = out.resolve(target[:-1], jail=jail)
+            tparent, _tst = out.resolve(target[:-1], jail=jail, strict=True)
             tst = _lstat_at(out.fd, tparent + [target[-1]])
             if tst is None or stat.S_ISDIR(tst.st_mode):
                 raise CopyError(f"archive {where!r}: hardlink {m.name!r} -> {m.linkname!r}: no such file")
@@ -1432,15 +1530,10 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
                 os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             else:
                 return
-            nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                proc = f"/proc/self/fd/{nfd}"
-                if out.is_root:
-                    os.chown(proc, uid, gid)
-                os.chmod(proc, m.mode & 0o7777)
-                os.utime(proc, ns=(mtime_ns, mtime_ns))
-            finally:
-                os.close(nfd)
+            if out.is_root:
+                os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
     finally:
         os.close(pfd)
 
