@@ -36,7 +36,7 @@ from typing import Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
-from builder.copy import Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
+from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
@@ -157,6 +157,8 @@ class BuildBackend:
         self.stages: dict[int, StageState] = {}
         self.counters: dict[int, int] = {}
         self.blob_dir = layout.root / "blobs" / "sha256"
+        # Context file digests by (dev, inode), trusted only while size, mtime and ctime match.
+        self.hash_cache = HashCache(opts.root / "cache" / "build" / "context-hashes.json")
 
     # -- naming steps as BuildKit does --------------------------------------------------------
     def _name(self, state: StageState, text: str) -> str:
@@ -372,7 +374,8 @@ class BuildBackend:
             raise DockerfileError(f'bind mount source "/{rel}": not found')
         selection = select_sources(root, [rel or "."], ignore=self.opts.ignore if from_stage is None else None,
                                    what=what)
-        return path, f"{what}:{selection.cache_digest(dest='/')}"
+        cache = self.hash_cache if from_stage is None else None
+        return path, f"{what}:{selection.cache_digest(dest='/', hash_cache=cache)}"
 
     # -- WORKDIR ----------------------------------------------------------------------------------
     def workdir(self, state: StageState, path: str) -> None:
@@ -450,7 +453,8 @@ class BuildBackend:
             selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
                                        what=what, parents=parents)
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
-                                        unpack_archives=unpack, chown=instr.chown)
+                                        unpack_archives=unpack, chown=instr.chown,
+                                        hash_cache=self.hash_cache if origin == "context" else None)
         key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin,
                          "content": digest, "dest": dest, "keyword": instr.keyword,
                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
@@ -531,6 +535,14 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
         node = graph.nodes[index]
         return set(node.deps) | ({node.base_stage} if node.base_stage is not None else set())
 
+    try:
+        return _execute(graph, backend, jobs, build_one, needs)
+    finally:
+        backend.hash_cache.save()
+
+
+def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Callable[[int], None],
+             needs: Callable[[int], set[int]]) -> StageState:
     if jobs <= 1 or len(graph.order) == 1:
         for index in graph.order:
             build_one(index)
