@@ -173,13 +173,15 @@ class BuildBackend:
 
     # -- FROM -----------------------------------------------------------------------------------
     def from_image(self, state: StageState) -> None:
-        step = self.progress.start(self._name(state, f"FROM {state.node.base}"))
         began = time.monotonic()
+        name = self._name(state, f"FROM {state.node.base}")
         try:
             base = self.source.resolve(state.node.base, self.opts.platform)
         except SourceError as e:
-            self.progress.error(step, str(e))
+            self.progress.error(self.progress.start(name), str(e))
             raise DockerfileError(str(e)) from None
+        # As BuildKit shows it: the resolved digest is part of the step.
+        step = self.progress.start(name.replace(f"FROM {state.node.base}", f"FROM {base.ref}@{base.digest}"))
         image = dict(base.config)
         image.setdefault("config", {})
         image["config"] = dict(image["config"] or {})
