@@ -114,6 +114,9 @@ class RunProcess:
     user: str
     network: str        # "default" | "none" | "host"
     files: dict[str, bytes] = field(default_factory=dict)   # read-only files to provide (mode 0755)
+    # The predefined proxy ARGs given with --build-arg and not declared: in the step's env, never in
+    # its history or cache key (BuildKit's ProxyEnv).
+    proxy_env: list[str] = field(default_factory=list)
 
 
 class Backend(Protocol):
@@ -375,6 +378,13 @@ def _with_shell(state: StageState, command: tuple[str, ...], prepend_shell: bool
 
 def run_process(state: StageState, instr: Run) -> RunProcess:
     """The argv (SHELL for the shell form, heredocs as BuildKit runs them) and environment."""
+    process = _run_process(state, instr)
+    declared = {name for name, _ in state.build_args} | set(_env_map(state.env_list()))
+    proxy = [f"{k}={v}" for k, v in state.scope.build_args.items() if k in kw.PROXY_ARGS and k not in declared]
+    return dataclasses.replace(process, proxy_env=proxy) if proxy else process
+
+
+def _run_process(state: StageState, instr: Run) -> RunProcess:
     args = list(instr.command)
     files: dict[str, bytes] = {}
     if instr.heredocs and instr.prepend_shell and len(args) == 1:

@@ -270,8 +270,8 @@ class BuildBackend:
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
 
-        spec = ProcessSpec(argv=process.argv, env=process.env + secret_env, cwd=process.cwd, user=process.user,
-                           network=network, mounts=volumes)
+        spec = ProcessSpec(argv=process.argv, env=process.env + process.proxy_env + secret_env, cwd=process.cwd,
+                           user=process.user, network=network, mounts=volumes)
         try:
             result = run_step(self.opts.root, chain, spec, output)
         except RuntimeFailure as e:

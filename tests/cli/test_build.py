@@ -315,3 +315,13 @@ RUN cat /one /two /a1 > /all
     r = h("build", "-t", "i:1", "--progress", "plain", str(ctx))
     assert h("run", "--rm", "i:1", "cat", "/all").out == "one\ntwo\na\n"
     assert "[one 2/3] RUN echo one > /one" in r.err and "[two 2/3] RUN echo two > /two" in r.err
+
+
+def test_proxy_args_reach_run_but_not_history_or_key(h: Hoist, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN echo \"p=$HTTP_PROXY\" > /p\n")
+    h("build", "-t", "px:1", "--build-arg", "HTTP_PROXY=http://proxy:3128", str(ctx))
+    assert h("run", "--rm", "px:1", "cat", "/p").out == "p=http://proxy:3128\n"
+    _, config = _config(h, "px:1")
+    assert "proxy" not in json.dumps(config)
+    again = h("build", "-t", "px:2", "--build-arg", "HTTP_PROXY=http://other:3128", str(ctx))
+    assert "CACHED" in again.err                                 # not part of the key
