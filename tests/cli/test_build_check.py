@@ -49,7 +49,8 @@ def test_every_error_is_printed_with_file_and_line(tmp_path: Path, capsys: pytes
     name = str(ctx / "Dockerfile")
     assert lines == [
         f"{name}:2: unknown instruction: RUNN (did you mean RUN?)",
-        f"{name}:3: COPY requires at least two arguments, but only one was provided. Destination could not be determined",
+        f"{name}:3: COPY requires at least two arguments, but only one was provided. "
+        "Destination could not be determined",
         f"{name}:4: unexpected key 'tagret' in 'tagret=/x'",
     ]
 
@@ -57,7 +58,8 @@ def test_every_error_is_printed_with_file_and_line(tmp_path: Path, capsys: pytes
 def test_target_reaches_a_broken_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ctx = _context(tmp_path, GOOD)
     assert main(["build", "--check", "--target", "unused", str(ctx)]) == 1
-    assert f"{ctx / 'Dockerfile'}:6: failed to process '${{broken': syntax error: missing '}}'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{ctx / 'Dockerfile'}:6: failed to process '${{broken': syntax error: missing '}}'" in err
 
 
 def test_unknown_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
