@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 
+from builder import keywords as kw
 from builder.dispatch import CheckBackend, StageState, check_digest, check_port_spec, check_signal, \
     dispatch_stage, start_stage
 from builder.dockerfile import Dockerfile, parse_dockerfile_collecting
@@ -47,12 +48,32 @@ def check_dockerfile(text: str | bytes, *, target: str | None = None, build_args
     report.graph = graph
     report.errors += graph_errors
     if graph is not None and not graph_errors:
-        report.errors += _dispatch_errors(graph)
+        errors, lint = _dispatch_errors(graph)
+        report.errors += errors
+        directive = dockerfile.directives.get(kw.DIRECTIVE_CHECK)
+        for rule, message, line in sorted(set(lint), key=lambda item: item[2]):
+            action = rule_action(directive, rule)
+            if action == "error":
+                report.errors.append(DockerfileError(f"{rule}: {message}", line))
+            elif action == "warn":
+                report.warnings.append(f"line {line}: {rule}: {message}")
     report.errors.sort(key=lambda e: e.line or 0)
     return report
 
 
-def _dispatch_errors(graph: BuildGraph) -> list[DockerfileError]:
+def rule_action(directive: str | None, rule: str) -> str:
+    """What ``# check=skip=...;error=...`` makes of a build check: "skip", "warn" or "error"."""
+    options: dict[str, str] = {}
+    for part in (directive or "").split(";"):
+        key, _, arg = part.partition("=")
+        options[key.strip().lower()] = arg.strip()
+    skipped = {r.strip() for r in options.get("skip", "").split(",")}
+    if "all" in skipped or rule in skipped:
+        return "skip"
+    return "error" if options.get("error", "").lower() in ("1", "t", "true") else "warn"
+
+
+def _dispatch_errors(graph: BuildGraph) -> tuple[list[DockerfileError], list[tuple[str, str, int]]]:
     backend = CheckBackend()
     host = Platform.host()
     platform = {"architecture": host.architecture, "os": host.os, "variant": host.variant or ""}
@@ -63,4 +84,5 @@ def _dispatch_errors(graph: BuildGraph) -> list[DockerfileError]:
         parent = done.get(node.base_stage) if node.base_stage is not None else None
         state = start_stage(graph, index, parent, backend, platform)
         done[index] = dispatch_stage(state, graph, backend, errors)
-    return errors
+    lint = [item for state in done.values() for item in state.lint]
+    return errors, lint

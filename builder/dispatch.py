@@ -64,6 +64,8 @@ class StageState:
     base_digest: str | None = None              # the resolved manifest digest of an image base
     new_history: int = 0                        # history entries this build added
     onbuild_done: bool = False
+    workdir_set: bool = False                   # a WORKDIR of this Dockerfile ran (in this stage or its base)
+    lint: list[tuple[str, str, int]] = field(default_factory=list)   # BuildKit build checks: rule, message, line
 
     @property
     def config(self) -> dict[str, Any]:
@@ -189,7 +191,7 @@ def start_stage(graph: BuildGraph, index: int, parent: StageState | None, backen
         state = StageState(node, Scope(graph.global_args, graph.build_args), image,
                            history=[dict(h) for h in parent.history], layers=list(parent.layers),
                            build_args=list(parent.build_args), env_known=parent.env_known,
-                           base_digest=parent.base_digest)
+                           base_digest=parent.base_digest, workdir_set=parent.workdir_set)
         state.scope.args = dict(parent.scope.args)
     else:
         state = StageState(node, Scope(graph.global_args, graph.build_args), empty_image(platform))
@@ -284,6 +286,8 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
                 labels[pair.key] = pair.value
             state.add_history("LABEL " + " ".join(f"{p.key}={p.value}" for p in expanded.pairs), False)
         case Maintainer():
+            state.lint.append(("MaintainerDeprecated", "Maintainer instruction is deprecated in favor of using label",
+                               instr.line))
             state.image["author"] = expanded.maintainer
             state.add_history(f"MAINTAINER {expanded.maintainer}", False)
         case Expose():
@@ -314,12 +318,14 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
             config["Shell"] = list(expanded.shell)
             state.add_history(f"SHELL [{' '.join(expanded.shell)}]", False)
         case Cmd():
+            _json_args_lint(state, expanded)
             args = _with_shell(state, expanded.command, expanded.prepend_shell)
             config["Cmd"] = args
             config["ArgsEscaped"] = True
             state.cmd_set = True
             state.add_history(f"CMD {go_quote_list(args)}", False)
         case Entrypoint():
+            _json_args_lint(state, expanded)
             args = _with_shell(state, expanded.command, expanded.prepend_shell)
             config["Entrypoint"] = args
             if not state.cmd_set:
@@ -337,6 +343,10 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
         case Onbuild():
             config["OnBuild"] = list(config.get("OnBuild") or []) + [expanded.expression]
         case Workdir():
+            if not state.workdir_set and not expanded.path.startswith("/"):
+                state.lint.append(("WorkdirRelativePath", f"Relative workdir {json.dumps(expanded.path)} can have "
+                                   "unexpected results if the base image changes", instr.line))
+            state.workdir_set = True
             wd = posixpath.normpath(posixpath.join(state.workdir, expanded.path))
             wd = "/" + wd.lstrip("/")
             config["WorkingDir"] = wd
@@ -368,6 +378,12 @@ def mount_target(workdir: str, target: str | None) -> str:
     """A RUN mount's target: relative ones (and none) are against WORKDIR, as BuildKit joins them."""
     joined = posixpath.normpath(posixpath.join("/", workdir, target or ""))
     return "/" + joined.lstrip("/")
+
+
+def _json_args_lint(state: StageState, instr: Cmd | Entrypoint) -> None:
+    if instr.prepend_shell and not state.config.get("Shell"):
+        state.lint.append(("JSONArgsRecommended", f"JSON arguments recommended for {instr.keyword} to prevent "
+                           "unintended behavior related to OS signals", instr.line))
 
 
 def _with_shell(state: StageState, command: tuple[str, ...], prepend_shell: bool) -> list[str]:

@@ -96,3 +96,19 @@ def test_copy_dest_and_go_quoting() -> None:
     assert copy_dest("/app", ".") == "/app/" and copy_dest("/app", "x") == "/app/x"
     assert copy_dest("/", "/a/b/") == "/a/b/" and copy_dest("/w", "../up") == "/up"
     assert go_quote_list(["a b", 'q"']) == '["a b" "q\\""]'
+
+
+def test_build_checks_warn_and_fail_under_check_error() -> None:
+    text = "FROM scratch\nMAINTAINER me\nWORKDIR rel\nCMD echo hi\nSHELL [\"/bin/sh\", \"-c\"]\nENTRYPOINT run\n"
+    report = check_dockerfile(text)
+    assert report.ok
+    assert report.warnings == [
+        "line 2: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label",
+        'line 3: WorkdirRelativePath: Relative workdir "rel" can have unexpected results if the base image changes',
+        "line 4: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior "
+        "related to OS signals",
+    ]                                                          # ENTRYPOINT after SHELL is not flagged
+    strict = check_dockerfile("# check=error=true\n" + text)
+    assert [e.line for e in strict.errors] == [3, 4, 5]
+    skipped = check_dockerfile("# check=skip=JSONArgsRecommended,WorkdirRelativePath;error=true\n" + text)
+    assert [e.message.split(":")[0] for e in skipped.errors] == ["MaintainerDeprecated"]
