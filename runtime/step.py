@@ -20,7 +20,9 @@ them) and are removed by ``StepResult.close``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import sys
 import time
@@ -99,6 +101,7 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
     missing = [s for s in stubs if not _in_chain(chain, s)]
     container = runtime.create_from_spec(spec, chain, store)
     read_fd, write_fd = os.pipe()
+    pid = 0
     try:
         os.set_inheritable(read_fd, False)
         try:
@@ -111,13 +114,36 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
                 output(chunk)
         code = runtime.wait(pid)
     except BaseException:
+        # Interrupted (Ctrl-C) or failed: the step must not outlive the build.
         if read_fd >= 0:
             os.close(read_fd)
+        if pid:
+            _kill_step(runtime, container, pid)
         container.destroy()
         raise
     upper = container.path / "upper"
     _remove_stubs(upper, missing)
     return StepResult(code, upper, container.path)
+
+
+def _kill_step(runtime: Runtime, container: Container, monitor: int) -> None:
+    """SIGKILL the step's init (its PID namespace goes with it), then reap the monitor."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            runtime.kill(container, signal.SIGKILL)
+            break
+        except RuntimeFailure:
+            time.sleep(0.01)    # not started yet (or gone already)
+            try:
+                if os.waitpid(monitor, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+    try:
+        os.waitpid(monitor, 0)
+    except ChildProcessError:
+        pass
 
 
 def _in_chain(chain: list[Path], rel: str) -> bool:
@@ -215,10 +241,19 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
                 pass
         os._exit(code)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
     result = StepResult(0, upper, folder)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        # Interrupted: stop the child, leave nothing behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        result.close()
+        raise
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         result.close()
         raise StepError(message or "the copy step failed")

@@ -325,3 +325,29 @@ def test_proxy_args_reach_run_but_not_history_or_key(h: Hoist, tmp_path: Path) -
     assert "proxy" not in json.dumps(config)
     again = h("build", "-t", "px:2", "--build-arg", "HTTP_PROXY=http://other:3128", str(ctx))
     assert "CACHED" in again.err                                 # not part of the key
+
+
+def test_interrupt_kills_the_step_and_tags_nothing(h: Hoist, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli.helpers import REPO_ROOT
+
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN echo started; sleep 600\n")
+    proc = subprocess.Popen([sys.executable, "-m", "hoist.cli", "build", "-t", "int:1", str(ctx)], env=h.env,
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:           # wait until the step runs (its output, not its title)
+        if line.rstrip().endswith(" started") and "RUN" not in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "int" not in h("images").out
+    assert not [p for p in (h.root / "build" / "steps").iterdir() if not p.name.startswith(".")]
+    deadline = time.monotonic() + 10
+    while "sleep 600" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "the RUN step outlived the build"
+        time.sleep(0.1)
