@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -192,13 +192,6 @@ def _valid_image_name(ref: str) -> bool:
 def _instruction_checks(instr: Instruction, add: _Add) -> None:
     word = _keyword(instr)
     match instr:
-        case Cmd() | Entrypoint() if instr.prepend_shell:
-            add(BuildCheck("JSONArgsRecommended",
-                           f"JSON arguments recommended for {instr.keyword.upper()} to prevent unintended behavior "
-                           "related to OS signals", instr.line))
-        case Maintainer():
-            add(BuildCheck("MaintainerDeprecated", "Maintainer instruction is deprecated in favor of using label",
-                           instr.line))
         case Env():
             body = instr.original.lstrip()[len(word):].strip()
             if body and not re.match(r"^[^\s=]+=", body):
@@ -208,12 +201,6 @@ def _instruction_checks(instr: Instruction, add: _Add) -> None:
             _secrets(instr, add)
         case Arg():
             _secrets(instr, add)
-        case Workdir():
-            path = instr.path
-            if path and not path.startswith("/") and not path.startswith("$") and not re.match(r"^[A-Za-z]:", path):
-                add(BuildCheck("WorkdirRelativePath",
-                               f"Relative workdir \"{path}\" can have unexpected results if the base image changes",
-                               instr.line))
         case Expose():
             for port in instr.ports:
                 if ":" in port:
@@ -237,11 +224,34 @@ def _secrets(instr: Arg | Env, add: _Add) -> None:
                            f"\"{name}\")", instr.line))
 
 
-def apply_checks(report: CheckReport) -> None:
-    """Add the build checks to a check report: warnings, or errors under ``# check=error=true``."""
+# -- the rules that need the stage's state, reported by builder/dispatch.py as it dispatches ------
+
+def json_args_recommended(instr: Cmd | Entrypoint) -> BuildCheck:
+    """A shell-form CMD/ENTRYPOINT while the image has no SHELL (BuildKit checks at dispatch)."""
+    return BuildCheck("JSONArgsRecommended", f"JSON arguments recommended for {instr.keyword.upper()} to prevent "
+                      "unintended behavior related to OS signals", instr.line)
+
+
+def maintainer_deprecated(instr: Maintainer) -> BuildCheck:
+    return BuildCheck("MaintainerDeprecated", "Maintainer instruction is deprecated in favor of using label",
+                      instr.line)
+
+
+def workdir_relative_path(instr: Workdir, path: str) -> BuildCheck:
+    """A relative WORKDIR before any absolute one in the stage (``path`` as expanded)."""
+    return BuildCheck("WorkdirRelativePath",
+                      f"Relative workdir \"{path}\" can have unexpected results if the base image changes", instr.line)
+
+
+def apply_checks(report: CheckReport, dispatched: Sequence[BuildCheck] = ()) -> None:
+    """Add the build checks to a check report: the static ones (``lint``) and those the
+    dispatcher found (``dispatched``), as warnings, or errors under ``# check=error=true``."""
     if report.dockerfile is None:
         return
-    checks = lint(report.dockerfile, report.graph)
+    options = check_options(report.dockerfile)
+    extra = [] if options.skip_all else [c for c in dispatched if c.rule not in options.skip]
+    checks = sorted({*lint(report.dockerfile, report.graph), *extra}, key=lambda c: (c.line or 0, c.rule))
+    report.checks = checks
     if check_options(report.dockerfile).error:
         report.errors += [DockerfileError(f"{c.rule}: {c.message}", c.line) for c in checks]
     else:

@@ -82,7 +82,13 @@ class Runtime:
         image = load_image(self.images_dir, opts.image)
         spec = self._spec(image, opts)
         chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
-        container = self.containers.reserve(spec)
+        return self.create_from_spec(spec, chain)
+
+    def create_from_spec(self, spec: ContainerSpec, chain: list[Path],
+                         store: ContainerStore | None = None) -> Container:
+        """Write the folder of a container that runs ``spec`` on the snapshots ``chain`` (lowest
+        first), in ``store`` (default: the containers ``hoist ps`` lists)."""
+        container = (store or self.containers).reserve(spec)
         try:
             self._prepare(container, spec, chain)
         except BaseException:
@@ -119,7 +125,7 @@ class Runtime:
         plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay)
         spec.rootfs = plan.to_json()
         spec.cgroups = cgroups.create(spec.id, spec.limits)
-        _write_etc_files(container.path, spec)
+        write_etc_files(container.path, spec)
         container.write_spec(spec)
 
     # -- start ----------------------------------------------------------------------------------
@@ -155,6 +161,26 @@ class Runtime:
         finally:
             if devnull is not None:
                 os.close(devnull)
+        return _wait_forwarding(pid)
+
+    def start_captured(self, container: Container, output: int) -> int:
+        """Start with stdin from /dev/null and stdout and stderr on ``output``; returns the
+        monitor's pid, for ``wait``."""
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = self._spawn_monitor(container, None, devnull, output)
+        finally:
+            os.close(devnull)
+        return pid
+
+    def wait(self, pid: int) -> int:
+        """Wait for a monitor ``start_captured`` started, passing the caller's signals on (from
+        the main thread; another thread only waits)."""
+        import threading  # not at the top: `hoist run` never needs it (start-up time)
+
+        if threading.current_thread() is not threading.main_thread():
+            _, status = os.waitpid(pid, 0)
+            return exit_code_of(status)
         return _wait_forwarding(pid)
 
     def start_detached(self, container: Container) -> None:
@@ -354,7 +380,8 @@ def _host_resolv_conf(network: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _write_etc_files(cdir: Path, spec: ContainerSpec) -> None:
+def write_etc_files(cdir: Path, spec: ContainerSpec) -> None:
+    """The container's /etc/hosts, /etc/hostname and /etc/resolv.conf (bound over the image's)."""
     if spec.network == "host":
         try:
             hosts = Path("/etc/hosts").read_text()

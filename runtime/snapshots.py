@@ -103,6 +103,19 @@ class SnapshotStore:
             remove_tree(tmp)
             raise
 
+    def adopt(self, upper: Path, chain_id: str) -> Path:
+        """Make the directory ``upper`` (an overlay diff on this store's file system, e.g. a
+        build step's upper dir) the snapshot of ``chain_id``, moving it, never unpacking; if the
+        snapshot exists already, ``upper`` is removed and the existing one kept."""
+        dest = self.path(chain_id)
+        private_dir(self.root)
+        with file_lock(self.root / ".locks" / dest.name):
+            if dest.is_dir():
+                remove_tree(upper)
+                return dest
+            os.rename(upper, dest)
+        return dest
+
     def ensure_chain(self, blobs: list[Path], diff_ids: list[str]) -> list[Path]:
         """Snapshots for every layer of an image, lowest first."""
         if len(blobs) != len(diff_ids):

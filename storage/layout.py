@@ -341,7 +341,7 @@ class ImageLayout:
     def reachable(self) -> set[Digest]:
         """Every blob some ref needs: manifests, the children of indexes that are present,
         configs and layers."""
-        seen: set[Digest] = set()
+        seen: set[Digest] = set(self._gc_roots())
         todo = [desc for _, desc in self.refs()]
         while todo:
             desc = todo.pop()
@@ -356,6 +356,14 @@ class ImageLayout:
                 continue
             todo += list(manifest.manifests) + list(manifest.blob_references())
         return seen
+
+    def _gc_roots(self) -> Iterator[Digest]:
+        """Blobs other users of the store keep (the build cache): ``gc-roots/*``, a digest a line."""
+        base = self.root / "gc-roots"
+        for path in sorted(base.iterdir()) if base.is_dir() else ():
+            for line in path.read_text(errors="replace").split():
+                with contextlib.suppress(DigestInvalid):
+                    yield Digest.parse(line)
 
     def gc(self) -> list[Digest]:
         """Delete blobs no ref reaches; return them. Waits for running pulls to finish."""

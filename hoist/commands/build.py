@@ -1,8 +1,11 @@
-"""``hoist build``: for now only ``--check``, which parses and validates a Dockerfile.
+"""``hoist build``: build an image from a Dockerfile, or ``--check`` it without building.
 
-``--check`` reads the Dockerfile (``-f``, default ``CONTEXT/Dockerfile``) and the
-``.dockerignore`` that applies to it, and prints every error as ``FILE:LINE: message``
-(exit 1), or a one-line summary (exit 0).
+The pipeline is builder/'s: parse → typed instructions → stage graph → dispatch → execute →
+export. Every error a build would hit before running anything is reported first, as
+``--check`` reports it (``FILE:LINE: message``, exit 1). Base images come from the local store,
+or are pulled with the registry client when missing (always with ``--pull``): this module is
+the image source builder/ asks. Progress goes to stderr (BuildKit's plain format), the image id
+(the config digest) to stdout. Nothing is tagged unless the whole build succeeded.
 """
 
 from __future__ import annotations
@@ -10,40 +13,224 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from builder.check import CheckReport, check_dockerfile
-from builder.dockerignore import find_ignore_file, load_patterns
-from builder.errors import DockerignoreError
+from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
+from builder.errors import BuilderError, DockerfileError, DockerignoreError
+from builder.source import BaseImage, SourceError, normalise, read_local
 from hoist.errors import UserError
+from hoist.paths import hoist_root
+from storage.layout import ImageLayout
+from storage.platform import Platform
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("context", metavar="CONTEXT", help="build context directory")
-    parser.add_argument("-f", "--file", dest="file", help="Dockerfile path (default: CONTEXT/Dockerfile)")
+    parser.add_argument("context", metavar="CONTEXT",
+                        help="build context directory ('-': Dockerfile on stdin, no context)")
+    parser.add_argument("-f", "--file", dest="file", help="Dockerfile path (default: CONTEXT/Dockerfile; '-': stdin)")
     parser.add_argument("--target", help="build only the stages this stage needs")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="KEY[=VALUE]",
                         help="set a build argument (KEY alone takes the value from the environment)")
-    parser.add_argument("--platform", help="target platform, e.g. linux/arm64")
+    parser.add_argument("--platform", help="target platform (only this host's can be built)")
     parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], metavar="NAME[:TAG]",
-                        help="name the image (building is not available yet: use --check)")
+                        help="name the image (repeatable)")
     parser.add_argument("--check", action="store_true", help="parse and validate only; build nothing")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    parser.add_argument("--pull", action="store_true", help="always pull base images")
+    parser.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
+                        help="add a label to the image")
+    parser.add_argument("--format", choices=("oci", "docker"), default="oci", help="manifest media types")
+    parser.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip",
+                        help="compression of the new layers")
+    parser.add_argument("--network", choices=("host", "none"), default="host",
+                        help="network of RUN steps (default: host)")
+    parser.add_argument("--progress", choices=("auto", "plain", "tty"), default="auto", help="progress output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    parser.add_argument("--iidfile", help="write the image id to this file")
+    parser.add_argument("--secret", dest="secrets", action="append", default=[], metavar="id=ID,src=PATH|env=VAR",
+                        help="a secret RUN --mount=type=secret can use (never stored in a layer or the cache)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.check:
-        raise UserError("only 'hoist build --check' is implemented so far; building images is not available yet")
-    context = Path(args.context)
-    if not context.is_dir():
+    no_context = args.context == "-"
+    context = None if no_context else Path(args.context)
+    if context is not None and not context.is_dir():
         raise UserError(f"build context {str(context)!r} is not a directory")
-    dockerfile = Path(args.file) if args.file else context / DEFAULT_DOCKERFILE
-    data = _read(dockerfile)
-    report = check_dockerfile(data, target=args.target, build_args=parse_build_args(args.build_args),
-                              platform=args.platform)
-    ignore_errors = _check_dockerignore(context, dockerfile)
-    return _print_report(str(dockerfile), report, ignore_errors)
+    if no_context or args.file == "-":
+        data = sys.stdin.buffer.read()
+        dockerfile = Path("-")
+        name = "Dockerfile"
+    else:
+        assert context is not None
+        dockerfile = Path(args.file) if args.file else context / DEFAULT_DOCKERFILE
+        data = _read(dockerfile)
+        name = str(dockerfile)
+    build_args = parse_build_args(args.build_args)
+    report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform)
+    ignore_errors = _check_dockerignore(context, dockerfile) if context is not None else []
+    if args.check:
+        return _print_report(name, report, ignore_errors)
+    if report.errors or ignore_errors:
+        _print_errors(name, report, ignore_errors)
+        return 1
+    for warning in report.warnings:
+        print(f"{name}: warning: {warning}", file=sys.stderr)
+    return _build(args, report, name, context, dockerfile)
+
+
+def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
+    from builder.execute import BuildBackend, BuildOptions, PlainProgress, QuietProgress, StepFailed, execute
+    from builder.export import ExportError, export
+    from hoist.config import local_store
+
+    assert report.graph is not None
+    host = Platform.host()
+    if args.platform:
+        wanted = Platform.parse(args.platform)
+        if not wanted.matches(host) and not host.matches(wanted):
+            raise UserError(f"cannot build for {wanted} on this {host} host (no emulation)")
+    tags = [_tag(t) for t in args.tags]
+    labels = {}
+    for item in args.labels:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UserError(f"invalid --label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    epoch = _epoch()
+    ignore = _ignore(context, dockerfile) if context is not None else None
+    layout = local_store()
+    progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
+    opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
+                        platform=host, no_cache=args.no_cache, compression=args.compression,
+                        network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets))
+    source = CliImageSource(layout, args.pull)
+    started = time.time()
+    try:
+        with layout.lease():
+            backend = BuildBackend(opts, layout, source, progress, report.graph)
+            state = execute(report.graph, backend)
+            result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
+                            fmt=args.format, labels=labels)
+    except StepFailed as e:
+        for line in e.tail:
+            print(f"  > {line}", file=sys.stderr)
+        print(f"{name}:{e.line}: {e.message}", file=sys.stderr)
+        return 1
+    except DockerfileError as e:
+        where = f"{name}:{e.line}" if e.line is not None else name
+        print(f"{where}: {e.message}", file=sys.stderr)
+        return 1
+    except (ExportError, BuilderError) as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"build failed: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+    if not args.quiet:
+        print(f"writing image {result.image_id} done", file=sys.stderr)
+        for tag in tags:
+            print(f"naming to {tag} done", file=sys.stderr)
+    if args.iidfile:
+        try:
+            Path(args.iidfile).write_text(result.image_id)
+        except OSError as e:
+            raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
+    print(result.image_id)
+    return 0
+
+
+def _write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+class CliImageSource:
+    """The local store, and the registry client when the image is not there (or with --pull)."""
+
+    def __init__(self, layout: ImageLayout, pull: bool) -> None:
+        self.layout = layout
+        self.pull = pull
+        self.pulled: set[str] = set()
+
+    def resolve(self, ref: str, platform: Platform) -> BaseImage:
+        name = normalise(ref)
+        if not self.pull or name in self.pulled:
+            try:
+                return read_local(self.layout, name, platform)
+            except SourceError:
+                pass
+        self._pull(name, platform)
+        self.pulled.add(name)
+        return read_local(self.layout, name, platform)
+
+    def _pull(self, name: str, platform: Platform) -> None:
+        import asyncio
+
+        from hoist.config import open_client, parse_ref
+        from registry.client.pull import pull
+
+        reference = parse_ref(name)
+
+        async def fetch() -> None:
+            async with open_client(reference.domain) as client:
+                await pull(client, reference, self.layout, platform=platform)
+
+        try:
+            asyncio.run(fetch())
+        except UserError as e:
+            raise SourceError(f"{name}: {e}") from None
+        except Exception as e:  # the client's errors carry their own one-line message
+            raise SourceError(f"failed to resolve source metadata for {name}: {e}") from None
+
+
+def parse_secrets(values: list[str]) -> dict[str, bytes]:
+    """``id=ID,src=PATH`` (or ``source=``), ``id=ID,env=VAR``; ``id=ID`` alone reads the
+    environment variable ID, as docker build does."""
+    secrets: dict[str, bytes] = {}
+    for item in values:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        secret_id = fields.pop("id", "")
+        src = fields.pop("src", None) or fields.pop("source", None)
+        env = fields.pop("env", None)
+        fields.pop("type", None)
+        if not secret_id or fields:
+            raise UserError(f"invalid --secret {item!r}: expected id=ID,src=PATH or id=ID,env=VAR")
+        if src is not None:
+            try:
+                secrets[secret_id] = Path(src).read_bytes()
+            except OSError as e:
+                raise UserError(f"secret {secret_id}: cannot read {src}: {e.strerror}") from None
+        else:
+            name = env or secret_id
+            if name not in os.environ:
+                raise UserError(f"secret {secret_id}: environment variable {name} is not set")
+            secrets[secret_id] = os.environ[name].encode()
+    return secrets
+
+
+def _tag(text: str) -> str:
+    try:
+        return normalise(text)
+    except SourceError as e:
+        raise UserError(f"invalid tag {text!r}: {e}") from None
+
+
+def _epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UserError(f"invalid SOURCE_DATE_EPOCH {value!r}: expected seconds since 1970")
+    return int(value)
+
+
+def _ignore(context: Path, dockerfile: Path) -> PatternMatcher | None:
+    path = find_ignore_file(context, dockerfile)
+    if path is None:
+        return None
+    return load_patterns(path.read_bytes())
 
 
 def parse_build_args(values: list[str]) -> dict[str, str]:
@@ -72,7 +259,7 @@ def _read(path: Path) -> bytes:
 
 
 def _check_dockerignore(context: Path, dockerfile: Path) -> list[tuple[str, DockerignoreError]]:
-    path = find_ignore_file(context, dockerfile)
+    path = find_ignore_file(context, dockerfile if str(dockerfile) != "-" else None)
     if path is None:
         return []
     try:
@@ -84,13 +271,17 @@ def _check_dockerignore(context: Path, dockerfile: Path) -> list[tuple[str, Dock
     return []
 
 
-def _print_report(name: str, report: CheckReport, ignore_errors: list[tuple[str, DockerignoreError]]) -> int:
+def _print_errors(name: str, report: CheckReport, ignore_errors: list[tuple[str, DockerignoreError]]) -> None:
     for error in report.errors:
         where = f"{name}:{error.line}" if error.line is not None else name
         print(f"{where}: {error.message}", file=sys.stderr)
     for path, ignore_error in ignore_errors:
         where = f"{path}:{ignore_error.line}" if ignore_error.line is not None else path
         print(f"{where}: {ignore_error.message}", file=sys.stderr)
+
+
+def _print_report(name: str, report: CheckReport, ignore_errors: list[tuple[str, DockerignoreError]]) -> int:
+    _print_errors(name, report, ignore_errors)
     for warning in report.warnings:
         # Build checks print as BuildKit prints them ("WARN: Rule: message (line N)").
         print(warning if warning.startswith("WARN: ") else f"{name}: warning: {warning}", file=sys.stderr)

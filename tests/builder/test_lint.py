@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from builder.dockerfile import parse_dockerfile
-from builder.lint import BuildCheck, lint
+from builder.check import check_dockerfile
+from builder.lint import BuildCheck
 
 
 def _checks(text: str) -> list[tuple[str, int | None]]:
-    return [(c.rule, c.line) for c in lint(parse_dockerfile(text))]
+    """Both passes: the static one (lint) and the rules the dispatcher checks with the stage's state."""
+    return [(c.rule, c.line) for c in check_dockerfile(text).checks]
 
 
 CLEAN = """\
@@ -65,7 +66,7 @@ def test_rule(text: str, expected: list[tuple[str, int]]) -> None:
 
 def test_messages_are_buildkits() -> None:
     text = "FROM busybox as Build\nCMD echo hi\nENV PATH /bin\n"
-    assert [str(c) for c in lint(parse_dockerfile(text))] == [
+    assert [str(c) for c in check_dockerfile(text).checks] == [
         "WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)",
         "WARN: StageNameCasing: Stage name 'Build' should be lowercase (line 1)",
         "WARN: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior "

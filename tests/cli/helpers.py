@@ -36,6 +36,8 @@ def needs_process(args: Sequence[str]) -> bool:
     """Whether ``hoist ARGS`` must run as its own process (or may block without a bound)."""
     if not args:
         return False
+    if args[0] == "build":  # a build forks RUN steps and catches Ctrl-C; only --check stays in process
+        return "--check" not in args
     return args[0] in SUBPROCESS_VERBS or (args[0] == "logs" and any(a in ("-f", "--follow") for a in args))
 
 

@@ -49,7 +49,8 @@ def test_every_error_is_printed_with_file_and_line(tmp_path: Path, capsys: pytes
     name = str(ctx / "Dockerfile")
     assert lines == [
         f"{name}:2: unknown instruction: RUNN (did you mean RUN?)",
-        f"{name}:3: COPY requires at least two arguments, but only one was provided. Destination could not be determined",
+        f"{name}:3: COPY requires at least two arguments, but only one was provided. "
+        "Destination could not be determined",
         f"{name}:4: unexpected key 'tagret' in 'tagret=/x'",
     ]
 
@@ -57,7 +58,8 @@ def test_every_error_is_printed_with_file_and_line(tmp_path: Path, capsys: pytes
 def test_target_reaches_a_broken_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ctx = _context(tmp_path, GOOD)
     assert main(["build", "--check", "--target", "unused", str(ctx)]) == 1
-    assert f"{ctx / 'Dockerfile'}:6: failed to process '${{broken': syntax error: missing '}}'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{ctx / 'Dockerfile'}:6: failed to process '${{broken': syntax error: missing '}}'" in err
 
 
 def test_unknown_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,12 +100,13 @@ def test_missing_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_build_without_check_says_only_check_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _context(tmp_path, GOOD)
-    assert main(["build", str(ctx)]) == 1
-    err = capsys.readouterr().err
-    assert "only 'hoist build --check' is implemented" in err and err.count("\n") == 1
-
+def test_build_without_check_stops_at_an_unreachable_base(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOIST_ROOT", str(tmp_path / "root"))
+    ctx = _context(tmp_path, GOOD.replace("golang:${GO}", "registry.invalid/golang:${GO}"))
+    assert main(["build", "-t", "x:1", str(ctx)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"{ctx / 'Dockerfile'}:3: ") and "registry.invalid" in last
 
 def test_binary_garbage_is_an_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "Dockerfile").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
@@ -134,7 +137,8 @@ def test_subprocess_good_and_bad(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
-def test_subprocess_build_without_check(tmp_path: Path) -> None:
-    _context(tmp_path, GOOD)
-    res = _hoist("build", ".", cwd=tmp_path)
-    assert res.returncode == 1 and "only 'hoist build --check' is implemented" in res.stderr
+def test_subprocess_build_rejects_before_running_anything(tmp_path: Path) -> None:
+    _context(tmp_path, BAD)
+    res = _hoist("build", "-t", "x:1", ".", cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "#1" not in res.stderr
+    assert "Dockerfile:2: unknown instruction: RUNN" in res.stderr

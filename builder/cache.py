@@ -1,0 +1,61 @@
+"""The build cache: what a step produced, keyed by everything that decides its result.
+
+Keys (sha256 of a canonical JSON document, see ``builder.execute``):
+
+- RUN: the parent chain id and the full definition: argv (SHELL included), env with the
+  declared ARGs, workdir, user, network, the mounts' definitions (never a cache mount's or a
+  secret's contents);
+- COPY/ADD: the parent chain id, a content digest of the selected files (paths, types, modes,
+  owners, link targets, contents; never mtimes) and the instruction's options;
+- WORKDIR's mkdir: the parent chain id, the path and the user;
+- FROM: the base's resolved manifest digest (the chain of its layers follows from it).
+
+Metadata-only instructions (ENV, LABEL, CMD...) are not steps: they change no key after them
+except through what a RUN really sees (its env, user, workdir, shell).
+
+Layout: ``<cache>/build/<key hex>.json`` holds ``{"layer": {digest, diff_id, size, media_type}}``;
+each is written atomically (temp file, fsync, rename), so two builds at once never see half an
+entry and the last writer wins with an equal answer. The layer blob of every entry is a GC root
+of the local image store: ``<images>/gc-roots/build-<key hex>`` lists it (``hoist rmi``'s gc keeps
+it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from builder.dispatch import LayerRef
+from storage.fsutil import atomic_write, private_dir
+
+
+def cache_key(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class BuildCache:
+    def __init__(self, cache_dir: str | os.PathLike[str], gc_roots: str | os.PathLike[str]) -> None:
+        self.root = Path(cache_dir) / "build"
+        self.gc_roots = Path(gc_roots)
+
+    def get(self, key: str) -> LayerRef | None:
+        try:
+            doc = json.loads((self.root / f"{key}.json").read_bytes())
+            layer = doc["layer"]
+            return LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
+                            str(layer["media_type"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, layer: LayerRef) -> None:
+        private_dir(self.root.parent)
+        private_dir(self.root)
+        self.gc_roots.mkdir(parents=True, exist_ok=True)
+        # The root first: a blob a cache entry names is never collectable.
+        atomic_write(self.gc_roots / f"build-{key}", (layer.digest + "\n").encode(), durable=False)
+        doc = {"layer": {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
+                         "media_type": layer.media_type}}
+        atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)

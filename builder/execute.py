@@ -1,0 +1,572 @@
+"""Execute: solve the stage graph for the target, running each step for real.
+
+The stages the target needs (``BuildGraph.order``, dependencies first; the others are never
+built) are dispatched in order by ``builder.dispatch`` with ``BuildBackend``, which:
+
+- resolves an image FROM through the ``ImageSource`` (``builder.source``) and records its digest;
+- runs RUN through ``runtime.step.run_step`` on the stage's snapshot chain, as the stage's USER
+  in its WORKDIR with its ENV and declared ARGs; the step's upper dir becomes the layer
+  (``builder.layers.layer_from_upper``) and, adopted under its chain id, the next snapshot;
+- does COPY/ADD and WORKDIR's mkdir on an overlay of the chain (``runtime.step.on_overlay``) and
+  diffs the upper dir the same way;
+- looks every step up in the build cache first (``builder.cache``; keys there), so a hit runs
+  nothing and reuses the layer.
+
+This is the only module of ``builder/`` that imports ``runtime/`` to execute steps.
+Independent stages run concurrently (two at a time by default), each as soon as its base and
+the stages it copies from are built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from builder import keywords as kw
+from builder.cache import BuildCache, cache_key
+from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
+from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, mount_target, start_stage
+from builder.dockerignore import PatternMatcher
+from builder.errors import BuilderError, DockerfileError, LayerError
+from builder.instructions import Add, Copy, Run
+from builder.layers import layer_from_upper
+from builder.source import ImageSource, SourceError
+from builder.stages import BuildGraph
+from runtime.errors import RuntimeFailure
+from runtime.snapshots import SnapshotStore, chain_ids
+from runtime.spec import Volume
+from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
+from storage.layout import ImageLayout
+from storage.platform import Platform
+
+TAIL_LINES = 10
+
+
+class Progress(Protocol):
+    def start(self, name: str) -> int: ...
+    def output(self, step: int, data: bytes) -> None: ...
+    def done(self, step: int, seconds: float | None) -> None: ...     # None: CACHED
+    def error(self, step: int, message: str) -> None: ...
+
+
+class PlainProgress:
+    """BuildKit's plain progress: ``#N name``, output lines, ``#N DONE 0.1s`` or ``#N CACHED``."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.lock = threading.Lock()
+        self._write = write
+        self.count = 0
+        self.started: dict[int, float] = {}
+        self.partial: dict[int, bytes] = {}
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self._write(text)
+
+    def start(self, name: str) -> int:
+        with self.lock:
+            self.count += 1
+            step = self.count
+        self.started[step] = time.monotonic()
+        self.write(f"#{step} {name}\n")
+        return step
+
+    def output(self, step: int, data: bytes) -> None:
+        buf = self.partial.get(step, b"") + data
+        *lines, rest = buf.split(b"\n")
+        self.partial[step] = rest
+        elapsed = time.monotonic() - self.started.get(step, time.monotonic())
+        for line in lines:
+            self.write(f"#{step} {elapsed:.3f} {line.decode(errors='replace')}\n")
+
+    def _flush(self, step: int) -> None:
+        rest = self.partial.pop(step, b"")
+        if rest:
+            self.output(step, rest + b"\n")
+            self.partial.pop(step, None)
+
+    def done(self, step: int, seconds: float | None) -> None:
+        self._flush(step)
+        self.write(f"#{step} CACHED\n\n" if seconds is None else f"#{step} DONE {seconds:.1f}s\n\n")
+
+    def error(self, step: int, message: str) -> None:
+        self._flush(step)
+        self.write(f"#{step} ERROR: {message}\n\n")
+
+
+class QuietProgress:
+    def start(self, name: str) -> int:
+        return 0
+
+    def output(self, step: int, data: bytes) -> None:
+        pass
+
+    def done(self, step: int, seconds: float | None) -> None:
+        pass
+
+    def error(self, step: int, message: str) -> None:
+        pass
+
+
+class StepFailed(DockerfileError):
+    """A RUN exited non-zero; ``tail`` holds its last output lines."""
+
+    def __init__(self, message: str, command: str, tail: list[str]) -> None:
+        super().__init__(message)
+        self.command = command
+        self.tail = tail
+
+
+@dataclass
+class BuildOptions:
+    root: Path                              # $HOIST_ROOT
+    context: Path | None                    # None: no context (Dockerfile from stdin)
+    ignore: PatternMatcher | None = None
+    platform: Platform = field(default_factory=Platform.host)
+    no_cache: bool = False
+    compression: str = "gzip"
+    network: str = "host"                   # what RUN --network=default means
+    source_date_epoch: int | None = None
+    secrets: dict[str, bytes] = field(default_factory=dict)    # --secret id -> value
+
+
+class BuildBackend:
+    """Dispatch's backend that runs steps (see the module doc)."""
+
+    def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
+                 graph: BuildGraph) -> None:
+        self.opts = opts
+        self.layout = layout
+        self.source = source
+        self.progress = progress
+        self.graph = graph
+        self.snapshots = SnapshotStore(opts.root / "snapshots")
+        self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
+        self.stages: dict[int, StageState] = {}
+        self.counters: dict[int, int] = {}
+        self.blob_dir = layout.root / "blobs" / "sha256"
+        # Context file digests by (dev, inode), trusted only while size, mtime and ctime match.
+        self.hash_cache = HashCache(opts.root / "cache" / "build" / "context-hashes.json")
+
+    # -- naming steps as BuildKit does --------------------------------------------------------
+    def _name(self, state: StageState, text: str) -> str:
+        stage = state.node.stage
+        total = 1 + sum(1 for i in stage.instructions if i.keyword in (kw.RUN, kw.COPY, kw.ADD, kw.WORKDIR))
+        k = self.counters.get(stage.index, 0) + 1
+        self.counters[stage.index] = k
+        prefix = f"{stage.name} " if stage.name else ""
+        if len(self.graph.order) > 1 and not stage.name:
+            prefix = f"stage-{stage.index} "
+        return f"[{prefix}{k}/{total}] {text}"
+
+    # -- FROM -----------------------------------------------------------------------------------
+    def from_image(self, state: StageState) -> None:
+        began = time.monotonic()
+        name = self._name(state, f"FROM {state.node.base}")
+        try:
+            base = self.source.resolve(state.node.base, self.opts.platform)
+        except SourceError as e:
+            self.progress.error(self.progress.start(name), str(e))
+            raise DockerfileError(str(e)) from None
+        # As BuildKit shows it: the resolved digest is part of the step.
+        step = self.progress.start(name.replace(f"FROM {state.node.base}", f"FROM {base.ref}@{base.digest}"))
+        image = dict(base.config)
+        image.setdefault("config", {})
+        image["config"] = dict(image["config"] or {})
+        state.history = [dict(h) for h in image.pop("history", None) or []]
+        image.pop("rootfs", None)
+        state.image = image
+        state.layers = list(base.layers)
+        state.base_digest = base.digest
+        self.progress.done(step, time.monotonic() - began)
+
+    # -- the snapshot chain ----------------------------------------------------------------------
+    def chain(self, layers: list[LayerRef]) -> list[Path]:
+        try:
+            return self.snapshots.ensure_chain([self.layout.blob_path(layer.digest) for layer in layers],
+                                               [layer.diff_id for layer in layers])
+        except RuntimeFailure as e:
+            raise DockerfileError(f"cannot unpack the base layers: {e}") from None
+
+    @staticmethod
+    def chain_id(layers: list[LayerRef]) -> str:
+        return chain_ids([layer.diff_id for layer in layers])[-1] if layers else ""
+
+    def _cached(self, key: str) -> LayerRef | None:
+        if self.opts.no_cache:
+            return None
+        hit = self.cache.get(key)
+        if hit is None or not self.layout.has_blob(hit.digest):
+            return None
+        return hit
+
+    def _commit(self, state: StageState, key: str, result: StepResult) -> None:
+        """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
+        try:
+            blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
+                                    self.opts.source_date_epoch)
+        except LayerError as e:
+            raise DockerfileError(f"cannot write the layer: {e}") from None
+        layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type)
+        new_chain = state.layers + [layer]
+        self.snapshots.adopt(result.upper, self.chain_id(new_chain))
+        self.cache.put(key, layer)
+        state.layers.append(layer)
+
+    # -- RUN --------------------------------------------------------------------------------------
+    def run(self, state: StageState, instr: Run, process: RunProcess) -> None:
+        shown = " ".join(instr.command) if instr.prepend_shell else "[" + ", ".join(
+            f'"{a}"' for a in instr.command) + "]"
+        step = self.progress.start(self._name(state, f"RUN {shown}"))
+        network = self.opts.network if process.network == "default" else process.network
+        scratch: list[Path] = []
+        try:
+            self._run(state, instr, process, step, network, scratch)
+        finally:
+            for path in scratch:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _run(self, state: StageState, instr: Run, process: RunProcess, step: int, network: str,
+             scratch: list[Path]) -> None:
+        try:
+            volumes, mount_keys, secret_env = self._run_mounts(state, instr, scratch)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
+        for path, data in sorted(process.files.items()):
+            where = self._scratch_dir(scratch) / "file"
+            where.write_bytes(data)
+            os.chmod(where, 0o755)
+            volumes.append(Volume(str(where), path, True))
+            mount_keys.append({"type": "file", "target": path, "sha256": hashlib.sha256(data).hexdigest()})
+        key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
+                         "env": process.env, "cwd": process.cwd, "user": process.user, "network": network,
+                         "mounts": mount_keys, "compression": self.opts.compression,
+                         "epoch": self.opts.source_date_epoch})
+        hit = self._cached(key)
+        if hit is not None:
+            state.layers.append(hit)
+            self.progress.done(step, None)
+            return
+        began = time.monotonic()
+        chain = self.chain(state.layers)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        pending = [b""]
+
+        def output(data: bytes) -> None:
+            self.progress.output(step, data)
+            *lines, pending[0] = (pending[0] + data).split(b"\n")
+            tail.extend(line.decode(errors="replace") for line in lines)
+
+        spec = ProcessSpec(argv=process.argv, env=process.env + process.proxy_env + secret_env, cwd=process.cwd,
+                           user=process.user, network=network, mounts=volumes)
+        try:
+            result = run_step(self.opts.root, chain, spec, output)
+        except RuntimeFailure as e:
+            self.progress.error(step, str(e))
+            raise DockerfileError(f"cannot run the step: {e}") from None
+        try:
+            if pending[0]:
+                tail.append(pending[0].decode(errors="replace"))
+            if result.exit_code != 0:
+                command = " ".join(process.argv)
+                message = (f'process "{command}" did not complete successfully: '
+                           f"exit code: {result.exit_code}")
+                self.progress.error(step, message)
+                raise StepFailed(message, command, list(tail))
+            self._commit(state, key, result)
+        finally:
+            result.close()
+        self.progress.done(step, time.monotonic() - began)
+
+    def _run_mounts(self, state: StageState, instr: Run, scratch: list[Path]
+                    ) -> tuple[list[Volume], list[dict[str, str | None]], list[str]]:
+        """Binds for the step, their definitions for the key, and secret env entries. Files
+        made for the step (secrets, rw bind copies) are listed in ``scratch`` for removal."""
+        volumes: list[Volume] = []
+        keys: list[dict[str, str | None]] = []
+        env: list[str] = []
+        for mount in instr.mounts:
+            needs_target = mount.target or mount.type != kw.MOUNT_SECRET
+            target = mount_target(state.workdir, mount.target) if needs_target else None
+            if mount.type == kw.MOUNT_CACHE:
+                assert target is not None
+                cache_id = mount.cache_id or target
+                where = self.opts.root / "cache" / "mounts" / hashlib.sha256(cache_id.encode()).hexdigest()
+                if not where.is_dir():
+                    where.mkdir(parents=True, exist_ok=True)
+                    os.chmod(where, int(mount.mode, 8) if mount.mode else 0o755)
+                    os.chown(where, int(mount.uid or 0), int(mount.gid or 0))
+                volumes.append(Volume(str(where), target, False))
+                # The definition is in the key, never the contents.
+                keys.append({"type": mount.type, "target": target, "id": cache_id, "sharing": mount.sharing,
+                             "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
+            elif mount.type == kw.MOUNT_SECRET:
+                secret_id = mount.cache_id or mount.source or posixpath.basename(target or "")
+                value = self.opts.secrets.get(secret_id)
+                if value is None:
+                    if mount.required:
+                        raise DockerfileError(f"secret {secret_id}: not found")
+                    continue
+                if mount.env:
+                    env.append(f"{mount.env}={value.decode(errors='replace')}")
+                if target is not None or not mount.env:
+                    path = self._scratch_dir(scratch) / "secret"
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(value)
+                    os.chown(path, int(mount.uid or 0), int(mount.gid or 0))
+                    os.chmod(path, int(mount.mode, 8) if mount.mode else 0o400)
+                    volumes.append(Volume(str(path), target or f"/run/secrets/{secret_id}", True))
+                keys.append({"type": mount.type, "id": secret_id, "target": target, "env": mount.env})
+            elif mount.type == kw.MOUNT_BIND:
+                assert target is not None
+                source, origin = self._bind_source(mount.source or ".", mount.from_stage)
+                if mount.readonly:
+                    volumes.append(Volume(str(source), target, True))
+                else:  # rw: the step writes to a copy, thrown away after it
+                    copy = self._scratch_dir(scratch) / "bind"
+                    if source.is_dir():
+                        shutil.copytree(source, copy, symlinks=True)
+                    else:
+                        shutil.copy2(source, copy, follow_symlinks=False)
+                    volumes.append(Volume(str(copy), target, False))
+                keys.append({"type": mount.type, "target": target, "origin": origin,
+                             "rw": str(not mount.readonly)})
+            else:
+                raise DockerfileError(f"RUN --mount=type={mount.type} is not supported by hoist build yet")
+        return volumes, keys, env
+
+    def _scratch_dir(self, scratch: list[Path]) -> Path:
+        base = self.opts.root / "build" / "scratch"
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.opts.root / "build", 0o700)
+        path = Path(tempfile.mkdtemp(dir=base))
+        scratch.append(path)
+        return path
+
+    def _bind_source(self, source: str, from_stage: str | None) -> tuple[Path, str]:
+        """The host path a bind mount's source names, inside its root (never out of it), and a
+        digest of its contents for the key."""
+        if from_stage is None:
+            if self.opts.context is None:
+                raise DockerfileError("a bind mount from the context needs a build context")
+            root, what = self.opts.context, "context"
+        else:
+            layers, what = self._from_layers(from_stage)
+            root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+        rel = posixpath.normpath("/" + source).lstrip("/")
+        path = Path(os.path.realpath(root / rel))
+        real_root = Path(os.path.realpath(root))
+        if path != real_root and real_root not in path.parents:
+            raise DockerfileError(f"bind mount source {source!r} leaves its root")
+        if not path.exists():
+            raise DockerfileError(f'bind mount source "/{rel}": not found')
+        selection = select_sources(root, [rel or "."], ignore=self.opts.ignore if from_stage is None else None,
+                                   what=what)
+        cache = self.hash_cache if from_stage is None else None
+        return path, f"{what}:{selection.cache_digest(dest='/', hash_cache=cache)}"
+
+    # -- WORKDIR ----------------------------------------------------------------------------------
+    def workdir(self, state: StageState, path: str) -> None:
+        step = self.progress.start(self._name(state, f"WORKDIR {path}"))
+        key = cache_key({"op": "mkdir", "parent": self.chain_id(state.layers), "path": path,
+                         "user": state.user, "compression": self.opts.compression,
+                         "epoch": self.opts.source_date_epoch})
+        hit = self._cached(key)
+        if hit is not None:
+            state.layers.append(hit)
+            self.progress.done(step, None)
+            return
+        began = time.monotonic()
+        user = state.user
+        epoch = self.opts.source_date_epoch
+
+        def mkdir(_source: Path) -> None:
+            uid, gid = _owner(user) if user else (0, 0)
+            _makedirs(path, uid, gid, epoch)
+
+        try:
+            self._overlay_step(state, key, mkdir, None, step)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
+        self.progress.done(step, time.monotonic() - began)
+
+    def _overlay_step(self, state: StageState, key: str, fn: Callable[[Path], None], source: Path | None,
+                      step: int) -> None:
+        chain = self.chain(state.layers)
+        try:
+            result = on_overlay(self.opts.root, chain, fn, source)
+        except StepError as e:
+            raise DockerfileError(str(e)) from None
+        try:
+            self._commit(state, key, result)
+        finally:
+            result.close()
+
+    # -- COPY/ADD ---------------------------------------------------------------------------------
+    def copy(self, state: StageState, instr: Copy | Add, dest: str) -> None:
+        step = self.progress.start(self._name(state, instr.original.split(None, 1)[0].upper() + " " +
+                                              " ".join(instr.sources + (instr.dest,))))
+        try:
+            self._copy(state, instr, dest, step)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
+
+    def _copy(self, state: StageState, instr: Copy | Add, dest: str, step: int) -> None:
+        began = time.monotonic()
+        if isinstance(instr, Add) and any(s.startswith(("http://", "https://", "git@")) or s.endswith(".git")
+                                          for s in instr.sources):
+            raise DockerfileError("ADD of a URL or git repository is not supported by hoist build yet")
+        if instr.contents and instr.sources:
+            raise DockerfileError(f"{instr.keyword} mixing heredoc and file sources is not supported yet")
+        chmod = parse_chmod(instr.chmod) if instr.chmod else None
+        chown = parse_chown(instr.chown) if instr.chown else None
+        parents = isinstance(instr, Copy) and instr.parents
+        unpack = isinstance(instr, Add) and instr.unpack is not False
+        from_stage = instr.from_stage if isinstance(instr, Copy) else None
+        root: Path | None
+        if instr.contents:
+            selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
+            root, origin = None, "heredoc"
+        else:
+            if from_stage is None:
+                if self.opts.context is None:
+                    raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
+                root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
+            else:
+                layers, origin = self._from_layers(from_stage)
+                root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+                ignore, what = None, f"stage {from_stage}"
+            selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
+                                       what=what, parents=parents)
+        digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
+                                        unpack_archives=unpack, chown=instr.chown,
+                                        hash_cache=self.hash_cache if origin == "context" else None)
+        key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin,
+                         "content": digest, "dest": dest, "keyword": instr.keyword,
+                         "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
+        hit = self._cached(key)
+        if hit is not None:
+            state.layers.append(hit)
+            self.progress.done(step, None)
+            return
+        workdir, link = state.workdir, instr.link
+
+        def do_copy(inner: Path) -> None:
+            chosen = dataclasses.replace(selection, root=inner) if selection.root is not None else selection
+            owner = resolve_owner(chown, Path("/")) if chown is not None else None
+            copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
+                      unpack_archives=unpack, link=link)
+
+        self._overlay_step(state, key, do_copy, root, step)
+        self.progress.done(step, time.monotonic() - began)
+
+    def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
+        stage = self.graph.dockerfile.find_stage(ref)
+        if stage is not None:
+            done = self.stages.get(stage.index)
+            if done is None:
+                raise DockerfileError(f"stage {ref!r} is not built before it is used")
+            return list(done.layers), f"stage:{self.chain_id(done.layers)}"
+        try:
+            base = self.source.resolve(ref, self.opts.platform)
+        except SourceError as e:
+            raise DockerfileError(str(e)) from None
+        return list(base.layers), f"image:{base.digest}"
+
+    def _empty_dir(self) -> Path:
+        path = self.opts.root / "build" / "empty"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+# -- inside the step's chroot (no imports from here on) ---------------------------------------------
+
+def _owner(spec: str) -> tuple[int, int]:
+    return resolve_owner(parse_chown(spec), Path("/"))
+
+
+def _makedirs(path: str, uid: int, gid: int, epoch: int | None) -> None:
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        current = posixpath.join(current, part)
+        if not os.path.isdir(current):
+            if os.path.lexists(current):
+                raise BuilderError(f"cannot create directory {current}: a file is in the way")
+            os.mkdir(current, 0o755)
+            os.chown(current, uid, gid)
+            if epoch is not None:
+                os.utime(current, (epoch, epoch))
+
+
+# -- the build --------------------------------------------------------------------------------------
+
+def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageState:
+    """Build the stages the target needs, each once its base and the stages it copies from are
+    built; up to ``jobs`` independent stages at once. Returns the target's state; raises
+    DockerfileError (located at its line) when a step fails (after the stages already running
+    have finished, so nothing is left half-done)."""
+    host = backend.opts.platform
+    platform = {"architecture": host.architecture, "os": host.os, "variant": host.variant or ""}
+
+    def build_one(index: int) -> None:
+        node = graph.nodes[index]
+        parent = backend.stages.get(node.base_stage) if node.base_stage is not None else None
+        try:
+            state = start_stage(graph, index, parent, backend, platform)
+        except DockerfileError as e:
+            raise e.at(node.stage.line) from None
+        backend.stages[index] = dispatch_stage(state, graph, backend)
+
+    def needs(index: int) -> set[int]:
+        node = graph.nodes[index]
+        return set(node.deps) | ({node.base_stage} if node.base_stage is not None else set())
+
+    try:
+        return _execute(graph, backend, jobs, build_one, needs)
+    finally:
+        backend.hash_cache.save()
+
+
+def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Callable[[int], None],
+             needs: Callable[[int], set[int]]) -> StageState:
+    if jobs <= 1 or len(graph.order) == 1:
+        for index in graph.order:
+            build_one(index)
+        return backend.stages[graph.target]
+    pending = list(graph.order)
+    running: dict[Future[None], int] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+        while (pending and failure is None) or running:
+            if failure is None:
+                for index in [i for i in pending if needs(i) <= set(backend.stages)]:
+                    pending.remove(index)
+                    running[pool.submit(build_one, index)] = index
+            if not running:
+                raise DockerfileError(f"stage {graph.nodes[pending[0]].stage.display_name} depends on a stage "
+                                      "that is not built", graph.nodes[pending[0]].stage.line)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                error = future.exception()
+                if error is not None and failure is None:
+                    failure = error
+    if failure is not None:
+        raise failure
+    return backend.stages[graph.target]

@@ -1,0 +1,81 @@
+"""Where FROM images come from: the image-source interface the executor asks.
+
+``builder/`` never speaks HTTP: ``hoist/commands/build.py`` hands the executor an ImageSource
+that looks in the local store and pulls with the registry client when it has to. A resolved
+image has its manifest digest (recorded, and the FROM's cache key), its config and its layer
+descriptors, whose blobs are in the local store (layers are used as pulled, never
+recompressed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from builder.dispatch import LayerRef
+from builder.errors import BuilderError
+from storage import mediatypes as mt
+from storage.errors import StorageError
+from storage.layout import ImageLayout
+from storage.platform import Platform
+from storage.reference import parse_reference
+
+
+class SourceError(BuilderError):
+    """A base image cannot be found, read or pulled; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: str                    # the normalised reference
+    digest: str                 # the image manifest's digest
+    config: dict[str, Any]      # the image config
+    layers: tuple[LayerRef, ...]
+
+
+class ImageSource(Protocol):
+    def resolve(self, ref: str, platform: Platform) -> BaseImage:
+        """The image ``ref`` names for ``platform``; raises SourceError."""
+        ...
+
+
+def normalise(ref: str) -> str:
+    try:
+        return str(parse_reference(ref))
+    except (ValueError, StorageError) as e:
+        raise SourceError(f"invalid reference format: {ref}: {e}") from None
+
+
+def read_local(layout: ImageLayout, ref: str, platform: Platform) -> BaseImage:
+    """``ref`` from the local store (raises SourceError when it is not there)."""
+    name = normalise(ref)
+    try:
+        desc, manifest = layout.resolve_image(name, platform)
+        config = json.loads(layout.read_blob(manifest.config.digest)) if manifest.config else None
+    except (StorageError, ValueError) as e:
+        raise SourceError(f"{ref}: {e}") from None
+    if not isinstance(config, dict):
+        raise SourceError(f"{ref}: the image has no config")
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(manifest.layers):
+        raise SourceError(f"{ref}: the image has {len(manifest.layers)} layers but its config lists "
+                          f"{len(diff_ids)} diff_ids")
+    layers = []
+    for layer, diff_id in zip(manifest.layers, diff_ids, strict=True):
+        if layer.media_type not in mt.LAYERS:
+            raise SourceError(f"{ref}: layer {layer.digest} has unsupported media type {layer.media_type}")
+        if not layout.has_blob(layer.digest):
+            raise SourceError(f"{ref}: layer {layer.digest} is missing from the image store (pull it again)")
+        layers.append(LayerRef(str(layer.digest), str(diff_id), layer.size, layer.media_type))
+    return BaseImage(name, str(desc.digest), config, tuple(layers))
+
+
+class LocalImageSource:
+    """Only the local store: an image that is not there is an error."""
+
+    def __init__(self, layout: ImageLayout) -> None:
+        self.layout = layout
+
+    def resolve(self, ref: str, platform: Platform) -> BaseImage:
+        return read_local(self.layout, ref, platform)
