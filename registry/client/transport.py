@@ -13,13 +13,14 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from registry.client.auth import Request
+from registry.client.auth import Response as ResponseHead
 from registry.client.errors import ConnectionLost, RegistryUnreachable
 
 if TYPE_CHECKING:
@@ -29,14 +30,8 @@ if TYPE_CHECKING:
 READ_CHUNK = 1 << 20
 
 
-class Response(Protocol):
-    body: bytes | None
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
+class Response(ResponseHead, Protocol):
+    """What the authenticator reads (status, headers, body), plus the URL and the body's reading."""
 
     @property
     def url(self) -> str: ...
