@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from storage.fsutil import atomic_write, file_lock, private_dir
 from runtime.errors import ContainerNotFound, NameInUse, SetupError
 from runtime.spec import ContainerSpec
-from runtime.unpack import remove_tree
+from runtime.snapshots import remove_tree
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 

@@ -26,12 +26,17 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from storage.fsutil import file_lock, private_dir
-from runtime.errors import EscapeAttempt, ImageConfigInvalid, ImageError, LayerCorrupt
-from runtime.unpack import Budget, Limits, UnpackStats, apply_layer, remove_tree
+from runtime.errors import EscapeAttempt, ImageConfigInvalid, ImageError, LayerCorrupt, RuntimeFailure
+from storage.tarlimits import Budget, Limits
+from storage.tree import remove_tree as _remove_tree
 from storage.errors import TreeError, TreeEscape
+
+if TYPE_CHECKING:
+    from runtime.unpack import UnpackStats
 from storage.tree import RootedTree, copy_meta, copy_node, is_opaque, is_whiteout
 # Re-exported: tests/runtime/test_run.py reads a container's diff through this module.
 from storage.tree import walk_changes as walk_changes
@@ -57,6 +62,15 @@ def _hex(chain_id: str) -> str:
     if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
         raise ImageConfigInvalid(f"invalid diff_id or chain id {chain_id!r}")
     return hexd
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """``rm -rf path`` at any depth, never following a symlink below ``path``; missing is fine.
+    (storage.tree.remove_tree, its errors as RuntimeFailure; every runtime module removes trees with it.)"""
+    try:
+        _remove_tree(path)
+    except TreeError as e:
+        raise RuntimeFailure(str(e)) from None
 
 
 class SnapshotStore:
@@ -96,6 +110,8 @@ class SnapshotStore:
         # The container's "/" unless the layer has a "./" entry; snapshots/ keeps others out.
         os.chmod(tmp, 0o755)
         try:
+            from runtime.unpack import apply_layer  # only when a layer is unpacked (start-up time)
+
             stats = apply_layer(blob, tmp, diff_id, self.limits, lowers=lowers, budget=budget)
             os.rename(tmp, dest)
             return stats

@@ -36,7 +36,8 @@ from runtime.errors import RuntimeFailure
 from runtime.lifecycle import Runtime
 from runtime.snapshots import SnapshotStore, overlay_options
 from runtime.spec import ContainerSpec, Volume, check_volumes
-from runtime.unpack import is_opaque, is_whiteout, remove_tree
+from runtime.snapshots import remove_tree
+from storage.tree import is_opaque, is_whiteout
 
 HOSTNAME = "buildkitsandbox"
 _ETC_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")

@@ -40,11 +40,10 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from collections.abc import Iterator, Sequence
 
 from storage import compression
-from storage.tarlimits import Limits, bounded_tarinfo
+from storage.tarlimits import Budget, Limits, bounded_tarinfo
 from storage.errors import TreeError, TreeEscape
 from storage.tree import (DIR_FLAGS, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, RootedTree,
                           copy_meta, copy_node, is_opaque, is_whiteout, short_name)
-from storage.tree import remove_tree as _remove_tree
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
 
 if TYPE_CHECKING:
@@ -54,13 +53,6 @@ _HEADER_SLACK = 1536
 _CHUNK = 1 << 20
 _FREE_CHECK_EVERY = 64 << 20
 _ZEROS = bytes(_CHUNK)
-
-
-class Budget:
-    """Bytes written so far across the layers of one image (``max_total_bytes``)."""
-
-    def __init__(self) -> None:
-        self.written = 0
 
 
 @dataclass
@@ -126,15 +118,6 @@ def _sparse_regions(member: tarfile.TarInfo) -> list[tuple[int, int]]:
             raise LayerCorrupt(f"{short_name(member.name)!r} has an invalid sparse map")
         end = offset + length
     return regions
-
-
-def remove_tree(path: str | os.PathLike[str]) -> None:
-    """``rm -rf path`` at any depth, never following a symlink below ``path``; missing is fine.
-    (storage.tree.remove_tree, its errors as RuntimeFailure.)"""
-    try:
-        _remove_tree(path)
-    except TreeError as e:
-        raise RuntimeFailure(str(e)) from None
 
 
 # -- the lower layers, for hardlinks into them -------------------------------------------------

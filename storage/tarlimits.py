@@ -53,6 +53,13 @@ class Limits:
 
 
 
+class Budget:
+    """Bytes written so far across the layers of one image (``max_total_bytes``)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+
 # -- tar headers, bounded before tarfile reads them -----------------------------------------
 
 @functools.cache

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge
-from runtime.unpack import Budget, Limits, apply_layer, remove_tree
+from runtime.snapshots import remove_tree
+from runtime.unpack import Budget, Limits, apply_layer
 from storage.tree import OPAQUE_XATTR
 from tests.runtime import hostile
 from tests.runtime.conftest import REPO
