@@ -158,11 +158,12 @@ class CheckBackend:
 
 
 def empty_image(platform: Mapping[str, str]) -> dict[str, Any]:
-    """The config of ``FROM scratch``: BuildKit gives it a default PATH."""
+    """The config of ``FROM scratch``: BuildKit's emptyImage gives it a default PATH and
+    WorkingDir ``/`` (an image base keeps the WorkingDir its config has, set or not)."""
     image: dict[str, Any] = {"architecture": platform["architecture"], "os": platform["os"]}
     if platform.get("variant"):
         image["variant"] = platform["variant"]
-    image["config"] = {"Env": [f"PATH={DEFAULT_PATH}"]}
+    image["config"] = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
     image["rootfs"] = {"type": "layers", "diff_ids": []}
     return image
 
@@ -470,25 +471,27 @@ def go_quote_list(items: list[str]) -> str:
 
 
 def _health_text(health: dict[str, Any]) -> str:
-    # Go's %q of *HealthcheckConfig: &{["CMD-SHELL" "x"] "30s" ...}; durations as Go prints them.
-    fields = [go_quote_list(health["Test"])]
+    """Go's ``%+v`` of the HealthcheckConfig value, as current BuildKit's dispatchHealthcheck
+    writes it: ``{Test:[CMD-SHELL x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s
+    Retries:0}`` (slices unquoted, durations as time.Duration.String, Retries in decimal)."""
+    fields = ["Test:[" + " ".join(health["Test"]) + "]"]
     for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
-        fields.append(json.dumps(_go_duration(health.get(key, 0))))
-    fields.append(_go_rune(health.get("Retries", 0)))
-    return "&{" + " ".join(fields) + "}"
+        fields.append(f"{key}:{go_duration(health.get(key, 0))}")
+    fields.append(f"Retries:{int(health.get('Retries', 0))}")
+    return "{" + " ".join(fields) + "}"
 
 
-def _go_rune(value: int) -> str:
-    """Go's ``%q`` of an integer: the quoted rune."""
-    ch = chr(value) if 0 <= value <= 0x10FFFF else "\ufffd"
-    if ch.isprintable() and ch not in "'\\":
-        return f"'{ch}'"
-    return f"'\\x{value:02x}'" if value < 0x80 else f"'\\u{value:04x}'"
-
-
-def _go_duration(ns: int) -> str:
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String`` of a non-negative duration: ``0s``, ``1.5ms``, ``2m0s``, ``1h0m30s``."""
     if ns == 0:
         return "0s"
+    if ns < 1_000_000_000:
+        for unit, size, digits in (("ms", 1_000_000, 6), ("µs", 1_000, 3)):
+            if ns >= size:
+                whole, rem = divmod(ns, size)
+                frac = f"{rem:0{digits}d}".rstrip("0")
+                return f"{whole}.{frac}{unit}" if frac else f"{whole}{unit}"
+        return f"{ns}ns"
     out = ""
     seconds, rem = divmod(ns, 1_000_000_000)
     hours, seconds = divmod(seconds, 3600)

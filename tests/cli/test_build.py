@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,37 @@ ENTRYPOINT ["/bin/busybox", "cat", "/out"]
     assert h("run", "--rm", "m:1").out == "built\n"
     _, config = _config(h, "m:1")
     assert config["config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert config["config"]["WorkingDir"] == "/"    # BuildKit's emptyImage
     assert len(config["rootfs"]["diff_ids"]) == 2
+
+
+def _layer_members(h: Hoist, ref: str) -> list[dict[str, tuple[str, int, int, int]]]:
+    """Per layer: name -> (type, mode, uid, gid)."""
+    layout = ImageLayout(h.images)
+    _, manifest = layout.resolve_image(str(parse_reference(ref)))
+    out = []
+    for layer in manifest.layers:
+        with tarfile.open(fileobj=io.BytesIO(layout.read_blob(layer.digest))) as tar:
+            out.append({m.name.strip("./").rstrip("/"): ("d" if m.isdir() else "f" if m.isfile() else "o",
+                                                          m.mode, m.uid, m.gid) for m in tar.getmembers()})
+    return out
+
+
+def test_run_layer_keeps_proc_sys_dev_mount_points_as_buildkit(h: Hoist, tmp_path: Path) -> None:
+    """A RUN on a base without /proc, /sys, /dev leaves their mount points in its layer (runc
+    makes them, BuildKit keeps them: empty, 0755, root); the /etc files bound into the step (and
+    the /etc made for them) are not committed; a later RUN finds them and adds nothing."""
+    ctx = _ctx(tmp_path, """\
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+RUN ["/bin/busybox", "true"]
+RUN ["/bin/busybox", "true"]
+""")
+    h("build", "-t", "stubs:1", str(ctx))
+    layers = _layer_members(h, "stubs:1")
+    assert len(layers) == 3
+    assert layers[1] == {name: ("d", 0o755, 0, 0) for name in ("dev", "proc", "sys")}
+    assert layers[2] == {}
 
 
 def test_docker_format_and_stdin(h: Hoist, tmp_path: Path) -> None:
