@@ -26,7 +26,7 @@ from builder import keywords as kw
 from builder import lint
 from builder.lint import BuildCheck
 from builder.errors import DockerfileError, UnsetVariableError
-from builder.copy import parse_chmod
+from builder.copy import ChownSpec, parse_chmod, parse_chown
 from builder.dockerfile import parse_dockerfile_collecting
 from builder.expansion import expand_instruction
 from builder.parser.heredoc import parse_marker
@@ -370,6 +370,8 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
                 check_digest(expanded.checksum)
             if expanded.chmod:
                 parse_chmod(expanded.chmod)
+            elif expanded.link and expanded.chown:
+                link_chown_ids(parse_chown(expanded.chown))
             dest = copy_dest(state.workdir, expanded.dest)
             backend.copy(state, expanded, dest)
             state.add_history(copy_message(expanded), True)
@@ -463,6 +465,23 @@ def copy_message(instr: Copy | Add) -> str:
     parts += [f"<<{c.name}" for c in instr.contents]
     parts.append(instr.dest)
     return " ".join(parts)
+
+
+def link_chown_ids(spec: ChownSpec) -> tuple[int, int]:
+    """The (uid, gid) of ``--chown`` for ``COPY --link``: BuildKit copies onto scratch there, so
+    only ids (and ``root``, as llb's parseUID reads it) can be used, never names looked up in the
+    image (current BuildKit rejects them at parse time). A user without a group gives gid = uid,
+    as for any copy."""
+    def number(name: str) -> int:
+        value = 0 if name == "root" else (int(name) if name.isascii() and name.isdigit() else None)
+        if value is None or value >= 1 << 32:
+            raise DockerfileError(f"--chown={spec.text} by name cannot be used with --link (the files are "
+                                  f"copied onto an empty tree, without /etc/passwd): use numeric ids")
+        return value
+
+    uid = number(spec.user) if spec.user is not None else 0
+    gid = number(spec.group) if spec.group is not None else uid
+    return uid, gid
 
 
 def go_quote_list(items: list[str]) -> str:

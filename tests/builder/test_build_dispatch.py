@@ -160,3 +160,14 @@ ARG X=$E-y
 """, {"O": "cli"})
     assert [h["created_by"] for h in state.history] == [
         "ARG G=global", "ARG D=default", "ARG O=cli", "ARG N", "ENV E=x", "ARG X=x-y"]
+
+
+def test_copy_link_with_chown_by_name_is_rejected_at_conversion() -> None:
+    """As current BuildKit: --link copies onto scratch, where names cannot be looked up (ids and
+    root can); with --chmod, --link is an ordinary copy and names are fine."""
+    bad = check_dockerfile("FROM scratch\nCOPY --link --chown=app a /x/\nADD --link --chown=1:staff a /y/\n")
+    assert [e.line for e in bad.errors] == [2, 3]
+    assert all("--link" in e.message for e in bad.errors)
+    ok = check_dockerfile("FROM scratch\nCOPY --link --chown=1000:root a /x/\nCOPY --link --chmod=600 --chown=app a /y/\n"
+                          "COPY --chown=app a /z/\n")
+    assert ok.errors == []
