@@ -26,7 +26,7 @@ from builder import keywords as kw
 from builder import lint
 from builder.lint import BuildCheck
 from builder.errors import DockerfileError, UnsetVariableError
-from builder.copy import parse_chmod
+from builder.copy import ChownSpec, parse_chmod, parse_chown
 from builder.dockerfile import parse_dockerfile_collecting
 from builder.expansion import expand_instruction
 from builder.parser.heredoc import parse_marker
@@ -158,11 +158,12 @@ class CheckBackend:
 
 
 def empty_image(platform: Mapping[str, str]) -> dict[str, Any]:
-    """The config of ``FROM scratch``: BuildKit gives it a default PATH."""
+    """The config of ``FROM scratch``: BuildKit's emptyImage gives it a default PATH and
+    WorkingDir ``/`` (an image base keeps the WorkingDir its config has, set or not)."""
     image: dict[str, Any] = {"architecture": platform["architecture"], "os": platform["os"]}
     if platform.get("variant"):
         image["variant"] = platform["variant"]
-    image["config"] = {"Env": [f"PATH={DEFAULT_PATH}"]}
+    image["config"] = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
     image["rootfs"] = {"type": "layers", "diff_ids": []}
     return image
 
@@ -369,6 +370,8 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
                 check_digest(expanded.checksum)
             if expanded.chmod:
                 parse_chmod(expanded.chmod)
+            elif expanded.link and expanded.chown:
+                link_chown_ids(parse_chown(expanded.chown))
             dest = copy_dest(state.workdir, expanded.dest)
             backend.copy(state, expanded, dest)
             state.add_history(copy_message(expanded), True)
@@ -464,31 +467,50 @@ def copy_message(instr: Copy | Add) -> str:
     return " ".join(parts)
 
 
+def link_chown_ids(spec: ChownSpec) -> tuple[int, int]:
+    """The (uid, gid) of ``--chown`` for ``COPY --link``: BuildKit copies onto scratch there, so
+    only ids (and ``root``, as llb's parseUID reads it) can be used, never names looked up in the
+    image (current BuildKit rejects them at parse time). A user without a group gives gid = uid,
+    as for any copy."""
+    def number(name: str) -> int:
+        value = 0 if name == "root" else (int(name) if name.isascii() and name.isdigit() else None)
+        if value is None or value >= 1 << 32:
+            raise DockerfileError(f"--chown={spec.text} by name cannot be used with --link (the files are "
+                                  f"copied onto an empty tree, without /etc/passwd): use numeric ids")
+        return value
+
+    uid = number(spec.user) if spec.user is not None else 0
+    gid = number(spec.group) if spec.group is not None else uid
+    return uid, gid
+
+
 def go_quote_list(items: list[str]) -> str:
     """Go's ``%q`` of a []string: ``["a" "b"]``."""
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
 
 
 def _health_text(health: dict[str, Any]) -> str:
-    # Go's %q of *HealthcheckConfig: &{["CMD-SHELL" "x"] "30s" ...}; durations as Go prints them.
-    fields = [go_quote_list(health["Test"])]
+    """Go's ``%+v`` of the HealthcheckConfig value, as current BuildKit's dispatchHealthcheck
+    writes it: ``{Test:[CMD-SHELL x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s
+    Retries:0}`` (slices unquoted, durations as time.Duration.String, Retries in decimal)."""
+    fields = ["Test:[" + " ".join(health["Test"]) + "]"]
     for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
-        fields.append(json.dumps(_go_duration(health.get(key, 0))))
-    fields.append(_go_rune(health.get("Retries", 0)))
-    return "&{" + " ".join(fields) + "}"
+        fields.append(f"{key}:{go_duration(health.get(key, 0))}")
+    fields.append(f"Retries:{int(health.get('Retries', 0))}")
+    return "{" + " ".join(fields) + "}"
 
 
-def _go_rune(value: int) -> str:
-    """Go's ``%q`` of an integer: the quoted rune."""
-    ch = chr(value) if 0 <= value <= 0x10FFFF else "\ufffd"
-    if ch.isprintable() and ch not in "'\\":
-        return f"'{ch}'"
-    return f"'\\x{value:02x}'" if value < 0x80 else f"'\\u{value:04x}'"
-
-
-def _go_duration(ns: int) -> str:
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String`` of a non-negative duration: ``0s``, ``1.5ms``, ``2m0s``, ``1h0m30s``."""
     if ns == 0:
         return "0s"
+    if ns < 1_000_000_000:
+        for unit, size, digits in (("ms", 1_000_000, 6), ("µs", 1_000, 3)):
+            if ns >= size:
+                whole, rem = divmod(ns, size)
+                frac = f"{rem:0{digits}d}".rstrip("0")
+                return f"{whole}.{frac}{unit}" if frac else f"{whole}{unit}"
+        return f"{ns}ns"
     out = ""
     seconds, rem = divmod(ns, 1_000_000_000)
     hours, seconds = divmod(seconds, 3600)

@@ -37,7 +37,7 @@ from typing import Protocol
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
 from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
-from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, mount_target, start_stage
+from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
@@ -406,8 +406,10 @@ class BuildBackend:
         self.progress.done(step, time.monotonic() - began)
 
     def _overlay_step(self, state: StageState, key: str, fn: Callable[[Path], None], source: Path | None,
-                      step: int) -> None:
-        chain = self.chain(state.layers)
+                      step: int, *, independent: bool = False) -> None:
+        """Run ``fn`` on an overlay of the stage's chain, or (``independent``: ``COPY --link``) of
+        nothing, so the new layer does not depend on what is below it."""
+        chain = [] if independent else self.chain(state.layers)
         try:
             result = on_overlay(self.opts.root, chain, fn, source)
         except StepError as e:
@@ -457,7 +459,11 @@ class BuildBackend:
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
                                         unpack_archives=unpack, chown=instr.chown,
                                         hash_cache=self.hash_cache if origin == "context" else None)
-        key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin,
+        # COPY --link (without --chmod, as current BuildKit's dispatchCopy) copies onto scratch and
+        # merges the result on the stage: destination paths resolve in the empty tree (a symlink of
+        # the parent is not followed), missing directories are made as on scratch.
+        linked = instr.link and not instr.chmod
+        key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
                          "content": digest, "dest": dest, "keyword": instr.keyword,
                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
         hit = self._cached(key)
@@ -467,13 +473,16 @@ class BuildBackend:
             return
         workdir, link = state.workdir, instr.link
 
+        # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
+        link_owner = link_chown_ids(chown) if linked and chown is not None else None
+
         def do_copy(inner: Path) -> None:
             chosen = dataclasses.replace(selection, root=inner) if selection.root is not None else selection
-            owner = resolve_owner(chown, Path("/")) if chown is not None else None
+            owner = link_owner or (resolve_owner(chown, Path("/")) if chown is not None else None)
             copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
                       unpack_archives=unpack, link=link)
 
-        self._overlay_step(state, key, do_copy, root, step)
+        self._overlay_step(state, key, do_copy, root, step, independent=linked)
         self.progress.done(step, time.monotonic() - began)
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:

@@ -6,10 +6,13 @@ unless ``network="host"``, network namespaces; docker's capabilities and seccomp
 no_new_privs, no inherited descriptors, its own session keyring, masked /proc paths, nodev and
 nosuid binds), on an overlay of ``chain`` with a fresh upper directory. /etc/hosts,
 /etc/resolv.conf and /etc/hostname are bound into the step from the step's folder, so they are
-never part of the upper dir; the empty mount points the init had to create for them (and for
-/proc, /sys, /dev and the extra mounts) are removed from the upper dir afterwards, as BuildKit's
-mount-stub cleaner does. The upper dir is then an overlay diff the caller turns into a layer and
-adopts as the next snapshot (``SnapshotStore.adopt``).
+never part of the upper dir; the empty mount points the init had to create for them and for
+the extra mounts are removed from the upper dir afterwards, as BuildKit's mount-stub cleaner
+(``executor.MountStubsCleaner``: /etc/resolv.conf, /etc/hosts and the step's mounts) does. The
+mount points of /proc, /sys and /dev are not the step's mounts but the container's: runc creates
+them and BuildKit keeps them, so a RUN on a base without them leaves them in its layer as empty
+directories (0755, root), and so does a step here. The upper dir is then an overlay diff the
+caller turns into a layer and adopts as the next snapshot (``SnapshotStore.adopt``).
 
 ``on_overlay`` is the same overlay for a step that is not a process (COPY/ADD): a function run
 in a child with its own mount namespace, on the merged root, writing into a fresh upper dir.
@@ -97,7 +100,8 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
         volumes=check_volumes(list(process.mounts)), created=time.time(),
         seccomp=seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, runtime.root / "cache" / "seccomp"),
     )
-    stubs = [p.lstrip("/") for p in _ETC_FILES + mounts.SPECIAL_DIRS] + \
+    # Not SPECIAL_DIRS: their mount points stay in the layer, as in BuildKit's (see above).
+    stubs = [p.lstrip("/") for p in _ETC_FILES] + \
         [v.target.strip("/") for v in spec.volumes if v.target.strip("/")]
     missing = [s for s in stubs if not _in_chain(chain, s)]
     container = runtime.create_from_spec(spec, chain, store)

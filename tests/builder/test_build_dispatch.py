@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from builder.check import check_dockerfile
-from builder.dispatch import CheckBackend, StageState, copy_dest, dispatch_stage, go_quote_list, start_stage
+from builder.dispatch import (CheckBackend, StageState, copy_dest, dispatch_stage, go_duration, go_quote_list,
+                              start_stage)
 from builder.dockerfile import parse_dockerfile
 from builder.stages import build_graph
 
@@ -113,3 +114,60 @@ def test_build_checks_warn_and_fail_under_check_error() -> None:
     assert [e.line for e in strict.errors] == [3, 4, 5]
     skipped = check_dockerfile("# check=skip=JSONArgsRecommended,WorkdirRelativePath;error=true\n" + text)
     assert [e.message.split(":")[0] for e in skipped.errors] == ["MaintainerDeprecated"]
+
+
+def test_healthcheck_history_is_current_buildkits_struct_formatting() -> None:
+    """Go's %+v of the HealthcheckConfig value (BuildKit's TestDispatchHealthcheckHistory shape)."""
+    state = _dispatch("""\
+FROM scratch
+HEALTHCHECK --interval=1s --timeout=10s --start-period=3s --start-interval=100ms --retries=5 CMD exit 0
+HEALTHCHECK NONE
+HEALTHCHECK --interval=1m30s --timeout=1500us CMD ["/bin/check", "a b"]
+""")
+    assert [h["created_by"] for h in state.history] == [
+        "HEALTHCHECK {Test:[CMD-SHELL exit 0] Interval:1s Timeout:10s StartPeriod:3s StartInterval:100ms Retries:5}",
+        "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}",
+        "HEALTHCHECK {Test:[CMD /bin/check a b] Interval:1m30s Timeout:1.5ms StartPeriod:0s StartInterval:0s "
+        "Retries:0}",
+    ]
+    assert all(h["empty_layer"] for h in state.history)
+
+
+@pytest.mark.parametrize("ns, text", [(0, "0s"), (999, "999ns"), (1_500, "1.5µs"), (2_000_000, "2ms"),
+                                      (1_000_000_000, "1s"), (90_500_000_000, "1m30.5s"),
+                                      (3_600_000_000_000, "1h0m0s")])
+def test_go_duration_strings(ns: int, text: str) -> None:
+    assert go_duration(ns) == text
+
+
+def test_scratch_config_has_working_dir_root_and_image_bases_keep_theirs() -> None:
+    assert _dispatch("FROM scratch\n").config["WorkingDir"] == "/"
+    assert _dispatch("FROM scratch\nWORKDIR /app\n").config["WorkingDir"] == "/app"
+
+
+def test_arg_history_is_the_resolved_value() -> None:
+    """Current BuildKit's dispatchArg writes what the ARG resolves to: the --build-arg, else the
+    expanded default, else the global ARG's value; without any, the bare name."""
+    state = _dispatch("""\
+ARG G=global
+FROM scratch
+ARG G
+ARG D=default
+ARG O=declared
+ARG N
+ENV E=x
+ARG X=$E-y
+""", {"O": "cli"})
+    assert [h["created_by"] for h in state.history] == [
+        "ARG G=global", "ARG D=default", "ARG O=cli", "ARG N", "ENV E=x", "ARG X=x-y"]
+
+
+def test_copy_link_with_chown_by_name_is_rejected_at_conversion() -> None:
+    """As current BuildKit: --link copies onto scratch, where names cannot be looked up (ids and
+    root can); with --chmod, --link is an ordinary copy and names are fine."""
+    bad = check_dockerfile("FROM scratch\nCOPY --link --chown=app a /x/\nADD --link --chown=1:staff a /y/\n")
+    assert [e.line for e in bad.errors] == [2, 3]
+    assert all("--link" in e.message for e in bad.errors)
+    ok = check_dockerfile("FROM scratch\nCOPY --link --chown=1000:root a /x/\nCOPY --link --chmod=600 --chown=app a /y/\n"
+                          "COPY --chown=app a /z/\n")
+    assert ok.errors == []

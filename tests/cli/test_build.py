@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,37 @@ ENTRYPOINT ["/bin/busybox", "cat", "/out"]
     assert h("run", "--rm", "m:1").out == "built\n"
     _, config = _config(h, "m:1")
     assert config["config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert config["config"]["WorkingDir"] == "/"    # BuildKit's emptyImage
     assert len(config["rootfs"]["diff_ids"]) == 2
+
+
+def _layer_members(h: Hoist, ref: str) -> list[dict[str, tuple[str, int, int, int]]]:
+    """Per layer: name -> (type, mode, uid, gid)."""
+    layout = ImageLayout(h.images)
+    _, manifest = layout.resolve_image(str(parse_reference(ref)))
+    out = []
+    for layer in manifest.layers:
+        with tarfile.open(fileobj=io.BytesIO(layout.read_blob(layer.digest))) as tar:
+            out.append({m.name.strip("./").rstrip("/"): ("d" if m.isdir() else "f" if m.isfile() else "o",
+                                                          m.mode, m.uid, m.gid) for m in tar.getmembers()})
+    return out
+
+
+def test_run_layer_keeps_proc_sys_dev_mount_points_as_buildkit(h: Hoist, tmp_path: Path) -> None:
+    """A RUN on a base without /proc, /sys, /dev leaves their mount points in its layer (runc
+    makes them, BuildKit keeps them: empty, 0755, root); the /etc files bound into the step (and
+    the /etc made for them) are not committed; a later RUN finds them and adds nothing."""
+    ctx = _ctx(tmp_path, """\
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+RUN ["/bin/busybox", "true"]
+RUN ["/bin/busybox", "true"]
+""")
+    h("build", "-t", "stubs:1", str(ctx))
+    layers = _layer_members(h, "stubs:1")
+    assert len(layers) == 3
+    assert layers[1] == {name: ("d", 0o755, 0, 0) for name in ("dev", "proc", "sys")}
+    assert layers[2] == {}
 
 
 def test_docker_format_and_stdin(h: Hoist, tmp_path: Path) -> None:
@@ -351,3 +383,32 @@ def test_interrupt_kills_the_step_and_tags_nothing(h: Hoist, tmp_path: Path) -> 
     while "sleep 600" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
         assert time.monotonic() < deadline, "the RUN step outlived the build"
         time.sleep(0.1)
+
+
+def test_copy_link_copies_onto_an_empty_tree(h: Hoist, tmp_path: Path) -> None:
+    """COPY --link (the Dockerfile reference; current BuildKit's merge of a copy onto scratch):
+    the destination path is resolved in an empty tree, so a symlink of the stage on it is not
+    followed, and the layer does not depend on the stage; with --chmod it is an ordinary copy
+    (BuildKit too). --chown by name cannot be used with it: rejected before anything runs."""
+    ctx = _ctx(tmp_path, """\
+FROM busybox
+RUN mkdir -m 700 /real /real2 && ln -s /real /sym && ln -s /real2 /sym2
+COPY --link --chown=1000:50 a.txt /sym/
+COPY --link --chmod=600 a.txt /sym2/
+COPY a.txt /sym/plain.txt
+CMD ["sh", "-c", "ls -ln /sym/a.txt /real2/a.txt /real/plain.txt; ls -A /real; stat -c '%a %u' /sym; ls /sym"]
+""", {"a.txt": "a\n"})
+    h("build", "-t", "link:1", str(ctx))
+    out = h("run", "--rm", "link:1").out.splitlines()
+    # --chmod: an ordinary copy, through the symlink; --link: /sym is now a directory of its own
+    # (made as on scratch: 0755, the --chown owner), the later plain COPY lands in it, /real is empty
+    assert out[0].startswith("-rw-------") and out[0].endswith(" /real2/a.txt")
+    assert out[1].split()[0:4] == ["-rw-r--r--", "1", "1000", "50"] and out[1].endswith(" /sym/a.txt")
+    assert out[2:] == ["755 1000", "a.txt", "plain.txt"]
+    layers = _layer_members(h, "link:1")
+    assert layers[2] == {"sym": ("d", 0o755, 1000, 50), "sym/a.txt": ("f", 0o644, 1000, 50)}
+
+    bad = _ctx(tmp_path, "FROM busybox\nCOPY --link --chown=app:staff a.txt /x/\n", {"a.txt": "a\n"}, name="bad")
+    r = h("build", "-t", "link:bad", str(bad), ok=False)
+    assert r.code != 0 and "Dockerfile:2: --chown=app:staff by name cannot be used with --link" in r.err
+    assert "Traceback" not in r.err
