@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from hoist.errors import UserError
 from hoist.paths import hoist_root, images_dir
-from registry.client import config as client_config
-from registry.client import credentials as stored
-from registry.client.auth import Credentials
-from registry.client.client import RegistryClient
 from registry.client.errors import ClientError
 from storage.errors import NameInvalid, StorageError, TagInvalid
 from storage.fsutil import secure_store_root
 from storage.layout import ImageLayout
 from storage.platform import Platform
 from storage.reference import Reference, parse_reference
+
+if TYPE_CHECKING:  # the client (aiohttp, ssl) is imported only by the verbs that talk to a registry
+    from registry.client.auth import Credentials
+    from registry.client.client import RegistryClient
+    from registry.client.config import ClientConfig
 
 
 @contextlib.contextmanager
@@ -39,29 +41,39 @@ def user_errors() -> Iterator[None]:
         raise UserError(str(e)) from None
 
 
-def client_settings() -> client_config.ClientConfig:
+def client_settings() -> ClientConfig:
     """Where credentials, certificates and the insecure list are, for this hoist."""
-    return client_config.ClientConfig.from_env(hoist_root())
+    from registry.client.config import ClientConfig
+
+    return ClientConfig.from_env(hoist_root())
 
 
 def open_client(registry: str, insecure: bool = False, connections: int = 8,
                 credentials: Credentials | None = None) -> RegistryClient:
+    from registry.client import config as client_config
+
     with user_errors():
         return client_config.open_client(registry, client_settings(), insecure=insecure,
                                          connections=connections, credentials=credentials)
 
 
 def load_credentials(registry: str) -> Credentials | None:
+    from registry.client import credentials as stored
+
     with user_errors():
         return stored.load_credentials(registry, client_settings().docker_config)
 
 
 def store_credentials(registry: str, credentials: Credentials) -> Path:
+    from registry.client import credentials as stored
+
     with user_errors():
         return stored.store_credentials(registry, credentials, client_settings().docker_config)
 
 
 def remove_credentials(registry: str) -> bool:
+    from registry.client import credentials as stored
+
     with user_errors():
         return stored.remove_credentials(registry, client_settings().docker_config)
 

@@ -620,6 +620,18 @@ class Buildah:
 
     def build_only(self, context: Path, *, tag: str, build_args: Mapping[str, str] = {}, target: str | None = None,
                    no_cache: bool = False, layers: bool = False) -> None:
+        try:
+            self._bud(context, tag, build_args, target, no_cache, layers)
+        except BuildError as e:
+            # buildah 1.28's chroot isolation re-execs itself from a sealed memfd copy, which now and
+            # then fails with EBUSY on a loaded machine ("sealing memfd copy: Device or resource busy").
+            # That is buildah's flake, not a build result: retried once, and only for that message.
+            if "sealing memfd copy" not in str(e):
+                raise
+            self._bud(context, tag, build_args, target, no_cache, layers)
+
+    def _bud(self, context: Path, tag: str, build_args: Mapping[str, str], target: str | None,
+             no_cache: bool, layers: bool) -> None:
         _run([self.buildah, *self.globals, "bud", "--isolation", "chroot", "--pull=never", "--format", "docker",
               "-q", "-t", tag, *(["--layers"] if layers else []), *_flag_args(build_args, target),
               *(["--no-cache"] if no_cache else []), str(context)], {"BUILDAH_ISOLATION": "chroot"})
