@@ -212,6 +212,15 @@ class BuildBackend:
             return None
         return hit
 
+    def _reuse(self, state: StageState, step: int, key: str) -> bool:
+        """On a cache hit: the cached layer goes onto the stage, the step shows CACHED; True."""
+        hit = self._cached(key)
+        if hit is None:
+            return False
+        state.layers.append(hit)
+        self.progress.done(step, None)
+        return True
+
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
         try:
@@ -255,10 +264,7 @@ class BuildBackend:
                          "env": process.env, "cwd": process.cwd, "user": process.user, "network": network,
                          "mounts": mount_keys, "compression": self.opts.compression,
                          "epoch": self.opts.source_date_epoch})
-        hit = self._cached(key)
-        if hit is not None:
-            state.layers.append(hit)
-            self.progress.done(step, None)
+        if self._reuse(state, step, key):
             return
         began = time.monotonic()
         chain = self.chain(state.layers)
@@ -385,10 +391,7 @@ class BuildBackend:
         key = cache_key({"op": "mkdir", "parent": self.chain_id(state.layers), "path": path,
                          "user": state.user, "compression": self.opts.compression,
                          "epoch": self.opts.source_date_epoch})
-        hit = self._cached(key)
-        if hit is not None:
-            state.layers.append(hit)
-            self.progress.done(step, None)
+        if self._reuse(state, step, key):
             return
         began = time.monotonic()
         user = state.user
@@ -466,10 +469,7 @@ class BuildBackend:
         key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
                          "content": digest, "dest": dest, "keyword": instr.keyword,
                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
-        hit = self._cached(key)
-        if hit is not None:
-            state.layers.append(hit)
-            self.progress.done(step, None)
+        if self._reuse(state, step, key):
             return
         workdir, link = state.workdir, instr.link
 
