@@ -25,12 +25,6 @@ from tests.builder.differential import (
 )
 from tests.peers import Dockerd, need_tool
 
-# The lead flips this when the executor (branch build-core) is merged: the hoist rows then
-# must pass.
-HOIST_BUILD_LANDED = True
-
-_HOIST_XFAIL = pytest.mark.xfail(not HOIST_BUILD_LANDED, reason="executor lands with build-core", strict=False)
-
 FIXTURES = load_fixtures()
 CLASSIC = [f for f in FIXTURES if not f.newer]
 NEWER = [f for f in FIXTURES if f.newer]
@@ -160,7 +154,7 @@ def _without_buildah_label(result: Normalised) -> Normalised:
 
 
 _PAIRS = [pytest.param("buildah", id="buildkit-vs-buildah"),
-          pytest.param("hoist", id="buildkit-vs-hoist", marks=_HOIST_XFAIL)]
+          pytest.param("hoist", id="buildkit-vs-hoist")]
 
 
 @pytest.mark.parametrize("other", _PAIRS)
@@ -176,7 +170,6 @@ def test_build_matches_buildkit(peers: Peers, fixture: Fixture, other: str) -> N
     assert not diffs, f"{fixture.name}: {len(diffs)} difference(s) from BuildKit:\n" + "\n".join(diffs)
 
 
-@_HOIST_XFAIL
 @pytest.mark.parametrize("fixture", NEWER, ids=[f.name for f in NEWER])
 def test_newer_feature_follows_the_reference(peers: Peers, fixture: Fixture) -> None:
     expect = json.loads((fixture.path / "expect.json").read_text())
