@@ -340,8 +340,8 @@ class ImageLayout:
 
     def reachable(self) -> set[Digest]:
         """Every blob some ref needs: manifests, the children of indexes that are present,
-        configs and layers."""
-        seen: set[Digest] = set(self._gc_roots())
+        configs and layers; and the blobs listed under ``gc-roots/``."""
+        seen: set[Digest] = set()
         todo = [desc for _, desc in self.refs()]
         while todo:
             desc = todo.pop()
@@ -355,7 +355,8 @@ class ImageLayout:
             except ManifestInvalid:
                 continue
             todo += list(manifest.manifests) + list(manifest.blob_references())
-        return seen
+        # Roots are added after the walk: one that is also a ref's manifest is still walked into.
+        return seen | set(self._gc_roots())
 
     def _gc_roots(self) -> Iterator[Digest]:
         """Blobs other users of the store keep (the build cache): ``gc-roots/*``, a digest a line."""

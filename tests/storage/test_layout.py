@@ -119,6 +119,19 @@ def test_gc_keeps_everything_a_ref_reaches(layout: ImageLayout) -> None:
     assert parse_manifest(layout.read_blob(keep.digest)).config is not None
 
 
+def test_gc_roots_are_kept_and_do_not_hide_what_a_ref_reaches(layout: ImageLayout) -> None:
+    """A blob listed under gc-roots/ (the build cache) survives gc; a root that is also a tagged
+    image's manifest does not stop gc from walking into that manifest's config and layers."""
+    loose = layout.put_blob(b"a cached layer no image references")
+    kept = build_image(layout, "example.com/kept:1", [tar_layer({"k": b"1"})])
+    (layout.root / "gc-roots").mkdir()
+    (layout.root / "gc-roots" / "build-x").write_text(f"{loose}\n{kept.digest}\nnot-a-digest\n")
+    layout.gc()
+    assert layout.has_blob(loose)
+    for d in [kept.digest, *(b.digest for b in layout.manifest(kept).blob_references())]:
+        assert layout.has_blob(d)
+
+
 def test_one_writer_per_blob_across_threads(tmp_path: Path) -> None:
     """Two pulls sharing a layer: the second waits for the first, then finds the blob present;
     the partial file is never written by both (which could commit interleaved bytes)."""
