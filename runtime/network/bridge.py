@@ -100,7 +100,10 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: str, prefixlen: int) -> bool
     idx = _index(ipr, name)
     if idx is None:
         try:
-            ipr.link("add", ifname=name, kind="bridge")
+            # A MAC of its own: a bridge without one takes its lowest port's, and changes it
+            # as containers come and go (neighbours' ARP caches go stale). docker does the same.
+            mac = "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4))
+            ipr.link("add", ifname=name, kind="bridge", address=mac)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
                 raise NetworkError(f"cannot create bridge {name}: {os.strerror(e.code)}") from None
