@@ -80,21 +80,23 @@ def _binding(proto: str, host_ip: str, host_port: int, container_port: int) -> d
 def exposed_bindings(exposed: dict[str, Any] | None) -> list[dict[str, Any]]:
     """``-P``: every port of the image's ExposedPorts ("80/tcp": {}) on an ephemeral host port."""
     out = []
-    for key in sorted(exposed or {}):
-        port, _, proto = key.partition("/")
+    for key in exposed or {}:
+        port, _, proto = str(key).partition("/")
         proto = proto or "tcp"
         if proto not in PROTOS or not port.isdigit() or not 1 <= int(port) <= 65535:
             continue  # sctp, or a malformed key in a stranger's image: nothing to publish
         out.append(_binding(proto, "0.0.0.0", 0, int(port)))
-    return out
+    return sorted(out, key=lambda b: (b["container_port"], b["proto"]))
 
 
 def merge(bindings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop exact duplicates (docker does too); a host port given twice is refused later by the
     reservation itself."""
-    seen, out = set(), []
+    seen: set[tuple[Any, ...]] = set()
+    out: list[dict[str, Any]] = []
     for b in bindings:
-        key = (b["proto"], b["host_ip"], b["host_port"], b["container_port"], tuple(b.get("host_range", ())))
+        key: tuple[Any, ...] = (b["proto"], b["host_ip"], b["host_port"], b["container_port"],
+                                tuple(b.get("host_range", ())))
         if b["host_port"] == 0 and "host_range" not in b:
             key = key + (len(out),)  # each ephemeral binding gets its own port
         if key not in seen:
