@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ class NetOptions:
     add_hosts: list[str] = field(default_factory=list)
 
 
+# More than this many published ports is refused (a stranger's image can EXPOSE thousands, and
+# -P would hold a socket for each).
+MAX_PUBLISHED = 1024
+ALIAS_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$")
+
+
 def check_options(root: Path, opts: NetOptions, exposed: dict[str, Any] | None,
                   hostname_given: bool) -> dict[str, Any]:
     """The spec fields for ``opts`` (``network``, ``networks``, ``ports``, ``ip``, ``aliases``,
@@ -49,6 +56,11 @@ def check_options(root: Path, opts: NetOptions, exposed: dict[str, Any] | None,
     if opts.publish_all:
         bindings += ports.exposed_bindings(exposed)
     bindings = ports.merge(bindings)
+    if len(bindings) > MAX_PUBLISHED:
+        raise NetworkError(f"too many published ports ({len(bindings)}; at most {MAX_PUBLISHED})")
+    for alias in opts.aliases:
+        if not ALIAS_RE.match(alias):
+            raise NetworkError(f"invalid network alias {alias!r} (letters, digits, _ . -)")
     if mode.startswith("container:"):
         ref = mode.split(":", 1)[1]
         try:

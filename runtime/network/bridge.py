@@ -40,8 +40,12 @@ def new_netns() -> int:
         try:
             os.close(r)
             os.close(w2)
-            linux.unshare(linux.CLONE_NEWNET)
-            linux.loopback_up()
+            try:
+                linux.unshare(linux.CLONE_NEWNET)
+                linux.loopback_up()
+            except OSError as e:
+                os.write(w, (e.strerror or str(e)).encode()[:200])
+                os._exit(1)
             os.write(w, b"k")
             os.read(r2, 1)  # hold the namespace until the parent has opened it
             code = 0
@@ -50,8 +54,10 @@ def new_netns() -> int:
     os.close(w)
     os.close(r2)
     try:
-        if os.read(r, 1) != b"k":
-            raise NetworkError("cannot create a network namespace (the kernel refused it)")
+        answer = os.read(r, 256)
+        if answer != b"k":
+            raise NetworkError("cannot create a network namespace: the kernel refused it"
+                               + (f" ({answer.decode(errors='replace')})" if answer else ""))
         fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(r)

@@ -73,7 +73,7 @@ def hosts_text(rec: Record, store: NetworkStore) -> str:
     """The hosts file of the container ``rec`` describes, from the current live members."""
     lines = [HOSTS_HEADER]
     lines += [h + "\n" for h in rec.extra_hosts]
-    if rec.endpoints:
+    if rec.endpoints and rec.hostname and not any(c.isspace() or c == "#" for c in rec.hostname):
         lines.append(f"{rec.endpoints[0].ip}\t{rec.hostname}\n")
     members: list[str] = []
     for ep in rec.endpoints:

@@ -11,7 +11,7 @@ from typing import Any
 
 from runtime.containers import Container, ContainerStore
 from runtime.network import DEFAULT_BRIDGE, NetworkError, NetworkInUse, dns, nat
-from runtime.network.attach import _sweep_locked, sweep
+from runtime.network.attach import ALIAS_RE, _sweep_locked, sweep
 from runtime.network.ipam import Endpoint, Network, NetworkStore
 from runtime.spec import ContainerSpec
 
@@ -129,6 +129,9 @@ def connect(root: Path, net_ref: str, container_ref: str, ip: str | None, aliase
     nat.nft_path()
     container = ContainerStore(root / "containers").get(container_ref)
     spec = _bridged_spec(container, "connected to")
+    for alias in aliases:
+        if not ALIAS_RE.match(alias):
+            raise NetworkError(f"invalid network alias {alias!r} (letters, digits, _ . -)")
     store = NetworkStore(root)
     with store.locked():
         net = store.get(net_ref)

@@ -151,6 +151,9 @@ def reserve(bindings: list[dict[str, Any]]) -> Reservation:
                 try:
                     s = _bind(b["proto"], b["host_ip"], b["host_port"])
                 except OSError as e:
+                    if e.errno in (23, 24):  # ENFILE, EMFILE
+                        raise NetworkError(f"cannot hold {len(bindings)} published ports: "
+                                           f"{e.strerror}") from None
                     if e.errno == 99:  # EADDRNOTAVAIL: not an address of this host
                         raise NetworkError(f"Bind for {b['host_ip']}:{b['host_port']} failed: "
                                            f"{b['host_ip']} is not an address of this host") from None
