@@ -84,14 +84,18 @@ def prune(root: Path) -> list[str]:
 
 
 def inspect(root: Path, net: Network) -> dict[str, Any]:
+    from runtime.network import bridge
+
     store = NetworkStore(root)
     containers = {}
-    for rec in store.members(net.name):
-        ep = rec.endpoint(net.name)
-        assert ep is not None
-        containers[rec.container] = {"Name": rec.name, "EndpointID": hashlib.sha256(
-            f"{rec.container}:{net.id}".encode()).hexdigest(), "MacAddress": _mac(ep),
-            "IPv4Address": f"{ep.ip}/{net.prefixlen}", "IPv6Address": ""}
+    members = store.members(net.name)
+    with bridge.netlink_in() as ipr:
+        for rec in members:
+            ep = rec.endpoint(net.name)
+            assert ep is not None
+            containers[rec.container] = {"Name": rec.name, "EndpointID": hashlib.sha256(
+                f"{rec.container}:{net.id}".encode()).hexdigest(), "MacAddress": _mac(ipr, ep),
+                "IPv4Address": f"{ep.ip}/{net.prefixlen}", "IPv6Address": ""}
     return {"Name": net.name, "Id": net.id, "Created": _iso(net.created), "Scope": "local",
             "Driver": "bridge", "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
@@ -100,12 +104,13 @@ def inspect(root: Path, net: Network) -> dict[str, Any]:
             "Options": {"com.docker.network.bridge.name": net.bridge}, "Labels": dict(net.labels)}
 
 
-def _mac(ep: Endpoint) -> str:
-    try:
-        with open(f"/sys/class/net/{ep.veth}/address") as f:
-            return f.read().strip()   # the host end; the container end is in its namespace
-    except OSError:
-        return ""
+def _mac(ipr: object, ep: Endpoint) -> str:
+    """The host end's (the container end is in its namespace); by netlink, since /sys shows
+    the namespace it was mounted in, not necessarily this one."""
+    from runtime.network import bridge
+
+    info = bridge.link_info(ipr, ep.veth)
+    return str(info["mac"]) if info else ""
 
 
 def _running_netns(container: Container) -> int | None:

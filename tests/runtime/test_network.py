@@ -54,6 +54,7 @@ class Bed:
     def __init__(self, root: Path) -> None:
         self.ip_tool = need_tool("ip", "iproute2")
         self.nft = need_tool("nft", "nftables")
+        self.nsenter = need_tool("nsenter", "util-linux")
         tag = f"{os.getpid() % 10000}{random.randrange(100, 999)}"
         self.host, self.client = f"hoist-nh{tag}", f"hoist-nc{tag}"
         octet = random.randrange(1, 250)
@@ -90,8 +91,13 @@ class Bed:
     def env(self, **extra: str) -> dict[str, str]:
         return dict(os.environ, HOIST_ROOT=str(self.root), PYTHONPATH=str(REPO), **extra)
 
+    def enter(self, ns: str) -> list[str]:
+        """Only the network namespace (``ip netns exec`` would also remount /sys, hiding the
+        cgroup hierarchies the containers' device rules live in)."""
+        return [self.nsenter, f"--net=/run/netns/{ns}"]
+
     def in_ns(self, ns: str, *argv: str, timeout: float = 60, env: dict[str, str] | None = None) -> Res:
-        res = subprocess.run([self.ip_tool, "netns", "exec", ns, *argv], capture_output=True, text=True,
+        res = subprocess.run([*self.enter(ns), *argv], capture_output=True, text=True,
                              timeout=timeout, env=env or self.env(), cwd=REPO)
         return Res(res.returncode, res.stdout, res.stderr)
 
@@ -216,7 +222,7 @@ def test_published_tcp_and_udp_from_another_host_and_loopback(bed: Bed) -> None:
 def test_outbound_nat_reaches_the_client_host(bed: Bed) -> None:
     """The client host has no route to the container's subnet: only a masquerade gets the
     answer back. An --internal network has no way out at all."""
-    server = subprocess.Popen([bed.ip_tool, "netns", "exec", bed.client, "busybox", "httpd", "-f", "-p", "7000",
+    server = subprocess.Popen([*bed.enter(bed.client), "busybox", "httpd", "-f", "-p", "7000",
                                "-h", str(bed.root / "images")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         (bed.root / "images" / "probe.txt").write_text("from the client host\n")
@@ -302,7 +308,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(bed: Bed) -> None:
     # host port in use: by another container, and by a host process
     err = _one_line(bed.hoist("run", "-d", "--network", "bnet", "-p", "8100:80", IMAGE, *WEB))
     assert err == "hoist run: Bind for 0.0.0.0:8100 failed: port is already allocated"
-    listener = subprocess.Popen([bed.ip_tool, "netns", "exec", bed.host, "busybox", "nc", "-l", "-p", "8101"],
+    listener = subprocess.Popen([*bed.enter(bed.host), "busybox", "nc", "-l", "-p", "8101"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
@@ -360,6 +366,10 @@ def test_container_mode_dns_and_add_host(bed: Bed) -> None:
     assert "10.97.0." in out
     assert eventually(lambda: bed.hoist("exec", "peer", "busybox", "wget", "-qO-", "http://basealias/index.html"),
                       "a connected container by alias") == "hello from the container\n"
+    doc = json.loads(bed.ok("network", "inspect", "other"))[0]
+    assert doc["Name"] == "other" and doc["IPAM"]["Config"] == [{"Subnet": "10.97.0.0/24", "Gateway": "10.97.0.1"}]
+    assert sorted(c["Name"] for c in doc["Containers"].values()) == ["base", "peer"]
+    assert all(c["MacAddress"] and c["IPv4Address"].endswith("/24") for c in doc["Containers"].values())
     bed.ok("network", "disconnect", "other", "base")
     assert "10.97.0." not in bed.ok("exec", "base", "busybox", "ip", "-4", "addr")
     assert "basealias" not in bed.ok("exec", "peer", "cat", "/etc/hosts")
