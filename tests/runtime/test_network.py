@@ -373,3 +373,24 @@ def test_container_mode_dns_and_add_host(bed: Bed) -> None:
     bed.ok("network", "disconnect", "other", "base")
     assert "10.97.0." not in bed.ok("exec", "base", "busybox", "ip", "-4", "addr")
     assert "basealias" not in bed.ok("exec", "peer", "cat", "/etc/hosts")
+
+
+def test_concurrent_runs_get_distinct_addresses(bed: Bed) -> None:
+    """Six ``run -d`` at once on one network: the lock gives each its own address and port, and
+    each one's hosts file ends up naming all six."""
+    bed.ok("network", "create", "--subnet", "10.99.0.0/24", "busy")
+    procs = [subprocess.Popen([*bed.enter(bed.host), sys.executable, "-m", "hoist.cli", "run", "-d", "--name", f"c{i}",
+                               "--network", "busy", "-p", "80", IMAGE, *WEB],
+                              env=bed.env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(6)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    doc = json.loads(bed.ok("network", "inspect", "busy"))[0]
+    addrs = sorted(c["IPv4Address"] for c in doc["Containers"].values())
+    assert len(set(addrs)) == 6 and all(a.startswith("10.99.0.") for a in addrs)
+    host_ports = {bed.ok("port", f"c{i}", "80").strip() for i in range(6)}
+    assert len(host_ports) == 6
+    for i in range(6):
+        hosts = bed.ok("exec", f"c{i}", "cat", "/etc/hosts")
+        assert all(f"\tc{j} " in hosts for j in range(6)), hosts
