@@ -358,6 +358,13 @@ def test_container_mode_dns_and_add_host(bed: Bed) -> None:
     assert "10.1.2.3\tdb.example" in out and "nameserver 10.0.0.53" in out
     err = _one_line(bed.hoist("run", "--rm", "--network", "container:base", "-p", "80:80", "busybox", "true"))
     assert "conflicting options" in err
+    err = _one_line(bed.hoist("run", "--rm", "--network", "container:nosuch", "busybox", "true"))
+    assert "no such container: nosuch" in err
+    bed.ok("run", "--name", "done", "--network", "cnet", "busybox", "true")
+    err = _one_line(bed.hoist("run", "--rm", "--network", "container:done", "busybox", "true"))
+    assert "non running container" in err
+    err = _one_line(bed.hoist("network", "rm", "nosuch"), code=1)
+    assert "network nosuch not found" in err
     # connect a running container to a second network: a new interface and names there
     bed.ok("network", "create", "--subnet", "10.97.0.0/24", "other")
     bed.ok("run", "-d", "--name", "peer", "--network", "other", "busybox", "sleep", "300")
