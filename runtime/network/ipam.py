@@ -179,7 +179,8 @@ class NetworkStore:
             raise NetworkError(f"network with name {name} already exists")
         if gateway and not subnet:
             raise NetworkError("--gateway needs --subnet")
-        net = parse_subnet(subnet) if subnet else self._free_subnet()
+        # The first pool stays for the default network, as docker keeps it for docker0.
+        net = parse_subnet(subnet) if subnet else self._free_subnet(skip=() if self._has_default() else (_POOLS[0],))
         for other in self.all():
             if other.net.overlaps(net):
                 raise NetworkError(f"invalid pool request: subnet {net} overlaps with network "
@@ -205,8 +206,11 @@ class NetworkStore:
                                f"has active endpoints ({', '.join(sorted(users))})")
         self._path(net.name).unlink(missing_ok=True)
 
-    def _free_subnet(self) -> ipaddress.IPv4Network:
-        taken = [n.net for n in self.all()] + _routed_subnets()
+    def _has_default(self) -> bool:
+        return self._path(DEFAULT_BRIDGE).exists()
+
+    def _free_subnet(self, skip: tuple[ipaddress.IPv4Network, ...] = ()) -> ipaddress.IPv4Network:
+        taken = [n.net for n in self.all()] + _routed_subnets() + list(skip)
         for pool in _POOLS:
             if not any(pool.overlaps(t) for t in taken):
                 return pool

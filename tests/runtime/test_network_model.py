@@ -10,6 +10,7 @@ import pytest
 
 from runtime.network import AddressUnavailable, NetworkError, PortAllocated, dns, nat, ports
 from runtime.network.ipam import Endpoint, NetworkStore, Record
+from runtime.network.ipam import _routed_subnets as _routes
 from runtime.containers import process_start_time
 
 
@@ -122,7 +123,10 @@ def test_network_definitions(tmp_path: Path) -> None:
                 store.create(*args)
         auto = store.create("n7")
         default = store.get("bridge")
+        auto2 = store.create("n8")
     assert auto.subnet != default.subnet and not auto.net.overlaps(default.net)
+    assert default.subnet == "172.17.0.0/16" or "172.17.0.0/16" in {str(r) for r in _routes()}
+    assert not auto2.net.overlaps(auto.net) and not auto2.net.overlaps(default.net)
     assert store.get("n1").gateway == "10.40.0.254" and store.get(store.get("n1").id[:6]).name == "n1"
 
 
