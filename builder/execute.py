@@ -170,6 +170,7 @@ class _StepMounts:
     env: list[str] = field(default_factory=list)
     caches: list[_CachePlan] = field(default_factory=list)
     ssh: list[_SSHPlan] = field(default_factory=list)
+    ssh_sock: str = ""
     closers: list[Callable[[], None]] = field(default_factory=list)
     scratch: list[Path] = field(default_factory=list)
 
@@ -326,8 +327,8 @@ class BuildBackend:
             mounts.volumes.append(Volume(str(where), path, True))
             mounts.keys.append({"type": "file", "target": path, "sha256": hashlib.sha256(data).hexdigest()})
         env = list(process.env)
-        if mounts.ssh and not any(e.startswith("SSH_AUTH_SOCK=") for e in env):
-            env.append(f"SSH_AUTH_SOCK={mounts.ssh[0].target}")      # as BuildKit's llb sets it
+        if mounts.ssh_sock and not any(e.startswith("SSH_AUTH_SOCK=") for e in env):
+            env.append(f"SSH_AUTH_SOCK={mounts.ssh_sock}")      # as BuildKit's llb sets it
         key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
                          "env": env, "cwd": process.cwd, "user": process.user, "network": network,
                          "mounts": mounts.keys, "compression": self.opts.compression,
@@ -402,6 +403,7 @@ class BuildBackend:
                 ssh_id = mount.cache_id or "default"
                 ssh_target = target or f"/run/buildkit/ssh_agent.{ssh_count}"
                 ssh_count += 1
+                mounts.ssh_sock = mounts.ssh_sock or ssh_target       # the first one, mounted or not
                 mounts.keys.append({"type": mount.type, "id": ssh_id, "target": ssh_target,
                                     "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
                 agent = self.opts.ssh.get(ssh_id)

@@ -70,22 +70,46 @@ def parse_ssh(values: list[str], environ: dict[str, str] | None = None) -> dict[
     return out
 
 
+class _UnixAddress:
+    """A socket address for ``path`` however long it is: sun_path holds 107 bytes, a path under
+    ``$HOIST_ROOT`` may be longer, so a long one goes through ``/proc/self/fd/N`` of its
+    directory (N held open for the bind or connect)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = -1
+        self.address = path
+        if len(path.encode()) > 100:
+            self.fd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.address = f"/proc/self/fd/{self.fd}/{os.path.basename(path)}"
+
+    def __enter__(self) -> str:
+        return self.address
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
 class KeyAgent:
-    """``ssh-agent`` holding ``keys``, listening on ``folder/agent.sock``, until ``close``."""
+    """``ssh-agent`` holding ``keys``, listening on ``folder/agent.sock``, until ``close``; it
+    gets SIGKILL if the build dies first (``setpriv --pdeathsig``)."""
 
     def __init__(self, keys: tuple[str, ...], folder: Path) -> None:
-        agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
-        if agent is None or add is None:
-            raise BuilderError("--ssh with key files needs OpenSSH's ssh-agent and ssh-add (openssh-client)")
+        agent, add, setpriv = shutil.which("ssh-agent"), shutil.which("ssh-add"), shutil.which("setpriv")
+        if agent is None or add is None or setpriv is None:
+            raise BuilderError("--ssh with key files needs OpenSSH's ssh-agent and ssh-add (openssh-client) "
+                               "and setpriv (util-linux)")
         self.socket = str(folder / "agent.sock")
-        self.proc = subprocess.Popen([agent, "-D", "-a", self.socket], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A relative socket name, from the folder: the absolute one may be too long for sun_path.
+        self.proc = subprocess.Popen([setpriv, "--pdeathsig", "KILL", agent, "-D", "-a", "agent.sock"], cwd=folder,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         try:
             self._wait_socket()
-            env = {"SSH_AUTH_SOCK": self.socket, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            env = {"SSH_AUTH_SOCK": "agent.sock", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                    "SSH_ASKPASS_REQUIRE": "never"}
             for key in keys:
-                done = subprocess.run([add, "-q", key], env=env, stdin=subprocess.DEVNULL,
+                done = subprocess.run([add, "-q", key], env=env, stdin=subprocess.DEVNULL, cwd=folder,
                                       capture_output=True, text=True, timeout=30, start_new_session=True)
                 if done.returncode != 0:
                     why = (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -117,7 +141,8 @@ class AgentRelay:
         self.path = path
         self.upstream = upstream
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
+        with _UnixAddress(str(path)) as address:
+            self.listener.bind(address)
         os.chown(path, uid, gid)
         os.chmod(path, mode & 0o777)
         self.listener.listen(MAX_CONNECTIONS)
@@ -147,7 +172,8 @@ class AgentRelay:
         try:
             with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
                 try:
-                    up.connect(self.upstream)
+                    with _UnixAddress(self.upstream) as address:
+                        up.connect(address)
                 except OSError:
                     return
                 ends = {conn.fileno(): (conn, up), up.fileno(): (up, conn)}

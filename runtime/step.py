@@ -34,6 +34,7 @@ of a step whose monitor was killed are removed with its folder.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -113,12 +114,23 @@ def claim_prefix(root: str | os.PathLike[str]) -> str:
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(Path(root) / "build", 0o700)
             token = os.urandom(_TOKEN_LEN // 2).hex()
-            fd = os.open(folder / f"{token}.lock", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            # Locked before it has its name: a cleaner never sees an owner's file unlocked.
+            staging = folder / f".new-{token}"
+            fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, f"{os.getpid()} {process_start_time(os.getpid())}\n".encode())
+            os.rename(staging, folder / f"{token}.lock")
             # Never closed: the lock is this process's life (fork children share it).
             _owners[key] = token
+            atexit.register(_release_owner, key, folder / f"{token}.lock")
         return token
+
+
+def _release_owner(key: tuple[int, str], path: Path) -> None:
+    """At a normal exit: the owner's file goes (its folders are all closed by then)."""
+    if key[0] == os.getpid():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _owner_alive(root: Path, token: str) -> tuple[bool, int | None]:
@@ -155,6 +167,11 @@ def clean_stale(root: str | os.PathLike[str]) -> list[Path]:
             token = name[:_TOKEN_LEN]
             if token not in mine:
                 candidates.setdefault(token, []).append(build / sub / name)
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(build / "owners"):
+            token = name.removesuffix(".lock")
+            if name.endswith(".lock") and token not in mine:
+                candidates.setdefault(token, [])
     removed: list[Path] = []
     for token, paths in sorted(candidates.items()):
         alive, fd = _owner_alive(root, token)
