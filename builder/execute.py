@@ -76,6 +76,7 @@ class Progress(Protocol):
     def output(self, step: int, data: bytes) -> None: ...
     def done(self, step: int, seconds: float | None) -> None: ...     # None: CACHED
     def error(self, step: int, message: str) -> None: ...
+    def close(self) -> None: ...                                        # the build is over
 
 
 class PlainProgress:
@@ -122,6 +123,9 @@ class PlainProgress:
         self._flush(step)
         self.write(f"#{step} ERROR: {message}\n\n")
 
+    def close(self) -> None:
+        pass
+
 
 class QuietProgress:
     def start(self, name: str) -> int:
@@ -134,6 +138,9 @@ class QuietProgress:
         pass
 
     def error(self, step: int, message: str) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
@@ -24,6 +25,9 @@ from hoist.errors import UserError
 from hoist.paths import hoist_root
 from storage.layout import ImageLayout
 from storage.platform import Platform
+
+if TYPE_CHECKING:
+    from builder.execute import Progress
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
-    from builder.execute import BuildBackend, BuildOptions, PlainProgress, QuietProgress, StepFailed, execute
+    from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
     from builder.sshforward import parse_ssh
     from hoist.config import local_store
@@ -106,7 +110,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     epoch = _epoch()
     ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
-    progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
+    progress = _progress(args)
     try:
         opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
                             platform=host, no_cache=args.no_cache, compression=args.compression,
@@ -117,11 +121,14 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     source = CliImageSource(layout, args.pull)
     started = time.time()
     try:
-        with layout.lease():
-            backend = BuildBackend(opts, layout, source, progress, report.graph)
-            state = execute(report.graph, backend)
-            result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
-                            fmt=args.format, labels=labels)
+        try:
+            with layout.lease():
+                backend = BuildBackend(opts, layout, source, progress, report.graph)
+                state = execute(report.graph, backend)
+                result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
+                                fmt=args.format, labels=labels)
+        finally:
+            progress.close()        # the last frame before anything else is printed
     except StepFailed as e:
         for line in e.tail:
             print(f"  > {line}", file=sys.stderr)
@@ -146,6 +153,29 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
     print(result.image_id)
     return 0
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    """``--progress``: ``auto`` is BuildKit's folded display when stderr is a terminal (and
+    TERM is not ``dumb``), else the plain lines a CI log wants."""
+    from builder.execute import PlainProgress, QuietProgress
+
+    if args.quiet:
+        return QuietProgress()
+    mode = args.progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "plain"
+    if mode == "tty":
+        from hoist.progress import BuildTtyProgress
+
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd >= 0:
+            sys.stderr.flush()
+            return BuildTtyProgress(fd)
+    return PlainProgress(_write_stderr)
 
 
 def _write_stderr(text: str) -> None:
