@@ -502,14 +502,20 @@ class BuildBackend:
         return seed
 
     def _attach_mounts(self, mounts: _StepMounts, step: int) -> None:
-        """Take the cache instances (waiting for a locked one) and start the agents."""
-        for plan in mounts.caches:
-            def waiting(plan: _CachePlan = plan) -> None:
-                self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
-            instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
-                                                 uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
-            mounts.closers.append(instance.close)
-            mounts.volumes.append(Volume(str(instance.path), plan.target, plan.readonly))
+        """Take the cache instances (waiting for a locked one) and start the agents. Mounts of
+        one cache in one step share its instance (BuildKit's per-exec ref map); caches are taken
+        in one order (by key), so two steps each waiting for the other's cannot happen."""
+        taken: dict[tuple[str, str], Path] = {}
+        for plan in sorted(mounts.caches, key=lambda p: (p.cache_id, p.origin)):
+            path = taken.get((plan.cache_id, plan.origin))
+            if path is None:
+                def waiting(plan: _CachePlan = plan) -> None:
+                    self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
+                instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
+                                                     uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
+                mounts.closers.append(instance.close)
+                path = taken[(plan.cache_id, plan.origin)] = instance.path
+            mounts.volumes.append(Volume(str(path), plan.target, plan.readonly))
         for ssh in mounts.ssh:
             folder = self._scratch_dir(mounts.scratch)
             upstream = ssh.source.socket

@@ -148,9 +148,11 @@ RUN --mount=type=cache,target=/p,id=shared-id,uid=1000,gid=50,mode=0770 \\
     stat -c '%u %g %a' /p >> /out; ls /p | wc -l >> /out
 RUN --mount=type=cache,target=/s,from=seed,source=/seed cat /s/sub/s >> /out
 RUN --mount=type=cache,target=/var/cache/x echo by-target > /var/cache/x/t
+RUN --mount=type=cache,target=/l1,id=twice,sharing=locked --mount=type=cache,target=/l2,id=twice,sharing=locked \
+    echo same > /l1/f && cat /l2/f >> /out
 """)
     h("build", "-t", "ck:1", str(ctx))
-    assert h("run", "--rm", "ck:1", "cat", "/out").out.split("\n") == ["one", "1000 50 770", "0", "seeded", ""]
+    assert h("run", "--rm", "ck:1", "cat", "/out").out.split("\n") == ["one", "1000 50 770", "0", "seeded", "same", ""]
     assert (_instance(h, "/var/cache/x") / "t").read_text() == "by-target\n"    # id defaults to the target
     assert (_instance(h, "shared-id") / "f").read_text() == "one\n"
     assert not h("run", "--rm", "ck:1", "ls", "/a", "/b", "/p", "/s", ok=False).out.strip()  # none in the image
