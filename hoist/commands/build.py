@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
         data = _read(dockerfile)
         name = str(dockerfile)
     build_args = parse_build_args(args.build_args)
-    report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform)
     ignore_errors = _check_dockerignore(context, dockerfile) if context is not None else []
+    matcher = _ignore(context, dockerfile) if context is not None and not ignore_errors else None
+    report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform,
+                              ignore=matcher)
     if args.check:
         return _print_report(name, report, ignore_errors)
     if report.errors or ignore_errors:
