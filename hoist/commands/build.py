@@ -27,7 +27,11 @@ from storage.layout import ImageLayout
 from storage.platform import Platform
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from builder.dispatch import StageState
     from builder.execute import Progress
+    from builder.lint import BuildCheck
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 
@@ -127,6 +131,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             with layout.lease():
                 backend = BuildBackend(opts, layout, source, progress, report.graph)
                 state = execute(report.graph, backend)
+                late = _late_checks(report, backend.stages.values())
                 result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
                                 fmt=args.format, labels=labels)
         finally:
@@ -144,6 +149,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"build failed: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+    for check in late:
+        print(f"{name}: warning: {check}", file=sys.stderr)
     if not args.quiet:
         print(f"writing image {result.image_id} done", file=sys.stderr)
         for tag in tags:
@@ -155,6 +162,22 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
     print(result.image_id)
     return 0
+
+
+def _late_checks(report: CheckReport, stages: Iterable[StageState]) -> list[BuildCheck]:
+    """The build checks only the build could find (the base images' ENV known: UndefinedVar),
+    those ``--check`` did not already report; under ``# check=error=true`` the first fails the
+    build before anything is exported or tagged (raises DockerfileError)."""
+    from builder.lint import check_options
+
+    assert report.dockerfile is not None
+    options = check_options(report.dockerfile)
+    seen = set(report.checks)
+    late = [c for c in dict.fromkeys(c for s in stages for c in s.lint) if c not in seen and options.reports(c.rule)]
+    late.sort(key=lambda c: (c.line or 0, c.rule))
+    if late and options.error:
+        raise DockerfileError(f"{late[0].rule}: {late[0].message}", late[0].line)
+    return late
 
 
 def _progress(args: argparse.Namespace) -> Progress:

@@ -128,3 +128,23 @@ def test_copy_ignored_file_from_the_cli(tmp_path: Path, flag: str | None) -> Non
     r = h("build", *([flag] if flag else []), str(ctx), ok=False)
     assert 'WARN: CopyIgnoredFile: Attempting to Copy file ".env" that is excluded by .dockerignore (line 3)' in r.err \
         or (flag is None and "CopyIgnoredFile: Attempting to Copy file \".env\"" in r.err)
+
+
+def test_undefined_var_in_a_build_knows_the_base_images_env(tmp_path: Path) -> None:
+    from tests.images import busybox_image
+
+    h = Hoist(tmp_path)
+    busybox_image(h.images)
+    ctx = tmp_path / "b"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV P=$PATH X=$NOT_IN_BUSYBOX\n")
+    r = h("build", "-t", "uv:1", str(ctx))
+    assert r.err.count("UndefinedVar") == 1
+    assert "WARN: UndefinedVar: Usage of undefined variable '$NOT_IN_BUSYBOX' (line 2)" in r.err
+    assert "UndefinedVar" not in h("build", "--check", str(ctx)).err     # --check cannot know busybox's ENV
+    (ctx / "Dockerfile").write_text("# check=error=true\nFROM busybox\nENV X=$NOT_IN_BUSYBOX\n")
+    r = h("build", "-t", "uv:2", str(ctx), ok=False)
+    assert r.code == 1 and "Dockerfile:3: UndefinedVar: Usage of undefined variable '$NOT_IN_BUSYBOX'" in r.err
+    tags = [line.split()[:2] for line in h("images").out.splitlines()[1:]]
+    assert ["docker.io/library/uv", "1"] in tags and ["docker.io/library/uv", "2"] not in tags
+    assert "writing image" not in r.err

@@ -106,6 +106,10 @@ def test_tmpfs_bad_and_oversized_sizes(h: Hoist, tmp_path: Path) -> None:
     r = h("build", "-t", "big:1", str(big), ok=False)
     assert r.code == 1 and "size 2m is over the bound of 1048576 bytes (HOIST_BUILD_TMPFS_MAX)" in r.err
     assert "big" not in h("images").out
+    h.env["HOIST_BUILD_TMPFS_MAX"] = "lots"
+    r = h("build", str(big), ok=False)
+    assert r.code != 0 and "invalid HOIST_BUILD_TMPFS_MAX 'lots' (use e.g. 512m or 2g)" in r.err
+    h.env["HOIST_BUILD_TMPFS_MAX"] = "1m"
     # Without a size the bound is the size.
     ctx = _ctx(tmp_path, "FROM busybox\nRUN --mount=type=tmpfs,target=/t grep ' /t ' /proc/mounts > /m\n")
     h("build", "-t", "dflt:1", str(ctx))

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from builder.cachemounts import CacheMounts
 from tests.cli.helpers import REPO_ROOT, Hoist
 from tests.images import busybox_image
 
@@ -39,9 +41,10 @@ def _ctx(tmp_path: Path, dockerfile: str) -> Path:
     return ctx
 
 
-def build_on_pty(h: Hoist, *args: str) -> tuple[int, str, str, float]:
+def build_on_pty(h: Hoist, *args: str, seen: Callable[[str], None] | None = None) -> tuple[int, str, str, float]:
     """``hoist build ARGS`` with stderr on a pty of COLUMNS x ROWS: (exit code, stdout, what the
-    terminal received, seconds it ran)."""
+    terminal received, seconds it ran). ``seen`` gets what the terminal received so far, after
+    each read."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     began = time.monotonic()
@@ -63,6 +66,8 @@ def build_on_pty(h: Hoist, *args: str) -> tuple[int, str, str, float]:
         if not chunk:
             break
         received += chunk
+        if seen is not None:
+            seen(received.decode(errors="replace"))
     os.close(master)
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
@@ -116,17 +121,30 @@ def screen(data: str) -> list[str]:
 
 STEPS = """\
 FROM busybox
-RUN for i in 1 2 3 4 5 6 7 8 9; do echo "line-$i"; sleep 0.05; done; \\
-    printf '\\033]0;title\\007\\033[31mred\\n'; seq 1 3000
+RUN --mount=type=cache,id=gate,target=/g for i in 1 2 3 4 5 6 7 8 9; do echo "line-$i"; done; \\
+    printf '\\033]0;title\\007\\033[31mred\\n'; seq 1 3000; echo waiting-for-go; \\
+    while [ ! -e /g/go ]; do sleep 0.05; done
 RUN echo second
 """
 
 
+def _release_when_shown(gate: Path) -> Callable[[str], None]:
+    """Lets the step end once the display has shown its last line (beneath the running step)."""
+    def seen(received: str) -> None:
+        if " => => # waiting-for-go" in received and gate.parent.is_dir():
+            gate.touch()
+    return seen
+
+
 def test_tty_display_folds_step_output_and_ends_clean(h: Hoist, tmp_path: Path) -> None:
-    code, out, term, seconds = build_on_pty(h, "--progress", "tty", "-t", "p:1", str(_ctx(tmp_path, STEPS)))
+    gate = CacheMounts(h.root / "cache" / "cachemounts").key_dir("gate", "") / "0" / "go"
+    code, out, term, seconds = build_on_pty(h, "--progress", "tty", "-t", "p:1", str(_ctx(tmp_path, STEPS)),
+                                            seen=_release_when_shown(gate))
     assert code == 0, term
     assert out.startswith("sha256:")
-    assert " => => # line-1" in term and " => => # 3000" in term      # the running step's output, shown
+    shown = term[term.index(" => => # waiting-for-go") - 400:]
+    # The running step's last lines, beneath it: 3000 lines of output, the last six shown.
+    assert [f" => => # {n}" in shown for n in (2997, 2998, 2999, 3000)] == [True] * 4
     assert "\x1b]0;title" not in term and "\x1b[31m" not in term        # a step's escapes never reach it
     final = screen(term)
     assert final[0].startswith("[+] Building ") and final[0].endswith("(3/3) FINISHED")
