@@ -349,8 +349,10 @@ def test_sigkilled_build_folders_removed_by_the_next_build_not_a_running_ones(
     _lines_until(killed, " started-2")          # its output, not its title
     left = folders()
     assert {p.parent for p in left} == {steps, scratch}          # its overlay dirs and its rw-bind copy
+    # The monitor records both pids once the container runs (it may print before that).
+    _wait_for("the step's recorded pids", lambda: len(_step_processes(steps)) == 2, killed)
     step = _step_processes(steps)
-    assert len(step) == 2 and _alive(step)
+    assert _alive(step)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     _wait_for("the killed build's step to die with it", lambda: not _alive(step))
