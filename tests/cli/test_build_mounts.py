@@ -20,6 +20,7 @@ from builder.cachemounts import CacheMounts
 from runtime.containers import process_start_time
 from tests.cli.helpers import REPO_ROOT, Hoist
 from tests.images import busybox_image
+from tests.peers import need_tool
 
 WAIT = 60      # seconds a handshake may take before the test gives up (never asserted on)
 
@@ -234,6 +235,8 @@ def test_private_cache_gives_a_concurrent_user_a_fresh_instance(h: Hoist, tmp_pa
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real OpenSSH agent holding a fresh ed25519 key: (its socket, the key file)."""
+    for tool in ("ssh-agent", "ssh-add", "ssh-keygen"):
+        need_tool(tool, "openssh-client")
     sock = tmp_path / "agent.sock"
     key = tmp_path / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hoist-test-key", "-f", str(key)],
