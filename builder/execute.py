@@ -184,10 +184,17 @@ class _StepMounts:
     scratch: list[Path] = field(default_factory=list)
 
     def close(self) -> None:
+        """Undo everything, even when one undo fails (the first failure is raised after)."""
+        failure: BaseException | None = None
         while self.closers:
-            self.closers.pop()()
+            try:
+                self.closers.pop()()
+            except Exception as e:
+                failure = failure or e
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+        if failure is not None:
+            raise failure
 
 
 class StepFailed(DockerfileError):

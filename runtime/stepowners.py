@@ -108,7 +108,11 @@ def clean_stale(root: str | os.PathLike[str]) -> list[Path]:
         try:
             left = False
             for path in paths:
-                if _remove_step_folder(path):
+                try:
+                    gone = _remove_step_folder(path)
+                except OSError:
+                    gone = False        # best effort: the next build tries again
+                if gone:
                     removed.append(path)
                 else:
                     left = True
