@@ -127,12 +127,14 @@ FROM busybox
 RUN mkdir -p {outside} && ln -s {outside} /esc && ln -s ../../../../../../{outside} /esc2
 RUN --mount=type=tmpfs,target=/esc/t --mount=type=cache,target=/esc2/c,id=esc \\
     --mount=type=cache,target=../../../../{outside}/dots,id=dots \\
-    echo t > /esc/t/f && echo c > /esc2/c/f && echo d > {outside}/dots/f && \\
+    --mount=type=cache,target=/byid,id=../../../../../..{outside} \\
+    echo t > /esc/t/f && echo c > /esc2/c/f && echo d > {outside}/dots/f && echo i > /byid/f && \\
     grep -c ' {outside}/' /proc/mounts > /count
 """)
     h("build", "-t", "esc:1", str(ctx))
     assert list(outside.iterdir()) == []              # the host's directory saw nothing
     assert h("run", "--rm", "esc:1", "cat", "/count").out.strip() == "3"
+    assert (_instance(h, f"../../../../../..{outside}") / "f").read_text() == "i\n"     # an id is only a name
     assert (_instance(h, "esc") / "f").read_text() == "c\n"
     assert (_instance(h, "dots") / "f").read_text() == "d\n"
     r = h("build", str(_ctx(tmp_path, "FROM busybox\nRUN --mount=type=tmpfs,target=/proc/x true\n", name="p")),
