@@ -313,6 +313,17 @@ def test_ssh_required_without_ssh_fails_clearly(h: Hoist, tmp_path: Path) -> Non
     assert r.code != 0 and "no such file or socket" in r.err
 
 
+def test_ssh_key_with_a_passphrase_is_refused(h: Hoist, tmp_path: Path) -> None:
+    need_tool("ssh-keygen", "openssh-client")
+    key = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(key)], check=True)
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN --mount=type=ssh,id=git echo $((6*7))\n")
+    r = h("build", "-t", "pp:1", "--ssh", f"git={key}", str(ctx), ok=False)
+    assert r.code == 1 and f"Dockerfile:2: --ssh: cannot load key {key}" in r.err
+    assert "42" not in r.err and "pp" not in h("images").out
+    assert not [p for p in (h.root / "build" / "scratch").iterdir()]        # nothing left behind
+
+
 # -- what a killed build leaves ---------------------------------------------------------------------
 
 def _step_processes(steps: Path) -> list[tuple[int, int | None]]:
