@@ -19,6 +19,10 @@ in a child with its own mount namespace, on the merged root, writing into a fres
 
 Steps live in ``<root>/build/steps/<id>/`` (not in ``containers/``: ``hoist ps`` never lists
 them) and are removed by ``StepResult.close``.
+
+Folders of a killed build: every step folder's name starts with its owner's token
+(``runtime.stepowners``), so the next build removes what a killed one left and never a live
+build's. A step's monitor dies with its build (``ContainerSpec.caller_pid``: PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from runtime.containers import Container, ContainerStore
 from runtime.errors import RuntimeFailure
 from runtime.lifecycle import Runtime
 from runtime.snapshots import SnapshotStore, overlay_options
-from runtime.spec import ContainerSpec, Volume, check_volumes
+from runtime.spec import ContainerSpec, Volume, check_volume_target, check_volumes
+from runtime.stepowners import TOKEN_LEN, new_step_id
 from runtime.snapshots import remove_tree
 from storage.tree import is_opaque, is_whiteout
 
@@ -92,13 +97,16 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
     if process.network not in ("host", "none"):
         raise StepError(f"unsupported network {process.network!r} (use host or none)")
     store = _step_store(runtime.root)
-    cid = store.new_id()
+    cid = new_step_id(runtime.root)
+    for vol in process.mounts:
+        check_volume_target(vol.target)
     spec = ContainerSpec(
-        id=cid, name=f"hoist_build_{cid[:12]}", image="(build step)", image_id="",
+        id=cid, name=f"hoist_build_{cid[TOKEN_LEN:TOKEN_LEN + 12]}", image="(build step)", image_id="",
         argv=list(process.argv), env=list(process.env), cwd=process.cwd, user=process.user,
         hostname=process.hostname, network=process.network,
         volumes=check_volumes(list(process.mounts)), created=time.time(),
         seccomp=seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, runtime.root / "cache" / "seccomp"),
+        caller_pid=os.getpid(),
     )
     # Not SPECIAL_DIRS: their mount points stay in the layer, as in BuildKit's (see above).
     stubs = [p.lstrip("/") for p in _ETC_FILES] + \
@@ -203,7 +211,7 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
     after the chroot the host's modules are out of reach."""
     runtime = Runtime(root)
     store = _step_store(runtime.root)
-    folder = store.root / store.new_id()
+    folder = store.root / new_step_id(runtime.root)
     folder.mkdir(mode=0o700)
     upper, work, merged = folder / "upper", folder / "work", folder / "rootfs"
     upper.mkdir(mode=0o755)
