@@ -42,7 +42,8 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
-from builder.source import ImageSource, SourceError
+from builder.remote import RemoteSources, SystemGit
+from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
@@ -50,6 +51,7 @@ from runtime.spec import Volume
 from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
 from storage.layout import ImageLayout
 from storage.platform import Platform
+from storage.tarlimits import Limits
 
 TAIL_LINES = 10
 
@@ -146,8 +148,10 @@ class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
-                 graph: BuildGraph) -> None:
+                 graph: BuildGraph, *, fetcher: UrlFetcher | None = None, git: GitFetcher | None = None) -> None:
         self.opts = opts
+        self.fetcher = fetcher          # ADD <url> (None: a URL source is an error)
+        self.git = git if git is not None else SystemGit()
         self.layout = layout
         self.source = source
         self.progress = progress
@@ -434,20 +438,30 @@ class BuildBackend:
 
     def _copy(self, state: StageState, instr: Copy | Add, dest: str, step: int) -> None:
         began = time.monotonic()
-        if isinstance(instr, Add) and any(s.startswith(("http://", "https://", "git@")) or s.endswith(".git")
-                                          for s in instr.sources):
-            raise DockerfileError("ADD of a URL or git repository is not supported by hoist build yet")
-        if instr.contents and instr.sources:
-            raise DockerfileError(f"{instr.keyword} mixing heredoc and file sources is not supported yet")
+        remote = RemoteSources.plan(instr.sources, checksum=instr.checksum, keep_git_dir=instr.keep_git_dir,
+                                    unpack=instr.unpack, git=self.git) if isinstance(instr, Add) else None
+        scratch: list[Path] = []
+        try:
+            reused = self._copy_from(state, instr, dest, step, remote, scratch)
+        finally:
+            for path in scratch:
+                shutil.rmtree(path, ignore_errors=True)
+        if not reused:
+            self.progress.done(step, time.monotonic() - began)
+
+    def _copy_from(self, state: StageState, instr: Copy | Add, dest: str, step: int,
+                   remote: RemoteSources | None, scratch: list[Path]) -> bool:
+        """The copy of one COPY/ADD; True when the cache had it (the step shows CACHED)."""
         chmod = parse_chmod(instr.chmod) if instr.chmod else None
         chown = parse_chown(instr.chown) if instr.chown else None
         parents = isinstance(instr, Copy) and instr.parents
         unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
-        if instr.contents:
-            selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
-            root, origin = None, "heredoc"
+        patterns = remote.local if remote is not None else list(instr.sources)
+        if not patterns:
+            selection = Selection(root=None, groups=[], what="heredoc")
+            root, origin = None, "remote" if remote is not None else "heredoc"
         else:
             if from_stage is None:
                 if self.opts.context is None:
@@ -457,8 +471,10 @@ class BuildBackend:
                 layers, origin = self._from_layers(from_stage)
                 root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
-            selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
+            selection = select_sources(root, patterns, ignore=ignore, excludes=instr.excludes,
                                        what=what, parents=parents)
+        if instr.contents:  # after every path source, as BuildKit's dispatchCopy adds them
+            selection = selection.with_contents([(c.name, c.data) for c in instr.contents])
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
                                         unpack_archives=unpack, chown=instr.chown,
                                         hash_cache=self.hash_cache if origin == "context" else None)
@@ -466,24 +482,41 @@ class BuildBackend:
         # merges the result on the stage: destination paths resolve in the empty tree (a symlink of
         # the parent is not followed), missing directories are made as on scratch.
         linked = instr.link and not instr.chmod
-        key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
-                         "content": digest, "dest": dest, "keyword": instr.keyword,
-                         "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
-        if self._reuse(state, step, key):
-            return
+
+        def step_key() -> str:
+            definition = {"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
+                          "content": digest, "dest": dest, "keyword": instr.keyword,
+                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch}
+            if remote is not None:  # URL and git sources: by checksum, commit, or downloaded content
+                definition["remote"] = remote.keys()
+            return cache_key(definition)
+
+        keyed = remote is None or remote.keyed
+        if keyed:
+            key = step_key()
+            if self._reuse(state, step, key):
+                return True
+        if remote is not None:
+            remote.fetch(self._scratch_dir(scratch), self.fetcher, self.git, Limits())
+            if not keyed:
+                key = step_key()
+                if self._reuse(state, step, key):
+                    return True
+            selection = remote.merge(selection)
         workdir, link = state.workdir, instr.link
 
         # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
         link_owner = link_chown_ids(chown) if linked and chown is not None else None
 
-        def do_copy(inner: Path) -> None:
-            chosen = dataclasses.replace(selection, root=inner) if selection.root is not None else selection
-            owner = link_owner or (resolve_owner(chown, Path("/")) if chown is not None else None)
-            copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
-                      unpack_archives=unpack, link=link)
+        with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
+            def do_copy(inner: Path) -> None:
+                chosen = dataclasses.replace(opened, root=inner) if opened.root is not None else opened
+                owner = link_owner or (resolve_owner(chown, Path("/")) if chown is not None else None)
+                copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
+                          unpack_archives=unpack, link=link)
 
-        self._overlay_step(state, key, do_copy, root, step, independent=linked)
-        self.progress.done(step, time.monotonic() - began)
+            self._overlay_step(state, key, do_copy, root, step, independent=linked)
+        return False
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from builder.dispatch import LayerRef
@@ -79,3 +80,51 @@ class LocalImageSource:
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage:
         return read_local(self.layout, ref, platform)
+
+
+# -- ADD <url> and ADD <git ref>: the fetch interfaces ------------------------------------------
+
+class FetchError(SourceError):
+    """A URL or git source cannot be fetched (refused redirect, bad status, too large a body,
+    connection error, unknown ref); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Download:
+    """What ``UrlFetcher.fetch`` wrote: the sha256 of the bytes, how many, and the final
+    response's ``Last-Modified`` header as sent (None without one)."""
+
+    digest: str
+    size: int
+    last_modified: str | None = None
+
+
+class UrlFetcher(Protocol):
+    """Downloads for ``ADD https://...`` (``hoist/commands/build.py`` fills it; ``builder/``
+    never speaks HTTP itself)."""
+
+    def fetch(self, url: str, into: Path, max_bytes: int) -> Download:
+        """GET ``url`` and write its body into the new file ``into`` (created exclusively, mode
+        0600), following at most 10 redirects, each to an http or https URL only. Raises
+        FetchError for a status outside 200..399, a refused redirect, a body longer than
+        ``max_bytes`` (the file is then removed: disk and memory stay bounded), or a connection
+        that fails; nothing but ``into`` is ever written."""
+        ...
+
+
+class GitFetcher(Protocol):
+    """Git checkouts for ``ADD <git ref>`` (the system ``git`` by default:
+    ``builder.remote.SystemGit``)."""
+
+    def resolve(self, remote: str, ref: str | None) -> str:
+        """The full commit id ``ref`` (a branch, a tag, a commit; None: the remote's HEAD)
+        names in ``remote``; raises FetchError."""
+        ...
+
+    def checkout(self, remote: str, ref: str | None, commit: str, into: Path, *, keep_git_dir: bool,
+                 max_bytes: int, max_entries: int) -> None:
+        """The tree of ``commit`` (reached through ``ref``) checked out in the new directory
+        ``into``, its ``.git`` kept only with ``keep_git_dir``; a tree of more than
+        ``max_bytes`` bytes or ``max_entries`` entries is refused before it is written. Raises
+        FetchError."""
+        ...

@@ -1,0 +1,490 @@
+"""ADD's remote sources: URLs and git repositories, told apart and fetched as BuildKit does.
+
+Which source is which (``classify``; dockerfile2llb's ``isGitSource``/``isHTTPSource`` over
+``dfgitutil.ParseGitRef``): a git ref is an ``http``/``https`` URL whose path ends in ``.git``,
+any ``ssh://`` or ``git://`` URL, or an scp-like ``[user@]host:path``; its fragment is
+``#ref[:subdir]``. Any other ``http``/``https`` URL is downloaded; everything else is a path in
+the context (``file://`` is not a scheme either of them knows, so it is a path, as in BuildKit).
+
+URLs (BuildKit's ``source/http``): the file is named after the last element of the URL's
+path (``__unnamed__`` when there is none; ``..`` too, which BuildKit would write beside its
+download directory), written 0600 and owned by root, its mtime the response's
+``Last-Modified`` or the epoch, never extracted unless ``--unpack=true``. With ``--checksum`` the
+download must have that digest, and the step's cache key is known without downloading (a hit
+fetches nothing); without one the key is the downloaded content's digest, name and mtime.
+
+Git refs (BuildKit's ``source/git``): the ref (a branch, a tag or a full commit id; the remote's
+HEAD without one) is resolved to a commit with ``git ls-remote`` and the step is keyed by that
+commit (plus subdir and ``--keep-git-dir``), so a hit clones nothing; a ``--checksum`` must be a
+prefix of the commit id. The checkout's ``.git`` is removed unless ``--keep-git-dir``; the
+subdir (resolved inside the checkout) is what is copied. Submodules are not fetched.
+
+Everything fetched is a stranger's: downloads are bounded (``storage.tarlimits.Limits``:
+``HOIST_UNPACK_MAX_BYTES`` and the free-space reserve), a git tree is measured with
+``git ls-tree`` before it is checked out (bytes and entries bounded the same way), git runs
+with no system or global configuration, no templates, an empty HOME (but for ssh remotes, which
+need the caller's keys) and only the http, https, ssh and git transports, and each file it writes
+is capped by RLIMIT_FSIZE while a watchdog bounds the total. The copy itself reads the fetched
+trees through descriptors, symlinks resolved inside them (``builder.copy``), so a link in a
+repository cannot lead the copy out of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import os
+import posixpath
+import re
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from builder.copy import CopyError, Selection, SourceGroup, select_sources
+from builder.errors import DockerfileError
+from builder.source import FetchError, GitFetcher, UrlFetcher
+from storage.tarlimits import Limits
+
+UNNAMED = "__unnamed__"
+GIT_PROTOCOLS = frozenset({"http", "https", "ssh", "git"})
+_PROTO = re.compile(r"^[a-zA-Z0-9]+://")
+_SCP = re.compile(r"^(?:([a-zA-Z0-9_-]+)@)?([a-zA-Z0-9.-]+):(.*?)(?:#(.*))?$")
+_HEX_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+GIT_TIMEOUT = float(os.environ.get("HOIST_GIT_TIMEOUT", "600"))
+
+
+@dataclass(frozen=True)
+class GitRef:
+    """A parsed git source: ``remote`` (what git is given), ``ref`` and ``subdir`` from the fragment."""
+
+    remote: str
+    scheme: str
+    ref: str | None = None
+    subdir: str = ""
+
+
+def parse_git_ref(src: str) -> GitRef | None:
+    """The git ref ``src`` names, or None when it is not one (dfgitutil.ParseGitRef)."""
+    if src.startswith(("./", "../")):
+        return None
+    if _PROTO.match(src):
+        scheme = src.split("://", 1)[0].lower()
+        if scheme not in GIT_PROTOCOLS:
+            return None
+        parts = urlsplit(src)
+        if scheme in ("http", "https") and not unquote(parts.path).endswith(".git"):
+            return None
+        remote = src.split("#", 1)[0]
+        fragment = parts.fragment
+    else:
+        parsed = urlsplit(src)
+        if parsed.scheme and not (parsed.netloc == "" and parsed.path and not parsed.path.startswith("/")):
+            return None  # a URL with an explicit scheme is not scp-like
+        m = _SCP.match(src)
+        if m is None:
+            return None
+        scheme = "ssh"
+        remote = src.split("#", 1)[0]
+        fragment = m.group(4) or ""
+    if fragment.startswith("#"):
+        raise DockerfileError(f"git source {src!r}: the '##key=value' fragment form is not supported by hoist "
+                              "(use #ref:subdir)")
+    ref, _, subdir = fragment.partition(":")
+    return GitRef(remote=remote, scheme=scheme, ref=ref or None, subdir=subdir)
+
+
+def is_http_source(src: str) -> bool:
+    return src.startswith(("http://", "https://")) and parse_git_ref(src) is None
+
+
+def classify(src: str) -> str:
+    """"git", "url" or "local"."""
+    if parse_git_ref(src) is not None:
+        return "git"
+    return "url" if is_http_source(src) else "local"
+
+
+def url_file_name(url: str) -> str:
+    """The name a downloaded file gets: the last element of the URL's (decoded) path, as Go's
+    ``path.Base``; ``__unnamed__`` when that is empty, ``.``, ``/`` or ``..``."""
+    path = unquote(urlsplit(url).path)
+    base = posixpath.basename(path.rstrip("/")) if path.strip("/") else ""
+    if base in ("", ".", "..", "/") or "\x00" in base:
+        return UNNAMED
+    return base
+
+
+def http_time(value: str | None) -> float | None:
+    """Seconds since the epoch of an HTTP date (RFC 1123, RFC 850 or asctime, as Go's
+    ``http.ParseTime``), or None."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def check_git_checksum(value: str) -> None:
+    if not _HEX.fullmatch(value) or len(value) > 64:
+        raise DockerfileError(f"invalid checksum {value!r} for a git source: expected hex commit hash")
+
+
+def _escape(name: str) -> str:
+    """A path for ``select_sources`` with its wildcard characters taken literally."""
+    return re.sub(r"([*?\[\\])", r"\\\1", name)
+
+
+# -- the plan of one ADD -----------------------------------------------------------------------------
+
+@dataclass
+class _Remote:
+    position: int
+    source: str
+    kind: str                                   # "url" | "git"
+    git: GitRef | None = None
+    commit: str | None = None
+    key: dict[str, Any] | None = None
+    group: SourceGroup | None = None
+
+
+@dataclass
+class RemoteSources:
+    """The URL and git sources of one ADD, in source order: keyed (before fetching where that
+    is possible), then fetched into a scratch directory and turned into source groups."""
+
+    sources: tuple[str, ...]
+    checksum: str | None
+    keep_git_dir: bool
+    unpack: bool | None
+    remotes: list[_Remote] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, sources: Sequence[str], *, checksum: str | None, keep_git_dir: bool, unpack: bool | None,
+             git: GitFetcher | None) -> RemoteSources | None:
+        """None when every source is local; otherwise the plan, with git refs resolved to
+        commits (raises DockerfileError)."""
+        remotes = []
+        for position, src in enumerate(sources):
+            kind = classify(src)
+            if kind == "git":
+                remotes.append(_Remote(position, src, kind, git=parse_git_ref(src)))
+            elif kind == "url":
+                remotes.append(_Remote(position, src, kind))
+        if not remotes:
+            return None
+        plan = cls(tuple(sources), checksum, keep_git_dir, unpack, remotes)
+        for r in remotes:
+            if r.kind == "git":
+                assert r.git is not None
+                if git is None:
+                    raise DockerfileError(f"ADD {r.source}: this build has no git fetcher")
+                ref = r.git.ref
+                try:
+                    r.commit = ref if ref is not None and _HEX_COMMIT.fullmatch(ref) else git.resolve(r.git.remote, ref)
+                except FetchError as e:
+                    raise DockerfileError(str(e)) from None
+                if checksum and not r.commit.startswith(checksum.lower()):
+                    raise DockerfileError(f"expected checksum to match {checksum}, got {r.commit}")
+                r.key = {"git": r.commit, "subdir": r.git.subdir, "keep_git_dir": keep_git_dir}
+            elif checksum:
+                r.key = {"url": url_file_name(r.source), "checksum": checksum, "unpack": unpack is True}
+        return plan
+
+    @property
+    def local(self) -> list[str]:
+        remote = {r.position for r in self.remotes}
+        return [s for i, s in enumerate(self.sources) if i not in remote]
+
+    @property
+    def keyed(self) -> bool:
+        """Whether every remote source is keyed without fetching it."""
+        return all(r.key is not None for r in self.remotes)
+
+    def keys(self) -> list[dict[str, Any]]:
+        return [dict(r.key or {}, position=r.position) for r in self.remotes]
+
+    def fetch(self, where: Path, fetcher: UrlFetcher | None, git: GitFetcher | None, limits: Limits) -> None:
+        """Fetch every remote source under ``where`` (a scratch directory the caller removes)
+        and make its source group; raises DockerfileError."""
+        for r in self.remotes:
+            folder = where / f"source-{r.position}"
+            folder.mkdir(mode=0o700)
+            try:
+                if r.kind == "url":
+                    self._fetch_url(r, folder, fetcher, limits)
+                else:
+                    self._fetch_git(r, folder, git, limits)
+            except (FetchError, CopyError) as e:
+                raise DockerfileError(str(e)) from None
+
+    def _fetch_url(self, r: _Remote, folder: Path, fetcher: UrlFetcher | None, limits: Limits) -> None:
+        if fetcher is None:
+            raise FetchError(f"ADD {r.source}: this build cannot download URLs")
+        name = url_file_name(r.source)
+        path = folder / name
+        free = _free_budget(folder, limits)
+        got = fetcher.fetch(r.source, path, min(limits.max_bytes, free))
+        if self.checksum and got.digest != self.checksum:
+            raise FetchError(f"digest mismatch for {r.source}: {got.digest} (expected: {self.checksum})")
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != got.size:
+            raise FetchError(f"ADD {r.source}: the download is not the file that was written")
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0, follow_symlinks=False)
+        os.chmod(path, 0o600)
+        modified = http_time(got.last_modified)
+        mtime = 0.0 if modified is None else modified
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+        if r.key is None:
+            r.key = {"url": name, "digest": got.digest, "last_modified": got.last_modified,
+                     "unpack": self.unpack is True}
+        selection = select_sources(folder, [_escape(name)], ignore=None, what=f"URL {r.source}",
+                                   keep_owner=False, limits=limits)
+        r.group = dataclasses.replace(selection.groups[0], pattern=r.source, root=folder,
+                                      unpack=self.unpack is True)
+
+    def _fetch_git(self, r: _Remote, folder: Path, git: GitFetcher | None, limits: Limits) -> None:
+        assert r.git is not None and r.commit is not None and git is not None
+        checkout = folder / "checkout"
+        git.checkout(r.git.remote, r.git.ref, r.commit, checkout, keep_git_dir=self.keep_git_dir,
+                     max_bytes=limits.max_bytes, max_entries=limits.max_entries)
+        subdir = r.git.subdir.strip("/")
+        selection = select_sources(checkout, [_escape(subdir) if subdir else "."], ignore=None,
+                                   what=f"git {r.git.remote}", keep_owner=False, limits=limits)
+        group = selection.groups[0]
+        if not group.items or not group.items[0].top.is_dir:
+            raise FetchError(f"git {r.git.remote}: {subdir!r} is not a directory at {r.commit}")
+        r.group = dataclasses.replace(group, pattern=r.source, root=checkout, unpack=False)
+
+    def merge(self, local: Selection) -> Selection:
+        """``local`` (the context sources, then heredocs) with the fetched groups put in their
+        places: sources in the order written, heredocs last (BuildKit's dispatchCopy)."""
+        fetched = {r.position: r.group for r in self.remotes}
+        local_groups = list(local.groups)
+        ordered: list[SourceGroup] = []
+        for position in range(len(self.sources)):
+            group = fetched.get(position)
+            if group is not None:
+                ordered.append(group)
+            elif local_groups:
+                ordered.append(local_groups.pop(0))
+        return local.with_groups(ordered + local_groups)
+
+
+def _free_budget(folder: Path, limits: Limits) -> int:
+    """Bytes a download may take: what the filesystem has beyond the free-space reserve."""
+    fs = os.statvfs(folder)
+    return max(0, fs.f_bavail * fs.f_frsize - limits.reserve(fs))
+
+
+# -- the system git -------------------------------------------------------------------------------------
+
+class SystemGit:
+    """``GitFetcher`` with the ``git`` on PATH (see the module docstring for how it is confined)."""
+
+    def __init__(self, binary: str = "git", timeout: float = GIT_TIMEOUT) -> None:
+        self.binary = binary
+        self.timeout = timeout
+
+    def _env(self, remote: str, home: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k in ("PATH", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "http_proxy", "https_proxy", "no_proxy",
+                        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy")}
+        ssh = parse_git_ref(remote)
+        if ssh is not None and ssh.scheme == "ssh" and "HOME" in os.environ:
+            env["HOME"] = os.environ["HOME"]          # the caller's keys and known_hosts, as `git clone`
+        else:
+            env["HOME"] = str(home)
+        env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0",
+                   GIT_ALLOW_PROTOCOL="http:https:ssh:git", GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+                   GIT_ASKPASS="true", GIT_TEMPLATE_DIR="")
+        return env
+
+    def _run(self, args: list[str], env: dict[str, str], *, cwd: Path | None = None, file_limit: int | None = None,
+             watch: tuple[Path, int] | None = None, what: str) -> str:
+        def confine() -> None:  # pragma: no cover - runs in the child
+            os.umask(0o022)
+            if file_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+            os.setsid()
+
+        try:
+            proc = subprocess.Popen([self.binary, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=confine)
+        except FileNotFoundError:
+            raise FetchError(f"{what}: the git binary ({self.binary}) is not installed") from None
+        too_big = threading.Event()
+        done = threading.Event()
+        if watch is not None:
+            threading.Thread(target=_watchdog, args=(proc, watch[0], watch[1], too_big, done), daemon=True).start()
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise FetchError(f"{what}: git did not finish in {self.timeout:.0f}s (HOIST_GIT_TIMEOUT)") from None
+        finally:
+            done.set()
+        if too_big.is_set() or proc.returncode == -signal.SIGXFSZ:
+            raise FetchError(f"{what}: the repository is larger than the {watch[1] if watch else file_limit} "
+                             "bytes allowed (HOIST_UNPACK_MAX_BYTES)")
+        if proc.returncode != 0:
+            lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+            tail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+            raise FetchError(f"{what}: {tail[:500]}")
+        return out.decode(errors="replace")
+
+    def resolve(self, remote: str, ref: str | None) -> str:
+        home = _empty_home()
+        try:
+            wanted = [ref] if ref else ["HEAD"]
+            if ref and not ref.startswith("refs/"):
+                wanted = [f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", ref]
+            out = self._run(["ls-remote", "--", remote, *(w for w in wanted if not w.endswith("^{}"))],
+                            self._env(remote, home), what=f"git {remote}")
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        found: dict[str, str] = {}
+        for line in out.splitlines()[:10000]:
+            sha, _, name = line.partition("\t")
+            if _HEX_COMMIT.fullmatch(sha):
+                found.setdefault(name, sha)
+        for name in wanted:
+            peeled = found.get(name + "^{}") if name.startswith("refs/tags/") else None
+            if peeled or name in found:
+                return peeled or found[name]
+        raise FetchError(f"git {remote}: no ref {ref or 'HEAD'!r} in the repository")
+
+    def checkout(self, remote: str, ref: str | None, commit: str, into: Path, *, keep_git_dir: bool,
+                 max_bytes: int, max_entries: int) -> None:
+        home = _empty_home()
+        what = f"git {remote}"
+        try:
+            env = self._env(remote, home)
+            into.mkdir(mode=0o755)
+            run = self._run
+            run(["init", "-q", "--template=", str(into)], env, what=what)
+            run(["remote", "add", "origin", "--", remote], env, cwd=into, what=what)
+            fetch = ["-c", "protocol.file.allow=never", "fetch", "-q", "--no-tags", "--no-recurse-submodules"]
+            watch = (into, max_bytes)
+            targets = [ref] if ref and ref != commit else []
+            attempts = [fetch + ["--depth=1", "origin", commit]]
+            attempts += [fetch + ["--depth=1", "origin", t] for t in targets]
+            attempts += [fetch + ["origin", t] for t in targets]
+            attempts += [fetch + ["origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]]
+            last: FetchError | None = None
+            for args in attempts:
+                try:
+                    run(args, env, cwd=into, file_limit=max_bytes, watch=watch, what=what)
+                except FetchError as e:
+                    if "larger than" in str(e):
+                        raise
+                    last = e
+                    continue
+                if self._has_commit(into, env, commit):
+                    break
+            else:
+                raise last or FetchError(f"{what}: commit {commit} is not in the repository")
+            self._check_size(into, env, commit, max_bytes, max_entries, what)
+            run(["-c", "advice.detachedHead=false", "-c", "core.symlinks=true", "checkout", "-q", "--detach",
+                 commit, "--"], env, cwd=into, file_limit=max_bytes, what=what)
+            if not keep_git_dir:
+                shutil.rmtree(into / ".git")
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+    def _has_commit(self, into: Path, env: dict[str, str], commit: str) -> bool:
+        try:
+            kind = self._run(["cat-file", "-t", commit], env, cwd=into, what="git")
+        except FetchError:
+            return False
+        return kind.strip() == "commit"
+
+    def _check_size(self, into: Path, env: dict[str, str], commit: str, max_bytes: int, max_entries: int,
+                    what: str) -> None:
+        """Refuse a tree larger than the bounds before anything of it is written."""
+        listing = self._run(["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit], env, cwd=into, what=what)
+        total = 0
+        for count, record in enumerate(filter(None, listing.split("\0")), 1):
+            if count > max_entries:
+                raise FetchError(f"{what}: the tree of {commit} has more than {max_entries} entries "
+                                 "(HOIST_UNPACK_MAX_ENTRIES)")
+            size = record.split("\t", 1)[0].split()[-1]
+            if size.isdigit():
+                total += int(size)
+            if total > max_bytes:
+                raise FetchError(f"{what}: the tree of {commit} is larger than the {max_bytes} bytes allowed "
+                                 "(HOIST_UNPACK_MAX_BYTES)")
+
+
+def _empty_home() -> Path:
+    import tempfile
+    return Path(tempfile.mkdtemp(prefix="hoist-git-home-"))
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.communicate()
+
+
+def _watchdog(proc: subprocess.Popen[bytes], folder: Path, limit: int, too_big: threading.Event,
+              done: threading.Event) -> None:
+    """Kill ``proc`` (and its process group) once ``folder`` holds more than ``limit`` bytes."""
+    while not done.wait(0.2):
+        if _tree_bytes(folder, limit) > limit:
+            too_big.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return
+
+
+def _tree_bytes(folder: Path, stop_at: int) -> int:
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+                    if total > stop_at:
+                        return total
+        except OSError:
+            continue
+    return total
+
+
+__all__ = [
+    "UNNAMED",
+    "GitRef",
+    "RemoteSources",
+    "SystemGit",
+    "check_git_checksum",
+    "classify",
+    "http_time",
+    "is_http_source",
+    "parse_git_ref",
+    "url_file_name",
+]
