@@ -337,7 +337,10 @@ class SystemGit:
             raise FetchError(f"{what}: git did not finish in {self.timeout:.0f}s (HOIST_GIT_TIMEOUT)") from None
         finally:
             done.set()
-        if too_big.is_set() or proc.returncode == -signal.SIGXFSZ:
+        # A file that reached RLIMIT_FSIZE (in git or in a transport helper it runs) is the limit too.
+        capped = file_limit is not None and watch is not None and proc.returncode != 0 and \
+            _has_file_of(watch[0], file_limit)
+        if too_big.is_set() or capped or proc.returncode == -signal.SIGXFSZ:
             raise FetchError(f"{what}: the repository is larger than the {watch[1] if watch else file_limit} "
                              "bytes allowed (HOIST_UNPACK_MAX_BYTES)")
         if proc.returncode != 0:
@@ -352,8 +355,7 @@ class SystemGit:
             wanted = [ref] if ref else ["HEAD"]
             if ref and not ref.startswith("refs/"):
                 wanted = [f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", ref]
-            out = self._run(["ls-remote", "--", remote, *(w for w in wanted if not w.endswith("^{}"))],
-                            self._env(remote, home), what=f"git {remote}")
+            out = self._run(["ls-remote", "--", remote, *wanted], self._env(remote, home), what=f"git {remote}")
         finally:
             shutil.rmtree(home, ignore_errors=True)
         found: dict[str, str] = {}
@@ -396,7 +398,8 @@ class SystemGit:
                 if self._has_commit(into, env, commit):
                     break
             else:
-                raise last or FetchError(f"{what}: commit {commit} is not in the repository")
+                raise FetchError(f"{what}: commit {commit} is not in the repository") if last is None or \
+                    self._has_any(into, env) else last
             self._check_size(into, env, commit, max_bytes, max_entries, what)
             run(["-c", "advice.detachedHead=false", "-c", "core.symlinks=true", "checkout", "-q", "--detach",
                  commit, "--"], env, cwd=into, file_limit=max_bytes, what=what)
@@ -404,6 +407,13 @@ class SystemGit:
                 shutil.rmtree(into / ".git")
         finally:
             shutil.rmtree(home, ignore_errors=True)
+
+    def _has_any(self, into: Path, env: dict[str, str]) -> bool:
+        """Whether some fetch brought objects (so a missing commit is the answer, not an error)."""
+        try:
+            return bool(self._run(["count-objects", "-v"], env, cwd=into, what="git").count("count: 0") < 2)
+        except FetchError:
+            return False
 
     def _has_commit(self, into: Path, env: dict[str, str], commit: str) -> bool:
         try:
@@ -453,6 +463,25 @@ def _watchdog(proc: subprocess.Popen[bytes], folder: Path, limit: int, too_big: 
             except (ProcessLookupError, PermissionError):
                 pass
             return
+
+
+def _has_file_of(folder: Path, size: int) -> bool:
+    """Whether a regular file below ``folder`` is at least ``size`` bytes long."""
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size >= size:
+                            return True
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return False
 
 
 def _tree_bytes(folder: Path, stop_at: int) -> int:
