@@ -42,6 +42,7 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
+from builder.platforms import can_run, emulation_error, image_platform, parse_platform, result_platform
 from builder.remote import RemoteSources, SystemGit
 from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
@@ -136,7 +137,8 @@ class BuildOptions:
     root: Path                              # $HOIST_ROOT
     context: Path | None                    # None: no context (Dockerfile from stdin)
     ignore: PatternMatcher | None = None
-    platform: Platform = field(default_factory=Platform.host)
+    platform: Platform = field(default_factory=Platform.host)   # the target platform (--platform)
+    explicit_platform: bool = False         # --platform was given: the result says it is for it
     no_cache: bool = False
     compression: str = "gzip"
     network: str = "host"                   # what RUN --network=default means
@@ -180,7 +182,7 @@ class BuildBackend:
         began = time.monotonic()
         name = self._name(state, f"FROM {state.node.base}")
         try:
-            base = self.source.resolve(state.node.base, self.opts.platform)
+            base = self.source.resolve(state.node.base, self.stage_platform(state))
         except SourceError as e:
             self.progress.error(self.progress.start(name), str(e))
             raise DockerfileError(str(e)) from None
@@ -195,6 +197,18 @@ class BuildBackend:
         state.layers = list(base.layers)
         state.base_digest = base.digest
         self.progress.done(step, time.monotonic() - began)
+
+    def stage_platform(self, state: StageState) -> Platform:
+        """The platform a stage is built for: its FROM --platform, else the target platform."""
+        return parse_platform(state.node.platform) if state.node.platform else self.opts.platform
+
+    def _check_runnable(self, state: StageState) -> None:
+        """A RUN executes the stage image's binaries: refuse one this host cannot run (BuildKit
+        without emulation fails it with an exec format error)."""
+        image = state.image
+        wanted = image_platform(image) if image.get("architecture") and image.get("os") else self.stage_platform(state)
+        if not can_run(wanted):
+            raise DockerfileError(emulation_error(wanted))
 
     # -- the snapshot chain ----------------------------------------------------------------------
     def chain(self, layers: list[LayerRef]) -> list[Path]:
@@ -254,6 +268,7 @@ class BuildBackend:
     def _run(self, state: StageState, instr: Run, process: RunProcess, step: int, network: str,
              scratch: list[Path]) -> None:
         try:
+            self._check_runnable(state)
             volumes, mount_keys, secret_env = self._run_mounts(state, instr, scratch)
         except DockerfileError as e:
             self.progress.error(step, e.message)
@@ -580,9 +595,11 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
         return set(node.deps) | ({node.base_stage} if node.base_stage is not None else set())
 
     try:
-        return _execute(graph, backend, jobs, build_one, needs)
+        target = _execute(graph, backend, jobs, build_one, needs)
     finally:
         backend.hash_cache.save()
+    result_platform(target.image, backend.opts.platform, backend.opts.explicit_platform)
+    return target
 
 
 def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Callable[[int], None],

@@ -27,6 +27,10 @@ class SourceError(BuilderError):
     """A base image cannot be found, read or pulled; the message says which and why."""
 
 
+class PlatformMismatch(SourceError):
+    """The local image is a single-platform image of another platform than the one wanted."""
+
+
 @dataclass(frozen=True)
 class BaseImage:
     ref: str                    # the normalised reference
@@ -54,10 +58,17 @@ def read_local(layout: ImageLayout, ref: str, platform: Platform) -> BaseImage:
     try:
         desc, manifest = layout.resolve_image(name, platform)
         config = json.loads(layout.read_blob(manifest.config.digest)) if manifest.config else None
+        single = desc.digest == layout.find(name).descriptor.digest
     except (StorageError, ValueError) as e:
         raise SourceError(f"{ref}: {e}") from None
     if not isinstance(config, dict):
         raise SourceError(f"{ref}: the image has no config")
+    if single and config.get("architecture") and config.get("os"):
+        # A single-platform image says its platform only in its config: another platform's
+        # image is not this one (the caller may pull the right one).
+        actual = Platform.of(config)
+        if not platform.matches(actual):
+            raise PlatformMismatch(f"{ref}: the local image is for {actual}, not {platform}")
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(manifest.layers):
         raise SourceError(f"{ref}: the image has {len(manifest.layers)} layers but its config lists "

@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
 from builder.errors import BuilderError, DockerfileError, DockerignoreError
-from builder.source import BaseImage, SourceError, UrlFetcher, normalise, read_local
+from builder.source import BaseImage, PlatformMismatch, SourceError, UrlFetcher, normalise, read_local
 from hoist.errors import UserError
 from hoist.paths import hoist_root
 from storage.layout import ImageLayout
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="build only the stages this stage needs")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="KEY[=VALUE]",
                         help="set a build argument (KEY alone takes the value from the environment)")
-    parser.add_argument("--platform", help="target platform (only this host's can be built)")
+    parser.add_argument("--platform", help="target platform (another than the host's: no RUN without emulation)")
     parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], metavar="NAME[:TAG]",
                         help="name the image (repeatable)")
     parser.add_argument("--check", action="store_true", help="parse and validate only; build nothing")
@@ -88,11 +88,12 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     from hoist.config import local_store
 
     assert report.graph is not None
-    host = Platform.host()
-    if args.platform:
-        wanted = Platform.parse(args.platform)
-        if not wanted.matches(host) and not host.matches(wanted):
-            raise UserError(f"cannot build for {wanted} on this {host} host (no emulation)")
+    # Another platform than the host's is built as BuildKit builds it without emulation: its
+    # base images are that platform's, COPY works, a RUN of its binaries is refused.
+    try:
+        target = Platform.parse(args.platform) if args.platform else Platform.host()
+    except ValueError as e:
+        raise UserError(f"invalid --platform {args.platform!r}: {e}") from None
     tags = [_tag(t) for t in args.tags]
     labels = {}
     for item in args.labels:
@@ -105,7 +106,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     layout = local_store()
     progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
     opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
-                        platform=host, no_cache=args.no_cache, compression=args.compression,
+                        platform=target, explicit_platform=bool(args.platform), no_cache=args.no_cache,
+                        compression=args.compression,
                         network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets))
     source = CliImageSource(layout, args.pull)
     started = time.time()
@@ -160,17 +162,25 @@ class CliImageSource:
     def __init__(self, layout: ImageLayout, pull: bool) -> None:
         self.layout = layout
         self.pull = pull
-        self.pulled: set[str] = set()
+        self.pulled: set[tuple[str, Platform]] = set()
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage:
         name = normalise(ref)
-        if not self.pull or name in self.pulled:
+        mismatch: PlatformMismatch | None = None
+        if not self.pull or (name, platform) in self.pulled:
             try:
                 return read_local(self.layout, name, platform)
+            except PlatformMismatch as e:
+                mismatch = e
             except SourceError:
                 pass
-        self._pull(name, platform)
-        self.pulled.add(name)
+        try:
+            self._pull(name, platform)
+        except SourceError as e:
+            if mismatch is None:
+                raise
+            raise SourceError(f"{mismatch}, and pulling it failed: {e}") from None
+        self.pulled.add((name, platform))
         return read_local(self.layout, name, platform)
 
     def _pull(self, name: str, platform: Platform) -> None:
