@@ -579,7 +579,7 @@ def check_signal(signal: str) -> None:
 def check_remote_sources(instr: Copy | Add) -> None:
     """dockerfile2llb's checks of URL and git sources: COPY takes neither, ``--checksum`` needs
     exactly one source that is one of them (a digest for a URL, a commit id prefix for git)."""
-    from builder.remote import check_git_checksum, classify, parse_git_ref
+    from builder.remote import classify, git_options, parse_git_ref
 
     kinds = [classify(src) for src in instr.sources]
     if isinstance(instr, Copy):
@@ -588,18 +588,18 @@ def check_remote_sources(instr: Copy | Add) -> None:
         if "url" in kinds:
             raise DockerfileError("source can't be a URL for COPY")
         return
-    for src, kind in zip(instr.sources, kinds, strict=True):
-        if kind == "git":
-            parse_git_ref(src)  # raises for a fragment form hoist does not read
     if instr.checksum:
         if len(instr.sources) != 1:
             raise DockerfileError("checksum can't be specified for multiple sources")
-        if kinds[0] == "git":
-            check_git_checksum(instr.checksum)
-        elif kinds[0] == "url":
+        if kinds[0] == "url":
             check_digest(instr.checksum)
-        else:
+        elif kinds[0] != "git":
             raise DockerfileError("checksum requires HTTP(S) or Git sources")
+    for src, kind in zip(instr.sources, kinds, strict=True):
+        if kind == "git":
+            ref = parse_git_ref(src)  # raises for a malformed query or fragment
+            assert ref is not None
+            git_options(ref, instr.checksum, instr.keep_git_dir)
 
 
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}

@@ -32,6 +32,7 @@ repository cannot lead the copy out of it.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.utils
 import os
 import posixpath
@@ -64,12 +65,71 @@ GIT_TIMEOUT = float(os.environ.get("HOIST_GIT_TIMEOUT", "600"))
 
 @dataclass(frozen=True)
 class GitRef:
-    """A parsed git source: ``remote`` (what git is given), ``ref`` and ``subdir`` from the fragment."""
+    """A parsed git source: ``remote`` (what git is given), ``ref`` and ``subdir`` from the
+    fragment (``#ref:subdir``) or the query (``?branch=...&subdir=...``, Dockerfile 1.18), and
+    the query's ``checksum`` and ``keep-git-dir``."""
 
     remote: str
     scheme: str
     ref: str | None = None
     subdir: str = ""
+    checksum: str | None = None
+    keep_git_dir: bool | None = None
+
+
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def _query_ref(src: str, query: str, ref: str | None, subdir: str) -> GitRef:
+    """dfgitutil's loadQuery: each key at most once, known keys only, no conflicts."""
+    values: dict[str, list[str]] = {}
+    for part in query.split("&") if query else []:
+        key, eq, value = part.partition("=")
+        values.setdefault(unquote(key), []).append(unquote(value) if eq else "")
+    tag = branch = ""
+    checksum: str | None = None
+    keep: bool | None = None
+    for key, vals in values.items():
+        if len(vals) > 1:
+            raise DockerfileError(f"git source {src!r}: query {key!r} has multiple values")
+        value = vals[0]
+        if value == "" and key not in ("submodules", "keep-git-dir"):
+            raise DockerfileError(f"git source {src!r}: query {key!r} has no value")
+        if key == "ref":
+            if ref and ref != value:
+                raise DockerfileError(f"git source {src!r}: ref conflicts: {ref!r} vs {value!r}")
+            ref = value
+        elif key == "tag":
+            tag = value
+        elif key == "branch":
+            branch = value
+        elif key == "subdir":
+            if subdir and subdir != value:
+                raise DockerfileError(f"git source {src!r}: subdir conflicts: {subdir!r} vs {value!r}")
+            subdir = value
+        elif key in ("checksum", "commit"):
+            checksum = value
+        elif key in ("keep-git-dir", "submodules"):
+            flag = True if value == "" else _GO_BOOLS.get(value)
+            if flag is None:
+                raise DockerfileError(f"git source {src!r}: invalid {key} value: {value!r}")
+            if key == "keep-git-dir":
+                keep = flag
+        else:
+            raise DockerfileError(f"git source {src!r}: unexpected query {key!r}")
+    for kind, name in (("tags", tag), ("heads", branch)):
+        if not name:
+            continue
+        if kind == "heads" and tag:
+            raise DockerfileError(f"git source {src!r}: branch conflicts with tag")
+        full = name if name.startswith(f"refs/{kind}/") else f"refs/{kind}/{name}"
+        if ref and ref != full:
+            raise DockerfileError(f"git source {src!r}: ref conflicts: {ref!r} vs {full!r}")
+        ref = full
+    if checksum and not ref:
+        ref = checksum
+    return GitRef(remote="", scheme="", ref=ref or None, subdir=subdir, checksum=checksum, keep_git_dir=keep)
 
 
 def parse_git_ref(src: str) -> GitRef | None:
@@ -83,8 +143,9 @@ def parse_git_ref(src: str) -> GitRef | None:
         parts = urlsplit(src)
         if scheme in ("http", "https") and not unquote(parts.path).endswith(".git"):
             return None
-        remote = src.split("#", 1)[0]
+        remote = parts._replace(query="", fragment="").geturl()
         fragment = parts.fragment
+        query = parts.query
     else:
         parsed = urlsplit(src)
         if parsed.scheme and not (parsed.netloc == "" and parsed.path and not parsed.path.startswith("/")):
@@ -93,13 +154,14 @@ def parse_git_ref(src: str) -> GitRef | None:
         if m is None:
             return None
         scheme = "ssh"
-        remote = src.split("#", 1)[0]
+        remote, query = src.split("#", 1)[0], ""
         fragment = m.group(4) or ""
     if fragment.startswith("#"):
         raise DockerfileError(f"git source {src!r}: the '##key=value' fragment form is not supported by hoist "
-                              "(use #ref:subdir)")
+                              "(use #ref:subdir or ?ref=...&subdir=...)")
     ref, _, subdir = fragment.partition(":")
-    return GitRef(remote=remote, scheme=scheme, ref=ref or None, subdir=subdir)
+    found = _query_ref(src, query, ref or None, subdir)
+    return dataclasses.replace(found, remote=remote, scheme=scheme)
 
 
 def is_http_source(src: str) -> bool:
@@ -132,9 +194,22 @@ def http_time(value: str | None) -> float | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed.tzinfo is None:
-        return None
+    if parsed.tzinfo is None:  # asctime has no zone: HTTP dates are UTC
+        parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed.timestamp()
+
+
+def git_options(ref: GitRef, checksum: str | None, keep_git_dir: bool) -> tuple[str | None, bool]:
+    """The commit checksum and keep-git-dir of a git source: the flags and the URL's query must
+    agree (dockerfile2llb's dispatchCopy)."""
+    if ref.keep_git_dir is not None and keep_git_dir and not ref.keep_git_dir:
+        raise DockerfileError("inconsistent keep-git-dir configuration")
+    if checksum and ref.checksum and checksum != ref.checksum:
+        raise DockerfileError(f"checksum mismatch {checksum!r} != {ref.checksum!r}")
+    want = ref.checksum or checksum
+    if want:
+        check_git_checksum(want)
+    return want, keep_git_dir if ref.keep_git_dir is None else ref.keep_git_dir
 
 
 def check_git_checksum(value: str) -> None:
@@ -191,14 +266,16 @@ class RemoteSources:
                 assert r.git is not None
                 if git is None:
                     raise DockerfileError(f"ADD {r.source}: this build has no git fetcher")
+                want, keep = git_options(r.git, checksum, keep_git_dir)
                 ref = r.git.ref
                 try:
                     r.commit = ref if ref is not None and _HEX_COMMIT.fullmatch(ref) else git.resolve(r.git.remote, ref)
                 except FetchError as e:
                     raise DockerfileError(str(e)) from None
-                if checksum and not r.commit.startswith(checksum.lower()):
-                    raise DockerfileError(f"expected checksum to match {checksum}, got {r.commit}")
-                r.key = {"git": r.commit, "subdir": r.git.subdir, "keep_git_dir": keep_git_dir}
+                if want and not r.commit.startswith(want.lower()):
+                    raise DockerfileError(f"expected checksum to match {want}, got {r.commit}")
+                r.git = dataclasses.replace(r.git, keep_git_dir=keep)
+                r.key = {"git": r.commit, "subdir": r.git.subdir, "keep_git_dir": keep}
             elif checksum:
                 r.key = {"url": url_file_name(r.source), "checksum": checksum, "unpack": unpack is True}
         return plan
@@ -259,7 +336,7 @@ class RemoteSources:
     def _fetch_git(self, r: _Remote, folder: Path, git: GitFetcher | None, limits: Limits) -> None:
         assert r.git is not None and r.commit is not None and git is not None
         checkout = folder / "checkout"
-        git.checkout(r.git.remote, r.git.ref, r.commit, checkout, keep_git_dir=self.keep_git_dir,
+        git.checkout(r.git.remote, r.git.ref, r.commit, checkout, keep_git_dir=bool(r.git.keep_git_dir),
                      max_bytes=limits.max_bytes, max_entries=limits.max_entries)
         subdir = r.git.subdir.strip("/")
         selection = select_sources(checkout, [_escape(subdir) if subdir else "."], ignore=None,
@@ -354,8 +431,9 @@ class SystemGit:
         try:
             wanted = [ref] if ref else ["HEAD"]
             if ref and not ref.startswith("refs/"):
-                wanted = [f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", ref]
-            out = self._run(["ls-remote", "--", remote, *wanted], self._env(remote, home), what=f"git {remote}")
+                wanted = [f"refs/tags/{ref}", f"refs/heads/{ref}", ref]
+            patterns = wanted + [w + "^{}" for w in wanted if w.startswith("refs/tags/")]
+            out = self._run(["ls-remote", "--", remote, *patterns], self._env(remote, home), what=f"git {remote}")
         finally:
             shutil.rmtree(home, ignore_errors=True)
         found: dict[str, str] = {}
