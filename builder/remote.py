@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import email.utils
+import hashlib
 import os
 import posixpath
 import re
@@ -306,6 +307,8 @@ class RemoteSources:
                     self._fetch_git(r, folder, git, limits)
             except (FetchError, CopyError) as e:
                 raise DockerfileError(str(e)) from None
+            except OSError as e:  # a full disk, a vanished scratch dir
+                raise DockerfileError(f"ADD {r.source}: {e.strerror or e}") from None
 
     def _fetch_url(self, r: _Remote, folder: Path, fetcher: UrlFetcher | None, limits: Limits) -> None:
         if fetcher is None:
@@ -314,8 +317,10 @@ class RemoteSources:
         path = folder / name
         free = _free_budget(folder, limits)
         got = fetcher.fetch(r.source, path, min(limits.max_bytes, free))
-        if self.checksum and got.digest != self.checksum:
-            raise FetchError(f"digest mismatch for {r.source}: {got.digest} (expected: {self.checksum})")
+        if self.checksum:
+            digest = got.digest if self.checksum.startswith("sha256:") else _file_digest(path, self.checksum)
+            if digest != self.checksum:
+                raise FetchError(f"digest mismatch for {r.source}: {digest} (expected: {self.checksum})")
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size != got.size:
             raise FetchError(f"ADD {r.source}: the download is not the file that was written")
@@ -359,6 +364,16 @@ class RemoteSources:
             elif local_groups:
                 ordered.append(local_groups.pop(0))
         return local.with_groups(ordered + local_groups)
+
+
+def _file_digest(path: Path, like: str) -> str:
+    """``<algorithm>:<hex>`` of a file, in the algorithm of the digest ``like`` (sha384, sha512)."""
+    algorithm = like.partition(":")[0]
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"{algorithm}:{h.hexdigest()}"
 
 
 def _free_budget(folder: Path, limits: Limits) -> int:

@@ -191,6 +191,11 @@ async def test_checksum_ok_and_a_rebuild_downloads_nothing(h: Hoist, tmp_path: P
     again = await run_hoist(h, "build", "-t", "c:2", str(ctx))
     assert "CACHED" in again.err
     assert s.hits["hello.txt"] == 1   # keyed by the checksum: no request at all
+    # sha512 is verified in its own algorithm.
+    sha512 = "sha512:" + hashlib.sha512(HELLO).hexdigest()
+    ctx512 = _ctx(tmp_path, f"FROM busybox\nADD --checksum={sha512} {base}/files/hello.txt /d/\n")
+    await run_hoist(h, "build", "-t", "c:3", str(ctx512))
+    assert _top_layer(h, "c:3")["d/hello.txt:data"] == HELLO
 
 
 async def test_checksum_mismatch_fails_naming_the_line(h: Hoist, tmp_path: Path, site: tuple[Site, str]) -> None:
