@@ -17,7 +17,9 @@ Git refs (BuildKit's ``source/git``): the ref (a branch, a tag or a full commit 
 HEAD without one) is resolved to a commit with ``git ls-remote`` and the step is keyed by that
 commit (plus subdir and ``--keep-git-dir``), so a hit clones nothing; a ``--checksum`` must be a
 prefix of the commit id. The checkout's ``.git`` is removed unless ``--keep-git-dir``; the
-subdir (resolved inside the checkout) is what is copied. Submodules are not fetched.
+subdir (resolved inside the checkout) is what is copied. Submodules are fetched (recursively,
+shallow where the server allows) unless ``?submodules=false``; their URLs are the repository's,
+held to the same transports and bounds.
 
 Everything fetched is a stranger's: downloads are bounded (``storage.tarlimits.Limits``:
 ``HOIST_UNPACK_MAX_BYTES`` and the free-space reserve), a git tree is measured with
@@ -76,6 +78,7 @@ class GitRef:
     subdir: str = ""
     checksum: str | None = None
     keep_git_dir: bool | None = None
+    submodules: bool = True
 
 
 _GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
@@ -91,6 +94,7 @@ def _query_ref(src: str, query: str, ref: str | None, subdir: str) -> GitRef:
     tag = branch = ""
     checksum: str | None = None
     keep: bool | None = None
+    submodules = True
     for key, vals in values.items():
         if len(vals) > 1:
             raise DockerfileError(f"git source {src!r}: query {key!r} has multiple values")
@@ -117,6 +121,8 @@ def _query_ref(src: str, query: str, ref: str | None, subdir: str) -> GitRef:
                 raise DockerfileError(f"git source {src!r}: invalid {key} value: {value!r}")
             if key == "keep-git-dir":
                 keep = flag
+            else:
+                submodules = flag
         else:
             raise DockerfileError(f"git source {src!r}: unexpected query {key!r}")
     for kind, name in (("tags", tag), ("heads", branch)):
@@ -130,7 +136,8 @@ def _query_ref(src: str, query: str, ref: str | None, subdir: str) -> GitRef:
         ref = full
     if checksum and not ref:
         ref = checksum
-    return GitRef(remote="", scheme="", ref=ref or None, subdir=subdir, checksum=checksum, keep_git_dir=keep)
+    return GitRef(remote="", scheme="", ref=ref or None, subdir=subdir, checksum=checksum, keep_git_dir=keep,
+                  submodules=submodules)
 
 
 def parse_git_ref(src: str) -> GitRef | None:
@@ -276,7 +283,8 @@ class RemoteSources:
                 if want and not r.commit.startswith(want.lower()):
                     raise DockerfileError(f"expected checksum to match {want}, got {r.commit}")
                 r.git = dataclasses.replace(r.git, keep_git_dir=keep)
-                r.key = {"git": r.commit, "subdir": r.git.subdir, "keep_git_dir": keep}
+                r.key = {"git": r.commit, "subdir": r.git.subdir, "keep_git_dir": keep,
+                         "submodules": r.git.submodules}
             elif checksum:
                 r.key = {"url": url_file_name(r.source), "checksum": checksum, "unpack": unpack is True}
         return plan
@@ -342,7 +350,7 @@ class RemoteSources:
         assert r.git is not None and r.commit is not None and git is not None
         checkout = folder / "checkout"
         git.checkout(r.git.remote, r.git.ref, r.commit, checkout, keep_git_dir=bool(r.git.keep_git_dir),
-                     max_bytes=limits.max_bytes, max_entries=limits.max_entries)
+                     submodules=r.git.submodules, max_bytes=limits.max_bytes, max_entries=limits.max_entries)
         subdir = r.git.subdir.strip("/")
         selection = select_sources(checkout, [_escape(subdir) if subdir else "."], ignore=None,
                                    what=f"git {r.git.remote}", keep_owner=False, limits=limits)
@@ -463,7 +471,7 @@ class SystemGit:
         raise FetchError(f"git {remote}: no ref {ref or 'HEAD'!r} in the repository")
 
     def checkout(self, remote: str, ref: str | None, commit: str, into: Path, *, keep_git_dir: bool,
-                 max_bytes: int, max_entries: int) -> None:
+                 max_bytes: int, max_entries: int, submodules: bool = True) -> None:
         home = _empty_home()
         what = f"git {remote}"
         try:
@@ -496,10 +504,36 @@ class SystemGit:
             self._check_size(into, env, commit, max_bytes, max_entries, what)
             run(["-c", "advice.detachedHead=false", "-c", "core.symlinks=true", "checkout", "-q", "--detach",
                  commit, "--"], env, cwd=into, file_limit=max_bytes, what=what)
+            nested: list[str] = []
+            if submodules and (into / ".gitmodules").is_file():
+                nested = self._submodules(into, env, max_bytes, what)
             if not keep_git_dir:
+                for path in nested:  # each submodule's worktree has a ".git" file pointing into .git/modules
+                    gitlink = into / path / ".git"
+                    if gitlink.is_file() and not gitlink.is_symlink():
+                        gitlink.unlink()
                 shutil.rmtree(into / ".git")
         finally:
             shutil.rmtree(home, ignore_errors=True)
+
+    def _submodules(self, into: Path, env: dict[str, str], max_bytes: int, what: str) -> list[str]:
+        """``git submodule update --init --recursive`` (shallow when the server can), bounded
+        like the fetch: the watchdog counts everything below the checkout. Returns the
+        submodules' paths."""
+        update = ["-c", "protocol.file.allow=never", "-c", "core.symlinks=true", "submodule", "--quiet", "update",
+                  "--init", "--recursive"]
+        watch = (into, max_bytes)
+        try:
+            self._run(update + ["--depth=1"], env, cwd=into, file_limit=max_bytes, watch=watch, what=what)
+        except FetchError as e:
+            if "larger than" in str(e):
+                raise
+            self._run(update, env, cwd=into, file_limit=max_bytes, watch=watch, what=what)
+        listing = self._run(["submodule", "--quiet", "foreach", "--recursive", "echo \"$displaypath\""], env,
+                            cwd=into, what=what)
+        paths = [line for line in listing.splitlines() if line and not line.startswith("/")
+                 and ".." not in line.split("/")]
+        return sorted(paths, key=lambda p: p.count("/"), reverse=True)
 
     def _has_any(self, into: Path, env: dict[str, str]) -> bool:
         """Whether some fetch brought objects (so a missing commit is the answer, not an error)."""

@@ -133,9 +133,9 @@ class GitFetcher(Protocol):
         ...
 
     def checkout(self, remote: str, ref: str | None, commit: str, into: Path, *, keep_git_dir: bool,
-                 max_bytes: int, max_entries: int) -> None:
+                 max_bytes: int, max_entries: int, submodules: bool = True) -> None:
         """The tree of ``commit`` (reached through ``ref``) checked out in the new directory
-        ``into``, its ``.git`` kept only with ``keep_git_dir``; a tree of more than
-        ``max_bytes`` bytes or ``max_entries`` entries is refused before it is written. Raises
-        FetchError."""
+        ``into`` with its submodules (unless ``submodules`` is False), its ``.git`` kept only
+        with ``keep_git_dir``; a tree of more than ``max_bytes`` bytes or ``max_entries``
+        entries is refused before it is written. Raises FetchError."""
         ...

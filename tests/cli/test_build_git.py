@@ -75,9 +75,23 @@ class Repo:
         (work / "zeros.bin").write_bytes(bytes(4 << 20))   # compresses to almost nothing
         _git(work, "add", "-A")
         _git(work, "commit", "-q", "-m", "zeros")
-        _git(work, "checkout", "-q", "main")
         self.served = base / "srv"
         self.served.mkdir()
+        lib = base / "lib"
+        lib.mkdir()
+        _git(lib, "init", "-q", "-b", "main")
+        (lib / "lib.txt").write_text("from the submodule\n")
+        _git(lib, "add", "-A")
+        _git(lib, "commit", "-q", "-m", "lib")
+        _git(base, "clone", "-q", "--bare", str(lib), str(self.served / "lib.git"))
+        _git(self.served / "lib.git", "update-server-info")
+        _git(work, "checkout", "-q", "-b", "withsub", "main")
+        _git(work, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(self.served / "lib.git"), "vendor/lib")
+        # The URL the repository names, relative to its own (so it is the served lib.git).
+        (work / ".gitmodules").write_text('[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = ../lib.git\n')
+        _git(work, "add", "-A")
+        _git(work, "commit", "-q", "-m", "withsub")
+        _git(work, "checkout", "-q", "main")
         _git(base, "clone", "-q", "--bare", str(work), str(self.served / "repo.git"))
         _git(self.served / "repo.git", "update-server-info")
         self.hits: Counter[str] = Counter()
@@ -171,6 +185,17 @@ async def test_keep_git_dir_checksum_and_cache(h: Hoist, tmp_path: Path, repo: t
     ctx2 = _ctx(tmp_path, f"FROM busybox\nADD {url}#main /k\n")
     await run_hoist(h, "build", "-t", "k:3", str(ctx2))
     assert not any(n.startswith("k/.git") for n in _layer(h, "k:3"))
+
+
+async def test_submodules(h: Hoist, tmp_path: Path, repo: tuple[Repo, str]) -> None:
+    _, url = repo
+    ctx = _ctx(tmp_path, f"FROM busybox\nADD {url}#withsub /w\nADD {url}?branch=withsub&submodules=false /n\n")
+    await run_hoist(h, "build", "-t", "s:1", str(ctx))
+    with_sub = _layer(h, "s:1", -2)
+    assert with_sub["w/vendor/lib/lib.txt:data"] == b"from the submodule\n"
+    assert not any(n.endswith(".git") or "/.git/" in n for n in with_sub), sorted(with_sub)
+    without = _layer(h, "s:1", -1)
+    assert "n/vendor/lib" in without and not any(n.startswith("n/vendor/lib/") for n in without)
 
 
 async def test_bad_refs_and_checksums(h: Hoist, tmp_path: Path, repo: tuple[Repo, str]) -> None:
