@@ -443,8 +443,9 @@ class BuildBackend:
 
     # -- COPY/ADD ---------------------------------------------------------------------------------
     def copy(self, state: StageState, instr: Copy | Add, dest: str) -> None:
+        shown = instr.sources + tuple(f"<<{c.name}" for c in instr.contents) + (instr.dest,)
         step = self.progress.start(self._name(state, instr.original.split(None, 1)[0].upper() + " " +
-                                              " ".join(instr.sources + (instr.dest,))))
+                                              " ".join(shown)))
         try:
             self._copy(state, instr, dest, step)
         except DockerfileError as e:

@@ -53,6 +53,15 @@ def _app() -> web.Application:
     async def relative(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("../ok")
 
+    async def cut(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "100000"})
+        await resp.prepare(request)
+        await resp.write(b"only the start")
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    app.router.add_get("/cut", cut)
     app.router.add_get("/to-ftp", to_ftp)
     app.router.add_get("/a/relative", relative)
     return app
@@ -92,3 +101,10 @@ async def test_redirects(tmp_path: Path) -> None:
         with pytest.raises(FetchError, match="cannot connect"):
             await asyncio.to_thread(HttpFetcher().fetch, "http://127.0.0.1:9/x", tmp_path / "c", 1 << 20)
     assert not (tmp_path / "f").exists() and not (tmp_path / "c").exists()
+
+
+async def test_a_body_cut_short_is_an_error(tmp_path: Path) -> None:
+    async with serve_on_loopback(_app()) as addr:
+        with pytest.raises(FetchError, match="the body broke off"):
+            await asyncio.to_thread(HttpFetcher().fetch, f"http://{addr}/cut", tmp_path / "c", 1 << 20)
+    assert not (tmp_path / "c").exists()
