@@ -39,6 +39,15 @@ def _read_timeout() -> float:
         return 120.0
 
 
+def cli_fetcher() -> HttpFetcher:
+    """The fetcher of ``hoist build``: TLS trusts what the registry client trusts (the system CAs
+    plus ``certs.d`` under $HOIST_ROOT, /etc/docker and /etc/containers)."""
+    from hoist.paths import hoist_root
+    from registry.client.tls import SYSTEM_CERTS_ROOTS
+
+    return HttpFetcher((hoist_root(), *SYSTEM_CERTS_ROOTS))
+
+
 class HttpFetcher:
     """``UrlFetcher`` for the CLI (``certs_roots``: the directories holding ``certs.d/``)."""
 

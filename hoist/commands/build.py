@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
 from builder.errors import BuilderError, DockerfileError, DockerignoreError
-from builder.source import BaseImage, PlatformMismatch, SourceError, UrlFetcher, normalise, read_local
+from builder.source import BaseImage, SourceError, normalise, read_local
 from hoist.errors import UserError
 from hoist.paths import hoist_root
 from storage.layout import ImageLayout
@@ -113,7 +113,9 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     started = time.time()
     try:
         with layout.lease():
-            backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_url_fetcher())
+            from hoist.fetch import cli_fetcher  # ADD's downloads: aiohttp, the registry client's CAs
+
+            backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=cli_fetcher())
             state = execute(report.graph, backend)
             result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
                             fmt=args.format, labels=labels)
@@ -148,14 +150,6 @@ def _write_stderr(text: str) -> None:
     sys.stderr.flush()
 
 
-def _url_fetcher() -> UrlFetcher:
-    """ADD's downloads: aiohttp, with the certs.d CAs the registry client trusts (hoist/fetch.py)."""
-    from hoist.fetch import HttpFetcher
-    from registry.client.tls import SYSTEM_CERTS_ROOTS
-
-    return HttpFetcher((hoist_root(), *SYSTEM_CERTS_ROOTS))
-
-
 class CliImageSource:
     """The local store, and the registry client when the image is not there (or with --pull)."""
 
@@ -165,8 +159,10 @@ class CliImageSource:
         self.pulled: set[tuple[str, Platform]] = set()
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage:
+        from builder.source import PlatformMismatch
+
         name = normalise(ref)
-        mismatch: PlatformMismatch | None = None
+        mismatch: SourceError | None = None
         if not self.pull or (name, platform) in self.pulled:
             try:
                 return read_local(self.layout, name, platform)
