@@ -64,12 +64,19 @@ class HttpFetcher:
                 pass
             raise
 
-    def _tls(self, host: str) -> ssl.SSLContext | bool:
-        try:
-            ctx = tls_context(host, self.certs_roots)
-        except ConfigurationError as e:
-            raise FetchError(str(e)) from None
-        return ctx if ctx is not None else True
+    def _tls(self, url: URL) -> ssl.SSLContext | bool:
+        """certs.d/<host:port>/ (docker's name for a host on a port), else certs.d/<host>/, plus
+        the system CAs; the system CAs alone when neither exists."""
+        assert url.host is not None
+        names = [f"{url.host}:{url.explicit_port}", url.host] if url.explicit_port else [url.host]
+        for name in names:
+            try:
+                ctx = tls_context(name, self.certs_roots)
+            except ConfigurationError as e:
+                raise FetchError(str(e)) from None
+            if ctx is not None:
+                return ctx
+        return True
 
     async def _fetch(self, url: str, into: Path, max_bytes: int) -> Download:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=_read_timeout())
@@ -82,7 +89,7 @@ class HttpFetcher:
                                      "(only http and https URLs are fetched)")
                 try:
                     async with session.get(current, allow_redirects=False,
-                                           ssl=self._tls(current.host) if current.scheme == "https" else True,
+                                           ssl=self._tls(current) if current.scheme == "https" else True,
                                            max_line_size=16 << 10, max_field_size=16 << 10) as resp:
                         if resp.status in REDIRECTS and "Location" in resp.headers:
                             current = current.join(URL(resp.headers["Location"]))

@@ -108,3 +108,32 @@ async def test_a_body_cut_short_is_an_error(tmp_path: Path) -> None:
         with pytest.raises(FetchError, match="the body broke off"):
             await asyncio.to_thread(HttpFetcher().fetch, f"http://{addr}/cut", tmp_path / "c", 1 << 20)
     assert not (tmp_path / "c").exists()
+
+
+async def test_https_trusts_the_certs_d_ca(tmp_path: Path) -> None:
+    """TLS as the registry client does it: certs.d/<host:port>/*.crt is trusted, and without it
+    the self-signed server is refused."""
+    import ssl
+
+    from tests.interop.test_tls import make_ca_and_server_cert
+
+    certs = tmp_path / "pki"
+    make_ca_and_server_cert(certs, "127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certs / "server.crt", certs / "server.key")
+    runner = web.AppRunner(_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        url = f"https://127.0.0.1:{port}/ok"
+        with pytest.raises(FetchError, match="certificate"):
+            await asyncio.to_thread(HttpFetcher((tmp_path / "root",)).fetch, url, tmp_path / "untrusted", 1 << 20)
+        trusted = tmp_path / "root" / "certs.d" / f"127.0.0.1:{port}"
+        trusted.mkdir(parents=True)
+        (trusted / "ca.crt").write_bytes((certs / "ca.crt").read_bytes())
+        await asyncio.to_thread(HttpFetcher((tmp_path / "root",)).fetch, url, tmp_path / "ok", 1 << 20)
+        assert (tmp_path / "ok").read_bytes() == b"fine\n"
+    finally:
+        await runner.cleanup()
