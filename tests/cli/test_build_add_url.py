@@ -284,3 +284,10 @@ async def test_checks_before_anything_runs(h: Hoist, tmp_path: Path, site: tuple
         r = await run_hoist(h, "build", str(ctx), ok=False)
         assert r.code == 1 and f"Dockerfile:3: {message}" in r.err, r.err
         assert "ran" not in r.err
+
+
+async def test_no_context_needed(h: Hoist, site: tuple[Site, str]) -> None:
+    """A Dockerfile on stdin (no context) can ADD a URL: nothing of the context is read."""
+    _, base = site
+    await run_hoist(h, "build", "-t", "stdin:1", "-", stdin=f"FROM busybox\nADD {base}/files/hello.txt /d/\n".encode())
+    assert _top_layer(h, "stdin:1")["d/hello.txt:data"] == HELLO
