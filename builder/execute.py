@@ -43,7 +43,7 @@ from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
 from builder.platforms import can_run, emulation_error, image_platform, parse_platform, result_platform
-from builder.remote import RemoteSources, SystemGit
+from builder.remote import EtagCache, RemoteSources, SystemGit
 from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
@@ -154,6 +154,7 @@ class BuildBackend:
         self.opts = opts
         self.fetcher = fetcher          # ADD <url> (None: a URL source is an error)
         self.git = git if git is not None else SystemGit()
+        self.etags = EtagCache(opts.root / "cache" / "build" / "http-etags.json")   # ADD <url> revalidation
         self.layout = layout
         self.source = source
         self.progress = progress
@@ -513,11 +514,13 @@ class BuildBackend:
             if self._reuse(state, step, key):
                 return True
         if remote is not None:
-            remote.fetch(self._scratch_dir(scratch), self.fetcher, self.git, Limits())
-            if not keyed:
+            where, limits = self._scratch_dir(scratch), Limits()
+            if not keyed:  # URLs without a checksum: keyed by what they hold now
+                remote.revalidate(where, self.fetcher, limits, self.etags)
                 key = step_key()
                 if self._reuse(state, step, key):
                     return True
+            remote.fetch(where, self.fetcher, self.git, limits, self.etags)
             selection = remote.merge(selection)
         workdir, link = state.workdir, instr.link
 

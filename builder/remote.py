@@ -11,7 +11,9 @@ path (``__unnamed__`` when there is none; ``..`` too, which BuildKit would write
 download directory), written 0600 and owned by root, its mtime the response's
 ``Last-Modified`` or the epoch, never extracted unless ``--unpack=true``. With ``--checksum`` the
 download must have that digest, and the step's cache key is known without downloading (a hit
-fetches nothing); without one the key is the downloaded content's digest, name and mtime.
+fetches nothing); without one the key is the downloaded content's digest, name and mtime, and
+a rebuild revalidates with the ETag the last download had (``If-None-Match``: a 304 keys the
+step by the digest recorded then, so an unchanged URL is not downloaded again on a hit).
 
 Git refs (BuildKit's ``source/git``): the ref (a branch, a tag or a full commit id; the remote's
 HEAD without one) is resolved to a commit with ``git ls-remote`` and the step is keyed by that
@@ -37,6 +39,7 @@ import dataclasses
 import datetime
 import email.utils
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -302,29 +305,52 @@ class RemoteSources:
     def keys(self) -> list[dict[str, Any]]:
         return [dict(r.key or {}, position=r.position) for r in self.remotes]
 
-    def fetch(self, where: Path, fetcher: UrlFetcher | None, git: GitFetcher | None, limits: Limits) -> None:
-        """Fetch every remote source under ``where`` (a scratch directory the caller removes)
-        and make its source group; raises DockerfileError."""
+    def revalidate(self, where: Path, fetcher: UrlFetcher | None, limits: Limits, etags: EtagCache) -> None:
+        """Key the URLs that have no checksum: a conditional GET with the ETag a former build
+        saw (BuildKit's If-None-Match); a 304 keys the source by the digest recorded then, with
+        nothing downloaded, any other answer is the download itself."""
         for r in self.remotes:
-            folder = where / f"source-{r.position}"
-            folder.mkdir(mode=0o700)
-            try:
-                if r.kind == "url":
-                    self._fetch_url(r, folder, fetcher, limits)
-                else:
-                    self._fetch_git(r, folder, git, limits)
-            except (FetchError, CopyError) as e:
-                raise DockerfileError(str(e)) from None
-            except OSError as e:  # a full disk, a vanished scratch dir
-                raise DockerfileError(f"ADD {r.source}: {e.strerror or e}") from None
+            if r.kind == "url" and r.key is None:
+                self._fetch_one(r, where, fetcher, None, limits, etags, conditional=True)
 
-    def _fetch_url(self, r: _Remote, folder: Path, fetcher: UrlFetcher | None, limits: Limits) -> None:
+    def fetch(self, where: Path, fetcher: UrlFetcher | None, git: GitFetcher | None, limits: Limits,
+              etags: EtagCache | None = None) -> None:
+        """Fetch every remote source not fetched yet under ``where`` (a scratch directory the
+        caller removes) and make its source group; raises DockerfileError."""
+        for r in self.remotes:
+            if r.group is None:
+                self._fetch_one(r, where, fetcher, git, limits, etags, conditional=False)
+
+    def _fetch_one(self, r: _Remote, where: Path, fetcher: UrlFetcher | None, git: GitFetcher | None,
+                   limits: Limits, etags: EtagCache | None, *, conditional: bool) -> None:
+        folder = where / f"source-{r.position}"
+        try:
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(mode=0o700)
+            if r.kind == "url":
+                self._fetch_url(r, folder, fetcher, limits, etags, conditional=conditional)
+            else:
+                self._fetch_git(r, folder, git, limits)
+        except (FetchError, CopyError) as e:
+            raise DockerfileError(str(e)) from None
+        except OSError as e:  # a full disk, a vanished scratch dir
+            raise DockerfileError(f"ADD {r.source}: {e.strerror or e}") from None
+
+    def _fetch_url(self, r: _Remote, folder: Path, fetcher: UrlFetcher | None, limits: Limits,
+                   etags: EtagCache | None, conditional: bool = True) -> None:
         if fetcher is None:
             raise FetchError(f"ADD {r.source}: this build cannot download URLs")
         name = url_file_name(r.source)
         path = folder / name
         free = _free_budget(folder, limits)
-        got = fetcher.fetch(r.source, path, min(limits.max_bytes, free))
+        known = etags.get(r.source, name) if etags is not None and conditional and not self.checksum else None
+        got = fetcher.fetch(r.source, path, min(limits.max_bytes, free),
+                            if_none_match=known["etag"] if known else None)
+        if got.not_modified and known is not None:
+            r.key = {"url": name, "digest": known["digest"], "last_modified": known["last_modified"],
+                     "unpack": self.unpack is True}
+            return  # keyed; downloaded (unconditionally) only if the cache does not have the step
         if self.checksum:
             digest = got.digest if self.checksum.startswith("sha256:") else _file_digest(path, self.checksum)
             if digest != self.checksum:
@@ -341,6 +367,11 @@ class RemoteSources:
         if r.key is None:
             r.key = {"url": name, "digest": got.digest, "last_modified": got.last_modified,
                      "unpack": self.unpack is True}
+        elif not self.checksum and r.key.get("digest") != got.digest:
+            # Re-downloaded after a 304: the content must be what the ETag promised.
+            raise FetchError(f"{r.source} changed while it was being fetched (its ETag said it had not)")
+        if etags is not None and got.etag and not self.checksum:
+            etags.put(r.source, name, got.etag, got.digest, got.last_modified)
         selection = select_sources(folder, [_escape(name)], ignore=None, what=f"URL {r.source}",
                                    keep_owner=False, limits=limits)
         r.group = dataclasses.replace(selection.groups[0], pattern=r.source, root=folder,
@@ -372,6 +403,49 @@ class RemoteSources:
             elif local_groups:
                 ordered.append(local_groups.pop(0))
         return local.with_groups(ordered + local_groups)
+
+
+class EtagCache:
+    """What former builds downloaded, by URL and file name: the ETag, digest and Last-Modified of
+    the last download (one JSON file, written atomically; at most ``MAX`` entries, the oldest
+    dropped). Only a hint for conditional requests: a 304 keys the step by the recorded digest."""
+
+    MAX = 4096
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self._entries = {k: v for k, v in loaded.items() if isinstance(v, dict)}
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _key(url: str, name: str) -> str:
+        return hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()
+
+    def get(self, url: str, name: str) -> dict[str, Any] | None:
+        entry = self._entries.get(self._key(url, name))
+        if entry and isinstance(entry.get("etag"), str) and isinstance(entry.get("digest"), str) \
+                and entry["digest"].startswith("sha256:"):
+            return entry
+        return None
+
+    def put(self, url: str, name: str, etag: str, digest: str, last_modified: str | None) -> None:
+        key = self._key(url, name)
+        self._entries.pop(key, None)
+        self._entries[key] = {"etag": etag[:1024], "digest": digest, "last_modified": last_modified}
+        while len(self._entries) > self.MAX:
+            self._entries.pop(next(iter(self._entries)))
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._entries), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
 
 def _file_digest(path: Path, like: str) -> str:
@@ -634,6 +708,7 @@ def _tree_bytes(folder: Path, stop_at: int) -> int:
 
 __all__ = [
     "UNNAMED",
+    "EtagCache",
     "GitRef",
     "RemoteSources",
     "SystemGit",

@@ -102,24 +102,28 @@ class FetchError(SourceError):
 
 @dataclass(frozen=True)
 class Download:
-    """What ``UrlFetcher.fetch`` wrote: the sha256 of the bytes, how many, and the final
-    response's ``Last-Modified`` header as sent (None without one)."""
+    """What ``UrlFetcher.fetch`` wrote: the sha256 of the bytes, how many, the final response's
+    ``Last-Modified`` and ``ETag`` headers as sent (None without them); ``not_modified`` when a
+    conditional request was answered 304 (nothing written)."""
 
     digest: str
     size: int
     last_modified: str | None = None
+    etag: str | None = None
+    not_modified: bool = False
 
 
 class UrlFetcher(Protocol):
     """Downloads for ``ADD https://...`` (``hoist/commands/build.py`` fills it; ``builder/``
     never speaks HTTP itself)."""
 
-    def fetch(self, url: str, into: Path, max_bytes: int) -> Download:
+    def fetch(self, url: str, into: Path, max_bytes: int, if_none_match: str | None = None) -> Download:
         """GET ``url`` and write its body into the new file ``into`` (created exclusively, mode
-        0600), following at most 10 redirects, each to an http or https URL only. Raises
-        FetchError for a status outside 200..399, a refused redirect, a body longer than
-        ``max_bytes`` (the file is then removed: disk and memory stay bounded), or a connection
-        that fails; nothing but ``into`` is ever written."""
+        0600), following at most 10 redirects, each to an http or https URL only. With
+        ``if_none_match`` (an ETag) the request is conditional: a 304 answer writes nothing and
+        returns ``not_modified``. Raises FetchError for another status outside 200..399, a
+        refused redirect, a body longer than ``max_bytes`` (the file is then removed: disk and
+        memory stay bounded), or a connection that fails; nothing but ``into`` is ever written."""
         ...
 
 

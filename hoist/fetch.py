@@ -2,7 +2,8 @@
 
 What Go's ``http.Client`` does for BuildKit's HTTP source, with explicit bounds: at most 10
 redirects, each to an ``http`` or ``https`` URL (a redirect to ``file://`` or anything else is
-refused, as Go refuses an unsupported protocol scheme); a final status outside 200..399 is an
+refused, as Go refuses an unsupported protocol scheme); a conditional request
+(``If-None-Match``) answered 304 writes nothing; any other final status outside 200..399 is an
 error (``invalid response status 404``); a ``Content-Encoding`` the server chose is decoded, and
 the bytes *written* are what is counted against the limit, so a compressed bomb stops at it
 too. The body streams to the file in 64 KiB pieces (memory stays flat, whatever the length);
@@ -54,9 +55,9 @@ class HttpFetcher:
     def __init__(self, certs_roots: tuple[Path, ...] = ()) -> None:
         self.certs_roots = certs_roots
 
-    def fetch(self, url: str, into: Path, max_bytes: int) -> Download:
+    def fetch(self, url: str, into: Path, max_bytes: int, if_none_match: str | None = None) -> Download:
         try:
-            return asyncio.run(self._fetch(url, into, max_bytes))
+            return asyncio.run(self._fetch(url, into, max_bytes, if_none_match))
         except BaseException:
             try:
                 into.unlink()
@@ -78,7 +79,7 @@ class HttpFetcher:
                 return ctx
         return True
 
-    async def _fetch(self, url: str, into: Path, max_bytes: int) -> Download:
+    async def _fetch(self, url: str, into: Path, max_bytes: int, if_none_match: str | None) -> Download:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=_read_timeout())
         current = URL(url)
         async with aiohttp.ClientSession(timeout=timeout, trust_env=True,
@@ -88,12 +89,16 @@ class HttpFetcher:
                     raise FetchError(f"{url}: refusing to follow a redirect to {str(current)[:200]!r} "
                                      "(only http and https URLs are fetched)")
                 try:
-                    async with session.get(current, allow_redirects=False,
+                    headers = {"If-None-Match": if_none_match} if if_none_match else {}
+                    async with session.get(current, allow_redirects=False, headers=headers,
                                            ssl=self._tls(current) if current.scheme == "https" else True,
                                            max_line_size=16 << 10, max_field_size=16 << 10) as resp:
                         if resp.status in REDIRECTS and "Location" in resp.headers:
                             current = current.join(URL(resp.headers["Location"]))
                             continue
+                        if resp.status == 304 and if_none_match:
+                            etag = resp.headers.get("ETag") or if_none_match
+                            return Download(digest="", size=0, etag=etag, not_modified=True)
                         if resp.status < 200 or resp.status >= 400:
                             raise FetchError(f"{url}: invalid response status {resp.status}")
                         return await _save(resp, url, into, max_bytes)
@@ -116,7 +121,8 @@ async def _save(resp: aiohttp.ClientResponse, url: str, into: Path, max_bytes: i
             f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
-    return Download(digest="sha256:" + h.hexdigest(), size=size, last_modified=resp.headers.get("Last-Modified"))
+    return Download(digest="sha256:" + h.hexdigest(), size=size, last_modified=resp.headers.get("Last-Modified"),
+                    etag=resp.headers.get("ETag"))
 
 
 def _describe(e: BaseException) -> str:

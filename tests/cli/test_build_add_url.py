@@ -54,6 +54,7 @@ class Site:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/tagged/{name}", self.tagged)
         app.router.add_get("/files/{name:.*}", self.file)
         app.router.add_get("/redir/{name}", self.redirect)
         app.router.add_get("/tofile", self.to_file)
@@ -69,6 +70,16 @@ class Site:
             raise web.HTTPNotFound()
         headers = {"Last-Modified": LAST_MODIFIED} if name == "hello.txt" else {}
         return web.Response(body=self.files[name], headers=headers)
+
+    async def tagged(self, request: web.Request) -> web.Response:
+        """A file with an ETag (its content's hash) that answers If-None-Match with 304."""
+        data = self.files[request.match_info["name"]]
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        if request.headers.get("If-None-Match") == etag:
+            self.hits["304"] += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        self.hits["200"] += 1
+        return web.Response(body=data, headers={"ETag": etag})
 
     async def anything(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
@@ -291,3 +302,25 @@ async def test_no_context_needed(h: Hoist, site: tuple[Site, str]) -> None:
     _, base = site
     await run_hoist(h, "build", "-t", "stdin:1", "-", stdin=f"FROM busybox\nADD {base}/files/hello.txt /d/\n".encode())
     assert _top_layer(h, "stdin:1")["d/hello.txt:data"] == HELLO
+
+
+async def test_etag_revalidation_downloads_nothing_when_unchanged(h: Hoist, tmp_path: Path,
+                                                                 site: tuple[Site, str]) -> None:
+    """BuildKit's If-None-Match: a rebuild asks with the ETag it saw; a 304 keys the step by the
+    content recorded then (CACHED, no body sent); a changed file is downloaded and rebuilt."""
+    s, base = site
+    ctx = _ctx(tmp_path, f"FROM busybox\nADD {base}/tagged/hello.txt /d/\n")
+    await run_hoist(h, "build", "-t", "t:1", str(ctx))
+    assert (s.hits["200"], s.hits["304"]) == (1, 0)
+    again = await run_hoist(h, "build", "-t", "t:2", str(ctx))
+    assert "CACHED" in again.err and (s.hits["200"], s.hits["304"]) == (1, 1)
+    # 304 but the step is not in the cache (another parent): downloaded unconditionally.
+    (tmp_path / "o").mkdir()
+    other = _ctx(tmp_path / "o", f"FROM busybox\nRUN true\nADD {base}/tagged/hello.txt /d/\n")
+    await run_hoist(h, "build", "-t", "t:3", str(other))
+    assert (s.hits["200"], s.hits["304"]) == (2, 2)
+    assert _top_layer(h, "t:3")["d/hello.txt:data"] == HELLO
+    s.files["hello.txt"] = b"new content\n"
+    await run_hoist(h, "build", "-t", "t:4", str(ctx))
+    assert (s.hits["200"], s.hits["304"]) == (3, 2)
+    assert _top_layer(h, "t:4")["d/hello.txt:data"] == b"new content\n"
