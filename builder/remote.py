@@ -414,6 +414,7 @@ class EtagCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()   # stages build in threads
         self._entries: dict[str, dict[str, Any]] = {}
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -427,7 +428,8 @@ class EtagCache:
         return hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()
 
     def get(self, url: str, name: str) -> dict[str, Any] | None:
-        entry = self._entries.get(self._key(url, name))
+        with self._lock:
+            entry = self._entries.get(self._key(url, name))
         if entry and isinstance(entry.get("etag"), str) and isinstance(entry.get("digest"), str) \
                 and entry["digest"].startswith("sha256:"):
             return entry
@@ -435,17 +437,19 @@ class EtagCache:
 
     def put(self, url: str, name: str, etag: str, digest: str, last_modified: str | None) -> None:
         key = self._key(url, name)
-        self._entries.pop(key, None)
-        self._entries[key] = {"etag": etag[:1024], "digest": digest, "last_modified": last_modified}
-        while len(self._entries) > self.MAX:
-            self._entries.pop(next(iter(self._entries)))
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self._entries), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = {"etag": etag[:1024], "digest": digest, "last_modified": last_modified}
+            while len(self._entries) > self.MAX:
+                self._entries.pop(next(iter(self._entries)))
+            text = json.dumps(self._entries)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
 
 
 def _file_digest(path: Path, like: str) -> str:
