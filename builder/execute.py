@@ -42,7 +42,8 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
-from builder.platforms import can_run, emulation_error, image_platform, parse_platform, result_platform
+from builder.platforms import (base_platform_warning, can_run, emulation_error, image_platform, parse_platform,
+                               result_platform)
 from builder.remote import EtagCache, RemoteSources, SystemGit
 from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
@@ -197,6 +198,10 @@ class BuildBackend:
         state.image = image
         state.layers = list(base.layers)
         state.base_digest = base.digest
+        warning = base_platform_warning(base.ref, base.config, self.stage_platform(state), state.node.stage.line)
+        if warning is not None:
+            state.lint.append(warning)
+            self.progress.output(step, f"{warning}\n".encode())
         self.progress.done(step, time.monotonic() - began)
 
     def stage_platform(self, state: StageState) -> Platform:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import DockerfileError
+
+if TYPE_CHECKING:
+    from builder.lint import BuildCheck
 from storage.platform import Platform, PlatformInvalid
 
 
@@ -90,3 +93,18 @@ def result_platform(image: dict[str, Any], target: Platform, explicit: bool) -> 
             image["variant"] = target.variant
         else:
             image.pop("variant", None)
+
+
+def base_platform_warning(ref: str, config: Mapping[str, Any], wanted: Platform, line: int | None) -> BuildCheck | None:
+    """BuildKit's InvalidBaseImagePlatform: the base image is for another platform than the
+    stage's (a single-platform image is used as it is)."""
+    from builder.lint import BuildCheck
+
+    if not (config.get("architecture") and config.get("os")):
+        return None
+    actual = image_platform(config)
+    if wanted.matches(actual):
+        return None
+    return BuildCheck("InvalidBaseImagePlatform",
+                      f'Base image {ref} was pulled with platform "{actual}", expected "{wanted}" for current build',
+                      line)

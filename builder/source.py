@@ -52,8 +52,10 @@ def normalise(ref: str) -> str:
         raise SourceError(f"invalid reference format: {ref}: {e}") from None
 
 
-def read_local(layout: ImageLayout, ref: str, platform: Platform) -> BaseImage:
-    """``ref`` from the local store (raises SourceError when it is not there)."""
+def read_local(layout: ImageLayout, ref: str, platform: Platform, *, any_platform: bool = False) -> BaseImage:
+    """``ref`` from the local store (raises SourceError when it is not there). A single-platform
+    image of another platform raises PlatformMismatch, unless ``any_platform`` (BuildKit uses
+    such an image when the registry has nothing else, and warns: InvalidBaseImagePlatform)."""
     name = normalise(ref)
     try:
         desc, manifest = layout.resolve_image(name, platform)
@@ -63,7 +65,7 @@ def read_local(layout: ImageLayout, ref: str, platform: Platform) -> BaseImage:
         raise SourceError(f"{ref}: {e}") from None
     if not isinstance(config, dict):
         raise SourceError(f"{ref}: the image has no config")
-    if single and config.get("architecture") and config.get("os"):
+    if single and not any_platform and config.get("architecture") and config.get("os"):
         # A single-platform image says its platform only in its config: another platform's
         # image is not this one (the caller may pull the right one).
         actual = Platform.of(config)

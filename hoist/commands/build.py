@@ -177,7 +177,9 @@ class CliImageSource:
                 raise
             raise SourceError(f"{mismatch}, and pulling it failed: {e}") from None
         self.pulled.add((name, platform))
-        return read_local(self.layout, name, platform)
+        # What the registry has may be a single-platform image of another platform: BuildKit
+        # builds on it (the executor warns InvalidBaseImagePlatform).
+        return read_local(self.layout, name, platform, any_platform=True)
 
     def _pull(self, name: str, platform: Platform) -> None:
         import asyncio
@@ -188,8 +190,20 @@ class CliImageSource:
         reference = parse_ref(name)
 
         async def fetch() -> None:
+            from registry.client.errors import PlatformNotFound
+            from registry.client.pull import fetch_manifest
+
             async with open_client(reference.domain) as client:
-                await pull(client, reference, self.layout, platform=platform)
+                try:
+                    await pull(client, reference, self.layout, platform=platform)
+                except PlatformNotFound:
+                    # A single-platform image of another platform is still the image (BuildKit
+                    # pulls it); an index without the platform is the error it was.
+                    _, named = await fetch_manifest(client, reference.name, str(reference.digest or reference.tag),
+                                                    reference.digest)
+                    if named.is_index:
+                        raise
+                    await pull(client, reference, self.layout)
 
         try:
             asyncio.run(fetch())

@@ -41,6 +41,9 @@ async def registry(tmp_path: Path) -> AsyncIterator[str]:
     async with serve_on_loopback(faulty_app(Faults())) as host:
         build_index(layout, f"{host}/lib/multi:1", children)
         await run_hoist(pusher, "push", f"{host}/lib/multi:1")
+        single = layer_tar(busybox_entries([Entry("etc/arch", data=b"amd64 only\n")]))
+        add_image(layout, f"{host}/lib/single-amd64:1", [single], {"Env": [PATH_ENV], "Cmd": ["sh"]}, arch="amd64")
+        await run_hoist(pusher, "push", f"{host}/lib/single-amd64:1")
         yield host
 
 
@@ -145,3 +148,17 @@ async def test_a_platform_the_index_lacks(h: Hoist, tmp_path: Path, registry: st
     assert r2.code == 1 and "Dockerfile:1: " in last2, last2
     assert "the local image is for linux/amd64, not linux/arm64" in last2 and "pulling it failed" in last2, last2
     assert json.dumps("s:2") not in (await run_hoist(h, "images")).out
+
+
+async def test_a_single_platform_image_of_another_platform_is_used_with_a_warning(
+        h: Hoist, tmp_path: Path, registry: str) -> None:
+    """BuildKit (docker 20.10 here, checked by tests/interop/test_build_platform_differential.py)
+    builds FROM a single-platform image whatever platform was asked for; current BuildKit warns
+    InvalidBaseImagePlatform."""
+    ctx = _ctx(tmp_path, f"FROM --platform=linux/arm64 {registry}/lib/single-amd64:1\nCOPY a.txt /\n")
+    r = await run_hoist(h, "build", "-t", "single:1", str(ctx))
+    assert (f'WARN: InvalidBaseImagePlatform: Base image {registry}/lib/single-amd64:1 was pulled with platform '
+            '"linux/amd64", expected "linux/arm64" for current build (line 1)') in r.err
+    layout = ImageLayout(h.images)
+    _, manifest = layout.resolve_image(str(parse_reference("single:1")), Platform.parse("linux/amd64"))
+    assert layout.config(manifest)["architecture"] == "amd64"
