@@ -43,7 +43,6 @@ import json
 import os
 import posixpath
 import re
-import resource
 import shutil
 import signal
 import stat
@@ -493,17 +492,17 @@ class SystemGit:
 
     def _run(self, args: list[str], env: dict[str, str], *, cwd: Path | None = None, file_limit: int | None = None,
              watch: tuple[Path, int] | None = None, what: str) -> str:
-        def confine() -> None:  # pragma: no cover - runs in the child
-            os.umask(0o022)
-            if file_limit is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-            os.setsid()
-
+        # No preexec_fn (unsafe with the build's threads): the umask and process group are
+        # Popen's own, the file-size cap is util-linux's prlimit exec'ing git with it set.
+        argv = [self.binary, *args]
+        if file_limit is not None:
+            prlimit = shutil.which("prlimit", path=env.get("PATH")) or "/usr/bin/prlimit"
+            argv = [prlimit, f"--fsize={file_limit}", "--", *argv]
         try:
-            proc = subprocess.Popen([self.binary, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=confine)
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, umask=0o022, process_group=0)
         except FileNotFoundError:
-            raise FetchError(f"{what}: the git binary ({self.binary}) is not installed") from None
+            raise FetchError(f"{what}: {argv[0]} is not installed (git and util-linux's prlimit are needed)") from None
         too_big = threading.Event()
         done = threading.Event()
         if watch is not None:
