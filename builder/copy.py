@@ -62,6 +62,8 @@ copy may run in a chroot).
 from __future__ import annotations
 
 import bz2
+import contextlib
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -507,10 +509,18 @@ class Item:
 
 @dataclass
 class SourceGroup:
-    """The items of one source argument (its wildcard matches, in lexical order)."""
+    """The items of one source argument (its wildcard matches, in lexical order).
+
+    A group read from somewhere other than its selection's root (a file ``ADD`` downloaded, a
+    git checkout) names that directory in ``root``; ``fd``, when not -1, is a descriptor of it
+    opened before the copy chroots (``Selection.opened``). ``unpack`` overrides the copy's
+    ``unpack_archives`` for this group (a URL is extracted only with ``--unpack=true``)."""
 
     pattern: str
     items: list[Item]
+    root: Path | None = None
+    fd: int = -1
+    unpack: bool | None = None
 
 
 @dataclass
@@ -542,14 +552,43 @@ class Selection:
                 raise CopyError(f"invalid heredoc file name {name!r}")
             entry = Entry(rel="", src=(), mode=stat.S_IFREG | 0o644, uid=0, gid=0, size=len(raw),
                           mtime_ns=now, atime_ns=now, data=raw)
-            groups.append(SourceGroup("<<" + name, [Item(clean.rsplit("/", 1)[-1], [entry])]))
+            base = clean.rsplit("/", 1)[-1]
+            # --parents keeps no path for an inline file: it lands as ``dest/<name>``.
+            groups.append(SourceGroup("<<" + name, [Item(base, [entry], parents=base)]))
         return cls(root=None, groups=groups, what="heredoc")
 
     def with_contents(self, contents: Iterable[tuple[str, bytes | str]]) -> Selection:
-        """This selection followed by heredoc sources (``COPY <<EOF file /dest/``)."""
+        """This selection followed by heredoc sources (``COPY <<EOF file /dest/``, as BuildKit's
+        dispatchCopy adds them: after every path source)."""
         extra = Selection.from_contents(contents)
         return Selection(root=self.root, groups=self.groups + extra.groups, keep_owner=self.keep_owner,
                          what=self.what)
+
+    def with_groups(self, groups: Iterable[SourceGroup]) -> Selection:
+        """This selection with other groups in place of its own (same root and owners)."""
+        return Selection(root=self.root, groups=list(groups), keep_owner=self.keep_owner, what=self.what)
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[Selection]:
+        """This selection with a descriptor held for every group that has its own root, so a
+        copy that runs chrooted (where host paths are out of reach) can still read them; the
+        descriptors are closed on exit."""
+        fds: list[int] = []
+        try:
+            groups = []
+            for group in self.groups:
+                if group.root is not None and group.fd < 0:
+                    try:
+                        fd = os.open(group.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    except OSError as e:
+                        raise CopyError(f"cannot open the source of {group.pattern!r}: {e.strerror}") from None
+                    fds.append(fd)
+                    group = dataclasses.replace(group, fd=fd)
+                groups.append(group)
+            yield self.with_groups(groups)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def cache_digest(self, *, dest: str, owner: tuple[int, int] | None = None, chmod: Chmod | str | None = None,
                      parents: bool = False, link: bool = False, unpack_archives: bool = False,
@@ -570,9 +609,14 @@ class Selection:
             rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if self.root is not None else -1
         except OSError as err:
             raise CopyError(f"cannot open the {self.what} at {self.root}: {err.strerror}") from None
+        own: list[int] = []
         try:
             for group in self.groups:
-                put("group", group.pattern, len(group.items))
+                put("group", group.pattern, len(group.items), group.unpack)
+                groupfd = rootfd
+                if group.root is not None:
+                    groupfd = os.open(group.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    own.append(groupfd)
                 for item in group.items:
                     put("item", item.name, item.parents, len(item.entries))
                     for e in item.entries:
@@ -587,10 +631,12 @@ class Selection:
                         if e.hardlink is not None:
                             put("hardlink", e.hardlink[0], e.hardlink[1])
                         elif stat.S_ISREG(e.mode):
-                            put("size", e.size, "sha256", self._content_digest(rootfd, e, hash_cache))
+                            put("size", e.size, "sha256", self._content_digest(groupfd, e, hash_cache))
         except OSError as err:
             raise CopyError(f"cannot read the {self.what}: {err.strerror}") from None
         finally:
+            for fd in own:
+                os.close(fd)
             if rootfd >= 0:
                 os.close(rootfd)
         if hash_cache is not None:
@@ -1265,9 +1311,15 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
             if st is None or not stat.S_ISDIR(st.st_mode):
                 raise CopyError(MULTI_SOURCE_ERROR)
         for group in selection.groups:
+            groupfd = srcfd
+            if group.root is not None:
+                if group.fd < 0:
+                    raise CopyError(f"the source of {group.pattern!r} was not opened for the copy")
+                groupfd = group.fd
+            unpack = unpack_archives if group.unpack is None else group.unpack
             for index, item in enumerate(group.items):
                 links: dict[tuple[int, str], list[str]] = {}
-                _copy_item(selection, srcfd, out, item, index, dparts, parents, unpack_archives, links)
+                _copy_item(selection, groupfd, out, item, index, dparts, parents, unpack, links)
         out.finish_dirs()
     except OSError as e:
         if e.errno == errno.ENOSPC:
