@@ -48,6 +48,7 @@ from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume
 from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
+from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
 
@@ -433,6 +434,15 @@ class BuildBackend:
             raise
 
     def _copy(self, state: StageState, instr: Copy | Add, dest: str, step: int) -> None:
+        trees: list[LayeredTree] = []
+        try:
+            self._copy_from(state, instr, dest, step, trees)
+        finally:
+            for tree in trees:
+                tree.close()
+
+    def _copy_from(self, state: StageState, instr: Copy | Add, dest: str, step: int,
+                   trees: list[LayeredTree]) -> None:
         began = time.monotonic()
         if isinstance(instr, Add) and any(s.startswith(("http://", "https://", "git@")) or s.endswith(".git")
                                           for s in instr.sources):
@@ -445,6 +455,7 @@ class BuildBackend:
         unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
+        source: Path | LayeredTree
         if instr.contents:
             selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
             root, origin = None, "heredoc"
@@ -453,12 +464,17 @@ class BuildBackend:
                 if self.opts.context is None:
                     raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
                 root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
+                source = root
             else:
+                # A stage or image is read in place through its chain (nothing merged or mounted);
+                # the copy step gets the tree's descriptors, so nothing is bound for it.
                 layers, origin = self._from_layers(from_stage)
-                root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+                root = None if layers else self._empty_dir()
+                source = self._open_chain(layers, trees) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
-            selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
-                                       what=what, parents=parents)
+            selection = select_sources(source, list(instr.sources), ignore=ignore, excludes=instr.excludes,
+                                       what=what, parents=parents,
+                                       hash_cache=self.hash_cache if origin == "context" else None)
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
                                         unpack_archives=unpack, chown=instr.chown,
                                         hash_cache=self.hash_cache if origin == "context" else None)
@@ -484,6 +500,15 @@ class BuildBackend:
 
         self._overlay_step(state, key, do_copy, root, step, independent=linked)
         self.progress.done(step, time.monotonic() - began)
+
+    def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
+        """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""
+        try:
+            tree = LayeredTree(self.chain(layers))
+        except OSError as e:
+            raise DockerfileError(f"cannot read the snapshots: {e.strerror}") from None
+        trees.append(tree)
+        return tree
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)
