@@ -74,7 +74,7 @@ def _walk_tree(tree: LayeredTree) -> dict[str, list]:
             path = parts + (name,)
             found = tree.lookup(path)
             assert found is not None and found[0] == layer and found[1].st_ino == st.st_ino
-            out["/".join(path)] = _describe(st, lambda: _read(tree, path), lambda: tree.readlink(path))
+            out["/".join(path)] = _describe(st, lambda p=path: _read(tree, p), lambda p=path: tree.readlink(p))
             if stat.S_ISDIR(st.st_mode):
                 stack.append(path)
     return out
