@@ -712,9 +712,15 @@ class HashCache:
         return entry[3] if entry is not None else None
 
     def get_for(self, e: Entry) -> str | None:
-        """The digest of the selected file ``e`` as its walk saw it, if known."""
+        """The digest of the selected file ``e`` as its walk saw it, if known (the xattrs the
+        walk read are recorded with it when the entry lacks them)."""
         entry = self._entry(e.dev, e.ino, e.size, e.mtime_ns, e.ctime_ns)
-        return entry[3] if entry is not None else None
+        if entry is None:
+            return None
+        if len(entry) == 4:
+            entry.append([[name, value.hex()] for name, value in e.xattrs])
+            self._dirty = True
+        return str(entry[3])
 
     def xattrs(self, st: os.stat_result) -> tuple[tuple[str, bytes], ...] | None:
         """The xattrs recorded with the digest of the file whose lstat is ``st``, if known."""

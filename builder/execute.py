@@ -23,16 +23,16 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import queue
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
@@ -41,16 +41,20 @@ from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, l
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
-from builder.layers import layer_from_upper
 from builder.source import ImageSource, SourceError
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume
-from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
 from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
+
+if TYPE_CHECKING:
+    from runtime.step import StepResult
+
+# Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
+# step machinery, the layer writer or a thread pool (start-up is most of a cached build).
 
 TAIL_LINES = 10
 
@@ -224,6 +228,8 @@ class BuildBackend:
 
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
+        from builder.layers import layer_from_upper
+
         try:
             blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
                                     self.opts.source_date_epoch)
@@ -276,6 +282,8 @@ class BuildBackend:
             self.progress.output(step, data)
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
+
+        from runtime.step import ProcessSpec, run_step
 
         spec = ProcessSpec(argv=process.argv, env=process.env + process.proxy_env + secret_env, cwd=process.cwd,
                            user=process.user, network=network, mounts=volumes)
@@ -413,6 +421,8 @@ class BuildBackend:
                       step: int, *, independent: bool = False) -> None:
         """Run ``fn`` on an overlay of the stage's chain, or (``independent``: ``COPY --link``) of
         nothing, so the new layer does not depend on what is below it."""
+        from runtime.step import StepError, on_overlay
+
         chain = [] if independent else self.chain(state.layers)
         try:
             result = on_overlay(self.opts.root, chain, fn, source)
@@ -583,24 +593,40 @@ def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Cal
         for index in graph.order:
             build_one(index)
         return backend.stages[graph.target]
+    # Plain threads and a queue (concurrent.futures would import logging: ~5 ms of start-up).
     pending = list(graph.order)
-    running: dict[Future[None], int] = {}
+    running: dict[int, threading.Thread] = {}
+    finished: queue.SimpleQueue[tuple[int, BaseException | None]] = queue.SimpleQueue()
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+
+    def run(index: int) -> None:
+        try:
+            build_one(index)
+        except BaseException as e:  # handed to the main thread, which raises it
+            finished.put((index, e))
+        else:
+            finished.put((index, None))
+
+    try:
         while (pending and failure is None) or running:
             if failure is None:
                 for index in [i for i in pending if needs(i) <= set(backend.stages)]:
+                    if len(running) >= jobs:
+                        break
                     pending.remove(index)
-                    running[pool.submit(build_one, index)] = index
+                    running[index] = threading.Thread(target=run, args=(index,), name=f"stage-{index}")
+                    running[index].start()
             if not running:
                 raise DockerfileError(f"stage {graph.nodes[pending[0]].stage.display_name} depends on a stage "
                                       "that is not built", graph.nodes[pending[0]].stage.line)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                error = future.exception()
-                if error is not None and failure is None:
-                    failure = error
+            index, error = finished.get()
+            running.pop(index).join()
+            if error is not None and failure is None:
+                failure = error
+    finally:
+        # Interrupted (Ctrl-C): the stages already running finish (their steps clean up) first.
+        for thread in running.values():
+            thread.join()
     if failure is not None:
         raise failure
     return backend.stages[graph.target]
