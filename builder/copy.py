@@ -70,6 +70,7 @@ import lzma
 import os
 import re
 import stat
+import struct
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -92,6 +93,7 @@ _STRICT = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _MAX_LINKS = 255          # continuity's fs.RootPath gives up after 255 links
 _MAX_ID_FILE = 16 << 20   # /etc/passwd and /etc/group larger than this are refused
 _CHUNK = 1 << 20
+_LENGTH = struct.Struct(">Q")
 MULTI_SOURCE_ERROR = ("When using COPY with more than one source file, the destination must be a "
                       "directory and end with a /")
 
@@ -473,7 +475,7 @@ def resolve_in_root(rootfd: SourceRoot, parts: Sequence[str], *, jail: Sequence[
 
 # -- selection ----------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One file of a selected source; ``rel`` is relative to the source ("" for the source itself)."""
 
@@ -568,12 +570,20 @@ class Selection:
                      hash_cache: HashCache | None = None, **extra: object) -> str:
         """``sha256:<hex>`` of everything the copy's result depends on (never times)."""
         h = hashlib.sha256()
+        # Each value goes in as its 8-byte big-endian length and its bytes; gathered in a buffer
+        # and hashed in large pieces (one update per value costs a cached build ~10 ms per
+        # 3,000 files), the digest is the same.
+        buf: list[bytes] = []
+        length = _LENGTH.pack
 
         def put(*values: object) -> None:
             for v in values:
                 b = v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape")
-                h.update(len(b).to_bytes(8, "big"))
-                h.update(b)
+                buf.append(length(len(b)))
+                buf.append(b)
+            if len(buf) > 4096:
+                h.update(b"".join(buf))
+                buf.clear()
 
         chmod_text = chmod.text if isinstance(chmod, Chmod) else chmod
         put("hoist-copy-v1", dest, owner, chmod_text, parents, link, unpack_archives,
@@ -602,6 +612,7 @@ class Selection:
         finally:
             if isinstance(rootfd, int) and rootfd >= 0:
                 os.close(rootfd)
+        h.update(b"".join(buf))
         if hash_cache is not None:
             hash_cache.save()
         return "sha256:" + h.hexdigest()
@@ -727,6 +738,8 @@ class HashCache:
         entry = self._entry(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if entry is None or len(entry) != 5 or not isinstance(entry[4], list):
             return None
+        if not entry[4]:
+            return ()
         try:
             return tuple((str(name), bytes.fromhex(value)) for name, value in entry[4])
         except (TypeError, ValueError):
