@@ -23,13 +23,13 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import queue
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -41,7 +41,6 @@ from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, l
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
-from builder.layers import layer_from_upper
 from builder.mounts import Mount, ram_in_bytes
 from builder.platforms import (base_platform_warning, can_run, emulation_error, image_platform, parse_platform,
                                result_platform)
@@ -51,7 +50,7 @@ from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume, check_volume_target
-from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
+from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
 from storage.tarlimits import Limits
@@ -59,6 +58,10 @@ from storage.tarlimits import Limits
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
     from builder.sshforward import SSHSource
+    from runtime.step import StepResult
+
+# Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
+# step machinery, the layer writer or a thread pool (start-up is most of a cached build).
 
 TAIL_LINES = 10
 TMPFS_MAX_DEFAULT = 1 << 30
@@ -332,6 +335,8 @@ class BuildBackend:
 
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
+        from builder.layers import layer_from_upper
+
         try:
             blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
                                     self.opts.source_date_epoch)
@@ -395,6 +400,8 @@ class BuildBackend:
             self.progress.output(step, data)
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
+
+        from runtime.step import ProcessSpec, run_step
 
         # Parents before children (BuildKit sorts an exec's mounts by target).
         volumes = sorted(mounts.volumes, key=lambda v: v.target)
@@ -632,6 +639,8 @@ class BuildBackend:
                       step: int, *, independent: bool = False) -> None:
         """Run ``fn`` on an overlay of the stage's chain, or (``independent``: ``COPY --link``) of
         nothing, so the new layer does not depend on what is below it."""
+        from runtime.step import StepError, on_overlay
+
         chain = [] if independent else self.chain(state.layers)
         try:
             result = on_overlay(self.opts.root, chain, fn, source)
@@ -658,16 +667,19 @@ class BuildBackend:
         remote = RemoteSources.plan(instr.sources, checksum=instr.checksum, keep_git_dir=instr.keep_git_dir,
                                     unpack=instr.unpack, git=self.git) if isinstance(instr, Add) else None
         scratch: list[Path] = []
+        trees: list[LayeredTree] = []
         try:
-            reused = self._copy_from(state, instr, dest, step, remote, scratch)
+            reused = self._copy_from(state, instr, dest, step, remote, scratch, trees)
         finally:
+            for tree in trees:
+                tree.close()
             for path in scratch:
                 shutil.rmtree(path, ignore_errors=True)
         if not reused:
             self.progress.done(step, time.monotonic() - began)
 
     def _copy_from(self, state: StageState, instr: Copy | Add, dest: str, step: int,
-                   remote: RemoteSources | None, scratch: list[Path]) -> bool:
+                   remote: RemoteSources | None, scratch: list[Path], trees: list[LayeredTree]) -> bool:
         """The copy of one COPY/ADD; True when the cache had it (the step shows CACHED)."""
         chmod = parse_chmod(instr.chmod) if instr.chmod else None
         chown = parse_chown(instr.chown) if instr.chown else None
@@ -675,6 +687,7 @@ class BuildBackend:
         unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
+        source: Path | LayeredTree
         patterns = remote.local if remote is not None else list(instr.sources)
         if not patterns:
             selection = Selection(root=None, groups=[], what="heredoc")
@@ -684,12 +697,17 @@ class BuildBackend:
                 if self.opts.context is None:
                     raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
                 root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
+                source = root
             else:
+                # A stage or image is read in place through its chain (nothing merged or mounted);
+                # the copy step gets the tree's descriptors, so nothing is bound for it.
                 layers, origin = self._from_layers(from_stage)
-                root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+                root = None if layers else self._empty_dir()
+                source = self._open_chain(layers, trees) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
-            selection = select_sources(root, patterns, ignore=ignore, excludes=instr.excludes,
-                                       what=what, parents=parents)
+            selection = select_sources(source, patterns, ignore=ignore, excludes=instr.excludes,
+                                       what=what, parents=parents,
+                                       hash_cache=self.hash_cache if origin == "context" else None)
         if instr.contents:  # after every path source, as BuildKit's dispatchCopy adds them
             selection = selection.with_contents([(c.name, c.data) for c in instr.contents])
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
@@ -736,6 +754,15 @@ class BuildBackend:
 
             self._overlay_step(state, key, do_copy, root, step, independent=linked)
         return False
+
+    def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
+        """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""
+        try:
+            tree = LayeredTree(self.chain(layers))
+        except OSError as e:
+            raise DockerfileError(f"cannot read the snapshots: {e.strerror}") from None
+        trees.append(tree)
+        return tree
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)
@@ -812,24 +839,40 @@ def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Cal
         for index in graph.order:
             build_one(index)
         return backend.stages[graph.target]
+    # Plain threads and a queue (concurrent.futures would import logging: ~5 ms of start-up).
     pending = list(graph.order)
-    running: dict[Future[None], int] = {}
+    running: dict[int, threading.Thread] = {}
+    finished: queue.SimpleQueue[tuple[int, BaseException | None]] = queue.SimpleQueue()
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+
+    def run(index: int) -> None:
+        try:
+            build_one(index)
+        except BaseException as e:  # handed to the main thread, which raises it
+            finished.put((index, e))
+        else:
+            finished.put((index, None))
+
+    try:
         while (pending and failure is None) or running:
             if failure is None:
                 for index in [i for i in pending if needs(i) <= set(backend.stages)]:
+                    if len(running) >= jobs:
+                        break
                     pending.remove(index)
-                    running[pool.submit(build_one, index)] = index
+                    running[index] = threading.Thread(target=run, args=(index,), name=f"stage-{index}")
+                    running[index].start()
             if not running:
                 raise DockerfileError(f"stage {graph.nodes[pending[0]].stage.display_name} depends on a stage "
                                       "that is not built", graph.nodes[pending[0]].stage.line)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                error = future.exception()
-                if error is not None and failure is None:
-                    failure = error
+            index, error = finished.get()
+            running.pop(index).join()
+            if error is not None and failure is None:
+                failure = error
+    finally:
+        # Interrupted (Ctrl-C): the stages already running finish (their steps clean up) first.
+        for thread in running.values():
+            thread.join()
     if failure is not None:
         raise failure
     return backend.stages[graph.target]
