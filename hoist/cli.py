@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("hoist.commands.exec", "Run a command in a running container"),
     "rename": ("hoist.commands.rename", "Rename a container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+    "compose": ("hoist.commands.compose", "Run multi-container applications from compose files"),
 }
 
 

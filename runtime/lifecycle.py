@@ -63,6 +63,7 @@ class RunOptions:
     detach: bool = False
     interactive: bool = False
     seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -118,6 +119,7 @@ class Runtime:
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
+            labels=dict(opts.labels),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:

@@ -65,6 +65,7 @@ class ContainerSpec:
     # None runs unconfined.
     seccomp: dict[str, str] | None = None
     created: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)   # docker's container labels (hoist compose's)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
