@@ -22,9 +22,9 @@ def _validator() -> Any:
     import jsonschema
 
     schema = json.loads(resources.files("hoist.compose").joinpath("compose-spec.json").read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    # The file says draft-07 (by a URL without the trailing '#' jsonschema keys its drafts by).
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 def unwrap(node: Any) -> Any:
