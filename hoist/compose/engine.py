@@ -99,6 +99,7 @@ class Engine:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._warned: set[str] = set()
+        self._built: set[str] = set()          # images built by this command (replicas share one)
 
     # -- output ---------------------------------------------------------------------------------------
     def warn(self, message: str) -> None:
@@ -171,8 +172,11 @@ class Engine:
         ref = image_name(self.project, service)
         policy = opts.pull or svc.get("pull_policy") or "missing"
         has_build = "build" in svc
-        if has_build and not opts.no_build and (opts.build or policy == "build" or self.local_image(ref) is None):
+        if ref in self._built:
+            pass
+        elif has_build and not opts.no_build and (opts.build or policy == "build" or self.local_image(ref) is None):
             self.build(service)
+            self._built.add(ref)
         elif not has_build or "image" in svc:
             if policy == "always" or (policy == "missing" and self.local_image(ref) is None):
                 if not has_build or policy == "always":
