@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
     parser.add_argument("--network", default="none", choices=("none", "host"))
     parser.add_argument("--hostname", metavar="NAME")
+    parser.add_argument("-l", "--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a label on the container (hoist ps --filter label=KEY finds it)")
     parser.add_argument("--init", action="store_true", help="run a reaper as PID 1 that forwards signals")
     parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
     parser.add_argument("--cpus", type=float, metavar="N", help="CPU limit (e.g. 1.5)")
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
+            labels=_labels(args.labels),
         )
         container = runtime.create(opts)
         # Everything alive now lives until this command exits: moving it out of the collector's
@@ -68,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
     print(container.id)
     return 0
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UserError(f"invalid --label {item!r}: expected KEY=VALUE", exit_code=125)
+        labels[key] = value
+    return labels
 
 
 def _seccomp_choice(options: list[str]) -> str:

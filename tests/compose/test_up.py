@@ -140,6 +140,13 @@ def test_up_upgrade_one_service_and_down(app: tuple[Hoist, Path, dict[str, str]]
     hashes = compose(hoist, project, "config", "--hash", "*").out.split()
     assert dict(zip(hashes[::2], hashes[1::2], strict=True))["web"] == labels["com.docker.compose.config-hash"]
 
+    # hoist ps finds them by compose's labels.
+    ids = hoist("ps", "-q", "--filter", "label=com.docker.compose.project=shop").out.split()
+    assert sorted(ids) == sorted(first[n][0][:12] for n in ("shop-db-1", "shop-web-1"))
+    only_web = hoist("ps", "-q", "--filter", "label=com.docker.compose.project=shop", "--filter", "label=tier").out
+    assert only_web.split() == [first["shop-web-1"][0][:12]]
+    assert hoist("ps", "-q", "--filter", "label=com.docker.compose.project=other").out == ""
+
     ps = compose(hoist, project, "ps")
     assert "shop-db-1" in ps.out and "shop-web-1" in ps.out and "shop-seed-1" not in ps.out   # seed exited
     assert "shop-seed-1" in compose(hoist, project, "ps", "-a").out
