@@ -18,6 +18,7 @@ from hoist.compose.errors import ComposeError
 
 MAX_FILE_BYTES = 16 << 20
 MAX_NODES = 1_000_000
+MAX_TEXT_BYTES = 64 << 20     # of all strings once aliases are expanded (a long string aliased often)
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,20 @@ _Loader.add_constructor("!override", _tagged(Override))
 
 
 def _check_size(doc: Any, name: str) -> None:
-    count = 0
+    count = text = 0
     stack = [doc]
     while stack:
         node = stack.pop()
         count += 1
         if count > MAX_NODES:
             raise ComposeError(f"{name}: more than {MAX_NODES} values once YAML aliases are expanded")
-        if isinstance(node, dict):
+        if isinstance(node, str):
+            text += len(node)
+            if text > MAX_TEXT_BYTES:
+                raise ComposeError(f"{name}: more than {MAX_TEXT_BYTES >> 20} MiB of text once YAML aliases "
+                                   f"are expanded")
+        elif isinstance(node, dict):
+            text += sum(len(k) for k in node if isinstance(k, str))
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)

@@ -55,6 +55,8 @@ CASES = [
      "".join(f"x-{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
              f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
              for i in range(8)) + "services:\n  a:\n    image: x\n", ["values once YAML aliases are expanded"]),
+    ("long_string_aliased", "x-a: &a " + "y" * (1 << 20) + "\nx-b: &b [" + ", ".join(["*a"] * 100) + "]\n"
+     "services:\n  a:\n    image: x\n", ["MiB of text once YAML aliases are expanded"]),
 ]
 
 

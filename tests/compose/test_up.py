@@ -219,3 +219,30 @@ def test_unpullable_image_is_one_error(app: tuple[Hoist, Path, dict[str, str]]) 
     result = compose(hoist, project, "up", "-d", ok=False)
     assert result.code == 1
     assert 'service "a": image: cannot pull 127.0.0.1:9/none/such:1' in result.err, result.err
+
+
+def test_attached_up_prints_prefixed_output_until_the_containers_exit(tmp_path: Path) -> None:
+    need_root_and_busybox()
+    hoist = Hoist(tmp_path)
+    busybox_image(hoist.layout())
+    project = tmp_path / "att"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "services:\n"
+        "  one:\n    image: busybox:latest\n    network_mode: none\n    command: [sh, -c, 'echo first; echo second']\n"
+        "  two:\n    image: busybox:latest\n    network_mode: none\n    command: [echo, from-two]\n"
+        "    depends_on: {one: {condition: service_completed_successfully}}\n")
+    try:
+        result = compose(hoist, project, "up")
+        lines = result.out.splitlines()
+        assert sorted(lines) == ["att-one-1 | first", "att-one-1 | second", "att-two-1 | from-two"], result.out
+        assert lines.index("att-one-1 | first") < lines.index("att-one-1 | second")
+        tail = compose(hoist, project, "logs", "--tail", "1", "one")
+        assert tail.out == "att-one-1 | second\n"
+        assert compose(hoist, project, "logs", "--no-log-prefix", "two").out == "from-two\n"
+        missing = compose(hoist, project, "exec", "one", "true", ok=False)
+        assert missing.code == 1 and 'service "one" is not running' in missing.err
+        unknown = compose(hoist, project, "up", "-d", "nope", ok=False)
+        assert unknown.code == 1 and "no such service: nope" in unknown.err
+    finally:
+        compose(hoist, project, "down", ok=False)
