@@ -46,19 +46,16 @@ def _seconds(value: Any, default: float) -> float:
 
 def check_for(service: str, svc: dict[str, Any], image_config: dict[str, Any]) -> Check | None:
     """The check the service runs, or None when it has none (or ``disable: true`` / ``NONE``)."""
-    hc = svc.get("healthcheck")
-    if hc is not None:
-        if hc.get("disable"):
-            return None
-        image_hc = (image_config.get("Healthcheck") or {})
-        test = hc.get("test") or image_hc.get("Test")
-        source: dict[str, Any] = {**{k.lower(): v for k, v in image_hc.items()}, **hc}
-    else:
-        image_hc = image_config.get("Healthcheck") or {}
-        test = image_hc.get("Test")
-        source = {"interval": image_hc.get("Interval"), "timeout": image_hc.get("Timeout"),
-                  "retries": image_hc.get("Retries"), "start_period": image_hc.get("StartPeriod"),
-                  "start_interval": image_hc.get("StartInterval")}
+    hc = svc.get("healthcheck") or {}
+    if hc.get("disable"):
+        return None
+    image_hc = image_config.get("Healthcheck") or {}
+    # The service's keys over the image's HEALTHCHECK, key by key (as docker merges them).
+    source: dict[str, Any] = {"interval": image_hc.get("Interval"), "timeout": image_hc.get("Timeout"),
+                              "retries": image_hc.get("Retries"), "start_period": image_hc.get("StartPeriod"),
+                              "start_interval": image_hc.get("StartInterval")}
+    source.update({k: v for k, v in hc.items() if k in source})
+    test = hc.get("test") or image_hc.get("Test")
     if not test or test[0] == "NONE":
         return None
     if test[0] == "CMD":

@@ -2,7 +2,8 @@
 debootstrap'd bookworm with python3, venv and CA certificates added by a ``hoist build``, the
 base ``tests/interop/test_build_debian.py`` makes), then run by ``hoist run``: the default
 command serves the registry on 0.0.0.0:5000 with its store in /var/lib/hoist/registry, and with
-``--network host`` on a loopback port it takes a real ``hoist push`` and ``hoist pull``.
+``--network host`` on a loopback port it takes a real ``hoist push`` and ``hoist pull``; saved by
+``hoist save`` and loaded into docker, ``docker run`` of it serves the same.
 
 Slow by nature (debootstrap, apt and pip over the network): one test.
 """
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.cli.helpers import REPO_ROOT, Hoist
+from tests.peers import Dockerd
 from tests.images import busybox_image
 from tests.interop.test_build_debian import DEBIAN_REF, debian_archive  # noqa: F401 (the session fixture)
 from tests.runtime.conftest import need_root_and_busybox
@@ -58,7 +60,8 @@ def _wait_v2(url: str) -> urllib.request.http.client.HTTPResponse:  # type: igno
     raise AssertionError(f"{url} never answered: {last}")
 
 
-def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tmp_path: Path,  # noqa: F811
+                                                         dockerd: Dockerd) -> None:
     need_root_and_busybox()
     hoist = Hoist(tmp_path)
     hoist("load", "-i", str(debian_archive), timeout=600)
@@ -71,12 +74,10 @@ def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tm
                   str(REPO_ROOT), timeout=1800)
     assert "hoist 0." in built.err                          # the build's own `hoist --version` check
 
-    inspect = json.loads(hoist("inspect", "hoist").out)
-    config = inspect["config"]["config"] if "config" in inspect else inspect
-    text = json.dumps(config)
-    assert '"Entrypoint": ["hoist"]' in text
-    assert '"registry", "serve", "--addr", "0.0.0.0:5000", "--root", "/var/lib/hoist/registry"' in text
-    assert "/var/lib/hoist/registry" in json.dumps(config.get("Volumes") or text)
+    config = json.loads(hoist("inspect", "hoist").out)[0]["Config"]
+    assert config["Entrypoint"] == ["hoist"]
+    assert config["Cmd"] == ["registry", "serve", "--addr", "0.0.0.0:5000", "--root", "/var/lib/hoist/registry"]
+    assert "/var/lib/hoist/registry" in config["Volumes"] and "5000/tcp" in config["ExposedPorts"]
 
     # The default command, in the container's own network namespace: /v2/ on port 5000.
     store = tmp_path / "store"
@@ -109,3 +110,21 @@ def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tm
         assert other("run", "--rm", f"127.0.0.1:{port}/team/busybox:1", "echo", "pulled").out == "pulled\n"
     finally:
         hoist("rm", "-f", cid, ok=False)
+
+    # The same image under docker: saved by hoist, loaded and run by dockerd.
+    archive = tmp_path / "hoist-image.tar"
+    hoist("save", "-o", str(archive), "hoist", timeout=600)
+    dockerd("load", "-i", str(archive))
+    assert dockerd("run", "--rm", "--network", "none", "hoist", "--version").stdout.decode().startswith("hoist 0.")
+    dockerd("run", "-d", "--name", "hoist-registry-test", "--network", "none", "hoist")
+    try:
+        answer = ""
+        for _ in range(100):
+            res = dockerd("exec", "hoist-registry-test", "python3", "-c", PROBE, check=False)
+            answer = res.stdout.decode().strip()
+            if res.returncode == 0 and answer:
+                break
+            time.sleep(0.2)
+        assert answer == "200 registry/2.0", answer
+    finally:
+        dockerd("rm", "-f", "hoist-registry-test", check=False)

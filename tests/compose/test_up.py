@@ -123,7 +123,7 @@ def _containers(hoist: Hoist) -> dict[str, tuple[str, dict[str, str]]]:
 
 def test_up_upgrade_one_service_and_down(app: tuple[Hoist, Path, dict[str, str]]) -> None:
     hoist, project, ports = app
-    up = compose(hoist, project, "up", "-d")
+    up = compose(hoist, project, "up", "-d", "--wait")
     assert "Healthy" in up.err and "Exited" in up.err, up.err
     web = f"http://127.0.0.1:{ports['WEB_PORT']}"
     assert _wait_for(f"{web}/value") == "hello-from-the-volume\n"
@@ -153,6 +153,8 @@ def test_up_upgrade_one_service_and_down(app: tuple[Hoist, Path, dict[str, str]]
     logs = compose(hoist, project, "logs", "seed", "db")
     assert all(line.startswith(("shop-db-1 ", "shop-seed-1 ")) for line in logs.out.splitlines())
     assert compose(hoist, project, "exec", "db", "cat", "/data/value").out == "hello-from-the-volume\n"
+    top = compose(hoist, project, "top", "db").out
+    assert top.startswith("shop-db-1\n") and "httpd -f -p 127.0.0.1:" in top
     run = compose(hoist, project, "run", "--rm", "--no-deps", "seed", "cat", "/data/value")
     assert run.out == "hello-from-the-volume\n"
 
@@ -240,6 +242,9 @@ def test_attached_up_prints_prefixed_output_until_the_containers_exit(tmp_path: 
         tail = compose(hoist, project, "logs", "--tail", "1", "one")
         assert tail.out == "att-one-1 | second\n"
         assert compose(hoist, project, "logs", "--no-log-prefix", "two").out == "from-two\n"
+        compose(hoist, project, "rm", "two")
+        assert "att-two-1" not in compose(hoist, project, "ps", "-a").out
+        assert "att-one-1" in compose(hoist, project, "ps", "-a").out
         missing = compose(hoist, project, "exec", "one", "true", ok=False)
         assert missing.code == 1 and 'service "one" is not running' in missing.err
         unknown = compose(hoist, project, "up", "-d", "nope", ok=False)
