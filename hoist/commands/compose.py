@@ -184,12 +184,23 @@ def _config(args: argparse.Namespace) -> int:
                 raise UserError(f"no such service: {name}")
             print(f"{name} {config_hash(project.services[name])}")
         return 0
-    doc = project.to_doc()
+    # As docker compose: every $ printed as $$, so the output reads back as the same model.
+    doc = _escape_dollars(project.to_doc())
     if args.format == "json":
         print(json.dumps(doc, indent=2))
     else:
         sys.stdout.write(dump_yaml(doc))
     return 0
+
+
+def _escape_dollars(node: Any) -> Any:
+    if isinstance(node, str):
+        return node.replace("$", "$$")
+    if isinstance(node, dict):
+        return {_escape_dollars(k): _escape_dollars(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_escape_dollars(v) for v in node]
+    return node
 
 
 def _cmd_up(args: argparse.Namespace, project: Any, engine: Any) -> int:

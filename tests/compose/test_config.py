@@ -123,3 +123,16 @@ def test_profile_of_a_named_service_is_enabled(tmp_path: Path) -> None:
     assert sorted(project.services) == ["admin", "app"]
     project = load_project(LoadOptions(cwd=str(tmp_path / "p"), environ={"COMPOSE_PROFILES": "*"}))
     assert sorted(project.services) == ["admin", "app", "debug"]
+
+
+def test_config_output_reads_back_as_the_same_model(tmp_path: Path) -> None:
+    """``$`` is printed as ``$$`` (docker compose does the same), so the printed model is a
+    compose file that loads as itself."""
+    directory = _copy("interpolation", tmp_path)
+    hoist = Hoist(tmp_path)
+    hoist.env.update(json.loads((directory / "env.json").read_text()))
+    first = hoist("compose", "-f", str(directory / "compose.yaml"), "config").out
+    assert "DOLLAR: $$HOME and $${TAG}" in first
+    (tmp_path / "again.yaml").write_text(first)
+    again = hoist("compose", "-f", str(tmp_path / "again.yaml"), "--project-directory", str(directory), "config").out
+    assert again == first
