@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("hoist.commands.network", "Manage networks (create, ls, inspect, rm, connect, disconnect, prune)"),
     "port": ("hoist.commands.port", "List a container's published ports"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+    "compose": ("hoist.commands.compose", "Run multi-container applications from compose files"),
 }
 
 

@@ -70,6 +70,7 @@ class RunOptions:
     publish_all: bool = False
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -130,6 +131,7 @@ class Runtime:
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
+            labels=dict(opts.labels),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:

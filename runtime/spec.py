@@ -81,6 +81,7 @@ class ContainerSpec:
     # A build step's: the monitor dies with this process (PDEATHSIG), so a killed build leaves
     # no step running. 0: the monitor lives on its own (``hoist run``).
     caller_pid: int = 0
+    labels: dict[str, str] = field(default_factory=dict)   # docker's container labels (hoist compose's)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,8 @@ from hoist import paths
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     parser.add_argument("-q", "--quiet", action="store_true", help="print ids only")
+    parser.add_argument("-f", "--filter", dest="filters", action="append", default=[], metavar="label=KEY[=VALUE]",
+                        help="only containers with this label (repeatable: all must match)")
 
 
 def _status_text(status: str, state: dict, uptime_text) -> str:
@@ -23,9 +25,23 @@ def _status_text(status: str, state: dict, uptime_text) -> str:
     return "Created"
 
 
+def _label_filters(filters: list[str]) -> list[tuple[str, str | None]]:
+    from hoist.errors import UserError
+
+    out: list[tuple[str, str | None]] = []
+    for item in filters:
+        kind, _, spec = item.partition("=")
+        if kind != "label" or not spec:
+            raise UserError(f"unsupported filter {item!r}", hint="use label=KEY or label=KEY=VALUE")
+        key, eq, value = spec.partition("=")
+        out.append((key, value if eq else None))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from runtime.containers import ContainerStore, uptime_text
 
+    wanted = _label_filters(args.filters)
     rows = []
     for c in ContainerStore(paths.containers_dir()).all():
         try:
@@ -34,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception:
             continue
         if status != "running" and not args.all:
+            continue
+        if any(k not in spec.labels or (v is not None and spec.labels[k] != v) for k, v in wanted):
             continue
         if args.quiet:
             print(c.id[:12])

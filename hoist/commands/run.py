@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                         help="a line for the container's /etc/hosts")
     parser.add_argument("--hostname", metavar="NAME")
+    parser.add_argument("-l", "--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a label on the container (hoist ps --filter label=KEY finds it)")
     parser.add_argument("--init", action="store_true", help="run a reaper as PID 1 that forwards signals")
     parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
     parser.add_argument("--cpus", type=float, metavar="N", help="CPU limit (e.g. 1.5)")
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
             ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
             dns=args.dns, add_hosts=args.add_host,
+            labels=_labels(args.labels),
         )
         if args.network == "host" and (args.publish or args.publish_all):
             print("WARNING: Published ports are discarded when using host network mode",
@@ -85,6 +88,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
     print(container.id)
     return 0
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UserError(f"invalid --label {item!r}: expected KEY=VALUE", exit_code=125)
+        labels[key] = value
+    return labels
 
 
 def _seccomp_choice(options: list[str]) -> str:
