@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import tempfile
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -16,6 +17,14 @@ from hoist.errors import UserError
 
 if TYPE_CHECKING:
     from hoist.compose.loader import Project
+
+
+def verb_args(module: types.ModuleType, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed by the verb's own parser, so every option it has gets its default (a
+    hand-made Namespace misses the options a verb gains later)."""
+    parser = argparse.ArgumentParser(prog="hoist " + module.__name__.rsplit(".", 1)[-1])
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def build_service(project: Project, service: str, tag: str, no_cache: bool, pull: bool, err: TextIO) -> None:
@@ -36,14 +45,17 @@ def build_service(project: Project, service: str, tag: str, no_cache: bool, pull
         if network not in ("host", "none", "default"):
             raise ComposeError(f"build network {network!r} is not supported by hoist (host or none)",
                                where=f'service "{service}": build.network')
-        args = argparse.Namespace(
-            context=context, file=str(dockerfile), target=spec.get("target"),
-            build_args=[f"{k}={v}" for k, v in (spec.get("args") or {}).items() if v is not None],
-            platform=None, tags=[tag], check=False, no_cache=no_cache or bool(spec.get("no_cache")),
-            pull=pull or bool(spec.get("pull")),
-            labels=[f"{k}={v}" for k, v in (spec.get("labels") or {}).items()],
-            format="oci", compression="gzip", network="host" if network == "default" else network,
-            progress="plain", quiet=False, iidfile=None, secrets=[])
+        argv = ["-f", str(dockerfile), "-t", tag, "--network", "host" if network == "default" else network,
+                "--progress", "plain"]
+        if spec.get("target"):
+            argv += ["--target", spec["target"]]
+        argv += [a for k, v in (spec.get("args") or {}).items() if v is not None for a in ("--build-arg", f"{k}={v}")]
+        argv += [a for k, v in (spec.get("labels") or {}).items() for a in ("--label", f"{k}={v}")]
+        if no_cache or spec.get("no_cache"):
+            argv.append("--no-cache")
+        if pull or spec.get("pull"):
+            argv.append("--pull")
+        args = verb_args(build, [*argv, "--", context])
         try:
             with contextlib.redirect_stdout(err):
                 code = build.run(args)
@@ -57,10 +69,8 @@ def pull_image(ref: str, err: TextIO) -> None:
     import asyncio
 
     from hoist.commands import pull
-    from registry.client.pull import DEFAULT_CONCURRENCY
 
-    args = argparse.Namespace(ref=ref, platform=None, insecure=False,
-                              max_concurrent_downloads=DEFAULT_CONCURRENCY, quiet=True)
+    args = verb_args(pull, ["-q", "--", ref])
     try:
         with contextlib.redirect_stdout(err):
             asyncio.run(pull.run(args))
@@ -72,10 +82,8 @@ def push_image(ref: str, err: TextIO) -> None:
     import asyncio
 
     from hoist.commands import push
-    from registry.client.push import DEFAULT_CONCURRENCY
 
-    args = argparse.Namespace(ref=ref, platform=None, insecure=False,
-                              max_concurrent_uploads=DEFAULT_CONCURRENCY, quiet=False)
+    args = verb_args(push, ["--", ref])
     try:
         with contextlib.redirect_stdout(err):
             asyncio.run(push.run(args))
