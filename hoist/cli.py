@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "images": ("hoist.commands.images", "List local images"),
     "tag": ("hoist.commands.tag", "Give a local image another name"),
     "rmi": ("hoist.commands.rmi", "Remove local images"),
-    "inspect": ("hoist.commands.inspect", "Show an image's manifest and config"),
+    "inspect": ("hoist.commands.inspect", "Show low-level information on containers and images"),
     "save": ("hoist.commands.save", "Write images to a tar archive"),
     "load": ("hoist.commands.load", "Load images from a tar archive"),
     "login": ("hoist.commands.login", "Store credentials for a registry"),
@@ -36,6 +36,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("hoist.commands.logs", "Show a container's output"),
     "exec": ("hoist.commands.exec", "Run a command in a running container"),
     "rename": ("hoist.commands.rename", "Rename a container"),
+    "start": ("hoist.commands.start", "Start stopped containers"),
+    "restart": ("hoist.commands.restart", "Restart containers"),
+    "wait": ("hoist.commands.wait", "Wait for containers to exit; print their exit codes"),
+    "pause": ("hoist.commands.pause", "Freeze every process of containers"),
+    "unpause": ("hoist.commands.unpause", "Thaw paused containers"),
+    "update": ("hoist.commands.update", "Change the limits and restart policy of containers"),
+    "attach": ("hoist.commands.attach", "Attach the terminal to a running -t container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
 }
 

@@ -65,6 +65,11 @@ class ContainerSpec:
     # None runs unconfined.
     seccomp: dict[str, str] | None = None
     created: float = 0.0
+    # lifecycle (runtime/restart.py, runtime/tty.py): docker's HostConfig.RestartPolicy
+    # ({"Name", "MaximumRetryCount"}; None is "no"), Config.Tty and Config.OpenStdin
+    restart: dict[str, Any] | None = None
+    tty: bool = False
+    interactive: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    parser.add_argument("--restart", default="no", metavar="POLICY",
+                        help="no (default), always, unless-stopped or on-failure[:N]")
     parser.add_argument("--name", help="a unique name for the container")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
     from runtime.lifecycle import RunOptions, Runtime, StartFailed
     from runtime.spec import Limits, parse_size
+    from runtime.tty import Detached
 
     from storage.fsutil import secure_store_root
 
@@ -51,15 +55,22 @@ def run(args: argparse.Namespace) -> int:
             entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
+            restart=args.restart, tty=args.tty,
         )
         container = runtime.create(opts)
         # Everything alive now lives until this command exits: moving it out of the collector's
         # reach spares the exit's final collection (~7 ms) and keeps the forked monitor from
         # touching (copying) the parent's pages when it collects.
         gc.freeze()
+        if not args.detach and args.tty:
+            return runtime.start_attached(container, args.interactive)
+        if not args.detach and container.spec.restart and container.spec.restart.get("Name", "no") != "no":
+            return runtime.run_following(container)
         if not args.detach:
             return runtime.run_foreground(container, interactive=args.interactive)
         runtime.start_detached(container)
+    except Detached:
+        raise UserError("read escape sequence") from None
     except StartFailed as e:
         raise UserError(str(e), exit_code=e.exit_code) from None
     except RuntimeFailure as e:
