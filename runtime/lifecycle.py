@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
@@ -129,6 +129,7 @@ class Runtime:
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
             restart=policy.to_json(), tty=opts.tty, interactive=opts.interactive,
+            config=_docker_config(config, opts),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
@@ -499,6 +500,19 @@ class Runtime:
         if pair is None:
             return _wait_forwarding(child)
         return _relay_exec(child, pair, interactive)
+
+
+def _docker_config(config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
+    """What ``inspect`` reports as Config.Entrypoint/Cmd (docker keeps them apart; argv is their
+    sum), Labels and ExposedPorts."""
+    if opts.entrypoint is not None:
+        entrypoint = [opts.entrypoint] if opts.entrypoint else None
+        cmd = list(opts.args) or None
+    else:
+        entrypoint = config.get("Entrypoint") or None
+        cmd = list(opts.args) or config.get("Cmd") or None
+    return {"Entrypoint": entrypoint, "Cmd": cmd, "Labels": dict(config.get("Labels") or {}),
+            "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None}
 
 
 def _check_user(user: str) -> None:

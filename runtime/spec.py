@@ -70,6 +70,8 @@ class ContainerSpec:
     restart: dict[str, Any] | None = None
     tty: bool = False
     interactive: bool = False
+    # docker's Config.Entrypoint, Cmd, Labels and ExposedPorts as they were at create (inspect)
+    config: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
