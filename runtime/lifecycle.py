@@ -327,9 +327,9 @@ class Runtime:
             os.close(ready_r)
             raise
         try:
-            size = tty.get_size(0) or tty.get_size(1)
-            if size is not None:
-                sock.sendall(tty.size_frame(size))
+            # the first frame, which the monitor waits for before the command starts: the size
+            # the console starts with (0 x 0: the caller has no terminal to take it from)
+            sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
             self._await_ready(container, ready_r)
         except BaseException:
             sock.close()

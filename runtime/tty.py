@@ -99,10 +99,11 @@ def size_frame(size: tuple[int, int]) -> bytes:
 
 
 def parse_size(payload: bytes) -> tuple[int, int] | None:
+    """A client's window size; None for a malformed frame and for 0 x 0 (no terminal)."""
     if len(payload) != 4:
         return None
     rows, cols = struct.unpack(">HH", payload)
-    return rows, cols
+    return (rows, cols) if rows and cols else None
 
 
 # -- the container side (PID 1, after the pivot, still root) ---------------------------------------
