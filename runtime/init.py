@@ -30,6 +30,7 @@ from pathlib import Path
 from runtime import cgroups, linux, mounts, restart, seccomp, tty, users
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, boot_id, process_start_time
+from runtime.errors import RuntimeFailure
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
 
@@ -333,6 +334,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
             if error and first:
                 break   # a command that cannot start is an error of `run`/`start`, not a crash
             first, ready_fd = False, None
+            manager.policy = _current_policy(cdir, manager.policy)   # `hoist update --restart`
             again, delay = manager.should_restart(code, bool(container.state().get("manually_stopped")),
                                                   time.monotonic() - started)
             if not again:
@@ -348,6 +350,13 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     if spec.remove:
         container.destroy()
     return code
+
+
+def _current_policy(cdir: Path, previous: restart.RestartPolicy) -> restart.RestartPolicy:
+    try:
+        return restart.RestartPolicy.from_json(Container(cdir).spec.restart)
+    except (OSError, ValueError, TypeError, RuntimeFailure):   # unreadable: keep the last one
+        return previous
 
 
 def _await_restart(container: Container, delay: float, child: list[int]) -> bool:
