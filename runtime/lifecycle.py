@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import socket
 
 from runtime import cgroups, linux, seccomp, users
-from runtime.containers import Container, ContainerStore
+from runtime.containers import Container, ContainerStore, process_start_time
 from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, SetupError
 from runtime.restart import RestartPolicy
 from runtime.image import Image, load_image
@@ -268,12 +268,19 @@ class Runtime:
         self.wait_exit(container, 10.0)
 
     def wait_exit(self, container: Container, timeout: float) -> bool:
+        """Wait until the container's monitor has exited (having written the exit, and removed a
+        ``--rm`` container): the monitor process itself, as it was when the wait began."""
         deadline = time.monotonic() + timeout
+        first = container.state()
+        monitor = (first.get("monitor_pid"), first.get("monitor_start")) if container.monitor_alive(first) else None
         while True:
-            if not container.path.exists():
+            if monitor is not None:
+                if process_start_time(int(monitor[0] or 0)) != monitor[1]:
+                    return True
+            elif not container.path.exists():
                 return True
             state = container.state()
-            if not container.monitor_alive(state):
+            if monitor is None and not container.monitor_alive(state):
                 return True
             if state.get("status") == "restarting" and state.get("manually_stopped"):
                 # waiting out a back-off: the monitor's signal handler ends the wait

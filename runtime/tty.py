@@ -432,12 +432,18 @@ def connect(cdir: Path) -> socket.socket:
         os.close(dir_fd)
 
 
+def _leave(sig: int, _frame: object) -> None:
+    """SIGTERM or SIGHUP to a client: unwind, so the terminal is restored on the way out."""
+    raise SystemExit(128 + sig)
+
+
 def attach_client(sock: socket.socket, interactive: bool, stdin: int = 0, stdout: int = 1) -> int | None:
     """Relay the caller's terminal and the monitor until the command ends; returns its exit code
     (None when the monitor went away without one). Raises Detached on ctrl-p ctrl-q."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     previous_wakeup = signal.set_wakeup_fd(wake_w)
     previous_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: None)
+    previous_leave = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
     scanner = DetachScanner()
     reader = FrameReader()
     size_fd = stdin if os.isatty(stdin) else stdout
@@ -481,6 +487,8 @@ def attach_client(sock: socket.socket, interactive: bool, stdin: int = 0, stdout
                             elif kind == b"x":
                                 return int(payload or b"255")
     finally:
+        for sig, handler in previous_leave.items():
+            signal.signal(sig, handler)
         signal.signal(signal.SIGWINCH, previous_winch)
         signal.set_wakeup_fd(previous_wakeup)
         os.close(wake_r)
@@ -494,6 +502,7 @@ def relay_local(master: int, child_pid: int, interactive: bool, stdin: int = 0, 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     previous_wakeup = signal.set_wakeup_fd(wake_w)
     previous_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: None)
+    previous_leave = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
     pidfd = os.pidfd_open(child_pid)
     size_fd = stdin if os.isatty(stdin) else stdout
     try:
@@ -546,6 +555,8 @@ def relay_local(master: int, child_pid: int, interactive: bool, stdin: int = 0, 
                         _, status = os.waitpid(child_pid, 0)
                         return status
     finally:
+        for sig, handler in previous_leave.items():
+            signal.signal(sig, handler)
         signal.signal(signal.SIGWINCH, previous_winch)
         signal.set_wakeup_fd(previous_wakeup)
         os.close(wake_r)

@@ -159,7 +159,9 @@ def test_crash_loop_is_backed_off_not_spun(hoist: Hoist, tmp_path: Path) -> None
     for i, gap in enumerate(gaps[:5]):
         assert gap >= 0.1 * 2 ** i - 0.011, (i, gaps)
     state = c.status()[1]
-    assert state["restart_count"] == len(starts) - 1
+    # docker counts a restart when it is decided: the stop may land in the back-off (or before
+    # the next run writes its mark), which counts one the file does not show
+    assert len(starts) - 1 <= state["restart_count"] <= len(starts)
     assert not c.monitor_alive()
 
 
