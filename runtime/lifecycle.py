@@ -237,7 +237,7 @@ class Runtime:
         if status == "restarting":
             if sig in (signal.SIGKILL, container.spec.stop_signal):
                 container.update_state(manually_stopped=True)
-                _kill_quiet(int(state["monitor_pid"]), signal.SIGTERM)
+                _signal_monitor(container, state, signal.SIGTERM)
                 return
             raise ContainerRunning(f"container {container.name} is restarting, wait until it runs")
         pid = container.init_pid()
@@ -284,7 +284,7 @@ class Runtime:
                 return True
             if state.get("status") == "restarting" and state.get("manually_stopped"):
                 # waiting out a back-off: the monitor's signal handler ends the wait
-                _kill_quiet(int(state["monitor_pid"]), signal.SIGTERM)
+                _signal_monitor(container, state, signal.SIGTERM)
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
@@ -647,6 +647,25 @@ def _wait_forwarding(pid: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code_of(status)
+
+
+def _signal_monitor(container: Container, state: dict[str, Any], sig: int) -> None:
+    """Signal the container's monitor, never a process that reused its pid: the identity is
+    checked while a pidfd pins the process."""
+    pid = int(state.get("monitor_pid") or 0)
+    if pid <= 0:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if container.monitor_alive(state):
+            signal.pidfd_send_signal(fd, sig)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _kill_quiet(pid: int, sig: int) -> None:
