@@ -44,3 +44,23 @@ async def test_run_pulls_what_is_missing(hoist: Hoist, tmp_path: Path) -> None:
     assert res.returncode == 125 and "invalid pull option" in _one_line(res)
     res = await asyncio.to_thread(hoist, "run", "--rm", "127.0.0.1:1/lib/none:1", "true")
     assert res.returncode == 125 and "unreachable" in res.stderr.decode().strip().splitlines()[-1]
+
+
+async def test_pull_prepares_the_first_run(hoist: Hoist, tmp_path: Path) -> None:
+    pusher = CliHoist(tmp_path / "pusher")
+    busybox_image(pusher.layout(), "bb:2", more_layers=[])
+    async with serve_on_loopback(faulty_app(Faults())) as host:
+        ref = f"{host}/lib/bb:2"
+        await run_hoist(pusher, "tag", "bb:2", ref)
+        await run_hoist(pusher, "push", ref)
+        res = await asyncio.to_thread(hoist, "pull", ref, subprocess=True)
+        assert res.returncode == 0, res.stderr
+    snapshots = hoist.root / "snapshots"
+    from runtime.image import load_image
+    from runtime.snapshots import chain_ids
+    image = load_image(hoist.root / "images", ref)
+    top = snapshots / chain_ids(list(image.diff_ids))[-1].split(":")[-1]
+    assert top.is_dir() and (top / "bin" / "busybox").exists()      # unpacked by the pull
+    before = sorted(p.name for p in snapshots.iterdir())
+    assert (await asyncio.to_thread(hoist, "run", "--rm", ref, "true")).returncode == 0
+    assert sorted(p.name for p in snapshots.iterdir()) == before     # the run unpacked nothing
