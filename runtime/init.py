@@ -286,10 +286,6 @@ def _read_all(fd: int) -> bytes:
     return out
 
 
-class _Wake(Exception):
-    """A signal to the monitor while it waits to restart the container (``hoist stop``)."""
-
-
 def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None = None,
                  attach_first: bool = False) -> int:
     """Run the container, and run it again as its restart policy says (``runtime.restart``).
@@ -314,13 +310,11 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     console = tty.ConsoleServer(cdir) if spec.tty else None
     if console is not None and attach_first:
         console.await_first_client(30.0)
-    child = [0]   # the running PID 1 (0: none; -1: waiting to restart, a signal wakes the wait)
+    child = [0]   # the running PID 1 (0: none)
 
     def forward(sig: int, _frame: object) -> None:
         if child[0] > 0:
             _kill_quiet(child[0], sig)
-        elif child[0] == -1:
-            raise _Wake
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
@@ -340,7 +334,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
             if not again:
                 break
             container.update_state(status="restarting", restart_count=manager.restart_count)
-            if not _await_restart(container, delay, child):
+            if not _await_restart(container, delay):
                 container.update_state(status="exited")
                 break
     finally:
@@ -359,24 +353,22 @@ def _current_policy(cdir: Path, previous: restart.RestartPolicy) -> restart.Rest
         return previous
 
 
-def _await_restart(container: Container, delay: float, child: list[int]) -> bool:
+def _await_restart(container: Container, delay: float) -> bool:
     """Sleep ``delay`` unless the user stops the container meanwhile (``Runtime.stop`` sets
-    manually_stopped, then signals the monitor). False when it was stopped."""
+    manually_stopped, then signals the monitor). False when it was stopped. The signals are
+    blocked and waited for, so one that lands at any moment only ends the sleep early."""
     deadline = time.monotonic() + delay
-    child[0] = -1
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
         while True:
-            try:
-                if container.state().get("manually_stopped"):
-                    return False
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return True
-                time.sleep(remaining)
-            except _Wake:
-                continue
+            if container.state().get("manually_stopped"):
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            signal.sigtimedwait(FORWARDED, remaining)
     finally:
-        child[0] = 0
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
 def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: int, first: bool,
