@@ -247,3 +247,21 @@ def test_systemd_unit_runs_the_boot_command() -> None:
     lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
     assert lines["ExecStart"].split()[-2:] == ["start", "--all-restartable"]
     assert lines["Type"] == "oneshot" and lines["WantedBy"] == "default.target"
+
+
+def test_hoist_kill_is_a_users_stop_but_another_signal_is_not(hoist: Hoist, tmp_path: Path) -> None:
+    """docker's kill: SIGKILL (or the stop signal) ends the restart policy's hold; a signal the
+    command dies of otherwise is a failure like any other."""
+    data = tmp_path / "data"
+    data.mkdir()
+    hoist.ok("run", "-d", "--name", "k", "--restart", "always", "-v", f"{data}:/data", "busybox",
+             "sh", "-c", "echo x >> /data/runs; trap 'exit 9' HUP; while :; do sleep 0.05; done")
+    rt, c = _container(hoist, "k")
+    _until(lambda: (data / "runs").exists(), "the first run")
+    hoist.ok("kill", "-s", "HUP", "k")                 # the command exits 9 on it: restarted
+    _until(lambda: c.status()[1].get("restart_count") == 1 and c.init_pid(), "the restart after HUP")
+    hoist.ok("kill", "k")                              # SIGKILL: the user's stop
+    assert rt.wait_exit(c, 30)
+    status, state = c.status()
+    assert status == "exited" and state["exit_code"] == 137 and state["manually_stopped"] is True
+    assert state["restart_count"] == 1
