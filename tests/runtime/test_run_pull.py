@@ -10,6 +10,7 @@ from tests.cli.conftest import run_hoist
 from tests.cli.helpers import Hoist as CliHoist
 from tests.images import busybox_image
 from tests.registry.faults import Faults, faulty_app, serve_on_loopback
+from storage.layout import ImageLayout
 from tests.runtime.conftest import Hoist
 
 
@@ -64,3 +65,40 @@ async def test_pull_prepares_the_first_run(hoist: Hoist, tmp_path: Path) -> None
     before = sorted(p.name for p in snapshots.iterdir())
     assert (await asyncio.to_thread(hoist, "run", "--rm", ref, "true")).returncode == 0
     assert sorted(p.name for p in snapshots.iterdir()) == before     # the run unpacked nothing
+
+
+async def test_pull_unpacks_layers_while_the_rest_download(hoist: Hoist, tmp_path: Path) -> None:
+    """The busybox layer is unpacked into its snapshot while the second layer is still on its
+    way (the registry trickles it): the snapshot exists before that blob does."""
+    import os
+    import sys
+
+    from runtime.snapshots import SnapshotStore, chain_ids
+    from tests.cli.helpers import REPO_ROOT
+    from tests.images import files_layer
+
+    pusher = CliHoist(tmp_path / "pusher")
+    desc = busybox_image(pusher.layout(), "two:1", more_layers=[files_layer({"big": os.urandom(8 << 20)})])
+    manifest = pusher.layout().manifest(desc)
+    first, second = manifest.layers
+    diff_ids = pusher.layout().config(manifest)["rootfs"]["diff_ids"]
+    snapshots = SnapshotStore(hoist.root / "snapshots")
+    first_snapshot, second_snapshot = (snapshots.path(c) for c in chain_ids(diff_ids))
+    faults = Faults()
+    async with serve_on_loopback(faulty_app(faults)) as host:
+        ref = f"{host}/lib/two:1"
+        await run_hoist(pusher, "tag", "two:1", ref)
+        await run_hoist(pusher, "push", ref)
+        faults.add("GET", str(second.digest), "trickle", after=16 << 10, delay=0.01, times=1000)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hoist.cli", "pull", "-q", ref, env=hoist.env(), cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        layout = ImageLayout(hoist.root / "images")
+        while not first_snapshot.is_dir():
+            assert proc.returncode is None, await proc.communicate()
+            await asyncio.sleep(0.02)
+        assert not layout.has_blob(second.digest)          # still downloading: unpacked meanwhile
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err
+    assert layout.has_blob(second.digest)
+    assert (second_snapshot / "big").stat().st_size == 8 << 20
