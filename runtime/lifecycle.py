@@ -303,7 +303,8 @@ class Runtime:
         container.destroy()
 
     # -- start, restart, wait, pause, update (the lifecycle verbs) ---------------------------------
-    def start(self, container: Container, attach: bool = False, interactive: bool = False) -> int | None:
+    def start(self, container: Container, attach: bool = False, interactive: bool = False,
+              detach_keys: bytes | None = None) -> int | None:
         """Start a created or exited container again: same root and upper dir, fresh cgroups.
         Detached unless ``attach``; attached, returns the exit code (None when detached)."""
         status, _ = container.status()
@@ -316,13 +317,13 @@ class Runtime:
         # docker's start: the user's start resets the stop mark and the restart count
         container.update_state(manually_stopped=False, restart_count=0, paused=False, error="")
         if attach and spec.tty:
-            return self.start_attached(container, interactive)
+            return self.start_attached(container, interactive, detach_keys)
         if attach:
             return self.run_foreground(container, interactive=interactive)
         self.start_detached(container)
         return None
 
-    def start_attached(self, container: Container, interactive: bool) -> int:
+    def start_attached(self, container: Container, interactive: bool, detach_keys: bytes | None = None) -> int:
         """A ``-t`` container started with the caller attached before the command runs
         (``run -it``, ``start -ai``). Raises tty.Detached on the detach keys."""
         from runtime import tty
@@ -341,7 +342,7 @@ class Runtime:
         except BaseException:
             sock.close()
             raise
-        code = tty.attach_client(sock, interactive)
+        code = tty.attach_client(sock, interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
         if code is None:
             _, state = container.status()
             code = int(state.get("exit_code", 255))
@@ -392,7 +393,7 @@ class Runtime:
                 self._await_ready(container, ready_r)   # raises: the monitor answered without a console
                 raise StartFailed(f"container {container.id[:12]} has no console")
 
-    def attach(self, container: Container) -> int | None:
+    def attach(self, container: Container, detach_keys: bytes | None = None) -> int | None:
         """``hoist attach``: the caller's terminal on a running ``-t`` container's console."""
         from runtime import tty
 
@@ -406,7 +407,7 @@ class Runtime:
             sock = tty.connect(container.path)
         except OSError as e:
             raise SetupError(f"cannot attach to {container.name}: {e.strerror or e}") from None
-        return tty.attach_client(sock, container.spec.interactive)
+        return tty.attach_client(sock, container.spec.interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
 
     def restart(self, container: Container, timeout: float = 10.0) -> None:
         self.stop(container, timeout)

@@ -53,6 +53,24 @@ class Detached(Exception):
     """The user typed the detach keys."""
 
 
+_CTRL = ["ctrl-@"] + [f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + \
+    ["ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^", "ctrl-_"]
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """docker's ``--detach-keys``: comma-separated single characters or ``ctrl-<x>``."""
+    out = bytearray()
+    for key in text.split(","):
+        if len(key) == 1:
+            out += key.encode()
+        elif key in _CTRL:
+            out.append(_CTRL.index(key))
+        else:
+            what = "sequence" if key.startswith("ctrl-") else "character"
+            raise ValueError(f"Invalid detach keys ({text}) provided: Unknown {what}: '{key}'")
+    return bytes(out)
+
+
 # -- framing --------------------------------------------------------------------------------------
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -437,14 +455,15 @@ def _leave(sig: int, _frame: object) -> None:
     raise SystemExit(128 + sig)
 
 
-def attach_client(sock: socket.socket, interactive: bool, stdin: int = 0, stdout: int = 1) -> int | None:
+def attach_client(sock: socket.socket, interactive: bool, stdin: int = 0, stdout: int = 1,
+                  detach_keys: bytes = DETACH_KEYS) -> int | None:
     """Relay the caller's terminal and the monitor until the command ends; returns its exit code
     (None when the monitor went away without one). Raises Detached on ctrl-p ctrl-q."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     previous_wakeup = signal.set_wakeup_fd(wake_w)
     previous_winch = signal.signal(signal.SIGWINCH, lambda _s, _f: None)
     previous_leave = {sig: signal.signal(sig, _leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    scanner = DetachScanner()
+    scanner = DetachScanner(detach_keys)
     reader = FrameReader()
     size_fd = stdin if os.isatty(stdin) else stdout
 

@@ -9,6 +9,7 @@ from hoist.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("container", metavar="CONTAINER")
 
 
@@ -17,10 +18,11 @@ def run(args: argparse.Namespace) -> int:
     from runtime.lifecycle import Runtime
     from runtime.tty import Detached
 
+    detach_keys = detach_keys_option(args.detach_keys)
     runtime = Runtime(paths.hoist_root())
     try:
         container = runtime.containers.get(args.container)
-        code = runtime.attach(container)
+        code = runtime.attach(container, detach_keys)
     except RuntimeFailure as e:
         raise UserError(str(e)) from None
     except Detached:
@@ -29,3 +31,15 @@ def run(args: argparse.Namespace) -> int:
         _, state = container.status()
         code = int(state.get("exit_code", 255))
     return code
+
+
+def detach_keys_option(text: str | None) -> bytes | None:
+    """`--detach-keys` (run, start, attach): None for the default ctrl-p,ctrl-q."""
+    from runtime.tty import parse_detach_keys
+
+    if not text:
+        return None
+    try:
+        return parse_detach_keys(text)
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("--pull", default="missing", metavar="POLICY",
                         help="missing (default: pull an image that is not local), always or never")
     parser.add_argument("--restart", default="no", metavar="POLICY",
@@ -48,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
     runtime = Runtime(secure_store_root(paths.hoist_root()))
+    from hoist.commands.attach import detach_keys_option
+
+    try:
+        detach_keys = detach_keys_option(args.detach_keys)
+    except UserError as e:
+        raise UserError(str(e), exit_code=125) from None
     _pull_for_run(args.image, args.pull, runtime.images_dir)
     try:
         limits = Limits(memory=parse_size(args.memory) if args.memory else None,
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         # touching (copying) the parent's pages when it collects.
         gc.freeze()
         if not args.detach and args.tty:
-            return runtime.start_attached(container, args.interactive)
+            return runtime.start_attached(container, args.interactive, detach_keys)
         if not args.detach and container.spec.restart and container.spec.restart.get("Name", "no") != "no":
             return runtime.run_following(container)
         if not args.detach:

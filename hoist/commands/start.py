@@ -12,6 +12,7 @@ from hoist.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--attach", action="store_true", help="attach the output and wait for the exit")
     parser.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
+    parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("--all-restartable", action="store_true",
                         help="start every container whose restart policy brings it back after a reboot "
                              "(contrib/systemd/hoist-restart.service runs this at boot)")
@@ -31,12 +32,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.containers:
         raise UserError("start needs at least one container", hint="hoist start CONTAINER...")
     attach = args.attach or args.interactive
+    from hoist.commands.attach import detach_keys_option
+
+    detach_keys = detach_keys_option(args.detach_keys)
     if attach and len(args.containers) > 1:
         raise UserError("you cannot start and attach multiple containers at once")
     failed = []
     for ref in args.containers:
         try:
-            code = runtime.start(runtime.containers.get(ref), attach=attach, interactive=args.interactive)
+            code = runtime.start(runtime.containers.get(ref), attach=attach, interactive=args.interactive,
+                                 detach_keys=detach_keys)
         except StartFailed as e:
             if attach:
                 raise UserError(str(e), exit_code=e.exit_code) from None

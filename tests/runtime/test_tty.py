@@ -205,3 +205,23 @@ def test_detach_scanner(keys: bytes) -> None:
     s = DetachScanner(keys)
     with pytest.raises(Detached):
         s.feed(b"x\x10\x11y")
+
+
+def test_detach_keys_option(hoist: Hoist) -> None:
+    from runtime.tty import parse_detach_keys
+
+    assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert parse_detach_keys("ctrl-a,d") == b"\x01d" and parse_detach_keys("ctrl-@,ctrl-_") == b"\x00\x1f"
+    for bad in ("ctrl-1", "ab", "ctrl-a,,x"):
+        with pytest.raises(ValueError, match="Invalid detach keys"):
+            parse_detach_keys(bad)
+    hoist.ok("run", "-dit", "--name", "keys", "busybox", "sh")
+    term = Terminal(hoist, f"{HOIST} attach --detach-keys ctrl-a,d keys")
+    term.write(b"echo x\x10\x11y\r")                 # the default keys are just input now
+    term.expect(r"x\x10\x11y|xy")
+    term.write(b"\x01d")
+    assert term.wait() == 1 and "read escape sequence" in term.text()
+    res = hoist("attach", "--detach-keys", "ctrl-1", "keys")
+    assert res.returncode == 1 and "Unknown sequence: 'ctrl-1'" in res.stderr.decode()
+    res = hoist("run", "--rm", "-it", "--detach-keys", "zz", "busybox", "true")
+    assert res.returncode == 125 and "Invalid detach keys" in res.stderr.decode()
