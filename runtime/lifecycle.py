@@ -311,6 +311,8 @@ class Runtime:
         if status in ("running", "restarting"):
             raise ContainerRunning(f"container {container.name} is already {status}")
         spec = container.spec
+        with contextlib.suppress(RuntimeFailure):   # a monitor killed while the container was paused
+            cgroups.freeze(spec.cgroups, False)
         cgroups.remove(spec.cgroups)   # what a killed monitor left (a reboot leaves nothing)
         spec.cgroups = cgroups.create(spec.id, spec.limits)
         container.write_spec(spec)
