@@ -223,3 +223,33 @@ def test_upgrade_and_rollback_as_the_users_script_it(hoist: Hoist, tmp_path: Pat
     _until(lambda: (data / "versions").read_text().split() == ["1.0", "1.1", "1.0"], "1.0 to serve again")
     assert _fmt(hoist, "app", "{{.Config.Image}} {{.State.Status}}") == "docker.io/library/app:1.0 running"
     assert "serving 1.0" in hoist.ok("logs", "app")
+
+
+def test_freeze_on_cgroup_v2(tmp_path: Path) -> None:
+    """The v2 half of pause (``cgroup.freeze``, ``cgroup.events``), on the host's cgroup2 mount
+    (the unified one of a hybrid host, where the freezer needs no controller)."""
+    import subprocess
+    import uuid
+
+    from runtime.errors import SetupError
+
+    unified = next((Path(line.split()[4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if " - cgroup2 " in line), None)
+    if unified is None or not (unified / "cgroup.procs").exists():
+        pytest.skip("no cgroup2 mount on this host")
+    group = unified / f"hoist-test-{uuid.uuid4().hex[:12]}"
+    group.mkdir()
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        (group / "cgroup.procs").write_text(str(proc.pid))
+        cgroups.freeze([str(group)], True)
+        assert "frozen 1" in (group / "cgroup.events").read_text().splitlines()
+        cgroups.freeze([str(group)], False)
+        assert "frozen 0" in (group / "cgroup.events").read_text().splitlines()
+        with pytest.raises(SetupError, match="no freezer cgroup"):
+            cgroups.freeze([str(tmp_path)], True)
+    finally:
+        proc.kill()
+        proc.wait()
+        _until(lambda: not (group / "cgroup.procs").read_text().strip(), "the cgroup to empty")
+        group.rmdir()
