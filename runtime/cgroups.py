@@ -9,6 +9,10 @@ is allowed, as in docker) cannot be opened unless it is one of ``ALLOWED_DEVICES
 devices controller's deny-all plus allow list, on v2 a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program
 (``runtime/devfilter.py``) attached to the container's cgroup. This is the second wall: every
 file system a container can write to is also mounted ``nodev``.
+
+``pause``/``unpause`` use the freezer: on v1 every container gets a ``freezer`` cgroup too, on v2
+``cgroup.freeze`` of its own. ``update`` changes limits of a running container, making the v1
+controller's cgroup (and moving the container's processes into it) when the container had none.
 """
 
 from __future__ import annotations
@@ -81,10 +85,11 @@ def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[
             devfilter.attach(path, ALLOWED_DEVICES)
         else:
             settings["devices"] = {}
+            settings["freezer"] = {}
             for controller, files in settings.items():
                 base = root / controller
                 if not base.is_dir():
-                    if controller == "devices":
+                    if controller in ("devices", "freezer"):
                         # No devices controller (some nested or minimal hosts): nodev mounts
                         # remain the only wall, as they were before v1 cgroups existed.
                         continue
@@ -139,3 +144,61 @@ def remove(paths: list[str], timeout: float = 2.0) -> None:
                 if e.errno != errno.EBUSY or time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
+
+
+def freeze(paths: list[str], frozen: bool, timeout: float = 10.0) -> None:
+    """Freeze (or thaw) every process of the container and wait until the kernel says so."""
+    v1 = [Path(p) for p in paths if (Path(p) / "freezer.state").exists()]
+    v2 = [Path(p) for p in paths if (Path(p) / "cgroup.freeze").exists()]
+    if v1:
+        path, want = v1[0] / "freezer.state", "FROZEN" if frozen else "THAWED"
+        _write(path, want)
+        done = lambda: path.read_text().strip() == want  # noqa: E731
+    elif v2:
+        _write(v2[0] / "cgroup.freeze", "1" if frozen else "0")
+        events = v2[0] / "cgroup.events"
+        done = lambda: f"frozen {int(frozen)}" in events.read_text().splitlines()  # noqa: E731
+    else:
+        raise SetupError("the container has no freezer cgroup (it was created by an older hoist: "
+                         "recreate it to pause it)")
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SetupError(f"the container did not {'freeze' if frozen else 'thaw'} within {timeout:g}s")
+        time.sleep(0.001)
+
+
+def update(container_id: str, paths: list[str], limits: Limits, root: Path = CGROUP_ROOT) -> list[str]:
+    """Apply ``limits`` to a running container's cgroups; returns the (possibly longer) paths."""
+    v2 = is_v2(root)
+    settings = _settings(limits, v2)
+    paths = list(paths)
+    if v2:
+        path = _create_v2(root, container_id, settings)
+        return paths if str(path) in paths else paths + [str(path)]
+    procs = _procs(paths)
+    for controller, files in settings.items():
+        path = root / controller / "hoist" / container_id
+        if str(path) not in paths:
+            if not (root / controller).is_dir():
+                raise SetupError(f"cgroup controller {controller} is not mounted at {root / controller}")
+            path.mkdir(parents=True, exist_ok=True)
+            paths.append(str(path))
+            for name, value in files.items():   # the limit first, then the processes
+                _write(path / name, value)
+            for pid in procs:
+                with contextlib.suppress(SetupError):   # one that exited meanwhile
+                    _write(path / "cgroup.procs", str(pid))
+            continue
+        for name, value in files.items():
+            _write(path / name, value)
+    return paths
+
+
+def _procs(paths: list[str]) -> list[int]:
+    for path in paths:
+        try:
+            return [int(line) for line in (Path(path) / "cgroup.procs").read_text().split()]
+        except OSError:
+            continue
+    return []

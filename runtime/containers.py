@@ -10,11 +10,19 @@
         ├── state.json         status, monitor and init pids, exit code, times (atomic rewrites)
         ├── hosts, hostname, resolv.conf    bind-mounted into /etc
         ├── container.log      stdout and stderr of a detached container
+        ├── attach.sock        a ``-t`` container's console, served by its monitor (runtime/tty.py)
         ├── upper/ work/       the overlay's upper and work directories (upper is the diff)
         └── rootfs/            the mount point of the root (mounted only inside the container)
 
-A container whose monitor is gone while its state still says it runs is reported as exited:
-the state is only trusted together with the monitor's pid and start time.
+A container whose monitor is gone while its state still says it runs is reported as exited
+(255, as dockerd reports a container its host's reboot ended): the state is only trusted together
+with the monitor's pid, its start time and the boot it was recorded in (``monitor_boot``), so
+after a reboot nothing in ``state.json`` can pass for a live monitor.
+
+State fields (``state.json``): ``status`` (created, running, restarting, exited), ``pid``,
+``monitor_pid``/``monitor_start``/``monitor_boot``, ``exit_code``, ``error``, ``started_at``,
+``finished_at``, ``restart_count`` (the runs the restart policy added), ``manually_stopped``
+(the user's stop or kill; restart policies honour it), ``paused`` (cgroup freezer).
 """
 
 from __future__ import annotations
@@ -45,6 +53,15 @@ def process_start_time(pid: int) -> int | None:
         return None
     fields = data[data.rfind(b")") + 2:].split()
     return int(fields[19]) if len(fields) > 19 and fields[0] != b"Z" else None
+
+
+def boot_id() -> str:
+    """This boot of the kernel: a monitor recorded under another boot is gone (a reboot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _atomic_write_json(path: Path, doc: Any) -> None:
@@ -94,15 +111,21 @@ class Container:
         pid = state.get("monitor_pid")
         if not pid:
             return False
+        if state.get("monitor_boot", "") not in ("", boot_id()):
+            return False
         return process_start_time(int(pid)) == state.get("monitor_start")
 
     def status(self) -> tuple[str, dict[str, Any]]:
-        """("created" | "running" | "exited", state)."""
+        """("created" | "running" | "restarting" | "exited", state). A paused container is
+        "running" with ``state["paused"]``."""
         state = self.state()
         status = state.get("status", "created")
         if status != "exited" and state.get("monitor_pid") and not self.monitor_alive(state):
             status = "exited"
-            state.setdefault("exit_code", 255)
+            state["status"] = "exited"
+            state["exit_code"] = 255
+            state["paused"] = False
+            state["pid"] = 0
         return status, state
 
     def init_pid(self) -> int:

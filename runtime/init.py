@@ -22,13 +22,16 @@ import json
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from runtime import cgroups, linux, mounts, seccomp, users
+from runtime import cgroups, linux, mounts, restart, seccomp, tty, users
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
-from runtime.containers import Container, process_start_time
+from runtime.containers import Container, boot_id, process_start_time
+from runtime.errors import RuntimeFailure
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
 
@@ -160,7 +163,8 @@ def _report(fd: int, code: int, message: str) -> None:
 
 
 def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: int,
-                   cgroup_fd: int | None = None, netns_fd: int | None = None) -> None:
+                   cgroup_fd: int | None = None, netns_fd: int | None = None,
+                   console_fd: int | None = None, console_size: tuple[int, int] | None = None) -> None:
     """PID 1 of the container. Never returns.
 
     ``cgroup_fd`` is the read end of a pipe on which the monitor answers once it has moved this
@@ -169,13 +173,16 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
     builds the root; the answer is awaited before the cgroup namespace is made (and so before
     anything of the image runs). Without it (``None``)
     the process joins its cgroups itself. ``netns_fd``: the network namespace the monitor
-    made and wired (``runtime.network.attach``), joined instead of a new empty one."""
+    made and wired (``runtime.network.attach``), joined instead of a new empty one.
+    ``console_fd`` (``-t``): the socket on which the master of the pty this process opens in
+    the container's devpts goes to the monitor."""
     code = 125
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         # Only the report pipe and the monitor's liveness pipe (both close-on-exec) survive;
         # anything the caller left open would be a way out (runc CVE-2024-21626).
-        linux.close_fds_above_2(keep=tuple(fd for fd in (report_fd, monitor_fd, cgroup_fd, netns_fd)
+        linux.close_fds_above_2(keep=tuple(fd for fd in (report_fd, monitor_fd, cgroup_fd, netns_fd,
+                                                         console_fd)
                                            if fd is not None))
         linux.set_dumpable(False)
         # Its own session and process group: kill(0) or kill(-1) inside reaches only the container.
@@ -199,6 +206,8 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
         # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would stay ignored across exec.
         for sig in FORWARDED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
+        if console_fd is not None:
+            tty.setup_console(console_fd, console_size)
         if spec.init:
             _reaper(spec, report_fd, monitor_fd, last_cap)
         env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
@@ -287,8 +296,14 @@ def _read_all(fd: int) -> bytes:
     return out
 
 
-def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None = None) -> int:
-    """``container``: the caller's object when the monitor is forked (its spec is already read)."""
+def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None = None,
+                 attach_first: bool = False) -> int:
+    """Run the container, and run it again as its restart policy says (``runtime.restart``).
+
+    ``container``: the caller's object when the monitor is forked (its spec is already read).
+    ``attach_first`` (``run -it``): with a TTY, wait for the caller's attach client before the
+    command starts. Each run has its own PID namespace (the previous one ended with its PID 1)
+    on the same root, upper dir and cgroups."""
     container = container if container is not None else Container(cdir)
     spec = container.spec
     spec.seccomp = seccomp.complete(spec.seccomp, cdir.parent.parent / "cache" / "seccomp")
@@ -305,58 +320,144 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     linux.close_fds_above_2(keep=(ready_fd,) if ready_fd is not None else ())
     linux.join_new_session_keyring()
     # Before the PID namespace: making a network namespace forks, and the first child after
-    # unshare(CLONE_NEWPID) would be (and end) that namespace's PID 1.
+    # unshare(CLONE_NEWPID) would be (and end) that namespace's PID 1. The network lives as
+    # long as the monitor: every run of a restarting container joins the same namespace.
     net = _attach_network(container, ready_fd)
     if net is False:
         return 125
-    # Teardown runs nft: children after PID 1's end must go to this PID namespace again.
-    host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if net else None
+    own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    manager = restart.RestartManager(restart.RestartPolicy.from_json(spec.restart),
+                                     int(container.state().get("restart_count") or 0))
+    console = tty.ConsoleServer(cdir) if spec.tty else None
+    if console is not None and attach_first:
+        console.await_first_client(30.0)
+    child = [0]   # the running PID 1 (0: none)
+
+    def forward(sig: int, _frame: object) -> None:
+        if child[0] > 0:
+            _kill_quiet(child[0], sig)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()),
+                           monitor_boot=boot_id())
+    code, first = 0, True
+    try:
+        while True:
+            started = time.monotonic()
+            code, error = _run_once(container, spec, cdir, own_pidns, first, ready_fd, console, child, net)
+            if error and first:
+                break   # a command that cannot start is an error of `run`/`start`, not a crash
+            first, ready_fd = False, None
+            manager.policy = _current_policy(cdir, manager.policy)   # `hoist update --restart`
+            again, delay = manager.should_restart(code, bool(container.state().get("manually_stopped")),
+                                                  time.monotonic() - started)
+            if not again:
+                break
+            container.update_state(status="restarting", restart_count=manager.restart_count)
+            if not _await_restart(container, delay):
+                container.update_state(status="exited")
+                break
+    finally:
+        if console is not None:
+            console.close()
+        if net:
+            # Teardown runs nft: its children must go to the monitor's own PID namespace again.
+            linux.setns(own_pidns, linux.CLONE_NEWPID)
+            net.close()
+    cgroups.remove(spec.cgroups)
+    if spec.remove:
+        container.destroy()
+    return code
+
+
+def _current_policy(cdir: Path, previous: restart.RestartPolicy) -> restart.RestartPolicy:
+    try:
+        return restart.RestartPolicy.from_json(Container(cdir).spec.restart)
+    except (OSError, ValueError, TypeError, RuntimeFailure):   # unreadable: keep the last one
+        return previous
+
+
+def _await_restart(container: Container, delay: float) -> bool:
+    """Sleep ``delay`` unless the user stops the container meanwhile (``Runtime.stop`` sets
+    manually_stopped, then signals the monitor). False when it was stopped. The signals are
+    blocked and waited for, so one that lands at any moment only ends the sleep early."""
+    deadline = time.monotonic() + delay
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        while True:
+            if container.state().get("manually_stopped"):
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            signal.sigtimedwait(FORWARDED, remaining)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
+def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: int, first: bool,
+              ready_fd: int | None, console: tty.ConsoleServer | None,
+              child: list[int], net: Any = None) -> tuple[int, tuple[int, str] | None]:
+    """One run of the command, from the fork of PID 1 to its exit: (exit code, start failure)."""
+    if not first:
+        # The last PID namespace died with its PID 1; back to the monitor's own, to make a new one.
+        linux.setns(own_pidns, linux.CLONE_NEWPID)
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
-    # The monitor holds alive_w until it exits; PID 1 sees EOF on alive_r once it is gone.
+    # The monitor holds alive_w until the run ends; PID 1 sees EOF on alive_r once it is gone.
     alive_r, alive_w = os.pipe()
     cgroup_r, cgroup_w = os.pipe()
-    child = os.fork()
-    if child == 0:
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if console is not None else None
+    pid = os.fork()
+    if pid == 0:
         os.close(report_r)
         os.close(alive_w)
         os.close(cgroup_w)
         if ready_fd is not None:
             os.close(ready_fd)
-        if host_pidns is not None:
-            os.close(host_pidns)
-        container_main(spec, cdir, report_w, alive_r, cgroup_r, net.netns_fd if net else None)
+        console_fd = None
+        if pair is not None and console is not None:
+            pair[0].close()
+            console_fd = pair[1].detach()
+        container_main(spec, cdir, report_w, alive_r, cgroup_r, net.netns_fd if net else None, console_fd,
+                       console.size if console is not None else None)
     os.close(report_w)
     os.close(alive_r)
     os.close(cgroup_r)
-    for sig in FORWARDED:
-        signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
-    _place_in_cgroups(spec.cgroups, child, cgroup_w)
-    # One state write for both pids (the container cannot have started before the answer above).
-    container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()),
-                           pid=child)
+    if pair is not None:
+        pair[1].close()
+    child[0] = pid
+    _place_in_cgroups(spec.cgroups, pid, cgroup_w)
+    container.update_state(pid=pid)   # (the container cannot have started before the answer above)
     failure = _read_all(report_r)
     error = _parse_failure(failure)
+    master = tty.receive_master(pair[0]) if pair is not None and not error else None
+    if pair is not None:
+        pair[0].close()
     if not error:
-        container.update_state(status="running", started_at=time.time())
+        container.update_state(status="running", started_at=time.time(), paused=False)
     if ready_fd is not None:
         os.write(ready_fd, failure or b"ok")
         os.close(ready_fd)
-    status = _wait(child)
+    if master is not None and console is not None:
+        pidfd = os.pidfd_open(pid)
+        try:
+            console.relay(master, pidfd, 1, spec.interactive)
+        finally:
+            os.close(pidfd)
+            os.close(master)
+    status = _wait(pid)
+    child[0] = 0
+    os.close(alive_w)
     code = error[0] if error else exit_code_of(status)
     container.update_state(status="exited", exit_code=code, finished_at=time.time(), pid=0,
                            error=error[1] if error else "")
-    if error and ready_fd is None:
+    if console is not None:
+        console.finish_run(code)
+    if error and ready_fd is None and first:
         print(f"hoist run: {error[1]}", file=sys.stderr, flush=True)
-    if net:
-        if host_pidns is not None:
-            linux.setns(host_pidns, linux.CLONE_NEWPID)
-            os.close(host_pidns)
-        net.close()
-    cgroups.remove(spec.cgroups)
-    if spec.remove:
-        container.destroy()
-    return code
+    return code, error
 
 
 def _attach_network(container: Container, ready_fd: int | None):  # -> Attachment | None | False
@@ -405,8 +506,10 @@ def _wait(pid: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    attach_first = "--attach-first" in argv
+    argv = [a for a in argv if a != "--attach-first"]
     ready_fd = int(argv[1]) if len(argv) > 1 else None
-    return monitor_main(Path(argv[0]), ready_fd)
+    return monitor_main(Path(argv[0]), ready_fd, attach_first=attach_first)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ process (``runtime.init``): in the foreground the caller waits for it and forwar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,11 +16,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 from runtime import cgroups, linux, seccomp, users
-from runtime.containers import Container, ContainerStore
-from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
+from runtime.containers import Container, ContainerStore, process_start_time
+from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, SetupError
+from runtime.restart import RestartPolicy
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
 from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
@@ -71,6 +76,8 @@ class RunOptions:
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    restart: str = "no"                     # docker's --restart (runtime/restart.py)
+    tty: bool = False                       # -t: a pty for the container (runtime/tty.py)
 
 
 class Runtime:
@@ -120,6 +127,9 @@ class Runtime:
         user_env += parse_env_args(opts.env)
         user = opts.user if opts.user is not None else (config.get("User") or "")
         _check_user(user)
+        policy = RestartPolicy.parse(opts.restart)
+        if opts.remove and not policy.is_none:
+            raise SetupError("Conflicting options: --restart and --rm")
         return ContainerSpec(
             id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
             argv=command_line(config, opts.entrypoint, opts.args),
@@ -132,6 +142,8 @@ class Runtime:
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
             labels=dict(opts.labels),
+            restart=policy.to_json(), tty=opts.tty, interactive=opts.interactive,
+            config=_docker_config(config, opts),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
@@ -147,7 +159,7 @@ class Runtime:
         return [sys.executable, "-I", "-S", "-c", _MONITOR, _PKG_PARENT, str(container.path), *extra]
 
     def _spawn_monitor(self, container: Container, ready_fd: int | None, stdin: int | None,
-                       output: int | None) -> int:
+                       output: int | None, attach_first: bool = False) -> int:
         """Start the monitor in its own session; returns its pid. A single-threaded caller (the
         CLI) forks, which saves a Python start-up; anything else re-executes Python."""
         # _thread's count covers threads started either way (threading, or _thread directly);
@@ -157,11 +169,12 @@ class Runtime:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _monitor_child(container, ready_fd, stdin, output)
+                _monitor_child(container, ready_fd, stdin, output, attach_first)
             return pid
         import subprocess
 
-        extra = (str(ready_fd),) if ready_fd is not None else ()
+        extra: tuple[str, ...] = (str(ready_fd),) if ready_fd is not None else ()
+        extra += ("--attach-first",) if attach_first else ()
         proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
                                 stdin=stdin, stdout=output, stderr=output,
                                 pass_fds=(ready_fd,) if ready_fd is not None else ())
@@ -200,15 +213,23 @@ class Runtime:
     def start_detached(self, container: Container) -> None:
         """Start with output to the container's log; return once the command runs (or raise
         StartFailed with docker's exit code)."""
+        ready_r = self._spawn_logged(container, attach_first=False)
+        self._await_ready(container, ready_r)
+
+    def _spawn_logged(self, container: Container, attach_first: bool) -> int:
+        """A monitor in the background with output to the log; returns the ready pipe to read."""
         ready_r, ready_w = os.pipe()
         log = os.open(container.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._spawn_monitor(container, ready_w, devnull, log)
+            self._spawn_monitor(container, ready_w, devnull, log, attach_first)
         finally:
             os.close(log)
             os.close(devnull)
         os.close(ready_w)
+        return ready_r
+
+    def _await_ready(self, container: Container, ready_r: int) -> None:
         try:
             # The monitor writes its one answer in a single write (well under PIPE_BUF).
             answer = os.read(ready_r, 65536)
@@ -224,40 +245,72 @@ class Runtime:
 
     # -- stop, kill, remove ------------------------------------------------------------------------
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
+        """docker's kill: SIGKILL or the stop signal also ends the restart policy's hold (the
+        user stopped it); other signals only reach the command."""
+        status, state = container.status()
+        if status == "restarting":
+            if sig in (signal.SIGKILL, container.spec.stop_signal):
+                container.update_state(manually_stopped=True)
+                _signal_monitor(container, state, signal.SIGTERM)
+                return
+            raise ContainerRunning(f"container {container.name} is restarting, wait until it runs")
         pid = container.init_pid()
         if not pid:
             raise ContainerRunning(f"container {container.name} is not running")
+        if sig in (signal.SIGKILL, container.spec.stop_signal):
+            container.update_state(manually_stopped=True)
         _kill_quiet(pid, sig)
+        self._thaw_if_paused(container)
 
     def stop(self, container: Container, timeout: float = 10.0) -> None:
-        """The image's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; waits for the exit."""
-        pid = container.init_pid()
-        if not pid:
+        """The image's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; waits for the exit.
+        A user's stop: no restart policy brings the container back (until ``start``)."""
+        status, state = container.status()
+        if status not in ("running", "restarting"):
             return
-        _kill_quiet(pid, container.spec.stop_signal)
+        container.update_state(manually_stopped=True)
+        pid = int(state.get("pid") or 0)
+        if pid:
+            _kill_quiet(pid, container.spec.stop_signal)
+            self._thaw_if_paused(container)
         if self.wait_exit(container, timeout):
             return
         pid = container.init_pid()
         if pid:
             _kill_quiet(pid, signal.SIGKILL)
+            self._thaw_if_paused(container)
         self.wait_exit(container, 10.0)
 
     def wait_exit(self, container: Container, timeout: float) -> bool:
+        """Wait until the container's monitor has exited (having written the exit, and removed a
+        ``--rm`` container): the monitor process itself, as it was when the wait began."""
         deadline = time.monotonic() + timeout
+        first = container.state()
+        monitor = (first.get("monitor_pid"), first.get("monitor_start")) if container.monitor_alive(first) else None
         while True:
-            if not container.path.exists() or not container.monitor_alive():
+            if monitor is not None:
+                if process_start_time(int(monitor[0] or 0)) != monitor[1]:
+                    return True
+            elif not container.path.exists():
                 return True
+            state = container.state()
+            if monitor is None and not container.monitor_alive(state):
+                return True
+            if state.get("status") == "restarting" and state.get("manually_stopped"):
+                # waiting out a back-off: the monitor's signal handler ends the wait
+                _signal_monitor(container, state, signal.SIGTERM)
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
 
     def remove(self, container: Container, force: bool = False) -> None:
         status, _ = container.status()
-        if status == "running":
+        if status in ("running", "restarting"):
             if not force:
-                raise ContainerRunning(f"container {container.name} is running "
+                raise ContainerRunning(f"container {container.name} is {status} "
                                        f"(stop it first, or use rm -f)")
-            self.kill(container, signal.SIGKILL)
+            with contextlib.suppress(ContainerRunning):   # it may end meanwhile
+                self.kill(container, signal.SIGKILL)
             self.wait_exit(container, 10.0)
         if container.path.exists():
             cgroups.remove(container.spec.cgroups)
@@ -267,15 +320,191 @@ class Runtime:
                 forget_if_stale(self.root, container.id)   # a killed monitor's endpoints
         container.destroy()
 
+    # -- start, restart, wait, pause, update (the lifecycle verbs) ---------------------------------
+    def start(self, container: Container, attach: bool = False, interactive: bool = False,
+              detach_keys: bytes | None = None) -> int | None:
+        """Start a created or exited container again: same root and upper dir, fresh cgroups.
+        Detached unless ``attach``; attached, returns the exit code (None when detached)."""
+        status, _ = container.status()
+        if status in ("running", "restarting"):
+            raise ContainerRunning(f"container {container.name} is already {status}")
+        spec = container.spec
+        with contextlib.suppress(RuntimeFailure):   # a monitor killed while the container was paused
+            cgroups.freeze(spec.cgroups, False)
+        cgroups.remove(spec.cgroups)   # what a killed monitor left (a reboot leaves nothing)
+        spec.cgroups = cgroups.create(spec.id, spec.limits)
+        container.write_spec(spec)
+        # docker's start: the user's start resets the stop mark and the restart count
+        container.update_state(manually_stopped=False, restart_count=0, paused=False, error="")
+        if attach and spec.tty:
+            return self.start_attached(container, interactive, detach_keys)
+        if attach:
+            return self.run_foreground(container, interactive=interactive)
+        self.start_detached(container)
+        return None
+
+    def start_attached(self, container: Container, interactive: bool, detach_keys: bytes | None = None) -> int:
+        """A ``-t`` container started with the caller attached before the command runs
+        (``run -it``, ``start -ai``). Raises tty.Detached on the detach keys."""
+        from runtime import tty
+
+        ready_r = self._spawn_logged(container, attach_first=True)
+        try:
+            sock = self._connect_console(container, ready_r)
+        except BaseException:
+            os.close(ready_r)
+            raise
+        try:
+            # the first frame, which the monitor waits for before the command starts: the size
+            # the console starts with (0 x 0: the caller has no terminal to take it from)
+            sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
+            self._await_ready(container, ready_r)
+        except BaseException:
+            sock.close()
+            raise
+        code = tty.attach_client(sock, interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
+        if code is None:
+            _, state = container.status()
+            code = int(state.get("exit_code", 255))
+        return code
+
+    def run_following(self, container: Container) -> int:
+        """Foreground ``run`` with a restart policy, as docker's: the caller sees the first run's
+        output (from the log) and gets its exit code; the restarts go on in the background. The
+        caller's signals go to the command."""
+        self.start_detached(container)
+        started = container.state().get("started_at")
+        def forward(sig: int, _frame: object) -> None:
+            pid = container.init_pid()
+            if pid > 0:
+                _kill_quiet(pid, sig)
+
+        previous = {sig: signal.signal(sig, forward) for sig in _PROXIED}
+        out = sys.stdout.buffer
+        try:
+            with open(container.log_path, "rb") as log:
+                while True:
+                    status, state = container.status()
+                    done = status != "running" or state.get("started_at") != started
+                    while chunk := log.read(1 << 16):
+                        out.write(chunk)
+                    out.flush()
+                    if done:
+                        return int(state.get("exit_code", 255))
+                    time.sleep(0.05)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _connect_console(self, container: Container, ready_r: int) -> socket.socket:
+        """Connect to the console a starting monitor is about to serve; StartFailed when the
+        monitor answers (fails) before it serves one."""
+        import select
+
+        from runtime import tty
+
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                return tty.connect(container.path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+            if select.select([ready_r], [], [], 0.005)[0] or time.monotonic() > deadline:
+                self._await_ready(container, ready_r)   # raises: the monitor answered without a console
+                raise StartFailed(f"container {container.id[:12]} has no console")
+
+    def attach(self, container: Container, detach_keys: bytes | None = None) -> int | None:
+        """``hoist attach``: the caller's terminal on a running ``-t`` container's console."""
+        from runtime import tty
+
+        status, _ = container.status()
+        if status != "running":
+            raise ContainerRunning(f"container {container.name} is not running")
+        if not container.spec.tty:
+            raise SetupError(f"container {container.name} has no TTY (attach works with containers run with "
+                             f"-t; see hoist logs -f for the output of others)")
+        try:
+            sock = tty.connect(container.path)
+        except OSError as e:
+            raise SetupError(f"cannot attach to {container.name}: {e.strerror or e}") from None
+        return tty.attach_client(sock, container.spec.interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
+
+    def restart(self, container: Container, timeout: float = 10.0) -> None:
+        self.stop(container, timeout)
+        self.start(container)
+
+    def wait_container(self, container: Container) -> int:
+        """``hoist wait``: block until the container's command exits (this run), its exit code."""
+        status, state = container.status()
+        if status not in ("running", "restarting"):
+            return int(state.get("exit_code", 0))
+        started = state.get("started_at")
+        while True:
+            time.sleep(0.05)
+            if not container.path.exists():
+                raise ContainerNotFound(f"container {container.id[:12]} was removed before its exit "
+                                        f"code could be read")
+            status, state = container.status()
+            if status == "exited" or status == "restarting":
+                return int(state.get("exit_code", 255))
+            if state.get("started_at") != started:   # exited and restarted between two looks
+                return int(state.get("exit_code", 255))
+
+    def pause(self, container: Container) -> None:
+        status, state = container.status()
+        if status != "running":
+            raise ContainerRunning(f"container {container.name} is not running")
+        if state.get("paused"):
+            raise ContainerRunning(f"container {container.name} is already paused")
+        cgroups.freeze(container.spec.cgroups, True)
+        container.update_state(paused=True)
+
+    def unpause(self, container: Container) -> None:
+        status, state = container.status()
+        if status != "running" or not state.get("paused"):
+            raise ContainerRunning(f"container {container.name} is not paused")
+        cgroups.freeze(container.spec.cgroups, False)
+        container.update_state(paused=False)
+
+    def _thaw_if_paused(self, container: Container) -> None:
+        """A signal reaches a frozen process only once it is thawed (docker unpauses too)."""
+        if container.state().get("paused"):
+            with contextlib.suppress(RuntimeFailure):
+                cgroups.freeze(container.spec.cgroups, False)
+            container.update_state(paused=False)
+
+    def update(self, container: Container, memory: int | None = None, cpus: float | None = None,
+               pids: int | None = None, restart: str | None = None) -> None:
+        """``hoist update``: new limits apply at once to a running container and to its next
+        starts; a new restart policy to its next exit."""
+        spec = container.spec
+        if restart is not None:
+            policy = RestartPolicy.parse(restart)
+            if spec.remove and not policy.is_none:
+                raise SetupError("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            spec.restart = policy.to_json()
+        old = spec.limits
+        spec.limits = Limits(memory=memory if memory is not None else old.memory,
+                             cpus=cpus if cpus is not None else old.cpus,
+                             pids=pids if pids is not None else old.pids)
+        status, _ = container.status()
+        if status in ("running", "restarting") and spec.limits != old:
+            spec.cgroups = cgroups.update(spec.id, spec.cgroups, spec.limits)
+        container.write_spec(spec)
+
     # -- exec -------------------------------------------------------------------------------------
     def exec(self, container: Container, argv: list[str], env: list[str] | None = None,
-             user: str | None = None, workdir: str | None = None) -> int:
-        """Run ``argv`` inside the running container's namespaces; returns its exit code."""
+             user: str | None = None, workdir: str | None = None, tty: bool = False,
+             interactive: bool = False) -> int:
+        """Run ``argv`` inside the running container's namespaces; returns its exit code. With
+        ``tty`` the command gets a pty of the container's devpts and the caller relays it."""
         from runtime import init
 
         pid = container.init_pid()
         if not pid:
             raise ContainerRunning(f"container {container.name} is not running")
+        if container.state().get("paused"):
+            raise ContainerRunning(f"container {container.name} is paused, unpause the container before exec")
         spec = container.spec
         if user is not None:
             _check_user(user)
@@ -283,13 +512,37 @@ class Runtime:
         ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
                   for ns in ("ipc", "uts", "net", "pid", "mnt")]
         full_env = build_env(spec.env, parse_env_args(env or []), spec.hostname)
+        if tty and not any(item.startswith("TERM=") for item in full_env):
+            full_env.append("TERM=xterm")   # docker sets it for -t
+        pair = _socketpair() if tty else None
         child = os.fork()
         if child == 0:
+            console_fd = None
+            if pair is not None:
+                os.close(pair[0])
+                console_fd = pair[1]
             _exec_child(init, spec, ns_fds, argv, full_env, user if user is not None else spec.user,
-                        workdir or spec.cwd)
+                        workdir or spec.cwd, console_fd)
         for fd in ns_fds:
             os.close(fd)
-        return _wait_forwarding(child)
+        if pair is None:
+            return _wait_forwarding(child)
+        return _relay_exec(child, pair, interactive)
+
+
+def _docker_config(config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
+    """What ``inspect`` reports as Config.Entrypoint/Cmd (docker keeps them apart; argv is their
+    sum), Labels and ExposedPorts."""
+    if opts.entrypoint is not None:
+        entrypoint = [opts.entrypoint] if opts.entrypoint else None
+        cmd = list(opts.args) or None
+    else:
+        entrypoint = config.get("Entrypoint") or None
+        cmd = list(opts.args) or config.get("Cmd") or None
+    # docker: the image's labels, then --label's on top
+    labels = {**(config.get("Labels") or {}), **opts.labels}
+    return {"Entrypoint": entrypoint, "Cmd": cmd, "Labels": labels,
+            "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None}
 
 
 def _check_user(user: str) -> None:
@@ -300,7 +553,7 @@ def _check_user(user: str) -> None:
 
 
 def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None,
-                   output: int | None) -> None:
+                   output: int | None, attach_first: bool = False) -> None:
     """The forked monitor: a new session, its own stdio, then ``runtime.init``. Never returns."""
     code = 125
     try:
@@ -312,15 +565,43 @@ def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None
             signal.signal(sig, signal.SIG_DFL)
         from runtime import init
 
-        code = init.monitor_main(container.path, ready_fd, container)
+        code = init.monitor_main(container.path, ready_fd, container, attach_first)
     except BaseException as e:
         print(f"hoist: container monitor failed: {e}", file=sys.stderr, flush=True)
     finally:
         os._exit(code)
 
 
+def _socketpair() -> tuple[int, int]:
+    import socket
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def _relay_exec(child: int, pair: tuple[int, int], interactive: bool) -> int:
+    """``exec -t``: the helper sends the master of the pty it opened inside; relay it."""
+    import socket
+
+    from runtime import tty
+
+    os.close(pair[1])
+    sock = socket.socket(fileno=pair[0])
+    try:
+        master = tty.receive_master(sock)
+    finally:
+        sock.close()
+    if master is None:   # the helper failed before it opened the console (it said why)
+        return _wait_forwarding(child)
+    try:
+        status = tty.relay_local(master, child, interactive)
+    finally:
+        os.close(master)
+    return exit_code_of(status)
+
+
 def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], env: list[str],
-                user: str, cwd: str) -> None:
+                user: str, cwd: str, console_fd: int | None = None) -> None:
     """Forked from the caller. Never returns.
 
     This helper is the host's Python, so it never enters the container's PID namespace itself
@@ -329,16 +610,25 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
     keeps no descriptor of the caller's, joins the namespaces, becomes the user, and only then
     forks the process that appears inside, which execs at once (runc's rule: a host binary is
     never reachable from the container)."""
+    from runtime import tty   # now: after setns the host's Python files are out of reach
+
     try:
         linux.set_dumpable(False)
         linux.erase_command_line("hoist-exec")
-        linux.close_fds_above_2(keep=tuple(ns_fds))
+        linux.close_fds_above_2(keep=tuple(ns_fds) + ((console_fd,) if console_fd is not None else ()))
         linux.join_new_session_keyring()
         cgroups.join(spec.cgroups)
         last_cap = linux.cap_last_cap()
         for fd in ns_fds:
             linux.setns(fd)
             os.close(fd)
+        slave = None
+        if console_fd is not None:
+            # In the container's mount namespace now: its own devpts, so `tty` names /dev/pts/N there.
+            master, slave = tty.open_console_in_namespace()
+            tty.send_fd(console_fd, master)
+            os.close(master)
+            os.close(console_fd)
         for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         env2, _ = init.become_user(user, env, cwd, last_cap)
@@ -353,6 +643,8 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         try:
             # Its own session, so kill(0) from the command cannot reach the caller's group.
             os.setsid()
+            if slave is not None:
+                tty.become_console(slave)
             seccomp.apply(spec.seccomp)
             init.exec_command(argv, env2)
         except init.StartFailure as e:
@@ -361,6 +653,8 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         except BaseException as e:
             print(f"hoist exec: {e}", file=sys.stderr, flush=True)
             os._exit(125)
+    if slave is not None:
+        os.close(slave)
     for sig in _PROXIED:
         signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
     _, status = os.waitpid(grandchild, 0)
@@ -376,6 +670,25 @@ def _wait_forwarding(pid: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code_of(status)
+
+
+def _signal_monitor(container: Container, state: dict[str, Any], sig: int) -> None:
+    """Signal the container's monitor, never a process that reused its pid: the identity is
+    checked while a pidfd pins the process."""
+    pid = int(state.get("monitor_pid") or 0)
+    if pid <= 0:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if container.monitor_alive(state):
+            signal.pidfd_send_signal(fd, sig)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _kill_quiet(pid: int, sig: int) -> None:

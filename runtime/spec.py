@@ -82,6 +82,13 @@ class ContainerSpec:
     # no step running. 0: the monitor lives on its own (``hoist run``).
     caller_pid: int = 0
     labels: dict[str, str] = field(default_factory=dict)   # docker's container labels (hoist compose's)
+    # lifecycle (runtime/restart.py, runtime/tty.py): docker's HostConfig.RestartPolicy
+    # ({"Name", "MaximumRetryCount"}; None is "no"), Config.Tty and Config.OpenStdin
+    restart: dict[str, Any] | None = None
+    tty: bool = False
+    interactive: bool = False
+    # docker's Config.Entrypoint, Cmd, Labels and ExposedPorts as they were at create (inspect)
+    config: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,8 @@ from hoist.errors import UserError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    parser.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
     parser.add_argument("-w", "--workdir", metavar="DIR")
     parser.add_argument("container", metavar="CONTAINER")
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(paths.hoist_root())
     try:
         container = runtime.containers.get(args.container)
-        return runtime.exec(container, list(args.command), args.env, args.user, args.workdir)
+        return runtime.exec(container, list(args.command), args.env, args.user, args.workdir,
+                            tty=args.tty, interactive=args.interactive)
     except RuntimeFailure as e:
         raise UserError(str(e), exit_code=e.exit_code if e.exit_code != 125 else 1) from None

@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _status_text(status: str, state: dict, uptime_text) -> str:
     now = time.time()
     if status == "running":
-        return f"Up {uptime_text(now - state.get('started_at', now))}"
+        up = f"Up {uptime_text(now - state.get('started_at', now))}"
+        return f"{up} (Paused)" if state.get("paused") else up
+    if status == "restarting":   # docker: the last exit, and when it was
+        ago = uptime_text(now - state.get("finished_at", now))
+        return f"Restarting ({state.get('exit_code', 255)}) {ago} ago"
     if status == "exited":
         ago = uptime_text(now - state.get("finished_at", now))
         return f"Exited ({state.get('exit_code', 255)}) {ago} ago"
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             spec = c.spec
         except Exception:
             continue
-        if status != "running" and not args.all:
+        if status not in ("running", "restarting") and not args.all:
             continue
         if any(k not in spec.labels or (v is not None and spec.labels[k] != v) for k, v in wanted):
             continue

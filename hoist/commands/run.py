@@ -14,6 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
+    parser.add_argument("--pull", default="missing", metavar="POLICY",
+                        help="missing (default: pull an image that is not local), always or never")
+    parser.add_argument("--restart", default="no", metavar="POLICY",
+                        help="no (default), always, unless-stopped or on-failure[:N]")
     parser.add_argument("--name", help="a unique name for the container")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
@@ -51,11 +57,19 @@ def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
     from runtime.lifecycle import RunOptions, Runtime, StartFailed
     from runtime.spec import Limits, parse_size
+    from runtime.tty import Detached
 
     from storage.fsutil import secure_store_root
 
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
     runtime = Runtime(secure_store_root(paths.hoist_root()))
+    from hoist.commands.attach import detach_keys_option
+
+    try:
+        detach_keys = detach_keys_option(args.detach_keys)
+    except UserError as e:
+        raise UserError(str(e), exit_code=125) from None
+    _pull_for_run(args.image, args.pull, runtime.images_dir)
     try:
         limits = Limits(memory=parse_size(args.memory) if args.memory else None,
                         cpus=args.cpus, pids=args.pids_limit)
@@ -68,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
             dns=args.dns, add_hosts=args.add_host,
             labels=_labels(args.labels),
+            restart=args.restart, tty=args.tty,
         )
         if args.network == "host" and (args.publish or args.publish_all):
             print("WARNING: Published ports are discarded when using host network mode",
@@ -77,9 +92,15 @@ def run(args: argparse.Namespace) -> int:
         # reach spares the exit's final collection (~7 ms) and keeps the forked monitor from
         # touching (copying) the parent's pages when it collects.
         gc.freeze()
+        if not args.detach and args.tty:
+            return runtime.start_attached(container, args.interactive, detach_keys)
+        if not args.detach and container.spec.restart and container.spec.restart.get("Name", "no") != "no":
+            return runtime.run_following(container)
         if not args.detach:
             return runtime.run_foreground(container, interactive=args.interactive)
         runtime.start_detached(container)
+    except Detached:
+        raise UserError("read escape sequence") from None
     except StartFailed as e:
         raise UserError(str(e), exit_code=e.exit_code) from None
     except RuntimeFailure as e:
@@ -116,3 +137,54 @@ def _seccomp_choice(options: list[str]) -> str:
                             hint="use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges",
                             exit_code=125)
     return choice
+
+
+def _pull_for_run(image: str, policy: str, images_dir) -> None:
+    """docker's ``run --pull``: ``missing`` pulls an image that is not in the local store (saying
+    so, as docker does), ``always`` pulls first, ``never`` only looks locally. The pull's output
+    goes to stderr, so stdout stays the command's."""
+    import sys
+
+    if policy not in ("missing", "always", "never"):
+        raise UserError(f'invalid pull option: {policy!r}: must be one of "always", "missing" or "never"',
+                        exit_code=125)
+    if policy == "never":
+        return
+    from runtime.errors import ImageNotFound, RuntimeFailure
+    from runtime.image import load_image
+
+    if policy == "missing":
+        try:
+            load_image(images_dir, image)
+            return
+        except ImageNotFound:
+            pass
+        except RuntimeFailure:   # there but unusable: `run` itself says why
+            return
+    import asyncio
+
+    from hoist.config import local_store, open_client, parse_ref, user_errors
+    from hoist.progress import ProgressDisplay
+    from registry.client.pull import pull
+
+    try:
+        ref = parse_ref(image)
+    except UserError as e:
+        raise UserError(str(e), exit_code=125) from None
+    if policy == "missing":
+        print(f"Unable to find image '{ref.familiar()}' locally", file=sys.stderr, flush=True)
+    display = ProgressDisplay(sys.stderr)
+
+    async def fetch():
+        async with open_client(ref.domain) as client:
+            return await pull(client, ref, local_store(), progress=display)
+
+    try:
+        with user_errors():
+            result = asyncio.run(fetch())
+    except UserError as e:
+        raise UserError(str(e), exit_code=125) from None
+    finally:
+        display.close()
+    state = "Downloaded newer image" if result.downloaded else "Image is up to date"
+    print(f"Digest: {result.named.digest}\nStatus: {state} for {ref.familiar()}", file=sys.stderr, flush=True)

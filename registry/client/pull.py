@@ -10,6 +10,7 @@ Hashing and file writes run in threads, pipelined with the network reads.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
@@ -80,14 +81,20 @@ async def resolve(client: RegistryClient, ref: Reference, platform: Platform
 
 async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
                platform: Platform | None = None, progress: ProgressFn = ignore,
-               concurrency: int = DEFAULT_CONCURRENCY) -> PullResult:
-    """Pull ``ref`` into ``layout`` and tag it there with its full name."""
+               concurrency: int = DEFAULT_CONCURRENCY,
+               on_manifest: Callable[[Manifest], None] | None = None,
+               on_blob: Callable[[Descriptor], None] | None = None) -> PullResult:
+    """Pull ``ref`` into ``layout`` and tag it there with its full name. ``on_manifest`` gets the
+    platform's image manifest before its blobs are fetched, ``on_blob`` each blob once it is in
+    the layout (verified), on the event loop: ``hoist pull`` unpacks layers as they arrive."""
     wanted = platform or Platform.host()
     await asyncio.to_thread(layout.init)
     named, named_manifest, image_desc, image = await resolve(client, ref, wanted)
     blobs = list(image.blob_references())
+    if on_manifest is not None:
+        on_manifest(image)
     with layout.lease():
-        fetcher = BlobFetcher(client, ref.name, layout, progress, concurrency)
+        fetcher = BlobFetcher(client, ref.name, layout, progress, concurrency, on_blob=on_blob)
         if platform is not None and not named_manifest.is_index and image.config is not None:
             # A single-platform image says its platform only in its config: check it before the layers.
             await fetcher.fetch(image.config)
@@ -121,10 +128,16 @@ class BlobFetcher:
 
     def __init__(self, client: RegistryClient, name: str, layout: ImageLayout,
                  progress: ProgressFn = ignore, concurrency: int = DEFAULT_CONCURRENCY,
-                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
+                 retry: RetryPolicy = DEFAULT_POLICY,
+                 on_blob: Callable[[Descriptor], None] | None = None) -> None:
         self.client, self.name, self.layout, self.progress = client, name, layout, progress
         self.slots = asyncio.Semaphore(concurrency)
         self.retry = retry
+        self.on_blob = on_blob
+
+    def _present(self, desc: Descriptor) -> None:
+        if self.on_blob is not None:
+            self.on_blob(desc)
 
     async def fetch_all(self, blobs: list[Descriptor]) -> list[bool]:
         """Fetch every blob; True for each one downloaded. The first failure cancels the rest."""
@@ -136,6 +149,7 @@ class BlobFetcher:
     async def fetch(self, desc: Descriptor) -> bool:
         if self.layout.has_blob(desc.digest):
             self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
+            self._present(desc)
             return False
         async with self.slots:
             writer = await asyncio.to_thread(self.layout.writer, desc.digest, desc.size, True)
@@ -143,6 +157,7 @@ class BlobFetcher:
                 # Another pull committed it while this one waited for the blob's lock.
                 writer.close()
                 self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
+                self._present(desc)
                 return False
             try:
                 await self._download(desc, writer)
@@ -154,6 +169,7 @@ class BlobFetcher:
             finally:
                 writer.close()
         self.progress(Progress.of(desc.digest, DONE, desc.size, desc.size))
+        self._present(desc)
         return True
 
     async def _download(self, desc: Descriptor, writer: BlobWriter) -> None:

@@ -26,7 +26,7 @@ class Result:
 
 
 # Verbs that fork, unshare namespaces, install signal handlers or serve forever: always a process.
-SUBPROCESS_VERBS = frozenset({"run", "exec", "registry"})
+SUBPROCESS_VERBS = frozenset({"run", "exec", "registry", "start", "restart", "attach", "wait"})
 
 # os.environ, sys.std* and the working directory are process-wide: one in-process call at a time.
 _IN_PROCESS = threading.Lock()

@@ -118,7 +118,8 @@ def test_volume_source_missing(hoist: Hoist, tmp_path: Path) -> None:
 
 
 def test_unknown_image(hoist: Hoist) -> None:
-    res = run(hoist, "nosuchimage", "true")
+    # --pull never: by default run would ask docker.io for it (tests/runtime/test_run_pull.py)
+    res = run(hoist, "--pull", "never", "nosuchimage", "true")
     assert res.returncode == 125 and "no image" in res.stderr.decode()
 
 
