@@ -42,10 +42,11 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
+from builder.remote_cache import CacheUnavailable, ImportedCache, Recorder
 from builder.source import ImageSource, SourceError
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
-from runtime.snapshots import SnapshotStore, chain_ids
+from runtime.snapshots import SnapshotStore, chain_ids, merge_into
 from runtime.spec import Volume
 from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
 from storage.layout import ImageLayout
@@ -146,8 +147,12 @@ class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
-                 graph: BuildGraph) -> None:
+                 graph: BuildGraph, remote: ImportedCache | None = None) -> None:
         self.opts = opts
+        # --cache-from: consulted on a local miss; its layers are fetched only when needed.
+        self.remote = None if opts.no_cache else remote
+        self.remote_keys: dict[str, str] = {}      # remote layer digest -> its key (for the local entry)
+        self.recorder = Recorder()                 # what --cache-to exports
         self.layout = layout
         self.source = source
         self.progress = progress
@@ -194,6 +199,7 @@ class BuildBackend:
 
     # -- the snapshot chain ----------------------------------------------------------------------
     def chain(self, layers: list[LayerRef]) -> list[Path]:
+        self.materialise(layers)
         try:
             return self.snapshots.ensure_chain([self.layout.blob_path(layer.digest) for layer in layers],
                                                [layer.diff_id for layer in layers])
@@ -208,9 +214,39 @@ class BuildBackend:
         if self.opts.no_cache:
             return None
         hit = self.cache.get(key)
-        if hit is None or not self.layout.has_blob(hit.digest):
-            return None
-        return hit
+        if hit is not None and self.layout.has_blob(hit.digest):
+            return hit
+        remote = self.remote.lookup(key) if self.remote is not None else None
+        if remote is not None and not self.layout.has_blob(remote.digest):
+            self.remote_keys.setdefault(remote.digest, key)
+        return remote
+
+    def materialise(self, layers: list[LayerRef]) -> None:
+        """Fetch the blobs of remote cache hits that are not local yet, unless the snapshot
+        they would be unpacked into exists; each becomes a local cache entry."""
+        if self.remote is None:
+            return
+        ids = chain_ids([layer.diff_id for layer in layers])
+        for layer, chain_id in zip(layers, ids, strict=True):
+            if self.layout.has_blob(layer.digest) or self.snapshots.has(chain_id):
+                continue
+            if not self.remote.has_source(layer.digest):
+                continue                            # not ours: chain() reports the missing blob
+            try:
+                self.remote.fetch(layer)
+            except CacheUnavailable as e:
+                raise DockerfileError(f"cannot fetch cached layer {layer.digest}: {e}") from None
+            key = self.remote_keys.get(layer.digest)
+            if key is not None:
+                self.cache.put(key, layer)
+
+    def rootfs_into(self, layers: list[LayerRef], target: Path) -> None:
+        """The merged root file system of ``layers`` into the empty directory ``target``."""
+        chain = self.chain(layers) if layers else []
+        try:
+            merge_into(chain, target)
+        except RuntimeFailure as e:
+            raise DockerfileError(f"cannot write the root file system: {e}") from None
 
     def _reuse(self, state: StageState, step: int, key: str) -> bool:
         """On a cache hit: the cached layer goes onto the stage, the step shows CACHED; True."""
@@ -218,6 +254,7 @@ class BuildBackend:
         if hit is None:
             return False
         state.layers.append(hit)
+        self.recorder.record(state.node.stage.index, key, hit)
         self.progress.done(step, None)
         return True
 
@@ -232,6 +269,7 @@ class BuildBackend:
         new_chain = state.layers + [layer]
         self.snapshots.adopt(result.upper, self.chain_id(new_chain))
         self.cache.put(key, layer)
+        self.recorder.record(state.node.stage.index, key, layer)
         state.layers.append(layer)
 
     # -- RUN --------------------------------------------------------------------------------------
