@@ -418,8 +418,9 @@ class BuildBackend:
             raise DockerfileError(f"bind mount source {source!r} leaves its root")
         if not path.exists():
             raise DockerfileError(f'bind mount source "/{rel}": not found')
+        # keep_owner: the step sees the files' real owners through the bind, so they are keyed.
         selection = select_sources(root, [rel or "."], ignore=self.opts.ignore if from_stage is None else None,
-                                   what=what)
+                                   what=what, keep_owner=True)
         cache = self.hash_cache if from_stage is None else None
         return path, f"{what}:{selection.cache_digest(dest='/', hash_cache=cache)}"
 
