@@ -42,6 +42,7 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
+from builder.prune import mark_used
 from builder.remote_cache import CacheUnavailable, ImportedCache, Recorder
 from builder.source import ImageSource, SourceError
 from builder.stages import BuildGraph
@@ -215,6 +216,7 @@ class BuildBackend:
             return None
         hit = self.cache.get(key)
         if hit is not None and self.layout.has_blob(hit.digest):
+            mark_used(self.cache.root / f"{key}.json")     # its last use, for LRU pruning
             return hit
         remote = self.remote.lookup(key) if self.remote is not None else None
         if remote is not None and not self.layout.has_blob(remote.digest):

@@ -64,6 +64,7 @@ INLINE_BUILD_ARG = "BUILDKIT_INLINE_CACHE"
 # Bounds on what a stranger's cache may make us read and hold.
 MAX_CONFIG_BYTES = 16 << 20
 MAX_ENTRIES = 200_000
+MAX_LAYERS = 4096               # each is checked with one HEAD on import
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,199}")
 _HEX64 = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -357,6 +358,8 @@ def read_cache(registry: CacheRegistry, ref: str, platform: Platform) -> dict[st
             raise CacheInvalid("it is a nested index, not a hoist cache")
     if manifest.config is None:
         raise CacheInvalid("it has no config, so it is not a hoist cache")
+    if len(manifest.layers) > MAX_LAYERS:
+        raise CacheInvalid(f"it lists {len(manifest.layers)} layers (at most {MAX_LAYERS})")
     if manifest.config.size > MAX_CONFIG_BYTES:
         raise CacheInvalid(f"its config is {manifest.config.size} bytes (at most {MAX_CONFIG_BYTES})")
     if is_hoist_cache(manifest):

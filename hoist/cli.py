@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("hoist.commands.exec", "Run a command in a running container"),
     "rename": ("hoist.commands.rename", "Rename a container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+    "builder": ("hoist.commands.builder", "Manage the build cache (prune)"),
+    "system": ("hoist.commands.system", "Show disk usage (df)"),
 }
 
 

@@ -23,7 +23,7 @@ from storage.digest import Digest
 from tests.cli.conftest import run_hoist
 from tests.cli.helpers import Hoist
 from tests.images import busybox_image
-from tests.peers import Distribution
+from tests.peers import Distribution, free_port
 from tests.registry.faults import Faults, faulty_app, serve_on_loopback
 
 EPOCH = "1700000000"
@@ -239,6 +239,7 @@ async def test_bad_caches_are_warnings_and_cold_builds(tmp_path: Path) -> None:
             f"{host}/team/other:tool": "not a hoist cache",             # another tool's artifact
             f"{host}/team/corrupt:notjson": "its config is not JSON",
             f"{host}/team/corrupt:badindex": "which is not there",
+            f"127.0.0.1:{free_port()}/team/cache:down": "unreachable",
         }
         for i, (ref, why) in enumerate(cases.items()):
             b = runner(tmp_path / f"b{i}")
