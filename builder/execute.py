@@ -486,6 +486,7 @@ class BuildBackend:
         unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
+        by_source: str | None = None
         if instr.contents:
             selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
             root, origin = None, "heredoc"
@@ -496,6 +497,16 @@ class BuildBackend:
                 root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
             else:
                 layers, origin = self._from_layers(from_stage)
+                # The source is content-addressed (its chain id, or an image digest): a hit on
+                # this key needs none of its files, so a remote source stage is not fetched.
+                by_source = cache_key({"op": "copy-from", "parent": self.chain_id(state.layers), "origin": origin,
+                                       "sources": list(instr.sources), "excludes": list(instr.excludes),
+                                       "dest": dest, "workdir": state.workdir, "chmod": instr.chmod,
+                                       "chown": instr.chown, "parents": parents, "link": instr.link,
+                                       "keyword": instr.keyword, "compression": self.opts.compression,
+                                       "epoch": self.opts.source_date_epoch})
+                if self._reuse(state, step, by_source):
+                    return
                 root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
             selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
@@ -511,6 +522,7 @@ class BuildBackend:
                          "content": digest, "dest": dest, "keyword": instr.keyword,
                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
         if self._reuse(state, step, key):
+            self._also_under(state, by_source, key)
             return
         workdir, link = state.workdir, instr.link
 
@@ -524,7 +536,19 @@ class BuildBackend:
                       unpack_archives=unpack, link=link)
 
         self._overlay_step(state, key, do_copy, root, step, independent=linked)
+        self._also_under(state, by_source, key)
         self.progress.done(step, time.monotonic() - began)
+
+    def _also_under(self, state: StageState, key: str | None, content_key: str) -> None:
+        """The layer just put on the stage, also cached under ``key`` (COPY --from's source key);
+        ``content_key`` is then secondary: a build that hit the source key never computes it."""
+        if key is None:
+            return
+        layer = state.layers[-1]
+        self.recorder.secondary.add(content_key)
+        if self.layout.has_blob(layer.digest):
+            self.cache.put(key, layer)
+        self.recorder.record(state.node.stage.index, key, layer)
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)

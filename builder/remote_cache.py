@@ -406,15 +406,19 @@ class Recorder:
     """Every (key, layer) a build used or made, per stage index, in order (the executor fills it)."""
 
     stages: dict[int, list[tuple[str, LayerRef]]] = field(default_factory=dict)
+    # Keys only some builds compute (COPY --from's content key, when its source key missed):
+    # left out of the inline cache, so that the image config does not depend on which key hit.
+    secondary: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, stage: int, key: str, layer: LayerRef) -> None:
         with self.lock:
             self.stages.setdefault(stage, []).append((key, layer))
 
-    def entries(self, stages: Iterable[int]) -> dict[str, LayerRef]:
+    def entries(self, stages: Iterable[int], primary_only: bool = False) -> dict[str, LayerRef]:
         out: dict[str, LayerRef] = {}
         for index in stages:
             for key, layer in self.stages.get(index, []):
-                out[key] = layer
+                if not (primary_only and key in self.secondary):
+                    out[key] = layer
         return out

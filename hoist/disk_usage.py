@@ -155,7 +155,7 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
                 if until is None or now - mount.last_used >= until:
                     remove_tree(mount.path)
         # Unused snapshots are a derived cache: they go unless the prune was asked to keep some.
-        if everything or (until is None and keep_storage is None):
+        if until is None and keep_storage is None:
             store = SnapshotStore(root / "snapshots")
             unused: list[SnapshotUse] = [u for u in snapshot_uses(store, _image_chains(images),
                                                                   root / "containers") if not u.used]

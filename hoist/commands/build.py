@@ -211,7 +211,7 @@ class _Plan:
             return None
         from builder.remote_cache import INLINE_FIELD, inline_cache
 
-        entries = backend.recorder.entries(_final_stages(backend.graph))
+        entries = backend.recorder.entries(_final_stages(backend.graph), primary_only=True)
         return {INLINE_FIELD: inline_cache(entries, state.layers)}
 
 
