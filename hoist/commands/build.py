@@ -5,7 +5,12 @@ export. Every error a build would hit before running anything is reported first,
 ``--check`` reports it (``FILE:LINE: message``, exit 1). Base images come from the local store,
 or are pulled with the registry client when missing (always with ``--pull``): this module is
 the image source builder/ asks. Progress goes to stderr (BuildKit's plain format), the image id
-(the config digest) to stdout. Nothing is tagged unless the whole build succeeded.
+(the config digest) to stdout (stderr when an output takes stdout). Nothing is tagged unless
+the whole build succeeded.
+
+Delivery (after the build): ``--output`` (``builder/outputs.py``), then the local tags, then
+``--push`` of every ``-t``, then ``--cache-to``. ``--cache-from`` is read before the build
+(``builder/remote_cache.py``); every registry call goes through ``hoist/build_registry.py``.
 """
 
 from __future__ import annotations
