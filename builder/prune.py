@@ -2,7 +2,8 @@
 
 A cache record is one entry of ``builder.cache`` (``<root>/cache/build/<key>.json``, its layer
 kept by ``images/gc-roots/build-<key>``); its last use is the entry file's mtime (the executor
-touches it on every hit). Cache mounts are the directories under ``<root>/cache/mounts/``.
+touches it on every hit). Cache mounts are the directories under ``<root>/cache/mounts/`` (or
+``cachemounts/``: see MOUNT_DIRS).
 
 Pruning removes an entry file first and its gc root second, so a record is never half there
 in the dangerous direction (a root without an entry only keeps a blob one gc longer). The
@@ -132,17 +133,22 @@ class CacheMount:
     last_used: float
 
 
+# Where RUN --mount=type=cache directories live: one child per cache (``mounts/<sha256 of id>``,
+# or ``cachemounts/<sha256 of key>/`` holding that cache's instances).
+MOUNT_DIRS = ("mounts", "cachemounts")
+
+
 def cache_mounts(root: Path) -> list[CacheMount]:
-    base = root / "cache" / "mounts"
-    try:
-        entries = sorted(os.scandir(base), key=lambda e: e.name)
-    except FileNotFoundError:
-        return []
     out = []
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            out.append(CacheMount(Path(entry.path), tree_size(Path(entry.path)),
-                                  entry.stat(follow_symlinks=False).st_mtime))
+    for name in MOUNT_DIRS:
+        try:
+            entries = sorted(os.scandir(root / "cache" / name), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                out.append(CacheMount(Path(entry.path), tree_size(Path(entry.path)),
+                                      entry.stat(follow_symlinks=False).st_mtime))
     return out
 
 

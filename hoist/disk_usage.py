@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.prune import (CacheRecord, cache_mounts, cache_records, cache_size, remove_records, remove_tree,
-                           select, tree_size)
+from builder.prune import (MOUNT_DIRS, CacheRecord, cache_mounts, cache_records, cache_size, remove_records,
+                           remove_tree, select, tree_size)
 from runtime.snapshot_prune import SnapshotUse, remove_snapshot, snapshot_uses
 from runtime.snapshots import SnapshotStore, chain_ids
 from storage.errors import StorageError
@@ -131,7 +131,8 @@ def disk_usage(root: Path) -> list[Usage]:
 
 def _measured(root: Path) -> int:
     seen: set[tuple[int, int]] = set()
-    return sum(tree_size(root / p, seen) for p in ("images/blobs", "snapshots", "cache/build", "cache/mounts"))
+    parts = ["images/blobs", "snapshots", "cache/build"] + [f"cache/{d}" for d in MOUNT_DIRS]
+    return sum(tree_size(root / p, seen) for p in parts)
 
 
 def prune(root: Path, *, everything: bool, until: float | None, keep_storage: int | None) -> PruneResult:

@@ -74,9 +74,18 @@ def human(n: int) -> str:
     return human_size(n)
 
 
+def mount_dirs(h: Hoist) -> list[Path]:
+    from builder.prune import MOUNT_DIRS
+    return [h.root / "cache" / d for d in MOUNT_DIRS]
+
+
+def mounts(h: Hoist) -> list[Path]:
+    return [p for d in mount_dirs(h) if d.is_dir() for p in d.iterdir()]
+
+
 def measured(h: Hoist) -> int:
     r = h.root
-    return du(r / "images" / "blobs", r / "snapshots", r / "cache" / "build", r / "cache" / "mounts")
+    return du(r / "images" / "blobs", r / "snapshots", r / "cache" / "build", *mount_dirs(h))
 
 
 def test_df_counts_what_du_counts(h: Hoist, ctx: Path) -> None:
@@ -96,8 +105,7 @@ def test_df_counts_what_du_counts(h: Hoist, ctx: Path) -> None:
     assert usage["Build Cache"]["Active"] == 4
     snaps = [p for p in (h.root / "snapshots").iterdir() if p.name not in ("empty", ".locks")]
     assert usage["Snapshots"]["TotalCount"] == len(snaps) and usage["Snapshots"]["Size"] == du(*snaps)
-    mounts = list((h.root / "cache" / "mounts").iterdir())
-    assert usage["Cache mounts"]["TotalCount"] == 1 and usage["Cache mounts"]["Size"] == du(*mounts)
+    assert usage["Cache mounts"]["TotalCount"] == 1 and usage["Cache mounts"]["Size"] == du(*mounts(h))
     table = h("system", "df").out
     assert table.splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
 
@@ -124,7 +132,7 @@ def test_prune_all_removes_every_entry_cache_mounts_and_unused_snapshots(h: Hois
     before = measured(h)
     r = h("builder", "prune", "--all")
     assert len(r.out.splitlines()) == 1 + 5 + 1
-    assert entries(h) == [] and list((h.root / "cache" / "mounts").iterdir()) == []
+    assert entries(h) == [] and mounts(h) == []
     assert reclaimed(r.out) == human(before - measured(h))
     # Only busybox's own chain is left unpacked (it is still a local image); its blobs stay.
     usage = df(h)
