@@ -361,3 +361,42 @@ def test_cache_spec_parsing() -> None:
     with pytest.raises(CacheSpecError):
         parse_cache_spec("type=registry,ref=a,mode=max", "from", "gzip")
 
+
+
+async def test_lazy_layers_reach_another_registry(tmp_path: Path) -> None:
+    """B imports from registry X and pushes the image and its cache to registry Y: the layers
+    nothing needed stayed in X, so they are fetched from there (verified) and uploaded to Y."""
+    y_faults = Faults()
+    async with hoist_registry() as x, hoist_registry(y_faults) as y:
+        base = await seed_base(tmp_path, x)
+        ctx = context(tmp_path, base)
+        a, b = runner(tmp_path / "a"), runner(tmp_path / "b")
+        built = await run_hoist(a, "build", "--cache-to", f"type=registry,ref={x}/team/cache:main,mode=max", str(ctx))
+        r = await run_hoist(b, "build", "--cache-from", f"{x}/team/cache:main", "-t", f"{y}/team/app:1", "--push",
+                            "--cache-to", f"type=registry,ref={y}/team/cache:main,mode=max", str(ctx))
+        assert shown(steps(r.err)[0]) == set(STEPS) and r.out.strip() == built.out.strip()
+        c = runner(tmp_path / "c")
+        again = await run_hoist(c, "build", "--cache-from", f"{y}/team/cache:main", str(ctx))
+        assert shown(steps(again.err)[0]) == set(STEPS) and "WARNING" not in again.err
+        other = Hoist(tmp_path / "d")
+        await run_hoist(other, "pull", f"{y}/team/app:1")
+        out = await run_hoist(other, "run", "--rm", f"{y}/team/app:1", "cat", "/both", "/t")
+        assert out.out == "version one\none\ntool\n"
+
+
+async def test_refused_cache_export_fails_the_build_unless_ignore_error(tmp_path: Path) -> None:
+    faults = Faults()
+    faults.add("POST", "/team/cache/blobs/uploads/", "status", status=403, times=1000)
+    async with hoist_registry(faults) as host:
+        base = await seed_base(tmp_path, host)
+        ctx = context(tmp_path, base)
+        a = runner(tmp_path / "a")
+        cache = f"{host}/team/cache:main"
+        r = await run_hoist(a, "build", "-t", "app:1", "--cache-to", f"type=registry,ref={cache}", str(ctx), ok=False)
+        assert r.code == 1
+        last = r.err.strip().splitlines()[-1]
+        assert last.startswith(f"hoist build: cache export to {cache} failed: ") and "denied" in last, r.err
+        assert a.layout().find("app:1")                 # the image itself was built and kept
+        ok = await run_hoist(a, "build", "-t", "app:1", "--cache-to", f"type=registry,ref={cache},ignore-error=true",
+                             str(ctx))
+        assert f"WARNING: cache export to {cache} failed" in ok.err
