@@ -44,11 +44,13 @@ from builder.instructions import Add, Copy, Run
 from builder.mounts import Mount, ram_in_bytes
 from builder.platforms import (base_platform_warning, can_run, emulation_error, image_platform, parse_platform,
                                result_platform)
+from builder.prune import mark_used
 from builder.remote import EtagCache, RemoteSources, SystemGit
+from builder.remote_cache import CacheUnavailable, ImportedCache, Recorder
 from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
-from runtime.snapshots import SnapshotStore, chain_ids
+from runtime.snapshots import SnapshotStore, chain_ids, merge_into
 from runtime.spec import Volume, check_volume_target
 from storage.layered import LayeredTree
 from storage.layout import ImageLayout
@@ -233,11 +235,16 @@ class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
-                 graph: BuildGraph, *, fetcher: UrlFetcher | None = None, git: GitFetcher | None = None) -> None:
+                 graph: BuildGraph, *, remote: ImportedCache | None = None, fetcher: UrlFetcher | None = None,
+                 git: GitFetcher | None = None) -> None:
         self.opts = opts
         self.fetcher = fetcher          # ADD <url> (None: a URL source is an error)
         self.git = git if git is not None else SystemGit()
         self.etags = EtagCache(opts.root / "cache" / "build" / "http-etags.json")   # ADD <url> revalidation
+        # --cache-from: consulted on a local miss; its layers are fetched only when needed.
+        self.remote = None if opts.no_cache else remote
+        self.remote_keys: dict[str, str] = {}      # remote layer digest -> its key (for the local entry)
+        self.recorder = Recorder()                 # what --cache-to exports
         self.layout = layout
         self.source = source
         self.progress = progress
@@ -306,6 +313,7 @@ class BuildBackend:
 
     # -- the snapshot chain ----------------------------------------------------------------------
     def chain(self, layers: list[LayerRef]) -> list[Path]:
+        self.materialise(layers)
         try:
             return self.snapshots.ensure_chain([self.layout.blob_path(layer.digest) for layer in layers],
                                                [layer.diff_id for layer in layers])
@@ -320,9 +328,40 @@ class BuildBackend:
         if self.opts.no_cache:
             return None
         hit = self.cache.get(key)
-        if hit is None or not self.layout.has_blob(hit.digest):
-            return None
-        return hit
+        if hit is not None and self.layout.has_blob(hit.digest):
+            mark_used(self.cache.root / f"{key}.json")     # its last use, for LRU pruning
+            return hit
+        remote = self.remote.lookup(key) if self.remote is not None else None
+        if remote is not None and not self.layout.has_blob(remote.digest):
+            self.remote_keys.setdefault(remote.digest, key)
+        return remote
+
+    def materialise(self, layers: list[LayerRef]) -> None:
+        """Fetch the blobs of remote cache hits that are not local yet, unless the snapshot
+        they would be unpacked into exists; each becomes a local cache entry."""
+        if self.remote is None:
+            return
+        ids = chain_ids([layer.diff_id for layer in layers])
+        for layer, chain_id in zip(layers, ids, strict=True):
+            if self.layout.has_blob(layer.digest) or self.snapshots.has(chain_id):
+                continue
+            if not self.remote.has_source(layer.digest):
+                continue                            # not ours: chain() reports the missing blob
+            try:
+                self.remote.fetch(layer)
+            except CacheUnavailable as e:
+                raise DockerfileError(f"cannot fetch cached layer {layer.digest}: {e}") from None
+            key = self.remote_keys.get(layer.digest)
+            if key is not None:
+                self.cache.put(key, layer)
+
+    def rootfs_into(self, layers: list[LayerRef], target: Path) -> None:
+        """The merged root file system of ``layers`` into the empty directory ``target``."""
+        chain = self.chain(layers) if layers else []
+        try:
+            merge_into(chain, target)
+        except RuntimeFailure as e:
+            raise DockerfileError(f"cannot write the root file system: {e}") from None
 
     def _reuse(self, state: StageState, step: int, key: str) -> bool:
         """On a cache hit: the cached layer goes onto the stage, the step shows CACHED; True."""
@@ -330,6 +369,7 @@ class BuildBackend:
         if hit is None:
             return False
         state.layers.append(hit)
+        self.recorder.record(state.node.stage.index, key, hit)
         self.progress.done(step, None)
         return True
 
@@ -346,6 +386,7 @@ class BuildBackend:
         new_chain = state.layers + [layer]
         self.snapshots.adopt(result.upper, self.chain_id(new_chain))
         self.cache.put(key, layer)
+        self.recorder.record(state.node.stage.index, key, layer)
         state.layers.append(layer)
 
     # -- RUN --------------------------------------------------------------------------------------
@@ -607,8 +648,9 @@ class BuildBackend:
             raise DockerfileError(f"bind mount source {source!r} leaves its root")
         if not path.exists():
             raise DockerfileError(f'bind mount source "/{rel}": not found')
+        # keep_owner: the step sees the files' real owners through the bind, so they are keyed.
         selection = select_sources(root, [rel or "."], ignore=self.opts.ignore if from_stage is None else None,
-                                   what=what)
+                                   what=what, keep_owner=True)
         cache = self.hash_cache if from_stage is None else None
         return path, f"{what}:{selection.cache_digest(dest='/', hash_cache=cache)}"
 
@@ -688,6 +730,7 @@ class BuildBackend:
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
         source: Path | LayeredTree
+        by_source: str | None = None
         patterns = remote.local if remote is not None else list(instr.sources)
         if not patterns:
             selection = Selection(root=None, groups=[], what="heredoc")
@@ -702,6 +745,16 @@ class BuildBackend:
                 # A stage or image is read in place through its chain (nothing merged or mounted);
                 # the copy step gets the tree's descriptors, so nothing is bound for it.
                 layers, origin = self._from_layers(from_stage)
+                # The source is content-addressed (its chain id, or an image digest): a hit on
+                # this key needs none of its files, so a remote source stage is not fetched.
+                by_source = cache_key({"op": "copy-from", "parent": self.chain_id(state.layers), "origin": origin,
+                                       "sources": list(instr.sources), "excludes": list(instr.excludes),
+                                       "dest": dest, "workdir": state.workdir, "chmod": instr.chmod,
+                                       "chown": instr.chown, "parents": parents, "link": instr.link,
+                                       "keyword": instr.keyword, "compression": self.opts.compression,
+                                       "epoch": self.opts.source_date_epoch})
+                if self._reuse(state, step, by_source):
+                    return True
                 root = None if layers else self._empty_dir()
                 source = self._open_chain(layers, trees) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
@@ -730,6 +783,7 @@ class BuildBackend:
         if keyed:
             key = step_key()
             if self._reuse(state, step, key):
+                self._also_under(state, by_source, key)
                 return True
         if remote is not None:
             where, limits = self._scratch_dir(scratch), Limits()
@@ -737,6 +791,7 @@ class BuildBackend:
                 remote.revalidate(where, self.fetcher, limits, self.etags)
                 key = step_key()
                 if self._reuse(state, step, key):
+                    self._also_under(state, by_source, key)
                     return True
             remote.fetch(where, self.fetcher, self.git, limits, self.etags)
             selection = remote.merge(selection)
@@ -753,6 +808,7 @@ class BuildBackend:
                           unpack_archives=unpack, link=link)
 
             self._overlay_step(state, key, do_copy, root, step, independent=linked)
+        self._also_under(state, by_source, key)
         return False
 
     def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
@@ -763,6 +819,17 @@ class BuildBackend:
             raise DockerfileError(f"cannot read the snapshots: {e.strerror}") from None
         trees.append(tree)
         return tree
+
+    def _also_under(self, state: StageState, key: str | None, content_key: str) -> None:
+        """The layer just put on the stage, also cached under ``key`` (COPY --from's source key);
+        ``content_key`` is then secondary: a build that hit the source key never computes it."""
+        if key is None:
+            return
+        layer = state.layers[-1]
+        self.recorder.secondary.add(content_key)
+        if self.layout.has_blob(layer.digest):
+            self.cache.put(key, layer)
+        self.recorder.record(state.node.stage.index, key, layer)
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)

@@ -43,8 +43,10 @@ def timestamp(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image_config(state: StageState, created: float, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def image_config(state: StageState, created: float, labels: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     image = {k: v for k, v in state.image.items() if k not in ("rootfs", "history", "created")}
+    image.update(extra or {})
     config = dict(image.get("config") or {})
     if labels:
         config["Labels"] = dict(config.get("Labels") or {}) | labels
@@ -72,11 +74,14 @@ def _layer_type(media_type: str, fmt: str) -> str:
 
 
 def export(layout: ImageLayout, state: StageState, tags: list[str], *, created: float, fmt: str = "oci",
-           labels: dict[str, str] | None = None) -> Exported:
-    """Store the config and manifest, then tag them (the blobs of every layer are stored already)."""
+           labels: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> Exported:
+    """Store the config and manifest, then tag them. The blobs of every layer are stored
+    already, except remote cache hits nothing needed the files of (the caller fetches those
+    before tagging, or pushes the image where they are). ``extra``: top-level config fields
+    (the inline cache)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (use oci or docker)")
-    config = image_config(state, created, labels)
+    config = image_config(state, created, labels, extra)
     layers = [{"mediaType": _layer_type(layer.media_type, fmt), "digest": layer.digest, "size": layer.size}
               for layer in state.layers]
     config_desc = layout.put_json(config, mt.OCI_CONFIG if fmt == "oci" else mt.DOCKER_CONFIG)

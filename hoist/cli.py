@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("hoist.commands.attach", "Attach the terminal to a running -t container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
     "compose": ("hoist.commands.compose", "Run multi-container applications from compose files"),
+    "builder": ("hoist.commands.builder", "Manage the build cache (prune)"),
+    "system": ("hoist.commands.system", "Show disk usage (df)"),
 }
 
 

@@ -5,7 +5,12 @@ export. Every error a build would hit before running anything is reported first,
 ``--check`` reports it (``FILE:LINE: message``, exit 1). Base images come from the local store,
 or are pulled with the registry client when missing (always with ``--pull``): this module is
 the image source builder/ asks. Progress goes to stderr (BuildKit's plain format), the image id
-(the config digest) to stdout. Nothing is tagged unless the whole build succeeded.
+(the config digest) to stdout (stderr when an output takes stdout). Nothing is tagged unless
+the whole build succeeded.
+
+Delivery (after the build): ``--output`` (``builder/outputs.py``), then the local tags, then
+``--push`` of every ``-t``, then ``--cache-to``. ``--cache-from`` is read before the build
+(``builder/remote_cache.py``); every registry call goes through ``hoist/build_registry.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from builder.errors import BuilderError, DockerfileError, DockerignoreError
 from builder.source import BaseImage, SourceError, normalise, read_local
 from hoist.errors import UserError
 from hoist.paths import hoist_root
+from storage.errors import StorageError
 from storage.layout import ImageLayout
+from storage.manifest import Descriptor
 from storage.platform import Platform
 
 if TYPE_CHECKING:
@@ -32,6 +39,11 @@ if TYPE_CHECKING:
     from builder.dispatch import StageState
     from builder.execute import Progress
     from builder.lint import BuildCheck
+    from builder.execute import BuildBackend
+    from builder.outputs import OutputSpec
+    from builder.remote_cache import CacheSpec, ImportedCache
+    from builder.stages import BuildGraph
+    from hoist.build_registry import RegistryBridge
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 
@@ -63,6 +75,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a secret RUN --mount=type=secret can use (never stored in a layer or the cache)")
     parser.add_argument("--ssh", dest="ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
                         help="an SSH agent (default: $SSH_AUTH_SOCK) or key files RUN --mount=type=ssh can use")
+    parser.add_argument("--push", action="store_true", help="push every -t after the build (type=registry)")
+    parser.add_argument("-o", "--output", dest="outputs", action="append", default=[],
+                        metavar="type=TYPE[,dest=PATH]",
+                        help="image (default), registry, oci, docker, local or tar; '-o DIR' is type=local")
+    parser.add_argument("--cache-from", dest="cache_from", action="append", default=[],
+                        metavar="type=registry,ref=REF", help="import a build cache from a registry (repeatable)")
+    parser.add_argument("--cache-to", dest="cache_to", action="append", default=[],
+                        metavar="type=registry,ref=REF[,mode=min|max]|type=inline",
+                        help="export the build cache to a registry, or inline into the image")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +135,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
     from builder.sshforward import parse_ssh
+    from builder.outputs import OutputError
+    from builder.remote_cache import CacheSpecError
     from hoist.config import local_store
 
     assert report.graph is not None
@@ -130,6 +153,10 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
         if not key:
             raise UserError(f"invalid --label {item!r}: expected KEY=VALUE")
         labels[key] = value
+    try:
+        plan = _plan(args, tags)
+    except (OutputError, CacheSpecError) as e:
+        raise UserError(str(e)) from None
     epoch = _epoch()
     ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
@@ -144,16 +171,24 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
         raise UserError(str(e)) from None
     source = CliImageSource(layout, args.pull)
     started = time.time()
+    bridge = _bridge(layout) if plan.needs_registry(args.no_cache) else None
     try:
-        try:
-            with layout.lease():
-                backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_LazyFetcher())
+        with layout.lease():
+            try:
+                remote = None
+                if bridge is not None and plan.cache_from and not args.no_cache:
+                    from builder.remote_cache import import_caches
+                    remote = import_caches(plan.cache_from, bridge, target, _warn)
+                backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_LazyFetcher(),
+                                       remote=remote)
                 state = execute(report.graph, backend)
                 late = _late_checks(report, backend.stages.values())
-                result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
-                                fmt=args.format, labels=labels)
-        finally:
-            progress.close()        # the last frame before anything else is printed
+                extra = plan.inline_extra(backend, state)
+                result = export(layout, state, [], created=float(epoch) if epoch is not None else started,
+                                fmt=args.format, labels=labels, extra=extra)
+            finally:
+                progress.close()        # the last frame before anything else is printed
+            _deliver(plan, layout, backend, state, result.manifest, tags, bridge, remote, args.quiet)
     except StepFailed as e:
         for line in e.tail:
             print(f"  > {line}", file=sys.stderr)
@@ -167,18 +202,23 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"build failed: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+    finally:
+        if bridge is not None:
+            bridge.close()
     for check in late:
         print(f"{name}: warning: {check}", file=sys.stderr)
     if not args.quiet:
         print(f"writing image {result.image_id} done", file=sys.stderr)
-        for tag in tags:
-            print(f"naming to {tag} done", file=sys.stderr)
+        if plan.image is not None:
+            for tag in tags:
+                print(f"naming to {tag} done", file=sys.stderr)
     if args.iidfile:
         try:
             Path(args.iidfile).write_text(result.image_id)
         except OSError as e:
             raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
-    print(result.image_id)
+    # An output on stdout owns it: the id goes to stderr then.
+    print(result.image_id, file=sys.stderr if plan.stdout_taken else sys.stdout)
     return 0
 
 
@@ -219,6 +259,157 @@ def _progress(args: argparse.Namespace) -> Progress:
             sys.stderr.flush()
             return BuildTtyProgress(fd)
     return PlainProgress(_write_stderr)
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def _bridge(layout: ImageLayout) -> RegistryBridge:
+    from hoist.build_registry import RegistryBridge
+
+    return RegistryBridge(layout)
+
+
+class _Plan:
+    """What the build delivers: outputs, pushes and cache imports and exports."""
+
+    def __init__(self, outputs: list[OutputSpec], cache_from: list[CacheSpec], cache_to: list[CacheSpec]) -> None:
+        self.outputs = outputs
+        images = [o for o in outputs if o.type == "image"]
+        self.image = images[0] if images else None
+        self.push = any(o.push for o in images)
+        self.files = [o for o in outputs if o.type != "image"]
+        self.cache_from = cache_from
+        self.cache_to = [c for c in cache_to if c.type == "registry"]
+        self.inline = any(c.type == "inline" for c in cache_to)
+        self.stdout_taken = any(o.to_stdout for o in outputs)
+
+    def needs_registry(self, no_cache: bool) -> bool:
+        return self.push or bool(self.cache_to) or (bool(self.cache_from) and not no_cache)
+
+    def inline_extra(self, backend: BuildBackend, state: StageState) -> dict[str, Any] | None:
+        if not self.inline:
+            return None
+        from builder.remote_cache import INLINE_FIELD, inline_cache
+
+        entries = backend.recorder.entries(_final_stages(backend.graph), primary_only=True)
+        return {INLINE_FIELD: inline_cache(entries, state.layers)}
+
+
+def _plan(args: argparse.Namespace, tags: list[str]) -> _Plan:
+    from builder.outputs import OutputError, OutputSpec, check_destination, parse_output
+    from builder.remote_cache import INLINE_BUILD_ARG, CacheSpec, parse_cache_spec
+
+    outputs = [parse_output(o) for o in args.outputs] or [OutputSpec("image")]
+    if args.push:
+        outputs = [o for o in outputs if o.type != "image"] + [OutputSpec("image", push=True)]
+    if any(o.push for o in outputs) and not tags:
+        raise OutputError("--push needs at least one -t NAME to push to")
+    if sum(1 for o in outputs if o.to_stdout) > 1:
+        raise OutputError("only one --output can go to stdout")
+    for output in outputs:
+        check_destination(output)
+    cache_from = [parse_cache_spec(c, "from", args.compression) for c in args.cache_from]
+    cache_to = [parse_cache_spec(c, "to", args.compression) for c in args.cache_to]
+    if parse_build_args(args.build_args).get(INLINE_BUILD_ARG, "") not in ("", "0", "false"):
+        cache_to.append(CacheSpec("inline"))
+    return _Plan(outputs, cache_from, cache_to)
+
+
+def _final_stages(graph: BuildGraph) -> list[int]:
+    """The target stage and the stages it is built FROM: those whose layers are in the image."""
+    out: list[int] = []
+    index: int | None = graph.target
+    while index is not None and index not in out:
+        out.append(index)
+        index = graph.nodes[index].base_stage
+    return out
+
+
+def _deliver(plan: _Plan, layout: ImageLayout, backend: BuildBackend, state: StageState, image: Descriptor,
+             tags: list[str], bridge: RegistryBridge | None, remote: ImportedCache | None, quiet: bool) -> None:
+    """Outputs, local tags, pushes and the cache export, in that order; a refused push fails
+    after the build with the registry's reason, the image kept locally."""
+    from builder.outputs import write_output
+    from registry.client.errors import ClientError
+
+    if plan.files:
+        backend.materialise(state.layers)
+        for output in plan.files:
+            write_output(output, layout, image, tags, lambda d: backend.rootfs_into(state.layers, d),
+                         sys.stdout.buffer)
+    if plan.image is not None and not plan.push:
+        backend.materialise(state.layers)
+        _tag_local(layout, image, tags)
+    if plan.push:
+        assert bridge is not None
+        try:
+            for tag in tags:
+                pushed = bridge.push(tag, image, remote)
+                if not quiet:
+                    print(f"pushing {tag}: digest: {pushed.digest} size: {pushed.size} "
+                          f"({pushed.uploaded} blobs uploaded)", file=sys.stderr)
+        except (ClientError, StorageError) as e:
+            kept = _keep_local(layout, backend, state, image, tags)
+            raise UserError(f"push of {tag} failed: {e}; {kept}") from None
+        if all(layout.has_blob(layer.digest) for layer in state.layers):
+            _tag_local(layout, image, tags)
+        elif not quiet:
+            print("the image was pushed without loading it locally (its layers stayed in the registry); "
+                  f"'hoist pull {tags[0]}' fetches it", file=sys.stderr)
+    for spec in plan.cache_to:
+        assert bridge is not None and spec.ref is not None
+        try:
+            _export_cache(layout, bridge, backend, spec, remote, quiet)
+        except (ClientError, StorageError) as e:
+            if spec.ignore_error:
+                _warn(f"cache export to {spec.ref} failed: {e}")
+                continue
+            raise UserError(f"cache export to {spec.ref} failed: {e}") from None
+
+
+def _tag_local(layout: ImageLayout, image: Descriptor, tags: list[str]) -> None:
+    for tag in tags:
+        layout.tag(tag, image)
+
+
+def _keep_local(layout: ImageLayout, backend: BuildBackend, state: StageState, image: Descriptor,
+                tags: list[str]) -> str:
+    """After a refused push: the image tagged in the local store (its remote layers fetched)."""
+    try:
+        backend.materialise(state.layers)
+    except DockerfileError as e:
+        return f"the image is not kept locally either ({e.message})"
+    _tag_local(layout, image, tags)
+    return f"the image is kept locally as {', '.join(tags)}"
+
+
+def _export_cache(layout: ImageLayout, bridge: RegistryBridge, backend: BuildBackend, spec: CacheSpec,
+                  remote: ImportedCache | None, quiet: bool) -> None:
+    """Push the cache artifact for ``spec``: the artifact form, or the image-manifest form when
+    the registry refuses that (or when asked with image-manifest=true)."""
+    from builder.remote_cache import cache_config, cache_manifest
+    from registry.client.errors import ProtocolError, ServerError
+    from storage import mediatypes as mt
+
+    assert spec.ref is not None
+    stages = _final_stages(backend.graph) if spec.mode == "min" else list(backend.stages)
+    config_raw, layers = cache_config(backend.recorder.entries(stages))
+    config_digest = layout.put_blob(config_raw)
+    forms = ["image-manifest"] if spec.options.get("image-manifest", "").lower() == "true" \
+        else ["artifact", "image-manifest"]
+    for form in forms:
+        desc = layout.put_json(cache_manifest(str(config_digest), len(config_raw), layers, form), mt.OCI_MANIFEST)
+        try:
+            pushed = bridge.push(spec.ref, desc, remote)
+        except ProtocolError as e:
+            if isinstance(e, ServerError) or form == forms[-1]:
+                raise
+            _warn(f"{spec.ref} refused the cache as an OCI artifact ({e}); pushing it as an image manifest")
+            continue
+        if not quiet:
+            print(f"exporting cache to {spec.ref}: digest: {pushed.digest} ({len(layers)} layers, "
+                  f"{pushed.uploaded} blobs uploaded)", file=sys.stderr)
+        return
 
 
 def _write_stderr(text: str) -> None:

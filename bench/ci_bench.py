@@ -1,0 +1,134 @@
+"""CI builds on a fresh runner: hoist with a registry cache against BuildKit's inline cache
+(Debian's docker 20.10, ``DOCKER_BUILDKIT=1``, ``--cache-from`` with ``BUILDKIT_INLINE_CACHE=1``),
+in one run, both pushing to one local registry (CNCF Distribution 2.8) at the end.
+
+    sudo .venv/bin/python bench/ci_bench.py [--files 3000] [--mb 50]
+
+The reference project is bench/build_bench.py's (a busybox base, a few RUN steps, a COPY of a
+~``--files`` file, ~``--mb`` MB tree, a second stage), its base pushed to the registry first, so
+a fresh runner pulls it. A previous build (not timed) publishes the cache: hoist with
+``--cache-to type=registry,mode=max`` and ``--push``, BuildKit with the inline cache and
+``docker push``. Then each row is a fresh runner, timed from nothing to pushed: hoist in an
+empty ``HOIST_ROOT``; BuildKit after ``docker builder prune -af`` and removing every image (the
+base too). Rows: the same commit, and one source file changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.build_bench import make_project  # noqa: E402
+from tests.builder.differential import BASE_REF, write_base_archive  # noqa: E402
+from tests.peers import Distribution, Dockerd  # noqa: E402
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> str:
+    res = subprocess.run(argv, capture_output=True, env=dict(os.environ, **(env or {})), timeout=1800)
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({res.returncode}):\n{res.stderr.decode(errors='replace')[-3000:]}")
+    return res.stdout.decode(errors="replace")
+
+
+class HoistRunner:
+    def __init__(self, root: Path) -> None:
+        shutil.rmtree(root, ignore_errors=True)
+        self.env = {"HOIST_ROOT": str(root), "SOURCE_DATE_EPOCH": "1700000000"}
+
+    def build(self, *args: str) -> None:
+        run([sys.executable, "-m", "hoist.cli", "build", "-q", *args], self.env)
+
+
+class BuildKitRunner:
+    def __init__(self, dockerd: Dockerd) -> None:
+        self.dockerd = dockerd
+        self.env = {"DOCKER_BUILDKIT": "1"}
+
+    def fresh(self) -> None:
+        """A fresh runner: no build cache, no images."""
+        self.dockerd("builder", "prune", "-af")
+        ids = self.dockerd("images", "-aq").stdout.decode().split()
+        if ids:
+            self.dockerd("rmi", "-f", *sorted(set(ids)))
+
+    def build_and_push(self, project: Path, tag: str, cache_from: str | None) -> None:
+        args = ["build", "--network", "host", "-q", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", tag]
+        if cache_from:
+            args += ["--cache-from", cache_from]
+        self.dockerd(*args, str(project), env=self.env, timeout=1800)
+        self.dockerd("push", tag, timeout=1800)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=3000)
+    ap.add_argument("--mb", type=int, default=50)
+    args = ap.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for package in ("storage", "registry", "builder", "runtime", "hoist"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
+
+    work = Path(tempfile.mkdtemp(prefix="hoist-ci-bench-", dir="/tmp"))
+    dockerd = Dockerd(work / "dockerd")
+    registry = Distribution(work / "registry-root", work / "registry")
+    try:
+        dockerd.start()
+        registry.start()
+        reg = registry.addr
+        base = f"{reg}/lib/busybox:hoist-test"
+        dockerd("load", "-i", str(write_base_archive(work / "base.tar")))
+        dockerd("tag", BASE_REF, base)
+        dockerd("push", base)
+        project = make_project(work / "project", args.files, args.mb)
+        dockerfile = project / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text().replace(f"FROM {BASE_REF}", f"FROM {base}"))
+        changed = project / "src" / "pkg0" / "file0.txt"
+        cache = f"{reg}/bench/cache:main"
+        buildkit = BuildKitRunner(dockerd)
+
+        # The previous commit's build publishes each cache (not timed).
+        HoistRunner(work / "hoist-a").build("--cache-to", f"type=registry,ref={cache},mode=max",
+                                            "-t", f"{reg}/bench/app:hoist-prev", "--push", str(project))
+        buildkit.fresh()
+        buildkit.build_and_push(project, f"{reg}/bench/app:bk-prev", None)
+
+        rows: dict[str, dict[str, float]] = {}
+        original = changed.read_bytes()
+        for row, mutate in (("fresh runner, same commit", False), ("fresh runner, one file changed", True)):
+            if mutate:
+                changed.write_bytes(original + b"changed\n")
+            try:
+                hoist = HoistRunner(work / f"hoist-b-{len(rows)}")
+                start = time.perf_counter()
+                hoist.build("--cache-from", cache, "-t", f"{reg}/bench/app:hoist-{len(rows)}", "--push", str(project))
+                hoist_s = time.perf_counter() - start
+                buildkit.fresh()
+                start = time.perf_counter()
+                buildkit.build_and_push(project, f"{reg}/bench/app:bk-{len(rows)}", f"{reg}/bench/app:bk-prev")
+                buildkit_s = time.perf_counter() - start
+            finally:
+                changed.write_bytes(original)
+            rows[row] = {"hoist": hoist_s, "buildkit": buildkit_s}
+        print(f"reference project: {args.files} files, ~{args.mb} MB, 2 stages; registry: Distribution 2.8 on loopback")
+        print(f"{'build + push':<34}{'hoist':>12}{'buildkit':>12}{'hoist/buildkit':>16}")
+        for name, r in rows.items():
+            print(f"{name:<34}{r['hoist']:>10.2f} s{r['buildkit']:>10.2f} s{r['hoist'] / r['buildkit']:>15.2f}x")
+    finally:
+        registry.stop()
+        dockerd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""What ``$HOIST_ROOT`` holds and what can go: the wiring behind ``hoist system df`` and
+``hoist builder prune`` over ``builder/prune.py`` (the build cache), ``runtime/snapshot_prune.py``
+(snapshots) and the image store.
+
+Sizes are apparent bytes, each inode once (``du -sb``'s count). "Active" and "reclaimable":
+
+- images: every local ref's blobs; active = used by a container; reclaimable = the blobs of
+  images no container uses (as docker counts it);
+- containers: their directories (upper dirs, logs); active = running; reclaimable = stopped ones;
+- snapshots: unpacked layers; active = used by an image or container; reclaimable = the others;
+- build cache: the layer blobs cache entries keep; active = also a layer of a local image;
+  reclaimable = the others (what ``hoist builder prune`` removes);
+- cache mounts: ``RUN --mount=type=cache`` directories; all reclaimable (``prune --all``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.prune import (MOUNT_DIRS, CacheRecord, cache_mounts, cache_records, cache_size, remove_records,
+                           remove_tree, select, tree_size)
+from runtime.snapshot_prune import SnapshotUse, remove_snapshot, snapshot_uses
+from runtime.snapshots import SnapshotStore, chain_ids
+from storage.errors import StorageError
+from storage.fsutil import file_lock
+from storage.layout import ImageLayout
+
+
+@dataclass
+class Usage:
+    kind: str
+    total: int = 0
+    active: int = 0
+    size: int = 0
+    reclaimable: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"Type": self.kind, "TotalCount": self.total, "Active": self.active, "Size": self.size,
+                "Reclaimable": self.reclaimable}
+
+
+@dataclass
+class PruneResult:
+    keys: list[str] = field(default_factory=list)
+    reclaimed: int = 0
+
+
+def _images(layout: ImageLayout) -> list[tuple[str, list[str], list[str], int]]:
+    """Per local ref: (manifest digest, its blobs, its diff_ids, ...)."""
+    out = []
+    for _, desc in layout.refs():
+        try:
+            image_desc, manifest = layout.platform_image(desc)
+            config = json.loads(layout.read_blob(manifest.config.digest)) if manifest.config else {}
+        except (StorageError, ValueError):
+            continue
+        blobs = [str(desc.digest), str(image_desc.digest)] + [str(d.digest) for d in manifest.blob_references()]
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or []) if isinstance(config, dict) else []
+        out.append((str(layout.image_id(desc)), blobs, [str(d) for d in diff_ids], 0))
+    return out
+
+
+def _image_chains(images: list[tuple[str, list[str], list[str], int]]) -> set[str]:
+    chains: set[str] = set()
+    for _, _, diff_ids, _ in images:
+        chains.update(chain_ids(diff_ids))
+    return chains
+
+
+def _blob_sizes(layout: ImageLayout, digests: set[str]) -> int:
+    total = 0
+    for digest in digests:
+        try:
+            total += layout.blob_path(digest).stat().st_size
+        except (FileNotFoundError, ValueError):
+            continue
+    return total
+
+
+def disk_usage(root: Path) -> list[Usage]:
+    from runtime.containers import ContainerStore
+
+    layout = ImageLayout(root / "images")
+    images = _images(layout)
+    containers = ContainerStore(root / "containers").all() if (root / "containers").is_dir() else []
+    used_by_containers: set[str] = set()
+    container_usage = Usage("Containers", total=len(containers))
+    for container in containers:
+        status, _ = container.status()
+        size = tree_size(container.path)
+        container_usage.size += size
+        if status == "running":
+            container_usage.active += 1
+        else:
+            container_usage.reclaimable += size
+        try:
+            used_by_containers.add(container.spec.image_id)
+        except Exception:  # a half-written or foreign container: counted, not matched
+            continue
+    image_usage = Usage("Images", total=len({ident for ident, *_ in images}))
+    all_blobs = {b for _, blobs, _, _ in images for b in blobs}
+    kept_blobs = {b for ident, blobs, _, _ in images if ident in used_by_containers for b in blobs}
+    image_usage.active = len({ident for ident, *_ in images if ident in used_by_containers})
+    image_usage.size = _blob_sizes(layout, all_blobs)
+    image_usage.reclaimable = _blob_sizes(layout, all_blobs - kept_blobs)
+
+    store = SnapshotStore(root / "snapshots")
+    uses = snapshot_uses(store, _image_chains(images), root / "containers")
+    snapshots = Usage("Snapshots", total=len(uses), active=sum(1 for u in uses if u.used))
+    seen: set[tuple[int, int]] = set()
+    for use in uses:
+        size = tree_size(use.path, seen)
+        snapshots.size += size
+        if not use.used:
+            snapshots.reclaimable += size
+
+    records = cache_records(root, layout.blob_path)
+    image_layers = {b for _, blobs, _, _ in images for b in blobs}
+    cache = Usage("Build Cache", total=len(records),
+                  active=sum(1 for r in records if r.layer.digest in image_layers),
+                  size=cache_size(records),
+                  reclaimable=cache_size([r for r in records if r.layer.digest not in image_layers]))
+    mounts = cache_mounts(root)
+    mount_usage = Usage("Cache mounts", total=len(mounts), size=sum(m.size for m in mounts),
+                        reclaimable=sum(m.size for m in mounts))
+    return [image_usage, container_usage, snapshots, cache, mount_usage]
+
+
+def _measured(root: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    parts = ["images/blobs", "snapshots", "cache/build"] + [f"cache/{d}" for d in MOUNT_DIRS]
+    return sum(tree_size(root / p, seen) for p in parts)
+
+
+def prune(root: Path, *, everything: bool, until: float | None, keep_storage: int | None) -> PruneResult:
+    """Remove build cache (see ``hoist/commands/builder.py``); what was removed and the bytes freed."""
+    layout = ImageLayout(root / "images")
+    if not (root / "images").is_dir():
+        return PruneResult()
+    before = _measured(root)
+    result = PruneResult()
+    # Exclusive: waits for running builds and pulls (they hold it shared) and keeps new ones out.
+    with file_lock(layout.root / ".gc.lock"):
+        images = _images(layout)
+        in_use = {b for _, blobs, _, _ in images for b in blobs}
+        records: list[CacheRecord] = cache_records(root, layout.blob_path)
+        chosen = select(records, everything=everything, in_use=in_use, until=until, keep_storage=keep_storage)
+        remove_records(chosen, layout.root / "gc-roots")
+        result.keys = [r.key for r in chosen]
+        if everything:
+            now = time.time()
+            for mount in cache_mounts(root):
+                if until is None or now - mount.last_used >= until:
+                    remove_tree(mount.path)
+        # Unused snapshots are a derived cache: they go unless the prune was asked to keep some.
+        if until is None and keep_storage is None:
+            store = SnapshotStore(root / "snapshots")
+            unused: list[SnapshotUse] = [u for u in snapshot_uses(store, _image_chains(images),
+                                                                  root / "containers") if not u.used]
+            for use in unused:
+                remove_snapshot(use)
+    layout.gc()
+    result.reclaimed = max(0, before - _measured(root))
+    return result
