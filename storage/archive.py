@@ -79,7 +79,7 @@ class _Archive:
         stream = self.tar.fileobj
         if stream is not None:
             stream.closed = True  # type: ignore[attr-defined]  # tarfile._Stream: close() is then a no-op
-        self.tar.closed = True
+        self.tar.closed = True  # type: ignore[attr-defined]  # set by TarFile itself; close() then returns
 
     def add_dir(self, name: str) -> None:
         info = tarfile.TarInfo(name)
