@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime import cgroups, linux, mounts, seccomp, users
+from runtime import cgroups, linux, logfile, mounts, seccomp, users
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
@@ -292,6 +292,10 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     # as long as the container, and nothing of the caller's may outlive the command line.
     linux.close_fds_above_2(keep=(ready_fd,) if ready_fd is not None else ())
     linux.join_new_session_keyring()
+    # A detached container's stdout and stderr go through a pump into its json-file log.
+    logs = logfile.LogPump(cdir, logfile.LogConfig.from_json(spec.log)) if spec.detach else None
+    if logs is not None:
+        logs.start()
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
     # The monitor holds alive_w until it exits; PID 1 sees EOF on alive_r once it is gone.
@@ -304,10 +308,14 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
         os.close(cgroup_w)
         if ready_fd is not None:
             os.close(ready_fd)
+        if logs is not None:
+            logs.child_side()
         container_main(spec, cdir, report_w, alive_r, cgroup_r)
     os.close(report_w)
     os.close(alive_r)
     os.close(cgroup_r)
+    if logs is not None:
+        logs.parent_side()
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _kill_quiet(child, s))
     _place_in_cgroups(spec.cgroups, child, cgroup_w)
@@ -322,6 +330,8 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
         os.write(ready_fd, failure or b"ok")
         os.close(ready_fd)
     status = _wait(child)
+    if logs is not None:
+        logs.finish()  # every record is written before the state says exited
     code = error[0] if error else exit_code_of(status)
     container.update_state(status="exited", exit_code=code, finished_at=time.time(), pid=0,
                            error=error[1] if error else "")

@@ -23,7 +23,7 @@ from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
 from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
-                          parse_env_args, parse_signal, parse_volume, read_env_file, working_dir)
+                          parse_env_args, parse_signal, parse_size, parse_volume, read_env_file, working_dir)
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -63,6 +63,8 @@ class RunOptions:
     detach: bool = False
     interactive: bool = False
     seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
+    log_driver: str | None = None           # json-file (default) or none
+    log_opts: list[str] = field(default_factory=list)   # max-size=SIZE, max-file=N
 
 
 class Runtime:
@@ -118,6 +120,7 @@ class Runtime:
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
+            log=_log_config(opts),
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
@@ -272,6 +275,12 @@ class Runtime:
         for fd in ns_fds:
             os.close(fd)
         return _wait_forwarding(child)
+
+
+def _log_config(opts: RunOptions) -> dict[str, object]:
+    from runtime import logfile  # only here: `hoist run` in the foreground keeps no log
+
+    return logfile.parse_log_options(opts.log_driver, opts.log_opts, parse_size).to_json()
 
 
 def _check_user(user: str) -> None:

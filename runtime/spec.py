@@ -65,6 +65,8 @@ class ContainerSpec:
     # None runs unconfined.
     seccomp: dict[str, str] | None = None
     created: float = 0.0
+    # runtime.logfile.LogConfig of a detached container's log (None: the defaults).
+    log: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

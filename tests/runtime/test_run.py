@@ -155,8 +155,9 @@ def test_killed_container_state(hoist: Hoist) -> None:
 def test_detached_logs(hoist: Hoist) -> None:
     hoist.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo out; echo err >&2; sleep 0.2; echo late")
     _wait_for_log(hoist, "talker", "out")
-    out = hoist.ok("logs", "-f", "talker", timeout=20)
-    assert out.split() == ["out", "err", "late"]
+    res = hoist("logs", "-f", "talker", timeout=20)
+    assert res.returncode == 0
+    assert res.stdout.split() == [b"out", b"late"] and res.stderr.split() == [b"err"]  # each to its stream
 
 
 def test_stop_uses_stopsignal(hoist: Hoist) -> None:
