@@ -23,7 +23,8 @@ from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
 from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
-                          parse_env_args, parse_signal, parse_size, parse_volume, read_env_file, working_dir)
+                          parse_env_args, parse_labels, parse_signal, parse_size, parse_volume, read_env_file,
+                          working_dir)
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -65,6 +66,8 @@ class RunOptions:
     seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
     log_driver: str | None = None           # json-file (default) or none
     log_opts: list[str] = field(default_factory=list)   # max-size=SIZE, max-file=N
+    labels: list[str] = field(default_factory=list)     # --label K=V
+    label_files: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -121,6 +124,7 @@ class Runtime:
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
             log=_log_config(opts),
+            labels={**(config.get("Labels") or {}), **parse_labels(opts.labels, opts.label_files)},
         )
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:

@@ -12,7 +12,7 @@ import os
 import re
 import signal
 from dataclasses import asdict, dataclass, field
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.errors import ImageConfigInvalid, SetupError
@@ -67,6 +67,8 @@ class ContainerSpec:
     created: float = 0.0
     # runtime.logfile.LogConfig of a detached container's log (None: the defaults).
     log: dict[str, Any] | None = None
+    # the image's labels with --label's over them (docker merges them so)
+    labels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +125,26 @@ def read_env_file(path: str) -> list[str]:
     except UnicodeDecodeError as e:
         raise SetupError(f"env file {path} is not valid UTF-8 (byte {e.start})") from None
     return parse_env_args([ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
+
+
+def parse_labels(items: Sequence[str], files: Sequence[str] = ()) -> dict[str, str]:
+    """``--label K=V`` (``K`` alone is an empty value) and ``--label-file`` lines, as docker."""
+    lines = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines += [ln.strip() for ln in f.read().splitlines()]
+        except OSError as e:
+            raise SetupError(f"cannot read label file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise SetupError(f"label file {path} is not valid UTF-8 (byte {e.start})") from None
+    out: dict[str, str] = {}
+    for item in [ln for ln in lines if ln and not ln.startswith("#")] + list(items):
+        key, _, value = item.partition("=")
+        if not key:
+            raise SetupError(f"invalid label {item!r}: the key is empty")
+        out[key] = value
+    return out
 
 
 def command_line(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> list[str]:

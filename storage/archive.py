@@ -218,6 +218,30 @@ def _reached(layout: ImageLayout, desc: Descriptor) -> list[Digest]:
     return out
 
 
+# -- sizes ---------------------------------------------------------------------------------------
+
+def layer_content_size(path: str | os.PathLike[str]) -> int:
+    """The bytes a layer's files take once unpacked (what docker reports as its size): the sum
+    of its regular files' sizes, a hard link's data counted once, whiteouts and directories 0.
+    Headers are read with the unpack bounds (``storage.tarlimits``). Raises ArchiveInvalid."""
+    from storage.tarlimits import bounded_tarinfo
+
+    total = 0
+    try:
+        f = open(path, "rb")
+        with compression.decompressed(f, compression.sniff_file(f)) as plain:
+            tar = tarfile.open(fileobj=plain, mode="r|", tarinfo=bounded_tarinfo(ArchiveInvalid, ArchiveInvalid))
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # type: ignore[attr-defined]  # a layer may have a million entries
+                if member.isreg():
+                    total += member.size
+    except (*_CORRUPT, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        raise ArchiveInvalid(f"layer {path} is not a readable tar ({_reason(e)})") from None
+    return total
+
+
 # -- compressing for a push ---------------------------------------------------------------------
 
 def compress_layers(layout: ImageLayout, desc: Descriptor) -> Descriptor | None:

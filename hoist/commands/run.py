@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                         help="seccomp=unconfined or seccomp=PROFILE.json (docker's format); "
                              "no-new-privileges (always on)")
+    parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
+    parser.add_argument("--label-file", action="append", default=[], metavar="FILE",
+                        help="labels from a file, one K=V a line")
     parser.add_argument("--log-driver", metavar="DRIVER", help="json-file (default) or none")
     parser.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="max-size=SIZE (default 20m), max-file=N (default 5): the log's rotation")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
-            log_driver=args.log_driver, log_opts=args.log_opt,
+            log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
         )
         container = runtime.create(opts)
         # Everything alive now lives until this command exits: moving it out of the collector's
