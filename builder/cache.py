@@ -13,10 +13,16 @@ Keys (sha256 of a canonical JSON document, see ``builder.execute``):
 Metadata-only instructions (ENV, LABEL, CMD...) are not steps: they change no key after them
 except through what a RUN really sees (its env, user, workdir, shell).
 
-Layout: ``<cache>/build/<key hex>.json`` holds ``{"layer": {digest, diff_id, size, media_type}}``;
+Every key carries ``KEY_VERSION``: it is hashed into the key and prefixes its name
+(``v2-<hex>``). A hoist whose key derivation (the documents above, what they hold, their
+encoding) differs from an earlier one's bumps it, so an entry an older hoist wrote is never a hit
+for a step it would now describe differently; the old entries are simply never looked up
+again (their names say which version wrote them).
+
+Layout: ``<cache>/build/<key>.json`` holds ``{"layer": {digest, diff_id, size, media_type}}``;
 each is written atomically (temp file, fsync, rename), so two builds at once never see half an
 entry and the last writer wins with an equal answer. The layer blob of every entry is a GC root
-of the local image store: ``<images>/gc-roots/build-<key hex>`` lists it (``hoist rmi``'s gc keeps
+of the local image store: ``<images>/gc-roots/build-<key>`` lists it (``hoist rmi``'s gc keeps
 it).
 """
 
@@ -32,8 +38,15 @@ from builder.dispatch import LayerRef
 from storage.fsutil import atomic_write, private_dir
 
 
-def cache_key(doc: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+# Bump when what goes into a key, or how it is encoded, changes (see the module doc).
+KEY_VERSION = 2
+
+
+def cache_key(doc: dict[str, Any], version: int = KEY_VERSION) -> str:
+    """The key of a step described by ``doc``: ``v<version>-<sha256 hex>``, the version hashed
+    in as well as shown."""
+    body = json.dumps({"key_version": version, "step": doc}, sort_keys=True, separators=(",", ":"))
+    return f"v{version}-" + hashlib.sha256(body.encode()).hexdigest()
 
 
 class BuildCache:

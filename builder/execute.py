@@ -36,22 +36,39 @@ from typing import Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
+from builder.cachemounts import CacheMounts
 from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
+from builder.mounts import Mount, ram_in_bytes
 from builder.source import ImageSource, SourceError
+from builder.sshforward import AgentRelay, KeyAgent, SSHSource
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
-from runtime.spec import Volume
-from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
+from runtime.spec import Volume, check_volume_target
+from runtime.step import ProcessSpec, StepError, StepResult, claim_prefix, clean_stale, on_overlay, run_step
 from storage.layout import ImageLayout
 from storage.platform import Platform
 
 TAIL_LINES = 10
+TMPFS_MAX_DEFAULT = 1 << 30
+
+
+def _tmpfs_max() -> int:
+    """The bound on a RUN tmpfs (and its size when none is given): ``HOIST_BUILD_TMPFS_MAX``
+    (``512m``, ``2g``...), default 1 GiB. The pages of a tmpfs are memory; without a bound a
+    step could take half the host's (the kernel's default)."""
+    value = os.environ.get("HOIST_BUILD_TMPFS_MAX")
+    if not value:
+        return TMPFS_MAX_DEFAULT
+    try:
+        return ram_in_bytes(value)
+    except DockerfileError:
+        raise BuilderError(f"invalid HOIST_BUILD_TMPFS_MAX {value!r} (use e.g. 512m or 2g)") from None
 
 
 class Progress(Protocol):
@@ -120,6 +137,50 @@ class QuietProgress:
         pass
 
 
+@dataclass
+class _CachePlan:
+    cache_id: str
+    origin: str
+    sharing: str | None
+    target: str
+    readonly: bool
+    mode: int
+    uid: int
+    gid: int
+    seed: Callable[[Path], None] | None
+
+
+@dataclass
+class _SSHPlan:
+    source: SSHSource
+    target: str
+    uid: int
+    gid: int
+    mode: int
+
+
+@dataclass
+class _StepMounts:
+    """What a RUN mounts: binds and tmpfs (``volumes``), their definitions for the cache key
+    (``keys``), secret env entries, what is taken only when the step runs (``caches``,
+    ``ssh``), and what to undo after it (``closers``, last first; ``scratch`` dirs)."""
+
+    volumes: list[Volume] = field(default_factory=list)
+    keys: list[dict[str, str | None]] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    caches: list[_CachePlan] = field(default_factory=list)
+    ssh: list[_SSHPlan] = field(default_factory=list)
+    ssh_sock: str = ""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    scratch: list[Path] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class StepFailed(DockerfileError):
     """A RUN exited non-zero; ``tail`` holds its last output lines."""
 
@@ -140,6 +201,8 @@ class BuildOptions:
     network: str = "host"                   # what RUN --network=default means
     source_date_epoch: int | None = None
     secrets: dict[str, bytes] = field(default_factory=dict)    # --secret id -> value
+    ssh: dict[str, SSHSource] = field(default_factory=dict)    # --ssh id -> agent or keys
+    tmpfs_max: int = field(default_factory=lambda: _tmpfs_max())    # bytes; HOIST_BUILD_TMPFS_MAX
 
 
 class BuildBackend:
@@ -154,6 +217,10 @@ class BuildBackend:
         self.graph = graph
         self.snapshots = SnapshotStore(opts.root / "snapshots")
         self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
+        self.cache_mounts = CacheMounts(opts.root / "cache" / "cachemounts")
+        # What a killed build left (its overlay upper and work dirs, scratch dirs); never a
+        # live build's (runtime.step's owner locks).
+        clean_stale(opts.root)
         self.stages: dict[int, StageState] = {}
         self.counters: dict[int, int] = {}
         self.blob_dir = layout.root / "blobs" / "sha256"
@@ -240,34 +307,44 @@ class BuildBackend:
             f'"{a}"' for a in instr.command) + "]"
         step = self.progress.start(self._name(state, f"RUN {shown}"))
         network = self.opts.network if process.network == "default" else process.network
-        scratch: list[Path] = []
+        mounts = _StepMounts()
         try:
-            self._run(state, instr, process, step, network, scratch)
+            self._run(state, instr, process, step, network, mounts)
         finally:
-            for path in scratch:
-                shutil.rmtree(path, ignore_errors=True)
+            mounts.close()
 
     def _run(self, state: StageState, instr: Run, process: RunProcess, step: int, network: str,
-             scratch: list[Path]) -> None:
+             mounts: _StepMounts) -> None:
         try:
-            volumes, mount_keys, secret_env = self._run_mounts(state, instr, scratch)
+            self._run_mounts(state, instr, mounts)
         except DockerfileError as e:
             self.progress.error(step, e.message)
             raise
         for path, data in sorted(process.files.items()):
-            where = self._scratch_dir(scratch) / "file"
+            where = self._scratch_dir(mounts.scratch) / "file"
             where.write_bytes(data)
             os.chmod(where, 0o755)
-            volumes.append(Volume(str(where), path, True))
-            mount_keys.append({"type": "file", "target": path, "sha256": hashlib.sha256(data).hexdigest()})
+            mounts.volumes.append(Volume(str(where), path, True))
+            mounts.keys.append({"type": "file", "target": path, "sha256": hashlib.sha256(data).hexdigest()})
+        env = list(process.env)
+        if mounts.ssh_sock and not any(e.startswith("SSH_AUTH_SOCK=") for e in env):
+            env.append(f"SSH_AUTH_SOCK={mounts.ssh_sock}")      # as BuildKit's llb sets it
         key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
-                         "env": process.env, "cwd": process.cwd, "user": process.user, "network": network,
-                         "mounts": mount_keys, "compression": self.opts.compression,
+                         "env": env, "cwd": process.cwd, "user": process.user, "network": network,
+                         "mounts": mounts.keys, "compression": self.opts.compression,
                          "epoch": self.opts.source_date_epoch})
         if self._reuse(state, step, key):
             return
         began = time.monotonic()
         chain = self.chain(state.layers)
+        try:
+            # Held only for a step that runs: a hit neither waits for a locked cache nor
+            # starts an agent.
+            self._attach_mounts(mounts, step)
+        except (DockerfileError, BuilderError) as e:
+            message = getattr(e, "message", None) or str(e)
+            self.progress.error(step, message)
+            raise DockerfileError(message) from None
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = [b""]
 
@@ -276,7 +353,9 @@ class BuildBackend:
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
 
-        spec = ProcessSpec(argv=process.argv, env=process.env + process.proxy_env + secret_env, cwd=process.cwd,
+        # Parents before children (BuildKit sorts an exec's mounts by target).
+        volumes = sorted(mounts.volumes, key=lambda v: v.target)
+        spec = ProcessSpec(argv=process.argv, env=env + process.proxy_env + mounts.env, cwd=process.cwd,
                            user=process.user, network=network, mounts=volumes)
         try:
             result = run_step(self.opts.root, chain, spec, output)
@@ -297,28 +376,43 @@ class BuildBackend:
             result.close()
         self.progress.done(step, time.monotonic() - began)
 
-    def _run_mounts(self, state: StageState, instr: Run, scratch: list[Path]
-                    ) -> tuple[list[Volume], list[dict[str, str | None]], list[str]]:
-        """Binds for the step, their definitions for the key, and secret env entries. Files
-        made for the step (secrets, rw bind copies) are listed in ``scratch`` for removal."""
-        volumes: list[Volume] = []
-        keys: list[dict[str, str | None]] = []
-        env: list[str] = []
+    def _run_mounts(self, state: StageState, instr: Run, mounts: _StepMounts) -> None:
+        """Each mount's definition for the key (never a cache mount's, a secret's or an agent's
+        contents) and what can be made before the cache lookup (secrets, binds, tmpfs); cache
+        mounts and agents are only noted, for ``_attach_mounts``."""
+        ssh_count = 0
         for mount in instr.mounts:
-            needs_target = mount.target or mount.type != kw.MOUNT_SECRET
+            needs_target = mount.target or mount.type not in (kw.MOUNT_SECRET, kw.MOUNT_SSH)
             target = mount_target(state.workdir, mount.target) if needs_target else None
+            if target is not None:
+                try:
+                    check_volume_target(target)
+                except RuntimeFailure as e:
+                    raise DockerfileError(f"RUN --mount: {e}") from None
             if mount.type == kw.MOUNT_CACHE:
                 assert target is not None
-                cache_id = mount.cache_id or target
-                where = self.opts.root / "cache" / "mounts" / hashlib.sha256(cache_id.encode()).hexdigest()
-                if not where.is_dir():
-                    where.mkdir(parents=True, exist_ok=True)
-                    os.chmod(where, int(mount.mode, 8) if mount.mode else 0o755)
-                    os.chown(where, int(mount.uid or 0), int(mount.gid or 0))
-                volumes.append(Volume(str(where), target, False))
-                # The definition is in the key, never the contents.
-                keys.append({"type": mount.type, "target": target, "id": cache_id, "sharing": mount.sharing,
-                             "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
+                self._plan_cache(mount, target, mounts)
+            elif mount.type == kw.MOUNT_TMPFS:
+                assert target is not None
+                mounts.volumes.append(self._tmpfs(mount, target))
+                # BuildKit's definition holds the size as given (0: none).
+                mounts.keys.append({"type": mount.type, "target": target,
+                                    "size": str(ram_in_bytes(mount.size)) if mount.size else "0",
+                                    "rw": str(not mount.readonly)})
+            elif mount.type == kw.MOUNT_SSH:
+                ssh_id = mount.cache_id or "default"
+                ssh_target = target or f"/run/buildkit/ssh_agent.{ssh_count}"
+                ssh_count += 1
+                mounts.ssh_sock = mounts.ssh_sock or ssh_target       # the first one, mounted or not
+                mounts.keys.append({"type": mount.type, "id": ssh_id, "target": ssh_target,
+                                    "mode": mount.mode, "uid": mount.uid, "gid": mount.gid})
+                agent = self.opts.ssh.get(ssh_id)
+                if agent is None:
+                    if mount.required:
+                        raise DockerfileError(f'no SSH key "{ssh_id}" forwarded from the client (use --ssh {ssh_id})')
+                    continue        # optional: no mount (SSH_AUTH_SOCK still named, as BuildKit)
+                mounts.ssh.append(_SSHPlan(agent, ssh_target, int(mount.uid or 0), int(mount.gid or 0),
+                                           int(mount.mode, 8) if mount.mode else 0o600))
             elif mount.type == kw.MOUNT_SECRET:
                 secret_id = mount.cache_id or mount.source or posixpath.basename(target or "")
                 value = self.opts.secrets.get(secret_id)
@@ -327,39 +421,104 @@ class BuildBackend:
                         raise DockerfileError(f"secret {secret_id}: not found")
                     continue
                 if mount.env:
-                    env.append(f"{mount.env}={value.decode(errors='replace')}")
+                    mounts.env.append(f"{mount.env}={value.decode(errors='replace')}")
                 if target is not None or not mount.env:
-                    path = self._scratch_dir(scratch) / "secret"
+                    path = self._scratch_dir(mounts.scratch) / "secret"
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                     with os.fdopen(fd, "wb") as f:
                         f.write(value)
                     os.chown(path, int(mount.uid or 0), int(mount.gid or 0))
                     os.chmod(path, int(mount.mode, 8) if mount.mode else 0o400)
-                    volumes.append(Volume(str(path), target or f"/run/secrets/{secret_id}", True))
-                keys.append({"type": mount.type, "id": secret_id, "target": target, "env": mount.env})
+                    mounts.volumes.append(Volume(str(path), target or f"/run/secrets/{secret_id}", True))
+                mounts.keys.append({"type": mount.type, "id": secret_id, "target": target, "env": mount.env})
             elif mount.type == kw.MOUNT_BIND:
                 assert target is not None
                 source, origin = self._bind_source(mount.source or ".", mount.from_stage)
                 if mount.readonly:
-                    volumes.append(Volume(str(source), target, True))
+                    mounts.volumes.append(Volume(str(source), target, True))
                 else:  # rw: the step writes to a copy, thrown away after it
-                    copy = self._scratch_dir(scratch) / "bind"
+                    copy = self._scratch_dir(mounts.scratch) / "bind"
                     if source.is_dir():
                         shutil.copytree(source, copy, symlinks=True)
                     else:
                         shutil.copy2(source, copy, follow_symlinks=False)
-                    volumes.append(Volume(str(copy), target, False))
-                keys.append({"type": mount.type, "target": target, "origin": origin,
-                             "rw": str(not mount.readonly)})
+                    mounts.volumes.append(Volume(str(copy), target, False))
+                mounts.keys.append({"type": mount.type, "target": target, "origin": origin,
+                                    "rw": str(not mount.readonly)})
             else:
-                raise DockerfileError(f"RUN --mount=type={mount.type} is not supported by hoist build yet")
-        return volumes, keys, env
+                raise DockerfileError(f"RUN --mount=type={mount.type} is not supported by hoist build")
+
+    def _tmpfs(self, mount: Mount, target: str) -> Volume:
+        """A fresh tmpfs for the step: BuildKit's (nosuid, the size asked for) and nodev, at
+        most ``tmpfs_max`` bytes (the size when none is asked for) and one inode per 4 KiB of
+        it (1024 to 2^20), so the kernel memory its inodes take is bounded too."""
+        limit = self.opts.tmpfs_max
+        size = ram_in_bytes(mount.size) if mount.size else limit
+        if size > limit:
+            raise DockerfileError(f"tmpfs mount {target}: size {mount.size} is over the bound of {limit} bytes "
+                                  "(HOIST_BUILD_TMPFS_MAX)")
+        if size < 4096:
+            raise DockerfileError(f"tmpfs mount {target}: size {mount.size} is too small (at least 4k)")
+        inodes = min(max(size // 4096, 1024), 1 << 20)
+        return Volume("tmpfs", target, mount.readonly, tmpfs=f"size={size},nr_inodes={inodes}")
+
+    def _plan_cache(self, mount: Mount, target: str, mounts: _StepMounts) -> None:
+        """BuildKit's key: the id (default: the target) and what the directory starts from."""
+        cache_id = mount.cache_id or target
+        seed: Callable[[Path], None] | None = None
+        if mount.from_stage is not None:
+            layers, what = self._from_layers(mount.from_stage)
+            rel = posixpath.normpath("/" + (mount.source or "/")).lstrip("/")
+            origin = f"{what}:/{rel}"
+            seed = self._cache_seed(layers, rel, mount.source or "/")
+        elif mount.uid is not None or mount.gid is not None or mount.mode is not None:
+            # BuildKit starts such a mount from its own `mkdir /cache` with these ids and mode.
+            origin = f"mkdir:{int(mount.uid or 0)}:{int(mount.gid or 0)}:{int(mount.mode or '755', 8):o}"
+        else:
+            origin = ""
+        mounts.keys.append({"type": mount.type, "target": target, "id": cache_id, "origin": origin,
+                            "sharing": mount.sharing or "shared", "rw": str(not mount.readonly)})
+        mounts.caches.append(_CachePlan(cache_id, origin, mount.sharing, target, mount.readonly,
+                                        int(mount.mode, 8) if mount.mode else 0o755,
+                                        int(mount.uid or 0), int(mount.gid or 0), seed))
+
+    def _cache_seed(self, layers: list[LayerRef], rel: str, shown: str) -> Callable[[Path], None]:
+        def seed(dest: Path) -> None:
+            root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+            real_root = Path(os.path.realpath(root))
+            source = Path(os.path.realpath(root / rel))
+            if source != real_root and real_root not in source.parents:
+                raise DockerfileError(f"cache mount source {shown!r} leaves its root")
+            if not source.is_dir():
+                raise DockerfileError(f'cache mount source "/{rel}": not a directory')
+            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+        return seed
+
+    def _attach_mounts(self, mounts: _StepMounts, step: int) -> None:
+        """Take the cache instances (waiting for a locked one) and start the agents."""
+        for plan in mounts.caches:
+            def waiting(plan: _CachePlan = plan) -> None:
+                self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
+            instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
+                                                 uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
+            mounts.closers.append(instance.close)
+            mounts.volumes.append(Volume(str(instance.path), plan.target, plan.readonly))
+        for ssh in mounts.ssh:
+            folder = self._scratch_dir(mounts.scratch)
+            upstream = ssh.source.socket
+            if upstream is None:
+                agent = KeyAgent(ssh.source.keys, folder)
+                mounts.closers.append(agent.close)
+                upstream = agent.socket
+            relay = AgentRelay(folder / "relay.sock", upstream, ssh.uid, ssh.gid, ssh.mode)
+            mounts.closers.append(relay.close)
+            mounts.volumes.append(Volume(str(relay.path), ssh.target, False))
 
     def _scratch_dir(self, scratch: list[Path]) -> Path:
         base = self.opts.root / "build" / "scratch"
         base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.opts.root / "build", 0o700)
-        path = Path(tempfile.mkdtemp(dir=base))
+        path = Path(tempfile.mkdtemp(dir=base, prefix=claim_prefix(self.opts.root)))
         scratch.append(path)
         return path
 

@@ -8,6 +8,7 @@ at dispatch, so they are only checked once expanded (``expand`` given).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from collections.abc import Callable
 
@@ -18,6 +19,9 @@ _KEYS = frozenset({
     "type", "from", "source", "src", "target", "dst", "destination", "readonly", "ro",
     "readwrite", "rw", "required", "id", "sharing", "mode", "uid", "gid", "size", "env",
 })
+# go-units' RAMInBytes, which BuildKit reads a tmpfs ``size`` with: binary multiples.
+_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_RAM_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -101,6 +105,19 @@ def _uint(key: str, value: str, base: int) -> str:
     return value
 
 
+def ram_in_bytes(value: str) -> int:
+    """A tmpfs ``size`` in bytes (``64m``, ``1GiB``, ``512``), as go-units' RAMInBytes reads
+    it; raises DockerfileError as BuildKit words it."""
+    m = _RAM_SIZE.match(value)
+    if not m:
+        raise DockerfileError(f"invalid value for size: {value}")
+    try:
+        number = float(m.group(1))
+    except ValueError:      # "1.2.3" matches the pattern, as in Go, and fails to convert there too
+        raise DockerfileError(f"invalid value for size: {value}") from None
+    return int(number * _RAM_UNITS.get((m.group(2) or "").lower(), 1))
+
+
 def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
     """A Mount from a ``--mount`` value; raises DockerfileError on a bad key or value."""
     values: dict[str, object] = {"spec": spec}
@@ -177,6 +194,9 @@ def _set_field(key: str, value: str, values: dict[str, object]) -> None:
         values["mode"] = _uint(key, value, 8)
     elif key in ("uid", "gid"):
         values[key] = _uint(key, value, 10)
+    elif key == "size":
+        ram_in_bytes(value)
+        values["size"] = value
     else:
         values[_FIELD.get(key, key)] = value
 

@@ -63,7 +63,10 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
         mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
         flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
-        mounts.bind_into(root, vol.source, vol.target, flags)
+        if vol.tmpfs is not None:
+            mounts.tmpfs_into(root, vol.target, flags, vol.tmpfs)
+        else:
+            mounts.bind_into(root, vol.source, vol.target, flags)
     if cgroup_fd is not None:
         # Before the cgroup namespace: its root is the cgroup this process is in, and that must
         # be the container's own.
@@ -286,6 +289,11 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     spec = container.spec
     spec.seccomp = seccomp.complete(spec.seccomp, cdir.parent.parent / "cache" / "seccomp")
     linux.set_process_name("hoist-monitor")
+    if spec.caller_pid:
+        # A build step: gone with its build (PID 1 dies with the monitor in turn).
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != spec.caller_pid:
+            os._exit(137)
     if ready_fd is not None:
         os.set_inheritable(ready_fd, False)
     # A monitor forked from the CLI has the caller's descriptors; a -d container's monitor lives

@@ -240,6 +240,17 @@ def bind_into(root: str, source: str, target: str, flags: int) -> None:
         os.close(fd)
 
 
+def tmpfs_into(root: str, target: str, flags: int, options: str) -> None:
+    """A fresh tmpfs with ``options`` (size, nr_inodes...) and ``flags`` on directory ``target``
+    inside ``root``, mounted on the descriptor of the mount point (opened as ``bind_into``
+    opens it: symlinks resolve inside the root)."""
+    fd = open_in_root(root, target, True)
+    try:
+        linux.mount("tmpfs", fd_path(fd), "tmpfs", flags, options)
+    finally:
+        os.close(fd)
+
+
 def check_special_dirs(root: str) -> None:
     """/proc, /sys and /dev must be real directories (or absent) in the image: a symlink there
     would put the kernel's file systems somewhere else in the tree (runc refuses it too)."""

@@ -24,9 +24,13 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 <
 
 @dataclass(frozen=True)
 class Volume:
+    """A bind of host path ``source`` on ``target``; or, ``tmpfs`` set (its mount options, e.g.
+    ``size=1048576,nr_inodes=1024``), a fresh tmpfs there and ``source`` unused."""
+
     source: str
     target: str
     readonly: bool = False
+    tmpfs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class ContainerSpec:
     log: dict[str, Any] | None = None
     # the image's labels with --label's over them (docker merges them so)
     labels: dict[str, str] = field(default_factory=dict)
+    # A build step's: the monitor dies with this process (PDEATHSIG), so a killed build leaves
+    # no step running. 0: the monitor lives on its own (``hoist run``).
+    caller_pid: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iidfile", help="write the image id to this file")
     parser.add_argument("--secret", dest="secrets", action="append", default=[], metavar="id=ID,src=PATH|env=VAR",
                         help="a secret RUN --mount=type=secret can use (never stored in a layer or the cache)")
+    parser.add_argument("--ssh", dest="ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
+                        help="an SSH agent (default: $SSH_AUTH_SOCK) or key files RUN --mount=type=ssh can use")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
     from builder.execute import BuildBackend, BuildOptions, PlainProgress, QuietProgress, StepFailed, execute
     from builder.export import ExportError, export
+    from builder.sshforward import parse_ssh
     from hoist.config import local_store
 
     assert report.graph is not None
@@ -104,9 +107,13 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
     progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
-    opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
-                        platform=host, no_cache=args.no_cache, compression=args.compression,
-                        network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets))
+    try:
+        opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
+                            platform=host, no_cache=args.no_cache, compression=args.compression,
+                            network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets),
+                            ssh=parse_ssh(args.ssh))
+    except BuilderError as e:
+        raise UserError(str(e)) from None
     source = CliImageSource(layout, args.pull)
     started = time.time()
     try:
