@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("hoist.commands.exec", "Run a command in a running container"),
     "rename": ("hoist.commands.rename", "Rename a container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+    "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
 }
 
 

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime import cgroups, linux, logfile, mounts, seccomp, users
+from runtime import cgroups, linux, logfile, mounts, seccomp, users, volumes
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
@@ -59,10 +59,13 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
     # cgroups, which the monitor is seeing to meanwhile (``_await_cgroups``).
     view = mounts.mount_sys(root, spec.network != "host", with_cgroups=False)
     mounts.mask_paths(root)
+    for vol in spec.volumes:
+        if vol.populate:  # a new volume gets what the image has there (docker's copy), before
+            volumes.populate(root, vol.target, vol.source)  # the /etc files' mount points exist
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
-        flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
+        flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0) | (MS_NOEXEC if vol.noexec else 0)
         if vol.tmpfs is not None:
             mounts.tmpfs_into(root, vol.target, flags, vol.tmpfs)
         else:
@@ -73,6 +76,8 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
         _await_cgroups(cgroup_fd)
     if view is not None:
         mounts.mount_cgroups(view)
+    if spec.read_only:
+        volumes.make_root_readonly(root)
     return root
 
 
@@ -348,6 +353,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     cgroups.remove(spec.cgroups)
     if spec.remove:
         container.destroy()
+        volumes.forget_container(cdir.parent.parent, spec.volumes)  # --rm: its anonymous volumes too
     return code
 
 

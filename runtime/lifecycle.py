@@ -22,8 +22,8 @@ from runtime.containers import Container, ContainerStore
 from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
-                          parse_env_args, parse_labels, parse_signal, parse_size, parse_volume, read_env_file,
+from runtime.spec import (ContainerSpec, Limits, Volume, build_env, command_line, exit_code_of,
+                          parse_env_args, parse_labels, parse_signal, parse_size, read_env_file,
                           working_dir)
 
 if TYPE_CHECKING:
@@ -67,6 +67,10 @@ class RunOptions:
     log_driver: str | None = None           # json-file (default) or none
     log_opts: list[str] = field(default_factory=list)   # max-size=SIZE, max-file=N
     labels: list[str] = field(default_factory=list)     # --label K=V
+    mounts: list[str] = field(default_factory=list)     # --mount type=...,target=...
+    tmpfs: list[str] = field(default_factory=list)      # --tmpfs /path[:opts]
+    volumes_from: list[str] = field(default_factory=list)
+    read_only: bool = False
     label_files: list[str] = field(default_factory=list)
 
 
@@ -86,8 +90,14 @@ class Runtime:
             raise SetupError(f"unsupported network {opts.network!r} (use none or host)")
         image = load_image(self.images_dir, opts.image)
         spec = self._spec(image, opts)
-        chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
-        return self.create_from_spec(spec, chain)
+        try:
+            chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
+            return self.create_from_spec(spec, chain)
+        except BaseException:
+            from runtime import volumes
+
+            volumes.forget_container(self.root, spec.volumes)  # the anonymous ones it made
+            raise
 
     def create_from_spec(self, spec: ContainerSpec, chain: list[Path],
                          store: ContainerStore | None = None) -> Container:
@@ -112,20 +122,27 @@ class Runtime:
         user_env += parse_env_args(opts.env)
         user = opts.user if opts.user is not None else (config.get("User") or "")
         _check_user(user)
-        return ContainerSpec(
+        log = _log_config(opts)
+        labels = {**(config.get("Labels") or {}), **parse_labels(opts.labels, opts.label_files)}
+        profile = seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp")
+        return ContainerSpec(  # the mounts last: they may create volumes, nothing may fail after
             id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
             argv=command_line(config, opts.entrypoint, opts.args),
             env=build_env(config.get("Env"), user_env, hostname),
             cwd=working_dir(config, opts.workdir),
             user=user,
             hostname=hostname, network=opts.network, init=opts.init,
-            volumes=check_volumes([parse_volume(v) for v in opts.volumes]),
             stop_signal=parse_signal(config.get("StopSignal")),
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
-            seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
-            log=_log_config(opts),
-            labels={**(config.get("Labels") or {}), **parse_labels(opts.labels, opts.label_files)},
+            seccomp=profile, log=log, labels=labels, read_only=opts.read_only,
+            volumes=self._mounts(opts),
         )
+
+    def _mounts(self, opts: RunOptions) -> list[Volume]:
+        from runtime import volumes
+
+        return volumes.container_mounts(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
+                                        volumes.VolumeStore(self.root / "volumes"), self.containers)
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
         (container.path / "rootfs").mkdir(mode=0o755, exist_ok=True)
@@ -244,7 +261,16 @@ class Runtime:
                 return False
             time.sleep(0.01)
 
-    def remove(self, container: Container, force: bool = False) -> None:
+    def remove(self, container: Container, force: bool = False, anonymous_volumes: bool = False) -> None:
+        """Remove the container (``force``: kill it first); with ``anonymous_volumes`` (``rm
+        -v``) the anonymous volumes only it used go too."""
+        self._remove(container, force)
+        if anonymous_volumes:
+            from runtime import volumes
+
+            volumes.forget_container(self.root, container.spec.volumes)
+
+    def _remove(self, container: Container, force: bool) -> None:
         status, _ = container.status()
         if status == "running":
             if not force:

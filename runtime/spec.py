@@ -31,6 +31,11 @@ class Volume:
     target: str
     readonly: bool = False
     tmpfs: str | None = None
+    # runtime/volumes.py: the named (or anonymous) volume ``source`` is the data of; whether
+    # PID 1 fills it from the image at ``target`` first (a new, empty volume); a tmpfs's noexec
+    volume: str = ""
+    populate: bool = False
+    noexec: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class ContainerSpec:
     log: dict[str, Any] | None = None
     # the image's labels with --label's over them (docker merges them so)
     labels: dict[str, str] = field(default_factory=dict)
+    read_only: bool = False         # --read-only: the root file system (not the mounts on it)
     # A build step's: the monitor dies with this process (PDEATHSIG), so a killed build leaves
     # no step running. 0: the monitor lives on its own (``hoist run``).
     caller_pid: int = 0

@@ -16,7 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="a unique name for the container")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
-    parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:CTR[:OPTS]",
+                        help="a host path (created if missing) or a named volume on CTR; CTR alone: "
+                             "an anonymous volume; OPTS: ro, rw, nocopy, z/Z (accepted, no SELinux here)")
+    parser.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,...",
+                        help="docker's --mount: source=, target=, readonly, volume-nocopy, tmpfs-size=, ...")
+    parser.add_argument("--tmpfs", action="append", default=[], metavar="CTR[:OPTS]",
+                        help="a tmpfs on CTR (noexec,nosuid,nodev; size= default 64m)")
+    parser.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]")
+    parser.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
     parser.add_argument("-w", "--workdir", metavar="DIR")
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
     parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
@@ -58,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
             log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
+            mounts=args.mount, tmpfs=args.tmpfs, volumes_from=args.volumes_from, read_only=args.read_only,
         )
         container = runtime.create(opts)
         # Everything alive now lives until this command exits: moving it out of the collector's

@@ -110,11 +110,14 @@ def test_readonly_volume(hoist: Hoist, tmp_path: Path) -> None:
 
 
 def test_volume_source_missing(hoist: Hoist, tmp_path: Path) -> None:
-    res = run(hoist, "-v", f"{tmp_path}/absent:/data", "busybox", "true")
+    # --mount type=bind refuses a missing source, as docker; -v creates it, as docker (issue 14).
+    res = run(hoist, "--mount", f"type=bind,source={tmp_path}/absent,target=/data", "busybox", "true")
     assert res.returncode == 125
     assert "does not exist" in res.stderr.decode()
     assert not (tmp_path / "absent").exists()
     assert "Traceback" not in res.stderr.decode()
+    assert run(hoist, "-v", f"{tmp_path}/absent:/data", "busybox", "true").returncode == 0
+    assert (tmp_path / "absent").is_dir()
 
 
 def test_unknown_image(hoist: Hoist) -> None:
