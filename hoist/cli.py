@@ -38,6 +38,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rename": ("hoist.commands.rename", "Rename a container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
     "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
+    "container": ("hoist.commands.container", "Manage containers (prune)"),
+    "image": ("hoist.commands.image", "Manage images (prune)"),
+    "system": ("hoist.commands.system", "Remove what nothing uses (prune)"),
 }
 
 

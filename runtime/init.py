@@ -20,13 +20,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import select
 import signal
 import sys
 import time
 from pathlib import Path
 
-from runtime import cgroups, linux, logfile, mounts, seccomp, users, volumes
+from runtime import caps, cgroups, linux, logfile, mounts, seccomp, users, volumes
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, process_start_time
 from runtime.snapshots import RootfsPlan
@@ -34,6 +35,15 @@ from runtime.spec import ContainerSpec, exit_code_of
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+_RLIMITS = {"as": resource.RLIMIT_AS, "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU,
+            "data": resource.RLIMIT_DATA, "fsize": resource.RLIMIT_FSIZE,
+            "locks": getattr(resource, "RLIMIT_LOCKS", 10),
+            "memlock": resource.RLIMIT_MEMLOCK, "msgqueue": resource.RLIMIT_MSGQUEUE,
+            "nice": resource.RLIMIT_NICE, "nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
+            "rss": resource.RLIMIT_RSS, "rtprio": resource.RLIMIT_RTPRIO, "rttime": resource.RLIMIT_RTTIME,
+            "sigpending": resource.RLIMIT_SIGPENDING, "stack": resource.RLIMIT_STACK}
 
 
 class StartFailure(Exception):
@@ -55,10 +65,12 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
     mounts.check_special_dirs(root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
+    _dev_options(root, spec)
     # The cgroup view comes last: it needs the cgroup namespace, which needs this process in its
     # cgroups, which the monitor is seeing to meanwhile (``_await_cgroups``).
     view = mounts.mount_sys(root, spec.network != "host", with_cgroups=False)
-    mounts.mask_paths(root)
+    if not spec.privileged:  # --privileged: /proc unmasked, as docker
+        mounts.mask_paths(root)
     for vol in spec.volumes:
         if vol.populate:  # a new volume gets what the image has there (docker's copy), before
             volumes.populate(root, vol.target, vol.source)  # the /etc files' mount points exist
@@ -81,8 +93,27 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
     return root
 
 
+def _permitted(last_cap: int) -> set[int]:
+    """The capabilities in this process's bounding set (what root here can hold), asked with
+    prctl: the exec helper has no /proc/self in the container's /proc."""
+    return {cap for cap in range(last_cap + 1) if linux.prctl(_PR_CAPBSET_READ, cap) == 1}
+
+
+_PR_CAPBSET_READ = 23
+
+
+def _dev_options(root: str, spec: ContainerSpec) -> None:
+    """--shm-size (a remount of /dev/shm) and --device (each host node bound on its target: a
+    bind keeps the node usable on the nodev /dev, and the device cgroup allows it)."""
+    if spec.shm_size:
+        linux.mount(None, os.path.join(root, "dev/shm"), None,
+                    linux.MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={spec.shm_size}")
+    for dev in spec.devices:
+        mounts.bind_into(root, dev["host"], dev["target"], MS_NOSUID | MS_NOEXEC)
+
+
 def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int,
-                monitor_fd: int | None = None) -> tuple[list[str], users.ExecUser]:
+                monitor_fd: int | None = None, spec: ContainerSpec | None = None) -> tuple[list[str], users.ExecUser]:
     """Inside the container's root: resolve the user in its /etc files, add HOME, create and
     enter the workdir, keep docker's capabilities only, set no_new_privs, switch ids.
     ``monitor_fd`` (PID 1 only) is the read end of a pipe whose write end only the monitor
@@ -96,8 +127,18 @@ def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int,
         env = env + [f"HOME={user.home}"]
     _ensure_workdir(cwd, user)
     keep = set(linux.DEFAULT_CAPS.values())
+    no_new_privs = True
+    if spec is not None:  # the container's own capabilities and no_new_privs (runtime/caps.py)
+        if spec.caps is not None:  # never more than this process holds (--privileged: all of those)
+            keep = caps.numbers(spec.caps, last_cap) & _permitted(last_cap)
+        no_new_privs = spec.no_new_privs
+        if not no_new_privs:
+            # As runc does without no_new_privs: load the filter while CAP_SYS_ADMIN allows it;
+            # what follows (capset, setresuid, prctl, chdir) is allowed by docker's profile.
+            seccomp.apply(spec.seccomp)
     linux.drop_bounding_set(keep, last_cap)
-    linux.set_no_new_privs()
+    if no_new_privs:
+        linux.set_no_new_privs()
     os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
@@ -194,6 +235,9 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
         last_cap = linux.cap_last_cap()
         root = _setup_root(spec, cdir, cgroup_fd)
         linux.sethostname(spec.hostname)
+        for name, (soft, hard) in spec.ulimits.items():   # --ulimit, while still privileged
+            resource.setrlimit(_RLIMITS[name], (resource.RLIM_INFINITY if soft < 0 else soft,
+                                                resource.RLIM_INFINITY if hard < 0 else hard))
         if spec.network != "host":
             linux.loopback_up()
         mounts.pivot(root)
@@ -202,7 +246,7 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
             signal.signal(sig, signal.SIG_DFL)
         if spec.init:
             _reaper(spec, report_fd, monitor_fd, last_cap)
-        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
+        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd, spec)
         seccomp.apply(spec.seccomp)
         exec_command(spec.argv, env)
     except StartFailure as e:
@@ -247,7 +291,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, monitor_fd: int, last_cap: int)
     exits as the command did. Raises StartFailure when the user or workdir is unusable."""
     linux.set_process_name("hoist-init")
     linux.erase_command_line("hoist-init")
-    env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
+    env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd, spec)
     seccomp.apply(spec.seccomp)   # the reaper and, inherited, the command
     child = os.fork()
     if child == 0:

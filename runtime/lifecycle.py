@@ -23,7 +23,8 @@ from runtime.errors import ContainerRunning, RuntimeFailure, SetupError
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
 from runtime.spec import (ContainerSpec, Limits, Volume, build_env, command_line, exit_code_of,
-                          parse_env_args, parse_labels, parse_signal, parse_size, read_env_file,
+                          parse_device, parse_env_args, parse_labels, parse_signal, parse_size, parse_ulimits,
+                          read_env_file,
                           working_dir)
 
 if TYPE_CHECKING:
@@ -71,6 +72,15 @@ class RunOptions:
     tmpfs: list[str] = field(default_factory=list)      # --tmpfs /path[:opts]
     volumes_from: list[str] = field(default_factory=list)
     read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privs: bool = False              # docker's default; --security-opt no-new-privileges
+    devices: list[str] = field(default_factory=list)
+    shm_size: int = 0
+    ulimits: list[str] = field(default_factory=list)
+    stop_signal: str | None = None
+    stop_timeout: float | None = None
     label_files: list[str] = field(default_factory=list)
 
 
@@ -124,7 +134,15 @@ class Runtime:
         _check_user(user)
         log = _log_config(opts)
         labels = {**(config.get("Labels") or {}), **parse_labels(opts.labels, opts.label_files)}
-        profile = seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp")
+        from runtime.caps import capability_set
+
+        cap_names = capability_set(opts.cap_add, opts.cap_drop, opts.privileged)
+        # --privileged runs without a filter, as docker; the profile's rules follow the caps.
+        choice = seccomp.UNCONFINED if opts.privileged else opts.seccomp
+        profile = seccomp.for_container(choice, cap_names, self.root / "cache" / "seccomp")
+        devices = [parse_device(d) for d in opts.devices]
+        ulimits = parse_ulimits(opts.ulimits)
+        stop_signal = parse_signal(opts.stop_signal or config.get("StopSignal"))
         return ContainerSpec(  # the mounts last: they may create volumes, nothing may fail after
             id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
             argv=command_line(config, opts.entrypoint, opts.args),
@@ -132,7 +150,9 @@ class Runtime:
             cwd=working_dir(config, opts.workdir),
             user=user,
             hostname=hostname, network=opts.network, init=opts.init,
-            stop_signal=parse_signal(config.get("StopSignal")),
+            stop_signal=stop_signal, stop_timeout=opts.stop_timeout,
+            caps=cap_names, no_new_privs=opts.no_new_privs and not opts.privileged, privileged=opts.privileged,
+            devices=devices, shm_size=opts.shm_size, ulimits=ulimits,
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
             seccomp=profile, log=log, labels=labels, read_only=opts.read_only,
             volumes=self._mounts(opts),
@@ -148,7 +168,8 @@ class Runtime:
         (container.path / "rootfs").mkdir(mode=0o755, exist_ok=True)
         plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay)
         spec.rootfs = plan.to_json()
-        spec.cgroups = cgroups.create(spec.id, spec.limits)
+        spec.cgroups = cgroups.create(spec.id, spec.limits, devices=[
+            (d["kind"], d["major"], d["minor"], d["access"]) for d in spec.devices])
         write_etc_files(container.path, spec)
         container.write_spec(spec)
 
@@ -239,12 +260,13 @@ class Runtime:
             raise ContainerRunning(f"container {container.name} is not running")
         _kill_quiet(pid, sig)
 
-    def stop(self, container: Container, timeout: float = 10.0) -> None:
-        """The image's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; waits for the exit."""
+    def stop(self, container: Container, timeout: float = 10.0, sig: int | None = None) -> None:
+        """``sig`` (default: the container's stop signal: --stop-signal, else the image's
+        STOPSIGNAL, else SIGTERM), then SIGKILL after ``timeout`` seconds; waits for the exit."""
         pid = container.init_pid()
         if not pid:
             return
-        _kill_quiet(pid, container.spec.stop_signal)
+        _kill_quiet(pid, sig if sig is not None else container.spec.stop_signal)
         if self.wait_exit(container, timeout):
             return
         pid = container.init_pid()
@@ -362,7 +384,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
             os.close(fd)
         for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        env2, _ = init.become_user(user, env, cwd, last_cap)
+        env2, _ = init.become_user(user, env, cwd, last_cap, spec=spec)
     except init.StartFailure as e:
         print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
         os._exit(e.code)

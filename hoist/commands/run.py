@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 
 from hoist import paths
 from hoist.errors import UserError
@@ -36,7 +37,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pids-limit", type=int, metavar="N")
     parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                         help="seccomp=unconfined or seccomp=PROFILE.json (docker's format); "
-                             "no-new-privileges (always on)")
+                             "no-new-privileges[=true|false] (off by default, as docker: setuid "
+                             "binaries work, confined by seccomp and the capability set)")
+    parser.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    parser.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    parser.add_argument("--privileged", action="store_true",
+                        help="every capability, no seccomp filter, /proc unmasked (hoist keeps /sys "
+                             "read-only, the device allow-list (see --device) and nodev mounts)")
+    parser.add_argument("--device", action="append", default=[], metavar="HOST[:CTR][:rwm]",
+                        help="give the container a host device")
+    parser.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (default 64m)")
+    parser.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                        help="a resource limit, e.g. nofile=1024:2048")
+    parser.add_argument("--stop-signal", metavar="SIGNAL", help="signal stop sends (default: the image's, or SIGTERM)")
+    parser.add_argument("--stop-timeout", type=float, metavar="SECONDS",
+                        help="seconds stop waits before SIGKILL (default 10)")
+    parser.add_argument("--cidfile", metavar="FILE", help="write the container's id to FILE (which must not exist)")
     parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
     parser.add_argument("--label-file", action="append", default=[], metavar="FILE",
                         help="labels from a file, one K=V a line")
@@ -67,8 +83,17 @@ def run(args: argparse.Namespace) -> int:
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
             log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
             mounts=args.mount, tmpfs=args.tmpfs, volumes_from=args.volumes_from, read_only=args.read_only,
+            cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+            no_new_privs=_no_new_privs(args.security_opt), devices=args.device,
+            shm_size=parse_size(args.shm_size) if args.shm_size else 0, ulimits=args.ulimit,
+            stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         )
+        if args.cidfile and os.path.lexists(args.cidfile):
+            raise UserError(f"container ID file found, make sure the other container isn't running "
+                            f"or delete {args.cidfile}", exit_code=125)
         container = runtime.create(opts)
+        if args.cidfile:
+            _write_cidfile(args.cidfile, container.id, runtime, container)
         # Everything alive now lives until this command exits: moving it out of the collector's
         # reach spares the exit's final collection (~7 ms) and keeps the forked monitor from
         # touching (copying) the parent's pages when it collects.
@@ -86,17 +111,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_cidfile(path: str, cid: str, runtime: object, container: object) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        runtime.remove(container, force=True)  # type: ignore[attr-defined]
+        raise UserError(f"cannot create the container ID file {path}: {e.strerror}", exit_code=125) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
+
+
+def _no_new_privs(options: list[str]) -> bool:
+    """``no-new-privileges`` (or ``=true``, ``:true``) turns it on; docker's default is off."""
+    on = False
+    for opt in options:
+        key, _, value = (opt if "=" in opt else opt.replace(":", "=", 1)).partition("=")
+        if key == "no-new-privileges":
+            if value not in ("", "true", "false"):
+                raise UserError(f"invalid --security-opt {opt!r}", hint="no-new-privileges=true|false",
+                                exit_code=125)
+            on = value != "false"
+    return on
+
+
 def _seccomp_choice(options: list[str]) -> str:
     """docker's ``--security-opt`` values that hoist knows; the last seccomp= wins, as in docker."""
     from runtime import seccomp
 
     choice = seccomp.DEFAULT
     for opt in options:
-        key, sep, value = opt.partition("=")
+        key, sep, value = (opt if "=" in opt else opt.replace(":", "=", 1)).partition("=")
         if key == "seccomp" and sep and value:
             choice = value
-        elif key == "no-new-privileges" and value in ("", "true"):
-            continue  # hoist always sets no_new_privs
+        elif key == "no-new-privileges":
+            continue  # _no_new_privs reads it
         else:
             raise UserError(f"unsupported --security-opt {opt!r}",
                             hint="use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges",
