@@ -242,6 +242,59 @@ def layer_content_size(path: str | os.PathLike[str]) -> int:
     return total
 
 
+# -- a root file system tarball as an image (hoist import) ----------------------------------------
+
+def import_rootfs(layout: ImageLayout, source: IO[bytes], *, architecture: str, os_name: str = "linux",
+                  variant: str | None = None, comment: str = "", created: str) -> Descriptor:
+    """Store the tar ``source`` (plain or compressed as a whole) as a one-layer image: the
+    layer gzipped, its diff_id the plain tar's digest; the config says only the platform,
+    ``rootfs`` and a history entry (docker import's image). Every header is read with the unpack
+    bounds first. Returns the manifest's descriptor (untagged). Raises ArchiveInvalid."""
+    from storage.tarlimits import bounded_tarinfo
+
+    ingest = layout.ingest_dir()
+    with tempfile.TemporaryFile(dir=ingest) as plain:
+        hasher = Hasher()
+        try:
+            kind = compression.sniff_file(source) if source.seekable() else compression.NONE
+            with compression.decompressed(source, kind) as reader:
+                while block := reader.read(COPY_BYTES):
+                    plain.write(block)
+                    hasher.update(block)
+            plain.seek(0)
+            tar = tarfile.open(fileobj=plain, mode="r|", tarinfo=bounded_tarinfo(ArchiveInvalid, ArchiveInvalid))
+            entries = 0
+            while tar.next() is not None:
+                tar.members.clear()  # type: ignore[attr-defined]
+                entries += 1
+        except (*_CORRUPT, OSError) as e:
+            if isinstance(e, OSError) and e.errno is not None:
+                raise
+            raise ArchiveInvalid(f"not a tar archive (plain, gzip, bzip2, xz or zstd): {_reason(e)}") from None
+        if not entries:
+            raise ArchiveInvalid("the tarball is empty: no root file system in it")
+        diff_id = hasher.digest()
+        plain.seek(0)
+        import isal.igzip
+
+        with tempfile.TemporaryFile(dir=ingest) as packed:
+            with isal.igzip.GzipFile(fileobj=packed, mode="wb", compresslevel=2, mtime=0) as gz:
+                while block := plain.read(COPY_BYTES):
+                    gz.write(block)
+            packed.seek(0)
+            layer_digest, layer_size = layout.put_stream(packed)
+    platform: dict[str, Any] = {"architecture": architecture, "os": os_name}
+    if variant:
+        platform["variant"] = variant
+    config = {**platform, "created": created, "config": {},
+              "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]},
+              "history": [{"created": created, "comment": comment or "Imported from tarball"}]}
+    config_desc = layout.put_json(config, mt.OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc.to_json(),
+                "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(layer_digest), "size": layer_size}]}
+    return layout.put_json(manifest, mt.OCI_MANIFEST)
+
+
 # -- compressing for a push ---------------------------------------------------------------------
 
 def compress_layers(layout: ImageLayout, desc: Descriptor) -> Descriptor | None:

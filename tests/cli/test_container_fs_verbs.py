@@ -1,0 +1,121 @@
+"""``diff``, ``export``, ``import`` and ``top``: a container's file system and processes seen from
+the host, and a root file system tarball made into an image (what these hosts use to make a base
+image without a public registry)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import REPO_ROOT, Hoist, Result
+from tests.images import BUSYBOX, Entry, busybox_image
+from tests.peers import absent
+
+
+@pytest.fixture
+def h(hoist: Hoist) -> Iterator[Hoist]:
+    if os.geteuid() != 0:
+        absent("containers need root")
+    if not BUSYBOX.is_file():
+        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+    busybox_image(hoist.layout(), extra=[Entry("escape", "symlink", link="/"),
+                                         Entry("opt", "dir"), Entry("opt/keep", data=b"k")])
+    yield hoist
+    from runtime.lifecycle import Runtime
+
+    runtime = Runtime(hoist.root)
+    for c in runtime.containers.all():
+        runtime.remove(c, force=True)
+
+
+def _one_line(res: Result, *words: str) -> None:
+    assert res.code != 0 and "Traceback" not in res.err, res
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1, res.err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+SCRIPT = "echo x > /new; rm /bin/ls; echo extra >> /etc/passwd; mkdir -p /a/b; rm -r /opt; mkdir /opt; touch /opt/n"
+
+
+def test_diff_lists_added_changed_deleted(h: Hoist) -> None:
+    h("run", "--name", "changer", "busybox", "sh", "-c", SCRIPT)
+    lines = h("diff", "changer").out.splitlines()
+    assert lines == ["A /a", "A /a/b", "C /bin", "D /bin/ls", "C /etc", "C /etc/passwd", "A /new",
+                     "C /opt", "A /opt/n"]
+    _one_line(h("diff", "nosuch", ok=False), "no such container")
+
+
+def test_export_then_import_round_trip(h: Hoist, tmp_path: Path) -> None:
+    h("run", "--name", "changer", "busybox", "sh", "-c", SCRIPT)
+    out = tmp_path / "fs.tar"
+    h("export", "-o", str(out), "changer")
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        assert {"new", "a/b", "bin/busybox", "etc/passwd", "opt/n"} <= names
+        assert "bin/ls" not in names and "opt/keep" not in names
+        assert tar.getmember("escape").issym() and tar.getmember("escape").linkname == "/"
+        assert all(m.uname == "" for m in tar.getmembers())
+    image_id = h("import", "-m", "from the test", str(out), "team/base:1").out.strip()
+    assert image_id.startswith("sha256:")
+    assert h("run", "--rm", "team/base:1", "sh", "-c", "cat /new; tail -1 /etc/passwd; ls /bin/ls 2>&1 | head -1").out \
+        .splitlines()[:2] == ["x", "extra"]
+    assert h("images", "--format", "{{.ID}}", "team/base").out.strip() == image_id[7:19]
+    # From stdin, compressed as a whole: the same layer, the same diff_id.
+    gz = tmp_path / "fs.tgz"
+    subprocess.run(["gzip", "-k", "-c", str(out)], stdout=open(gz, "wb"), check=True)
+    proc = subprocess.run([sys.executable, "-m", "hoist.cli", "import", "-", "team/base:2"], stdin=open(gz, "rb"),
+                          capture_output=True, text=True, env=h.env, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    ids = [json.loads(h("inspect", ref).out)[0]["RootFS"]["diff_ids"] for ref in ("team/base:1", "team/base:2")]
+    assert ids[0] == ids[1]
+
+
+def test_import_refuses_what_is_not_a_tarball(h: Hoist, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"this is not a tar archive at all" * 100)
+    before = set(h.layout().blobs())
+    _one_line(h("import", str(bad), "x:1", ok=False), "not a tar archive")
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    _one_line(h("import", str(empty), "x:1", ok=False), "empty")
+    _one_line(h("import", str(tmp_path / "missing.tar"), ok=False), "cannot read")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("f")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    (tmp_path / "cut.tar").write_bytes(buf.getvalue()[:600])
+    _one_line(h("import", str(tmp_path / "cut.tar"), ok=False), "not a tar archive")
+    assert set(h.layout().blobs()) == before and [n for n, _ in h.layout().refs()] == ["docker.io/library/busybox:latest"]
+    ingest = h.images / "ingest"
+    assert not ingest.exists() or list(ingest.iterdir()) == []
+
+
+def test_top_lists_the_container_processes(h: Hoist) -> None:
+    h("run", "-d", "--name", "sleeper", "busybox", "sh", "-c", "sleep 61 & sleep 62")
+    deadline = time.monotonic() + 30
+    while True:
+        out = h("top", "sleeper").out
+        if "sleep 61" in out and "sleep 62" in out:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.05)
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["UID", "PID", "PPID"] and len(lines) == 3   # the two sleeps (sh exec'd the last)
+    assert "pytest" not in out
+    assert "PID" in h("top", "sleeper", "-o", "pid,comm").out.splitlines()[0]
+    h("stop", "-t", "0", "sleeper")
+    _one_line(h("top", "sleeper", ok=False), "is not running")
