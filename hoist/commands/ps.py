@@ -180,7 +180,9 @@ def _context(c: Any, status: str, state: dict[str, Any], doc: dict[str, Any], no
              want_size: bool) -> dict[str, Any]:
     """The fields of docker's ContainerContext, as strings."""
     now = time.time()
-    command = " ".join(doc.get("argv") or [])
+    argv = list(doc.get("argv") or [])
+    # docker's daemon: the path, then each argument, one with a space in single quotes
+    command = " ".join(argv[:1] + [f"'{a}'" if " " in a else a for a in argv[1:]])
     if not no_trunc and len(command) > 20:
         command = command[:19] + "…"
     created = float(doc.get("created") or now)

@@ -171,9 +171,9 @@ def test_ps_columns_filters_and_formats(h: Hoist) -> None:
     assert len(ids) == 3 and all(len(i) == 12 for i in ids)
     assert all(len(i) == 64 for i in h("ps", "-aq", "--no-trunc").out.split())
     full = h("ps", "-a", "--no-trunc", "--filter", "name=job", "--format", "{{.Command}}").out.strip()
-    assert full == '"sh -c echo 123456789 > /written; exit 3"'
+    assert full == '"sh -c \'echo 123456789 > /written; exit 3\'"'
     short = h("ps", "-a", "--filter", "name=job", "--format", "{{.Command}}").out.strip()
-    assert short == '"sh -c echo 12345678…"'
+    assert short == '"sh -c \'echo 1234567…"'
 
     sized = h("ps", "-a", "-s", "--filter", "name=job").out.splitlines()
     assert sized[0].split()[-1] == "SIZE"
