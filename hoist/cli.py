@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hoist.commands.export", "Write a container's file system as a tar"),
     "import": ("hoist.commands.import_", "Make an image from a root file system tarball"),
     "top": ("hoist.commands.top", "Show a container's processes"),
+    "stats": ("hoist.commands.stats", "Show containers' CPU, memory, network, block I/O and PIDs"),
     "container": ("hoist.commands.container", "Manage containers (prune)"),
     "image": ("hoist.commands.image", "Manage images (prune)"),
     "system": ("hoist.commands.system", "Remove what nothing uses (prune)"),

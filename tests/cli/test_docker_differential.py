@@ -20,7 +20,9 @@ from tests.images import BUSYBOX, busybox_image
 from tests.peers import Dockerd, absent
 
 REF = "hoist-diff/box:1"
-SCRIPT = "echo out one; echo err one >&2; echo out two; exit 3"
+# The pauses keep the two streams' records in one order for both (each engine reads stdout and
+# stderr from separate pipes, so lines written back to back may be recorded either way round).
+SCRIPT = "echo out one; sleep 0.2; echo err one >&2; sleep 0.2; echo out two; exit 3"
 
 
 @pytest.fixture
