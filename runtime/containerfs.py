@@ -88,18 +88,30 @@ def in_image(lowers: list[str], rel: str) -> bool:
 
 
 def changes(container: Container) -> Iterator[tuple[str, str]]:
-    """docker diff's lines: ("A" | "C" | "D", "/path"), parents before children."""
+    """docker diff's lines: ("A" | "C" | "D", "/path"), parents before children. A directory
+    that is in the upper dir only because the init made mount points in it is left out too."""
     lowers, upper = layers(container)
     stubs = set(MOUNT_STUBS) | {v.target.lstrip("/") for v in container.spec.volumes}
+    found: list[tuple[str, str, bool]] = []   # (kind, path, is a dir)
+    dropped: set[str] = set()
     for change in walk_changes(upper):
         rel = change.path
         if change.kind == "deleted":
-            yield "D", "/" + rel
+            found.append(("D", rel, False))
             continue
         existed = in_image(lowers, rel)
-        if not existed and rel in stubs and (stat.S_ISDIR(change.stat.st_mode) or change.stat.st_size == 0):
+        is_dir = stat.S_ISDIR(change.stat.st_mode)
+        if not existed and rel in stubs and (is_dir or change.stat.st_size == 0):
+            dropped.add(rel)
             continue
-        yield ("C" if existed else "A"), "/" + rel
+        found.append(("C" if existed else "A", rel, is_dir))
+    kept = {rel for _, rel, _ in found}
+    for kind, rel, is_dir in found:
+        if kind == "C" and is_dir:
+            under = [p for p in kept | dropped if p.startswith(rel + "/")]
+            if under and all(p in dropped for p in under):
+                continue
+        yield kind, "/" + rel
 
 
 def merged_copy(container: Container, target: Path) -> None:

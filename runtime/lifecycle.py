@@ -151,6 +151,9 @@ class Runtime:
             user=user,
             hostname=hostname, network=opts.network, init=opts.init,
             stop_signal=stop_signal, stop_timeout=opts.stop_timeout,
+            entrypoint=([opts.entrypoint] if opts.entrypoint else []) if opts.entrypoint is not None
+            else config.get("Entrypoint"),
+            cmd=list(opts.args) if opts.args or opts.entrypoint is not None else config.get("Cmd"),
             caps=cap_names, no_new_privs=opts.no_new_privs and not opts.privileged, privileged=opts.privileged,
             devices=devices, shm_size=opts.shm_size, ulimits=ulimits,
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),

@@ -90,6 +90,9 @@ class ContainerSpec:
     shm_size: int = 0               # --shm-size in bytes (0: docker's 64 MiB)
     ulimits: dict[str, list[int]] = field(default_factory=dict)   # name -> [soft, hard]; -1 unlimited
     stop_timeout: float | None = None   # --stop-timeout seconds (None: stop's -t, default 10)
+    # docker's container Config.Entrypoint and Config.Cmd (``argv`` is them joined), for commit
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
     # A build step's: the monitor dies with this process (PDEATHSIG), so a killed build leaves
     # no step running. 0: the monitor lives on its own (``hoist run``).
     caller_pid: int = 0

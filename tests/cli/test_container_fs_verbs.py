@@ -119,3 +119,29 @@ def test_top_lists_the_container_processes(h: Hoist) -> None:
     assert "PID" in h("top", "sleeper", "-o", "pid,comm").out.splitlines()[0]
     h("stop", "-t", "0", "sleeper")
     _one_line(h("top", "sleeper", ok=False), "is not running")
+
+
+def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
+    import json
+
+    h("run", "--name", "work", "-e", "FOO=bar", "-w", "/work", "--label", "made=by-test", "busybox", "sh", "-c",
+      "echo committed > /work/x; rm /bin/ls")
+    image_id = h("commit", "-m", "my change", "-a", "Jane <jane@example.com>", "work", "team/committed:1").out.strip()
+    assert image_id.startswith("sha256:")
+    info = json.loads(h("inspect", "team/committed:1").out)[0]
+    base = json.loads(h("inspect", "busybox").out)[0]
+    assert info["Id"] == image_id
+    assert info["RootFS"]["diff_ids"][:-1] == base["RootFS"]["diff_ids"] and len(info["RootFS"]["diff_ids"]) == 2
+    config = info["Config"]
+    assert "FOO=bar" in config["Env"] and not any(e.startswith("HOSTNAME=") for e in config["Env"])
+    assert config["WorkingDir"] == "/work" and config["Labels"] == {"made": "by-test"}
+    assert config["Cmd"] == ["sh", "-c", "echo committed > /work/x; rm /bin/ls"]
+    out = h("run", "--rm", "team/committed:1", "sh", "-c", "cat /work/x; echo $FOO; pwd; ls /bin/ls 2>/dev/null || echo gone")
+    assert out.out == "committed\nbar\n/work\ngone\n"
+    # The init's mount points are not part of the image: a run of it makes them again.
+    layer = h.layout().blob_path(json.loads(h.layout().read_blob(h.layout().find("team/committed:1").descriptor.digest))
+                                 ["layers"][-1]["digest"])
+    with tarfile.open(layer) as tar:
+        names = set(tar.getnames())
+    assert {"work/x", "bin/.wh.ls"} <= names and not names & {"etc/hosts", "etc/hostname", "etc/resolv.conf"}
+    _one_line(h("commit", "-c", "CMD ls", "work", ok=False), "not supported")
