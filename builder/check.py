@@ -15,7 +15,8 @@ from builder.dispatch import CheckBackend, StageState, check_digest, check_port_
     dispatch_stage, start_stage
 from builder.dockerfile import Dockerfile, parse_dockerfile_collecting
 from builder.errors import DockerfileError
-from builder.lint import BuildCheck, apply_checks
+from builder.dockerignore import PatternMatcher
+from builder.lint import BuildCheck, apply_checks, copy_ignored_files
 from builder.stages import BuildGraph, build_graph_collecting
 from storage.platform import Platform
 
@@ -38,8 +39,9 @@ class CheckReport:
 
 
 def check_dockerfile(text: str | bytes, *, target: str | None = None, build_args: Mapping[str, str] | None = None,
-                     platform: str | None = None) -> CheckReport:
-    """Check a Dockerfile as a build of ``target`` would; never raises DockerfileError."""
+                     platform: str | None = None, ignore: PatternMatcher | None = None) -> CheckReport:
+    """Check a Dockerfile as a build of ``target`` would; never raises DockerfileError.
+    ``ignore``: the context's ``.dockerignore`` patterns (for CopyIgnoredFile)."""
     dockerfile, errors = parse_dockerfile_collecting(text)
     report = CheckReport(errors=errors, dockerfile=dockerfile)
     if dockerfile is None or errors:
@@ -53,6 +55,8 @@ def check_dockerfile(text: str | bytes, *, target: str | None = None, build_args
         errors, found = _dispatch_errors(graph)
         dispatched += found
         report.errors += errors
+    if ignore is not None:
+        dispatched += copy_ignored_files(dockerfile, ignore)
     apply_checks(report, dispatched)  # BuildKit's build checks (builder/lint.py): warnings, or errors
     report.errors.sort(key=lambda e: e.line or 0)
     return report

@@ -264,7 +264,10 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
             (instr.signal,) if isinstance(instr, StopSignal) else instr.paths
         if _unknown_vars(lex, raw, scope):
             return  # its value depends on the base image's ENV, unknown here
-    expanded = expand_instruction(instr, lex, scope)
+    lookups = lint.MissedLookups(scope)
+    expanded = expand_instruction(instr, lex, lookups)
+    if lookups.missed and state.env_known:     # the base image's ENV known: UndefinedVar can tell
+        state.lint.extend(lint.undefined_vars(instr, lookups.missed, scope.args, list(scope)))
     config = state.config
     match expanded:
         case Arg():

@@ -32,11 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
-from builder.cachemounts import CacheMounts
 from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
@@ -45,14 +44,17 @@ from builder.instructions import Add, Copy, Run
 from builder.layers import layer_from_upper
 from builder.mounts import Mount, ram_in_bytes
 from builder.source import ImageSource, SourceError
-from builder.sshforward import AgentRelay, KeyAgent, SSHSource
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume, check_volume_target
-from runtime.step import ProcessSpec, StepError, StepResult, claim_prefix, clean_stale, on_overlay, run_step
+from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
 from storage.layout import ImageLayout
 from storage.platform import Platform
+
+if TYPE_CHECKING:
+    from builder.cachemounts import CacheMounts
+    from builder.sshforward import SSHSource
 
 TAIL_LINES = 10
 TMPFS_MAX_DEFAULT = 1 << 30
@@ -76,6 +78,7 @@ class Progress(Protocol):
     def output(self, step: int, data: bytes) -> None: ...
     def done(self, step: int, seconds: float | None) -> None: ...     # None: CACHED
     def error(self, step: int, message: str) -> None: ...
+    def close(self) -> None: ...                                        # the build is over
 
 
 class PlainProgress:
@@ -122,6 +125,9 @@ class PlainProgress:
         self._flush(step)
         self.write(f"#{step} ERROR: {message}\n\n")
 
+    def close(self) -> None:
+        pass
+
 
 class QuietProgress:
     def start(self, name: str) -> int:
@@ -134,6 +140,9 @@ class QuietProgress:
         pass
 
     def error(self, step: int, message: str) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -175,10 +184,17 @@ class _StepMounts:
     scratch: list[Path] = field(default_factory=list)
 
     def close(self) -> None:
+        """Undo everything, even when one undo fails (the first failure is raised after)."""
+        failure: BaseException | None = None
         while self.closers:
-            self.closers.pop()()
+            try:
+                self.closers.pop()()
+            except Exception as e:
+                failure = failure or e
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+        if failure is not None:
+            raise failure
 
 
 class StepFailed(DockerfileError):
@@ -217,9 +233,11 @@ class BuildBackend:
         self.graph = graph
         self.snapshots = SnapshotStore(opts.root / "snapshots")
         self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
-        self.cache_mounts = CacheMounts(opts.root / "cache" / "cachemounts")
+        self._cache_mounts: CacheMounts | None = None
         # What a killed build left (its overlay upper and work dirs, scratch dirs); never a
-        # live build's (runtime.step's owner locks).
+        # live build's (runtime.stepowners).
+        from runtime.stepowners import clean_stale
+
         clean_stale(opts.root)
         self.stages: dict[int, StageState] = {}
         self.counters: dict[int, int] = {}
@@ -495,14 +513,22 @@ class BuildBackend:
         return seed
 
     def _attach_mounts(self, mounts: _StepMounts, step: int) -> None:
-        """Take the cache instances (waiting for a locked one) and start the agents."""
-        for plan in mounts.caches:
-            def waiting(plan: _CachePlan = plan) -> None:
-                self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
-            instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
-                                                 uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
-            mounts.closers.append(instance.close)
-            mounts.volumes.append(Volume(str(instance.path), plan.target, plan.readonly))
+        """Take the cache instances (waiting for a locked one) and start the agents. Mounts of
+        one cache in one step share its instance (BuildKit's per-exec ref map); caches are taken
+        in one order (by key), so two steps each waiting for the other's cannot happen."""
+        from builder.sshforward import AgentRelay, KeyAgent
+
+        taken: dict[tuple[str, str], Path] = {}
+        for plan in sorted(mounts.caches, key=lambda p: (p.cache_id, p.origin)):
+            path = taken.get((plan.cache_id, plan.origin))
+            if path is None:
+                def waiting(plan: _CachePlan = plan) -> None:
+                    self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
+                instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
+                                                     uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
+                mounts.closers.append(instance.close)
+                path = taken[(plan.cache_id, plan.origin)] = instance.path
+            mounts.volumes.append(Volume(str(path), plan.target, plan.readonly))
         for ssh in mounts.ssh:
             folder = self._scratch_dir(mounts.scratch)
             upstream = ssh.source.socket
@@ -514,10 +540,20 @@ class BuildBackend:
             mounts.closers.append(relay.close)
             mounts.volumes.append(Volume(str(relay.path), ssh.target, False))
 
+    @property
+    def cache_mounts(self) -> CacheMounts:
+        if self._cache_mounts is None:
+            from builder.cachemounts import CacheMounts
+
+            self._cache_mounts = CacheMounts(self.opts.root / "cache" / "cachemounts")
+        return self._cache_mounts
+
     def _scratch_dir(self, scratch: list[Path]) -> Path:
         base = self.opts.root / "build" / "scratch"
         base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.opts.root / "build", 0o700)
+        from runtime.stepowners import claim_prefix
+
         path = Path(tempfile.mkdtemp(dir=base, prefix=claim_prefix(self.opts.root)))
         scratch.append(path)
         return path

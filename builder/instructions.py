@@ -31,6 +31,7 @@ class Loc:
     line: int
     end_line: int
     original: str
+    comments: tuple[str, ...] = ()      # the comment lines right above it (a description)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,7 +248,7 @@ def _flags(node: Node, keyword: str) -> ParsedFlags:
 
 
 def _loc(node: Node) -> Loc:
-    return Loc(node.start_line, node.end_line, node.original)
+    return Loc(node.start_line, node.end_line, node.original, node.comments)
 
 
 def _at_least_one(node: Node, keyword: str) -> None:

@@ -3,21 +3,24 @@ probably not as its author meant. Rule names, messages and URLs are BuildKit's
 (https://docs.docker.com/reference/build-checks/).
 
 ``# check=skip=Rule1,Rule2`` (or ``skip=all``) turns rules off; ``# check=error=true`` makes
-the remaining ones fail the build (``apply_checks`` turns them into errors then).
+the remaining ones fail the build (``apply_checks`` turns them into errors then). BuildKit's
+experimental rules (``EXPERIMENTAL``) run only when ``# check=experimental=Rule1,...`` (or
+``experimental=all``) names them, and then whatever ``skip`` says, as BuildKit's linter does.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from builder.dockerfile import Dockerfile
+from builder.dockerignore import PatternMatcher, go_clean
 from builder.errors import DockerfileError
 from builder.instructions import (
-    Arg, Cmd, Entrypoint, Env, Expose, From, Healthcheck, Instruction, Maintainer, Workdir,
+    Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, From, Healthcheck, Instruction, Maintainer, Workdir,
 )
 
 if TYPE_CHECKING:
@@ -52,20 +55,32 @@ class CheckOptions:
     skip: frozenset[str]
     skip_all: bool
     error: bool
+    experimental: frozenset[str] = frozenset()
+    experimental_all: bool = False
+
+    def reports(self, rule: str) -> bool:
+        """Whether a violation of ``rule`` is reported (BuildKit's ``Linter.Run``)."""
+        if rule in EXPERIMENTAL:
+            return self.experimental_all or rule in self.experimental
+        return not self.skip_all and rule not in self.skip
 
 
 def check_options(dockerfile: Dockerfile) -> CheckOptions:
     """The ``# check=`` directive (already validated by the parser)."""
     skip: set[str] = set()
+    experimental: set[str] = set()
     error = False
     for part in dockerfile.directives.get("check", "").split(";"):
         key, _, value = part.strip().partition("=")
         key = key.strip().lower()
         if key == "skip":
             skip |= {r.strip() for r in value.split(",") if r.strip()}
+        elif key == "experimental":
+            experimental |= {r.strip() for r in value.split(",") if r.strip()}
         elif key == "error":
             error = value.strip() in ("1", "t", "T", "TRUE", "true", "True")
-    return CheckOptions(frozenset(skip), "all" in {s.lower() for s in skip}, error)
+    return CheckOptions(frozenset(skip), "all" in {s.lower() for s in skip}, error, frozenset(experimental),
+                        "all" in {s.lower() for s in experimental})
 
 
 _SECRET = re.compile(r"(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)")
@@ -130,10 +145,9 @@ def lint(dockerfile: Dockerfile, graph: BuildGraph | None = None) -> list[BuildC
                                f"Multiple {instr.keyword.upper()} instructions should not be used in the same "
                                "stage because only the last one will be used", instr.line))
 
+    _definition_descriptions(dockerfile, add)
     options = check_options(dockerfile)
-    if options.skip_all:
-        return []
-    return sorted((c for c in found if c.rule not in options.skip), key=lambda c: (c.line or 0, c.rule))
+    return sorted((c for c in found if options.reports(c.rule)), key=lambda c: (c.line or 0, c.rule))
 
 
 def _from_checks(header: From, word: str, meta_names: set[str], meta_defaults: dict[str, str | None],
@@ -249,10 +263,131 @@ def apply_checks(report: CheckReport, dispatched: Sequence[BuildCheck] = ()) -> 
     if report.dockerfile is None:
         return
     options = check_options(report.dockerfile)
-    extra = [] if options.skip_all else [c for c in dispatched if c.rule not in options.skip]
-    checks = sorted({*lint(report.dockerfile, report.graph), *extra}, key=lambda c: (c.line or 0, c.rule))
+    extra = [c for c in dispatched if options.reports(c.rule)]
+    # Deduplicated in order (not as a set): ties on a line keep the order they were found in.
+    checks = sorted(dict.fromkeys([*lint(report.dockerfile, report.graph), *extra]),
+                    key=lambda c: (c.line or 0, c.rule))
     report.checks = checks
     if check_options(report.dockerfile).error:
         report.errors += [DockerfileError(f"{c.rule}: {c.message}", c.line) for c in checks]
     else:
         report.warnings += [str(c) for c in checks]
+
+
+# -- UndefinedVar, CopyIgnoredFile, InvalidDefinitionDescription ------------------------------------
+
+# BuildKit's experimental rules: reported only when ``# check=experimental=`` names them.
+EXPERIMENTAL = frozenset({"CopyIgnoredFile", "InvalidDefinitionDescription"})
+# Build arguments BuildKit reads itself, never reported as undefined (its ``nonEnvArgs``).
+_NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
+
+
+def _definition_descriptions(dockerfile: Dockerfile, add: _Add) -> None:
+    """InvalidDefinitionDescription: the comment right above ``ARG name`` or ``FROM x AS name``
+    is that definition's description, so it must start with the name (the last comment line's
+    first space-separated word, as BuildKit splits it)."""
+    for instr in [*dockerfile.meta_args, *(i for stage in dockerfile.stages
+                                           for i in (stage.header, *stage.instructions))]:
+        comments = instr.loc.comments
+        if not comments:
+            continue
+        if isinstance(instr, Arg):
+            what, keys = "ARG", [d.name for d in instr.args]
+        elif isinstance(instr, From) and instr.name:
+            what, keys = "FROM", [instr.name]
+        else:
+            continue
+        if not keys or comments[-1].split(" ")[0] in keys:
+            continue
+        example = keys[0] if len(keys) == 1 else "<arg_key>"
+        add(BuildCheck("InvalidDefinitionDescription",
+                       f"Comment for {what} should follow the format: `# {example} <description>`", instr.line))
+
+
+class MissedLookups(Mapping[str, str]):
+    """A view of a stage's scope for the word lexer that notes every variable it looked up and
+    did not find (BuildKit's ``ProcessWord`` "unmatched" set), for UndefinedVar."""
+
+    def __init__(self, scope: Mapping[str, str]) -> None:
+        self.scope = scope
+        self.missed: list[str] = []
+
+    def __contains__(self, key: object) -> bool:
+        found = key in self.scope
+        if not found and isinstance(key, str) and key not in self.missed:
+            self.missed.append(key)
+        return found
+
+    def __getitem__(self, key: str) -> str:
+        return self.scope[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scope)
+
+    def __len__(self) -> int:
+        return len(self.scope)
+
+
+def undefined_vars(instr: Instruction, missed: Sequence[str], declared: Iterable[str],
+                   known: Sequence[str]) -> list[BuildCheck]:
+    """UndefinedVar for the variables ``instr``'s expansion looked up in vain: not those the
+    stage declares with ARG (set or not), nor BuildKit's own; the suggestion is the closest
+    ``known`` name by edit distance under 3, as BuildKit's ``suggest.Search`` picks it."""
+    declared = set(declared)
+    out = []
+    for name in missed:
+        if name in declared or name in _NON_ENV_ARGS:
+            continue
+        match = _suggest(name, known)
+        message = f"Usage of undefined variable '${name}'" + (f" (did you mean ${match}?)" if match else "")
+        out.append(BuildCheck("UndefinedVar", message, instr.line))
+    return out
+
+
+def _suggest(value: str, options: Sequence[str]) -> str:
+    best, match = 3, ""
+    for option in options:
+        if option == value:
+            return ""
+        distance = _levenshtein(value, option)
+        if distance < best:
+            best, match = distance, option
+    return match
+
+
+def _levenshtein(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def copy_ignored_files(dockerfile: Dockerfile, ignore: PatternMatcher) -> list[BuildCheck]:
+    """CopyIgnoredFile: a COPY or ADD source from the build context (no ``--from``) that the
+    ``.dockerignore`` excludes, itself or through a parent. As BuildKit, nothing is said when the
+    patterns have exclusions (``!``: a file may be re-included under an ignored directory).
+    Sources that still hold a variable are left alone (BuildKit checks them expanded); so are
+    URLs and heredocs."""
+    if ignore.has_exclusions:
+        return []
+    out = []
+    for stage in dockerfile.stages:
+        for instr in stage.instructions:
+            if not isinstance(instr, (Copy, Add)) or (isinstance(instr, Copy) and instr.from_stage):
+                continue
+            for source in instr.sources:
+                if "$" in source or "://" in source or source.startswith("git@"):
+                    continue
+                cleaned = go_clean(source)
+                if ignore.matches(cleaned):
+                    out.append(BuildCheck("CopyIgnoredFile", f"Attempting to {instr.keyword.capitalize()} file "
+                                          f"{_go_quote(cleaned)} that is excluded by .dockerignore", instr.line))
+    return out
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``%q`` for the printable text of a path."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("hoist.commands.logs", "Show a container's output"),
     "exec": ("hoist.commands.exec", "Run a command in a running container"),
     "rename": ("hoist.commands.rename", "Rename a container"),
+    "network": ("hoist.commands.network", "Manage networks (create, ls, inspect, rm, connect, disconnect, prune)"),
+    "port": ("hoist.commands.port", "List a container's published ports"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
     "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
     "commit": ("hoist.commands.commit", "Make an image of a container's changes"),

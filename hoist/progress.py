@@ -1,11 +1,15 @@
-"""Transfer progress for push and pull, as docker shows it.
+"""Progress displays: transfers for push and pull, as docker shows them; builds on a terminal,
+as BuildKit's tty display shows them (``BuildTtyProgress``; the plain build format is
+``builder.execute.PlainProgress``).
 
-On a terminal: one line per blob (short digest, state, bytes, rate), redrawn in place at most
-ten times a second. Elsewhere (a pipe, a CI log): one plain line each time a blob changes state.
+Transfers on a terminal: one line per blob (short digest, state, bytes, rate), redrawn in place
+at most ten times a second. Elsewhere (a pipe, a CI log): one plain line each time a blob changes
+state.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -153,3 +157,159 @@ class ProgressDisplay:
         if e.state in FINAL_STATES and e.total:
             return f"{label}{human_size(e.total)}"
         return label + (f" {e.detail}" if e.detail else "")
+
+
+# -- hoist build's progress on a terminal ------------------------------------------------------------
+
+LOG_LINES = 6           # a running step's last output lines shown beneath it, as BuildKit shows them
+_CONTROL = {c: None for c in range(32) if c != 9} | {9: " ", 127: None}
+
+
+def _clean(line: str) -> str:
+    """A step's output line as it may be drawn: the text after its last carriage return (a
+    progress bar's newest state), without control characters (a stranger's escape sequences
+    never reach the terminal)."""
+    return line.rsplit("\r", 1)[-1].translate(_CONTROL)
+
+
+@dataclass
+class _Step:
+    name: str
+    started: float
+    seconds: float | None = None       # set when it ended
+    cached: bool = False
+    failed: bool = False
+    logs: list[str] | None = None
+    partial: bytes = b""
+
+    @property
+    def running(self) -> bool:
+        return self.seconds is None
+
+
+class BuildTtyProgress:
+    """``hoist build --progress tty``, BuildKit's folded display: a header with the total time,
+    one line per step with its timer (``CACHED``, ``ERROR``), the running steps' last
+    ``LOG_LINES`` output lines beneath them (folded away when the step ends), redrawn in place
+    with ANSI escapes at most ten times a second by a ticker thread, cut to the terminal's width
+    and height. ``close`` draws the last frame and gives the cursor back. Implements the
+    builder's ``Progress`` protocol (start, output, done, error, close)."""
+
+    def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic) -> None:
+        import threading
+
+        self.fd = fd
+        self.clock = clock
+        self.began = clock()
+        self.steps: dict[int, _Step] = {}
+        self.lock = threading.Lock()
+        self._drawn = 0
+        self._dirty = False
+        self._closed = False
+        self._failed = False
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._ticker.start()
+
+    # -- the Progress protocol ----------------------------------------------------------------------
+    def start(self, name: str) -> int:
+        with self.lock:
+            step = len(self.steps) + 1
+            self.steps[step] = _Step(name, self.clock(), logs=[])
+            self._dirty = True
+        return step
+
+    def output(self, step: int, data: bytes) -> None:
+        with self.lock:
+            s = self.steps.get(step)
+            if s is None or s.logs is None:
+                return
+            *lines, s.partial = (s.partial + data).split(b"\n")
+            s.logs.extend(_clean(line.decode(errors="replace")) for line in lines)
+            del s.logs[:-LOG_LINES]
+            self._dirty = True
+
+    def done(self, step: int, seconds: float | None) -> None:
+        with self.lock:
+            s = self.steps.get(step)
+            if s is not None:
+                s.seconds, s.cached, s.logs = seconds or 0.0, seconds is None, None
+                self._dirty = True
+
+    def error(self, step: int, message: str) -> None:
+        with self.lock:
+            s = self.steps.get(step)
+            if s is not None:
+                s.seconds, s.failed, s.logs = self.clock() - s.started, True, None
+                self._failed = self._dirty = True
+
+    def close(self) -> None:
+        """The last frame (every step folded), then the cursor back."""
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.steps:
+                self._draw(final=True)
+            self._write("\x1b[?25h")
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        while not self._stop.wait(REDRAW_SECONDS):
+            with self.lock:
+                if self.steps and (self._dirty or any(s.running for s in self.steps.values())):
+                    self._draw(final=False)
+
+    def _size(self) -> tuple[int, int]:
+        try:
+            columns, lines = os.get_terminal_size(self.fd)
+        except OSError:
+            columns = lines = 0
+        # 0: a terminal that does not know its size (a pty nobody sized): 80x24, as a terminal.
+        return (max(columns, 20) if columns else 80), (max(lines, 3) if lines else 24)
+
+    def _frame(self, final: bool) -> list[str]:
+        width, height = self._size()
+        now = self.clock()
+        done = sum(1 for s in self.steps.values() if not s.running)
+        header = f"[+] Building {now - self.began:.1f}s ({done}/{len(self.steps)})"
+        if final:
+            header += " FINISHED" if not self._failed else ""
+        body: list[str] = []
+        for s in self.steps.values():
+            label = ("CACHED " if s.cached else "ERROR " if s.failed else "") + s.name
+            seconds = s.seconds if s.seconds is not None else now - s.started
+            timer = f"{seconds:.1f}s"
+            room = width - 1 - len(timer) - 4
+            text = label if len(label) < room else label[:max(room - 4, 0)] + "... "
+            body.append(f" => {text:<{room}}{timer}" if room > 0 else f" => {timer}")
+            if s.logs and not final:
+                body.extend((" => => # " + line)[:width - 1] for line in s.logs)
+        # What fits: the newest lines, under the header.
+        body = body[-(height - 2):] if len(body) > height - 2 else body
+        return [header[:width - 1]] + body
+
+    def _draw(self, final: bool) -> None:
+        lines = self._frame(final)
+        out = ["\x1b[?25l"]
+        if self._drawn:
+            out.append(f"\r\x1b[{self._drawn}A")
+        out.extend(f"\x1b[2K{line}\n" for line in lines)
+        if len(lines) < self._drawn:
+            out.append("\x1b[J")
+        self._write("".join(out))
+        self._drawn = len(lines)
+        self._dirty = False
+
+    def _write(self, text: str) -> None:
+        data = text.encode(errors="replace")
+        while data:
+            try:
+                data = data[os.write(self.fd, data):]
+            except InterruptedError:
+                continue
+            except OSError:
+                return          # the terminal is gone: the build goes on without a display

@@ -206,7 +206,7 @@ def _report(fd: int, code: int, message: str) -> None:
 
 
 def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: int,
-                   cgroup_fd: int | None = None) -> None:
+                   cgroup_fd: int | None = None, netns_fd: int | None = None) -> None:
     """PID 1 of the container. Never returns.
 
     ``cgroup_fd`` is the read end of a pipe on which the monitor answers once it has moved this
@@ -214,20 +214,24 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
     RCU grace period in the kernel (7-20 ms here), so the monitor makes it while this process
     builds the root; the answer is awaited before the cgroup namespace is made (and so before
     anything of the image runs). Without it (``None``)
-    the process joins its cgroups itself."""
+    the process joins its cgroups itself. ``netns_fd``: the network namespace the monitor
+    made and wired (``runtime.network.attach``), joined instead of a new empty one."""
     code = 125
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         # Only the report pipe and the monitor's liveness pipe (both close-on-exec) survive;
         # anything the caller left open would be a way out (runc CVE-2024-21626).
-        linux.close_fds_above_2(keep=tuple(fd for fd in (report_fd, monitor_fd, cgroup_fd)
+        linux.close_fds_above_2(keep=tuple(fd for fd in (report_fd, monitor_fd, cgroup_fd, netns_fd)
                                            if fd is not None))
         linux.set_dumpable(False)
         # Its own session and process group: kill(0) or kill(-1) inside reaches only the container.
         os.setsid()
         linux.join_new_session_keyring()
         flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
-        if spec.network != "host":
+        if netns_fd is not None:
+            linux.setns(netns_fd, linux.CLONE_NEWNET)
+            os.close(netns_fd)
+        elif spec.network != "host":
             flags |= linux.CLONE_NEWNET
         linux.unshare(flags)
         if cgroup_fd is None:
@@ -349,6 +353,13 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     # as long as the container, and nothing of the caller's may outlive the command line.
     linux.close_fds_above_2(keep=(ready_fd,) if ready_fd is not None else ())
     linux.join_new_session_keyring()
+    # Before the PID namespace: making a network namespace forks, and the first child after
+    # unshare(CLONE_NEWPID) would be (and end) that namespace's PID 1.
+    net = _attach_network(container, ready_fd)
+    if net is False:
+        return 125
+    # Teardown runs nft: children after PID 1's end must go to this PID namespace again.
+    host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if net else None
     # A detached container's stdout and stderr go through a pump into its json-file log.
     logs = logfile.LogPump(cdir, logfile.LogConfig.from_json(spec.log)) if spec.detach else None
     if logs is not None:
@@ -365,9 +376,11 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
         os.close(cgroup_w)
         if ready_fd is not None:
             os.close(ready_fd)
+        if host_pidns is not None:
+            os.close(host_pidns)
         if logs is not None:
             logs.child_side()
-        container_main(spec, cdir, report_w, alive_r, cgroup_r)
+        container_main(spec, cdir, report_w, alive_r, cgroup_r, net.netns_fd if net else None)
     os.close(report_w)
     os.close(alive_r)
     os.close(cgroup_r)
@@ -394,11 +407,41 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
                            error=error[1] if error else "")
     if error and ready_fd is None:
         print(f"hoist run: {error[1]}", file=sys.stderr, flush=True)
+    if net:
+        if host_pidns is not None:
+            linux.setns(host_pidns, linux.CLONE_NEWPID)
+            os.close(host_pidns)
+        net.close()
     cgroups.remove(spec.cgroups)
     if spec.remove:
         container.destroy()
         volumes.forget_container(cdir.parent.parent, spec.volumes)  # --rm: its anonymous volumes too
     return code
+
+
+def _attach_network(container: Container, ready_fd: int | None):  # -> Attachment | None | False
+    """The container's network (``runtime.network.attach``), before PID 1 exists. On failure
+    (a port already allocated, a refused namespace...) nothing is left set up: the failure is
+    reported as a start failure (125) and False returned."""
+    spec = container.spec
+    if spec.network in ("none", "host"):
+        return None
+    from runtime.network import attach
+
+    try:
+        return attach.attach(container.path.parent.parent, spec, container.path)
+    except Exception as e:  # NetworkError, or OSError/netlink from the kernel: one line each
+        message = str(e) or type(e).__name__
+    container.update_state(status="exited", exit_code=125, finished_at=time.time(), pid=0, error=message)
+    if ready_fd is not None:
+        os.write(ready_fd, json.dumps({"code": 125, "message": message}).encode())
+        os.close(ready_fd)
+    else:
+        print(f"hoist run: {message}", file=sys.stderr, flush=True)
+    cgroups.remove(spec.cgroups)
+    if spec.remove:
+        container.destroy()
+    return False
 
 
 def _parse_failure(raw: bytes) -> tuple[int, str] | None:

@@ -82,6 +82,13 @@ class RunOptions:
     stop_signal: str | None = None
     stop_timeout: float | None = None
     label_files: list[str] = field(default_factory=list)
+    # --ip, --network-alias, -p, -P, --dns, --add-host (runtime.network.attach.NetOptions)
+    ip: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -96,8 +103,6 @@ class Runtime:
     # -- create -------------------------------------------------------------------------------
     def create(self, opts: RunOptions) -> Container:
         """Resolve the image, unpack what is missing, write the container's folder."""
-        if opts.network not in ("none", "host"):
-            raise SetupError(f"unsupported network {opts.network!r} (use none or host)")
         image = load_image(self.images_dir, opts.image)
         spec = self._spec(image, opts)
         try:
@@ -125,7 +130,14 @@ class Runtime:
     def _spec(self, image: Image, opts: RunOptions) -> ContainerSpec:
         config = image.run_config
         cid = self.containers.new_id()
-        hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
+        from runtime.network.attach import NetOptions, check_options
+
+        net = check_options(self.root, NetOptions(
+            mode=opts.network, ip=opts.ip, aliases=opts.aliases, publish=opts.publish,
+            publish_all=opts.publish_all, dns=opts.dns, add_hosts=opts.add_hosts),
+            config.get("ExposedPorts"), opts.hostname is not None)
+        hostname = opts.hostname or net.pop("hostname", None) or (
+            os.uname().nodename if opts.network == "host" else cid[:12])
         user_env = []
         for path in opts.env_files:
             user_env += read_env_file(path)
@@ -149,7 +161,7 @@ class Runtime:
             env=build_env(config.get("Env"), user_env, hostname),
             cwd=working_dir(config, opts.workdir),
             user=user,
-            hostname=hostname, network=opts.network, init=opts.init,
+            hostname=hostname, init=opts.init, **net,
             stop_signal=stop_signal, stop_timeout=opts.stop_timeout,
             entrypoint=([opts.entrypoint] if opts.entrypoint else []) if opts.entrypoint is not None
             else config.get("Entrypoint"),
@@ -305,6 +317,10 @@ class Runtime:
             self.wait_exit(container, 10.0)
         if container.path.exists():
             cgroups.remove(container.spec.cgroups)
+            if container.spec.networks:
+                from runtime.network.attach import forget_if_stale
+
+                forget_if_stale(self.root, container.id)   # a killed monitor's endpoints
         container.destroy()
 
     # -- exec -------------------------------------------------------------------------------------
@@ -446,13 +462,27 @@ def _host_resolv_conf(network: str) -> str:
 
 def write_etc_files(cdir: Path, spec: ContainerSpec) -> None:
     """The container's /etc/hosts, /etc/hostname and /etc/resolv.conf (bound over the image's)."""
+    if spec.network.startswith("container:"):
+        from runtime.network.dns import share_etc_files
+
+        share_etc_files(cdir, cdir.parent / spec.network.split(":", 1)[1])
+        return
     if spec.network == "host":
         try:
             hosts = Path("/etc/hosts").read_text()
         except OSError:
             hosts = _HOSTS
     else:
-        hosts = _HOSTS
+        hosts = _HOSTS + "".join(h + "\n" for h in spec.extra_hosts)
     (cdir / "hosts").write_text(hosts)
     (cdir / "hostname").write_text(spec.hostname + "\n")
+    if spec.networks or spec.dns:
+        from runtime.network.dns import resolv_conf
+
+        try:
+            host_text = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host_text = ""
+        (cdir / "resolv.conf").write_text(resolv_conf(host_text, spec.dns))
+        return
     (cdir / "resolv.conf").write_text(_host_resolv_conf(spec.network))

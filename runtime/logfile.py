@@ -24,6 +24,7 @@ the current file across rotations until asked to stop.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -158,8 +159,13 @@ class LogPump:
         if self._pid == 0:
             code = 0
             try:
-                os.close(self._out[1])
-                os.close(self._err[1])
+                # Only the two read ends: nothing else of the monitor's (the network namespace,
+                # the caller's ready pipe) is held open by the pump.
+                keep = {self._out[0], self._err[0]}
+                for name in os.listdir("/proc/self/fd"):
+                    if int(name) > 2 and int(name) not in keep:
+                        with contextlib.suppress(OSError):
+                            os.close(int(name))
                 self._run()
             except BaseException:
                 code = 1

@@ -61,7 +61,16 @@ class ContainerSpec:
     cwd: str = "/"
     user: str = ""
     hostname: str = ""
-    network: str = "none"
+    network: str = "none"           # none | host | container:ID | a network's name
+    # runtime/network: the bridged networks to join (the first is ``network``), published ports
+    # (runtime.network.ports bindings), --ip (first network), --network-alias, --add-host
+    # lines, --dns servers
+    networks: list[str] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    ip: str = ""
+    aliases: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
     init: bool = False
     volumes: list[Volume] = field(default_factory=list)
     stop_signal: int = int(signal.SIGTERM)

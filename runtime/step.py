@@ -20,26 +20,15 @@ in a child with its own mount namespace, on the merged root, writing into a fres
 Steps live in ``<root>/build/steps/<id>/`` (not in ``containers/``: ``hoist ps`` never lists
 them) and are removed by ``StepResult.close``.
 
-Folders of a killed build. Every process that makes step folders is an *owner*: it holds an
-exclusive ``flock`` on ``build/owners/<token>.lock`` (16 random hex digits) for its whole life,
-taken before its first folder, and every folder it makes (step ids here, the builder's scratch
-dirs) starts with its token (``claim_prefix``). The kernel drops the lock when the process dies,
-however it dies (SIGKILL included; a forked child that still works in a folder keeps holding it).
-``clean_stale`` (run at the start of each build) removes the folders whose owner's lock it can
-take, or whose owner's lock file is gone, and never a folder whose owner lives: two builds at
-once never touch each other's. A step's monitor dies with its build (``ContainerSpec.caller_pid``:
-PDEATHSIG), and a folder whose monitor is still alive is left for the next clean; the cgroups
-of a step whose monitor was killed are removed with its folder.
+Folders of a killed build: every step folder's name starts with its owner's token
+(``runtime.stepowners``), so the next build removes what a killed one left and never a live
+build's. A step's monitor dies with its build (``ContainerSpec.caller_pid``: PDEATHSIG).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import errno
-import fcntl
 import os
-import threading
 import signal
 import stat
 import sys
@@ -48,12 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime import cgroups, linux, mounts, seccomp
-from runtime.containers import Container, ContainerStore, process_start_time
+from runtime import linux, mounts, seccomp
+from runtime.containers import Container, ContainerStore
 from runtime.errors import RuntimeFailure
 from runtime.lifecycle import Runtime
 from runtime.snapshots import SnapshotStore, overlay_options
 from runtime.spec import ContainerSpec, Volume, check_volume_target, check_volumes
+from runtime.stepowners import TOKEN_LEN, new_step_id
 from runtime.snapshots import remove_tree
 from storage.tree import is_opaque, is_whiteout
 
@@ -96,128 +86,6 @@ def _step_store(root: Path) -> ContainerStore:
     return store
 
 
-# -- owners of step folders (see the module doc) -----------------------------------------------
-
-_TOKEN_LEN = 16
-_owners: dict[tuple[int, str], str] = {}
-_owners_lock = threading.Lock()
-
-
-def claim_prefix(root: str | os.PathLike[str]) -> str:
-    """The token this process starts its folders' names with under ``root``; the first call
-    makes the owner lock (held until the process exits)."""
-    key = (os.getpid(), os.path.realpath(root))
-    with _owners_lock:
-        token = _owners.get(key)
-        if token is None:
-            folder = Path(root) / "build" / "owners"
-            folder.mkdir(parents=True, exist_ok=True)
-            os.chmod(Path(root) / "build", 0o700)
-            token = os.urandom(_TOKEN_LEN // 2).hex()
-            # Locked before it has its name: a cleaner never sees an owner's file unlocked.
-            staging = folder / f".new-{token}"
-            fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, f"{os.getpid()} {process_start_time(os.getpid())}\n".encode())
-            os.rename(staging, folder / f"{token}.lock")
-            # Never closed: the lock is this process's life (fork children share it).
-            _owners[key] = token
-            atexit.register(_release_owner, key, folder / f"{token}.lock")
-        return token
-
-
-def _release_owner(key: tuple[int, str], path: Path) -> None:
-    """At a normal exit: the owner's file goes (its folders are all closed by then)."""
-    if key[0] == os.getpid():
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def _owner_alive(root: Path, token: str) -> tuple[bool, int | None]:
-    """(alive, fd holding the dead owner's lock, to unlink under it) for ``token``."""
-    try:
-        fd = os.open(root / "build" / "owners" / f"{token}.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False, None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            return True, None
-        raise
-    return False, fd
-
-
-def clean_stale(root: str | os.PathLike[str]) -> list[Path]:
-    """Remove the step and scratch folders under ``root`` whose owner is gone (see the module
-    doc); returns what was removed. A folder of a live owner, or with a live monitor, stays."""
-    root = Path(root)
-    build = root / "build"
-    mine = {t for (pid, r), t in _owners.items() if pid == os.getpid() and r == os.path.realpath(root)}
-    candidates: dict[str, list[Path]] = {}
-    for sub in ("steps", "scratch"):
-        try:
-            names = os.listdir(build / sub)
-        except FileNotFoundError:
-            continue
-        for name in names:
-            if name.startswith(".") or len(name) < _TOKEN_LEN:
-                continue
-            token = name[:_TOKEN_LEN]
-            if token not in mine:
-                candidates.setdefault(token, []).append(build / sub / name)
-    with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(build / "owners"):
-            token = name.removesuffix(".lock")
-            if name.endswith(".lock") and token not in mine:
-                candidates.setdefault(token, [])
-    removed: list[Path] = []
-    for token, paths in sorted(candidates.items()):
-        alive, fd = _owner_alive(root, token)
-        if alive:
-            continue
-        try:
-            left = False
-            for path in paths:
-                if _remove_step_folder(path):
-                    removed.append(path)
-                else:
-                    left = True
-            if fd is not None and not left:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(build / "owners" / f"{token}.lock")
-        finally:
-            if fd is not None:
-                os.close(fd)
-    return removed
-
-
-def _remove_step_folder(path: Path) -> bool:
-    """Remove a dead owner's folder (and a killed step's cgroups); False if its monitor lives."""
-    if (path / "config.json").exists():
-        container = Container(path)
-        try:
-            if container.monitor_alive():
-                return False
-            spec_cgroups = container.spec.cgroups
-        except Exception:  # a half-written folder: nothing ran in it
-            spec_cgroups = []
-        with contextlib.suppress(OSError):
-            cgroups.remove(spec_cgroups, timeout=0.5)
-    if path.is_dir() and not path.is_symlink():
-        remove_tree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    return True
-
-
-def _new_step_id(root: Path) -> str:
-    """A step id (64 hex digits, as container ids) that starts with this process's token."""
-    return claim_prefix(root) + os.urandom((64 - _TOKEN_LEN) // 2).hex()
-
-
 def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSpec,
              output: Callable[[bytes], None]) -> StepResult:
     """Run ``process`` on the snapshots ``chain`` (lowest first) of the store under ``root``
@@ -229,11 +97,11 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
     if process.network not in ("host", "none"):
         raise StepError(f"unsupported network {process.network!r} (use host or none)")
     store = _step_store(runtime.root)
-    cid = _new_step_id(runtime.root)
+    cid = new_step_id(runtime.root)
     for vol in process.mounts:
         check_volume_target(vol.target)
     spec = ContainerSpec(
-        id=cid, name=f"hoist_build_{cid[_TOKEN_LEN:_TOKEN_LEN + 12]}", image="(build step)", image_id="",
+        id=cid, name=f"hoist_build_{cid[TOKEN_LEN:TOKEN_LEN + 12]}", image="(build step)", image_id="",
         argv=list(process.argv), env=list(process.env), cwd=process.cwd, user=process.user,
         hostname=process.hostname, network=process.network,
         volumes=check_volumes(list(process.mounts)), created=time.time(),
@@ -343,7 +211,7 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
     after the chroot the host's modules are out of reach."""
     runtime = Runtime(root)
     store = _step_store(runtime.root)
-    folder = store.root / _new_step_id(runtime.root)
+    folder = store.root / new_step_id(runtime.root)
     folder.mkdir(mode=0o700)
     upper, work, merged = folder / "upper", folder / "work", folder / "rootfs"
     upper.mkdir(mode=0o755)
@@ -410,5 +278,4 @@ def _empty_lower(store: SnapshotStore) -> str:
     return "empty"
 
 
-__all__ = ["HOSTNAME", "Container", "ProcessSpec", "StepError", "StepResult", "claim_prefix", "clean_stale",
-           "on_overlay", "run_step"]
+__all__ = ["HOSTNAME", "Container", "ProcessSpec", "StepError", "StepResult", "on_overlay", "run_step"]

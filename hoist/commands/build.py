@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
@@ -24,6 +25,13 @@ from hoist.errors import UserError
 from hoist.paths import hoist_root
 from storage.layout import ImageLayout
 from storage.platform import Platform
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from builder.dispatch import StageState
+    from builder.execute import Progress
+    from builder.lint import BuildCheck
 
 DEFAULT_DOCKERFILE = "Dockerfile"
 
@@ -72,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         data = _read(dockerfile)
         name = str(dockerfile)
     build_args = parse_build_args(args.build_args)
-    report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform)
     ignore_errors = _check_dockerignore(context, dockerfile) if context is not None else []
+    matcher = _ignore(context, dockerfile) if context is not None and not ignore_errors else None
+    report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform,
+                              ignore=matcher)
     if args.check:
         return _print_report(name, report, ignore_errors)
     if report.errors or ignore_errors:
@@ -85,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
-    from builder.execute import BuildBackend, BuildOptions, PlainProgress, QuietProgress, StepFailed, execute
+    from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
     from builder.sshforward import parse_ssh
     from hoist.config import local_store
@@ -106,7 +116,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     epoch = _epoch()
     ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
-    progress = QuietProgress() if args.quiet else PlainProgress(_write_stderr)
+    progress = _progress(args)
     try:
         opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
                             platform=host, no_cache=args.no_cache, compression=args.compression,
@@ -117,11 +127,15 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     source = CliImageSource(layout, args.pull)
     started = time.time()
     try:
-        with layout.lease():
-            backend = BuildBackend(opts, layout, source, progress, report.graph)
-            state = execute(report.graph, backend)
-            result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
-                            fmt=args.format, labels=labels)
+        try:
+            with layout.lease():
+                backend = BuildBackend(opts, layout, source, progress, report.graph)
+                state = execute(report.graph, backend)
+                late = _late_checks(report, backend.stages.values())
+                result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
+                                fmt=args.format, labels=labels)
+        finally:
+            progress.close()        # the last frame before anything else is printed
     except StepFailed as e:
         for line in e.tail:
             print(f"  > {line}", file=sys.stderr)
@@ -135,6 +149,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"build failed: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+    for check in late:
+        print(f"{name}: warning: {check}", file=sys.stderr)
     if not args.quiet:
         print(f"writing image {result.image_id} done", file=sys.stderr)
         for tag in tags:
@@ -146,6 +162,45 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
     print(result.image_id)
     return 0
+
+
+def _late_checks(report: CheckReport, stages: Iterable[StageState]) -> list[BuildCheck]:
+    """The build checks only the build could find (the base images' ENV known: UndefinedVar),
+    those ``--check`` did not already report; under ``# check=error=true`` the first fails the
+    build before anything is exported or tagged (raises DockerfileError)."""
+    from builder.lint import check_options
+
+    assert report.dockerfile is not None
+    options = check_options(report.dockerfile)
+    seen = set(report.checks)
+    late = [c for c in dict.fromkeys(c for s in stages for c in s.lint) if c not in seen and options.reports(c.rule)]
+    late.sort(key=lambda c: (c.line or 0, c.rule))
+    if late and options.error:
+        raise DockerfileError(f"{late[0].rule}: {late[0].message}", late[0].line)
+    return late
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    """``--progress``: ``auto`` is BuildKit's folded display when stderr is a terminal (and
+    TERM is not ``dumb``), else the plain lines a CI log wants."""
+    from builder.execute import PlainProgress, QuietProgress
+
+    if args.quiet:
+        return QuietProgress()
+    mode = args.progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "plain"
+    if mode == "tty":
+        from hoist.progress import BuildTtyProgress
+
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd >= 0:
+            sys.stderr.flush()
+            return BuildTtyProgress(fd)
+    return PlainProgress(_write_stderr)
 
 
 def _write_stderr(text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 
 from hoist import paths
 from hoist.errors import UserError
@@ -29,7 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workdir", metavar="DIR")
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
     parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
-    parser.add_argument("--network", default="none", choices=("none", "host"))
+    parser.add_argument("--network", "--net", default="none", metavar="MODE",
+                        help="none (the default), host, bridge, a network's name, or container:NAME")
+    parser.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOST:]CTR[/PROTO]",
+                        help="publish a container port on the host (ranges: 8000-8001:80-81)")
+    parser.add_argument("-P", "--publish-all", action="store_true",
+                        help="publish every port the image EXPOSEs on an ephemeral host port")
+    parser.add_argument("--ip", metavar="ADDR", help="the container's address on its user network")
+    parser.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                        help="another name the container has on its user network")
+    parser.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver")
+    parser.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
+                        help="a line for the container's /etc/hosts")
     parser.add_argument("--hostname", metavar="NAME")
     parser.add_argument("--init", action="store_true", help="run a reaper as PID 1 that forwards signals")
     parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
@@ -87,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
             no_new_privs=_no_new_privs(args.security_opt), devices=args.device,
             shm_size=parse_size(args.shm_size) if args.shm_size else 0, ulimits=args.ulimit,
             stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+            ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
+            dns=args.dns, add_hosts=args.add_host,
         )
+        if args.network == "host" and (args.publish or args.publish_all):
+            print("WARNING: Published ports are discarded when using host network mode",
+                  file=sys.stderr)
         if args.cidfile and os.path.lexists(args.cidfile):
             raise UserError(f"container ID file found, make sure the other container isn't running "
                             f"or delete {args.cidfile}", exit_code=125)

@@ -20,6 +20,7 @@ from builder.cachemounts import CacheMounts
 from runtime.containers import process_start_time
 from tests.cli.helpers import REPO_ROOT, Hoist
 from tests.images import busybox_image
+from tests.peers import need_tool
 
 WAIT = 60      # seconds a handshake may take before the test gives up (never asserted on)
 
@@ -106,6 +107,10 @@ def test_tmpfs_bad_and_oversized_sizes(h: Hoist, tmp_path: Path) -> None:
     r = h("build", "-t", "big:1", str(big), ok=False)
     assert r.code == 1 and "size 2m is over the bound of 1048576 bytes (HOIST_BUILD_TMPFS_MAX)" in r.err
     assert "big" not in h("images").out
+    h.env["HOIST_BUILD_TMPFS_MAX"] = "lots"
+    r = h("build", str(big), ok=False)
+    assert r.code != 0 and "invalid HOIST_BUILD_TMPFS_MAX 'lots' (use e.g. 512m or 2g)" in r.err
+    h.env["HOIST_BUILD_TMPFS_MAX"] = "1m"
     # Without a size the bound is the size.
     ctx = _ctx(tmp_path, "FROM busybox\nRUN --mount=type=tmpfs,target=/t grep ' /t ' /proc/mounts > /m\n")
     h("build", "-t", "dflt:1", str(ctx))
@@ -122,12 +127,14 @@ FROM busybox
 RUN mkdir -p {outside} && ln -s {outside} /esc && ln -s ../../../../../../{outside} /esc2
 RUN --mount=type=tmpfs,target=/esc/t --mount=type=cache,target=/esc2/c,id=esc \\
     --mount=type=cache,target=../../../../{outside}/dots,id=dots \\
-    echo t > /esc/t/f && echo c > /esc2/c/f && echo d > {outside}/dots/f && \\
+    --mount=type=cache,target=/byid,id=../../../../../..{outside} \\
+    echo t > /esc/t/f && echo c > /esc2/c/f && echo d > {outside}/dots/f && echo i > /byid/f && \\
     grep -c ' {outside}/' /proc/mounts > /count
 """)
     h("build", "-t", "esc:1", str(ctx))
     assert list(outside.iterdir()) == []              # the host's directory saw nothing
     assert h("run", "--rm", "esc:1", "cat", "/count").out.strip() == "3"
+    assert (_instance(h, f"../../../../../..{outside}") / "f").read_text() == "i\n"     # an id is only a name
     assert (_instance(h, "esc") / "f").read_text() == "c\n"
     assert (_instance(h, "dots") / "f").read_text() == "d\n"
     r = h("build", str(_ctx(tmp_path, "FROM busybox\nRUN --mount=type=tmpfs,target=/proc/x true\n", name="p")),
@@ -148,9 +155,11 @@ RUN --mount=type=cache,target=/p,id=shared-id,uid=1000,gid=50,mode=0770 \\
     stat -c '%u %g %a' /p >> /out; ls /p | wc -l >> /out
 RUN --mount=type=cache,target=/s,from=seed,source=/seed cat /s/sub/s >> /out
 RUN --mount=type=cache,target=/var/cache/x echo by-target > /var/cache/x/t
+RUN --mount=type=cache,target=/l1,id=twice,sharing=locked --mount=type=cache,target=/l2,id=twice,sharing=locked \
+    echo same > /l1/f && cat /l2/f >> /out
 """)
     h("build", "-t", "ck:1", str(ctx))
-    assert h("run", "--rm", "ck:1", "cat", "/out").out.split("\n") == ["one", "1000 50 770", "0", "seeded", ""]
+    assert h("run", "--rm", "ck:1", "cat", "/out").out.split("\n") == ["one", "1000 50 770", "0", "seeded", "same", ""]
     assert (_instance(h, "/var/cache/x") / "t").read_text() == "by-target\n"    # id defaults to the target
     assert (_instance(h, "shared-id") / "f").read_text() == "one\n"
     assert not h("run", "--rm", "ck:1", "ls", "/a", "/b", "/p", "/s", ok=False).out.strip()  # none in the image
@@ -228,6 +237,8 @@ def test_private_cache_gives_a_concurrent_user_a_fresh_instance(h: Hoist, tmp_pa
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real OpenSSH agent holding a fresh ed25519 key: (its socket, the key file)."""
+    for tool in ("ssh-agent", "ssh-add", "ssh-keygen"):
+        need_tool(tool, "openssh-client")
     sock = tmp_path / "agent.sock"
     key = tmp_path / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hoist-test-key", "-f", str(key)],
@@ -302,6 +313,17 @@ def test_ssh_required_without_ssh_fails_clearly(h: Hoist, tmp_path: Path) -> Non
     assert r.code != 0 and "no such file or socket" in r.err
 
 
+def test_ssh_key_with_a_passphrase_is_refused(h: Hoist, tmp_path: Path) -> None:
+    need_tool("ssh-keygen", "openssh-client")
+    key = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(key)], check=True)
+    ctx = _ctx(tmp_path, "FROM busybox\nRUN --mount=type=ssh,id=git echo $((6*7))\n")
+    r = h("build", "-t", "pp:1", "--ssh", f"git={key}", str(ctx), ok=False)
+    assert r.code == 1 and f"Dockerfile:2: --ssh: cannot load key {key}" in r.err
+    assert "42" not in r.err and "pp" not in h("images").out
+    assert not [p for p in (h.root / "build" / "scratch").iterdir()]        # nothing left behind
+
+
 # -- what a killed build leaves ---------------------------------------------------------------------
 
 def _step_processes(steps: Path) -> list[tuple[int, int | None]]:
@@ -343,8 +365,10 @@ def test_sigkilled_build_folders_removed_by_the_next_build_not_a_running_ones(
     _lines_until(killed, " started-2")          # its output, not its title
     left = folders()
     assert {p.parent for p in left} == {steps, scratch}          # its overlay dirs and its rw-bind copy
+    # The monitor records both pids once the container runs (it may print before that).
+    _wait_for("the step's recorded pids", lambda: len(_step_processes(steps)) == 2, killed)
     step = _step_processes(steps)
-    assert len(step) == 2 and _alive(step)
+    assert _alive(step)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     _wait_for("the killed build's step to die with it", lambda: not _alive(step))
