@@ -123,3 +123,33 @@ def _labels_sorted(text: str) -> list[str]:
             fields[4] = ",".join(sorted(fields[4].split(",")))
         out.append("|".join(fields))
     return out
+
+
+def test_docker_save_then_load_and_push_compresses(both: tuple[Hoist, Dockerd], tmp_path: Path) -> None:
+    """``docker save X | hoist load; hoist push``: the layers go up gzipped, as docker pushes."""
+    from registry import routes
+    from storage import mediatypes as mt
+    from tests.registry.http import ServerProcess
+
+    _, d = both
+    archive = tmp_path / "docker-saved.tar"
+    archive.write_bytes(d("save", REF).stdout)
+    h = Hoist(tmp_path / "fresh")
+    proc = subprocess.run([sys.executable, "-m", "hoist.cli", "load"], stdin=open(archive, "rb"),
+                          capture_output=True, text=True, env=h.env, cwd=REPO_ROOT)
+    assert proc.returncode == 0 and f"Loaded image: {REF}" in proc.stdout, proc
+    local = h.layout().manifest(h.layout().find(REF).descriptor)
+    assert {layer.media_type for layer in local.layers} == {mt.OCI_LAYER}       # docker saves them plain
+    server = ServerProcess(tmp_path / "registry")
+    try:
+        target = f"{server.addr}/team/box:1"
+        h("tag", REF, target)
+        h("push", target)
+        res = server.client().request("GET", routes.manifest("team/box", "1"),
+                                      headers={"Accept": f"{mt.OCI_MANIFEST}, {mt.DOCKER_MANIFEST}"})
+        pushed = json.loads(res.body)
+        assert [layer["mediaType"] for layer in pushed["layers"]] == [mt.OCI_LAYER_GZIP] * len(local.layers)
+        assert sum(layer["size"] for layer in pushed["layers"]) < sum(layer.size for layer in local.layers)
+        assert pushed["config"]["digest"] == json.loads(_docker(d, "inspect", REF))[0]["Id"]
+    finally:
+        server.stop()
