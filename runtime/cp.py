@@ -1,5 +1,6 @@
-"""``hoist cp``: copy between a running container and the host, never following the container's
-symlinks on the host.
+"""``hoist cp``: copy between a container and the host, never following the container's symlinks
+on the host (out of a stopped container, ``hoist/commands/cp.py`` gives a merged copy of its file
+system as the root).
 
 The container side is reached through ``/proc/PID/root`` of its PID 1 (its own mount namespace's
 root, volumes and tmpfs mounts included) and every path there is opened with

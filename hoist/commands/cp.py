@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from hoist import paths
 from hoist.errors import UserError
+
+if TYPE_CHECKING:
+    from runtime.containers import Container
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         container = store.get(str(name))
         pid = container.init_pid()
         if not pid:
-            raise UserError(f"container {container.name} is not running (hoist cp needs it running)")
+            if dst_c is not None:
+                raise UserError(f"container {container.name} is not running (hoist cp into a container needs "
+                                "it running)")
+            return _from_stopped(container, src, dst, args.archive)
         root = cp.container_root(pid)
         try:
             if src_c is not None:
@@ -55,4 +62,28 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         what = "a symlink on the way was not followed" if e.errno == 40 else e.strerror
         raise UserError(f"copy failed: {what}" + (f": {e.filename}" if e.filename else "")) from None
+    return 0
+
+
+def _from_stopped(container: Container, src: str, dst: str, archive: bool) -> int:
+    """Out of a stopped container: its layers and changes merged into a scratch tree beside it,
+    which stands in for its root (symlinks still resolve inside it)."""
+    import tempfile
+    from pathlib import Path
+
+    from runtime import containerfs, cp
+    from runtime.snapshots import remove_tree
+
+    work = Path(tempfile.mkdtemp(prefix=".cp-", dir=container.path))
+    try:
+        tree = work / "root"
+        tree.mkdir()
+        containerfs.merged_copy(container, tree)
+        root = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            cp.copy(root, src, None, os.path.abspath(dst) + ("/" if dst.endswith("/") else ""), archive)
+        finally:
+            os.close(root)
+    finally:
+        remove_tree(work)
     return 0

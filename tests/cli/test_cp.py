@@ -90,3 +90,9 @@ def test_into_the_container(h: Hoist, tmp_path: Path) -> None:
     _one_line(h("cp", str(src), str(tmp_path / "y"), ok=False), "must be CONTAINER:PATH")
     h("stop", "-t", "0", "box")
     _one_line(h("cp", str(src / "file"), "box:/d/", ok=False), "is not running")
+    # Out of a stopped one: its merged file system, its links still resolved inside it.
+    h("cp", "box:/d/up/etc/passwd", str(tmp_path / "pw-stopped"))
+    assert (tmp_path / "pw-stopped").read_text() == PASSWD
+    h("cp", "box:/d/file", str(tmp_path / "after-stop"))
+    assert (tmp_path / "after-stop").read_text() == "host\n"
+    assert [p.name for p in (h.root / "containers").rglob(".cp-*")] == []
