@@ -245,11 +245,12 @@ def layer_content_size(path: str | os.PathLike[str]) -> int:
 # -- a root file system tarball as an image (hoist import) ----------------------------------------
 
 def import_rootfs(layout: ImageLayout, source: IO[bytes], *, architecture: str, os_name: str = "linux",
-                  variant: str | None = None, comment: str = "", created: str) -> Descriptor:
+                  variant: str | None = None, comment: str = "", created: str,
+                  config: dict[str, Any] | None = None) -> Descriptor:
     """Store the tar ``source`` (plain or compressed as a whole) as a one-layer image: the
-    layer gzipped, its diff_id the plain tar's digest; the config says only the platform,
-    ``rootfs`` and a history entry (docker import's image). Every header is read with the unpack
-    bounds first. Returns the manifest's descriptor (untagged). Raises ArchiveInvalid."""
+    layer gzipped, its diff_id the plain tar's digest; the config says the platform, ``rootfs``,
+    a history entry and ``config`` (docker import's image, with its ``-c`` changes). Every header
+    is read with the unpack bounds first. Returns the manifest's descriptor (untagged). Raises ArchiveInvalid."""
     from storage.tarlimits import bounded_tarinfo
 
     ingest = layout.ingest_dir()
@@ -286,10 +287,10 @@ def import_rootfs(layout: ImageLayout, source: IO[bytes], *, architecture: str, 
     platform: dict[str, Any] = {"architecture": architecture, "os": os_name}
     if variant:
         platform["variant"] = variant
-    config = {**platform, "created": created, "config": {},
+    image = {**platform, "created": created, "config": config or {},
               "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]},
               "history": [{"created": created, "comment": comment or "Imported from tarball"}]}
-    config_desc = layout.put_json(config, mt.OCI_CONFIG)
+    config_desc = layout.put_json(image, mt.OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc.to_json(),
                 "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(layer_digest), "size": layer_size}]}
     return layout.put_json(manifest, mt.OCI_MANIFEST)

@@ -3,8 +3,9 @@ new image over its image, as ``docker commit`` makes it: the upper directory bec
 layer (``builder.layers.layer_from_upper``; the mount points hoist's init made for /etc/hosts,
 /etc/hostname, /etc/resolv.conf and volumes left out, as docker keeps them in an init layer),
 and the config is the container's (its Env without HOSTNAME, Entrypoint, Cmd, WorkingDir, User,
-Labels) over the image's, with a history entry. A running container is read as it runs (docker
-pauses it; hoist has no freezer here): a file changing meanwhile fails the commit, cleanly."""
+Labels) over the image's, with a history entry, and ``-c`` instructions applied to it. A running
+container is read as it runs (docker pauses it; hoist has no freezer here): a file changing
+meanwhile fails the commit, cleanly."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import signal
 from typing import Any
 
 from hoist import paths
+from hoist.commands._changes import apply_changes
 from hoist.config import local_store, parse_ref, user_errors
 from hoist.errors import UserError
 from storage import mediatypes as mt
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--pause", action="store_true", default=True,
                         help="accepted (docker pauses the container; hoist reads it as it runs)")
     parser.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
-                        help="not supported yet (docker applies Dockerfile instructions here)")
+                        help="a Dockerfile instruction for the new config (CMD, ENTRYPOINT, ENV, EXPOSE, "
+                             "LABEL, ONBUILD, USER, VOLUME, WORKDIR)")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
@@ -41,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from runtime.containers import ContainerStore
     from runtime.errors import RuntimeFailure
 
-    if args.change:
-        raise UserError("commit -c is not supported yet", hint="build FROM the committed image to change more")
     ref = parse_ref(args.reference) if args.reference else None
     layout = local_store()
     try:
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         except BuilderError as e:
             raise UserError(f"cannot commit {container.name}: {e}") from None
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        config = _config(json.loads(layout.read_blob(config_desc.digest)), spec, str(layer.diff_id), now,
-                         args.message, args.author)
+        config = apply_changes(_config(json.loads(layout.read_blob(config_desc.digest)), spec, str(layer.diff_id),
+                                       now, args.message, args.author), args.change)
         docker = parent.get("mediaType") == mt.DOCKER_MANIFEST
         new_config = layout.put_json(config, config_desc.media_type)
         layers = list(parent.get("layers") or []) + [

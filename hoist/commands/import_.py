@@ -20,15 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--message", default="", help="the history entry's comment")
     parser.add_argument("--platform", help="os/arch[/variant] the image says it is (default: this host's)")
     parser.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
-                        help="not supported yet (docker applies Dockerfile instructions here)")
+                        help="a Dockerfile instruction for the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, "
+                             "LABEL, ONBUILD, USER, VOLUME, WORKDIR)")
 
 
 def run(args: argparse.Namespace) -> int:
     from storage.archive import import_rootfs
     from storage.platform import Platform
 
-    if args.change:
-        raise UserError("import -c is not supported yet", hint="build FROM the imported image to change its config")
+    from hoist.commands._changes import apply_changes
+
+    apply_changes({"config": {}}, args.change)  # a bad change is refused before anything is stored
     ref = parse_ref(args.reference) if args.reference else None
     platform = parse_platform(args.platform) or Platform.host()
     layout = local_store()
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
                 shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
                 spool.seek(0)
                 desc = import_rootfs(layout, spool, architecture=platform.architecture, os_name=platform.os,
-                                     variant=platform.variant, comment=args.message, created=created)
+                                     variant=platform.variant, comment=args.message, created=created,
+                                     config=apply_changes({"config": {}}, args.change)["config"])
         else:
             try:
                 f = open(args.file, "rb")
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             with f:
                 desc = import_rootfs(layout, f, architecture=platform.architecture, os_name=platform.os,
                                      variant=platform.variant, comment=args.message or f"Imported from {args.file}",
-                                     created=created)
+                                     created=created, config=apply_changes({"config": {}}, args.change)["config"])
         layout.tag(str(ref) if ref else str(desc.digest), desc)
         print(layout.image_id(desc))
     return 0

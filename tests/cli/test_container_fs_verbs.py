@@ -5,6 +5,7 @@ image without a public registry)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -65,7 +66,10 @@ def test_export_then_import_round_trip(h: Hoist, tmp_path: Path) -> None:
         assert "bin/ls" not in names and "opt/keep" not in names
         assert tar.getmember("escape").issym() and tar.getmember("escape").linkname == "/"
         assert all(m.uname == "" for m in tar.getmembers())
-    image_id = h("import", "-m", "from the test", str(out), "team/base:1").out.strip()
+    image_id = h("import", "-m", "from the test", "-c", 'CMD ["/bin/sh"]', "-c", "ENV BASE=1", str(out),
+                 "team/base:1").out.strip()
+    base_config = json.loads(h("inspect", "team/base:1").out)[0]["Config"]
+    assert base_config["Cmd"] == ["/bin/sh"] and base_config["Env"] == ["BASE=1"]
     assert image_id.startswith("sha256:")
     assert h("run", "--rm", "team/base:1", "sh", "-c", "cat /new; tail -1 /etc/passwd; ls /bin/ls 2>&1 | head -1").out \
         .splitlines()[:2] == ["x", "extra"]
@@ -76,8 +80,6 @@ def test_export_then_import_round_trip(h: Hoist, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "hoist.cli", "import", "-", "team/base:2"], stdin=open(gz, "rb"),
                           capture_output=True, text=True, env=h.env, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
-    import json
-
     ids = [json.loads(h("inspect", ref).out)[0]["RootFS"]["diff_ids"] for ref in ("team/base:1", "team/base:2")]
     assert ids[0] == ids[1]
 
@@ -122,8 +124,6 @@ def test_top_lists_the_container_processes(h: Hoist) -> None:
 
 
 def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
-    import json
-
     h("run", "--name", "work", "-e", "FOO=bar", "-w", "/work", "--label", "made=by-test", "busybox", "sh", "-c",
       "echo committed > /work/x; rm /bin/ls")
     image_id = h("commit", "-m", "my change", "-a", "Jane <jane@example.com>", "work", "team/committed:1").out.strip()
@@ -144,4 +144,15 @@ def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
     with tarfile.open(layer) as tar:
         names = set(tar.getnames())
     assert {"work/x", "bin/.wh.ls"} <= names and not names & {"etc/hosts", "etc/hostname", "etc/resolv.conf"}
-    _one_line(h("commit", "-c", "CMD ls", "work", ok=False), "not supported")
+    # -c: Dockerfile instructions on the new config, through the builder's dispatch.
+    h("commit", "-c", 'CMD ["cat", "/work/x"]', "-c", "ENV MORE=1 FOO=baz", "-c", "WORKDIR sub",
+      "-c", "EXPOSE 8080/udp", "-c", "LABEL stage=two", "work", "team/committed:2")
+    config = json.loads(h("inspect", "team/committed:2").out)[0]["Config"]
+    assert config["Cmd"] == ["cat", "/work/x"] and {"MORE=1", "FOO=baz"} <= set(config["Env"])
+    assert config["WorkingDir"] == "/work/sub" and "8080/udp" in config["ExposedPorts"]
+    assert config["Labels"] == {"made": "by-test", "stage": "two"}
+    assert h("run", "--rm", "-w", "/", "team/committed:2").out == "committed\n"
+    before = len(h("images", "-q").out.split())
+    _one_line(h("commit", "-c", "RUN rm -rf /", "work", ok=False), "RUN is not a valid change command")
+    _one_line(h("commit", "-c", "EXPOSE notaport", "work", ok=False), "invalid change")
+    assert len(h("images", "-q").out.split()) == before
