@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -103,7 +104,16 @@ def _write_replacing(path: str, write: Callable[[IO[bytes]], None], replace: boo
                     raise UserError(f"{path} changed while the archive was written: left as it is")
                 os.replace(tmp, path)
             else:
-                os.link(tmp, path)
+                try:
+                    os.link(tmp, path)
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                        raise
+                    # No hard links here (vfat, some FUSE file systems): a rename, once more
+                    # checking that nothing appeared at the path meanwhile.
+                    if os.path.lexists(path):
+                        raise FileExistsError(errno.EEXIST, "exists", path) from None
+                    os.rename(tmp, path)
         except FileExistsError:
             raise UserError(f"{path} appeared while the archive was written: left as it is") from None
         except OSError as e:

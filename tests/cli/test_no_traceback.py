@@ -227,3 +227,18 @@ def test_plain_http_registry_reached_by_a_non_loopback_address(tmp_path: Path) -
     finally:
         stop_process(proc)
         host.stop()
+
+
+def test_save_on_a_file_system_without_hard_links(saved: Hoist, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """vfat and some FUSE file systems refuse link(2): the archive is renamed into place instead."""
+    import errno
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "stick" / "img.tar"
+    target.parent.mkdir()
+    saved("save", "-o", str(target), REF)
+    assert tarfile.is_tarfile(target) and _leftovers(target.parent) == []
