@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import IO, Any
 
 from runtime.errors import SetupError
 from storage.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
@@ -214,3 +215,152 @@ def _copy_tree(src: int, dst: int, archive: bool, own_meta: bool = True) -> None
 def container_root(pid: int) -> int:
     """A descriptor of the running container's root (its PID 1's ``/proc/PID/root``)."""
     return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+# -- tar streams (``hoist cp CONTAINER:PATH -`` and ``hoist cp - CONTAINER:DIR``) ------------------
+
+def tar_out(root: int, src: str, out: IO[bytes]) -> None:
+    """``src`` inside ``root`` (a file, a link or a tree) as a tar on ``out``, named from its
+    base name as docker names it; read by descriptors, links never followed."""
+    import tarfile
+
+    parent_path, name = _split(src)
+    parent = _open_dir(root, parent_path)
+    try:
+        st = _lstat(parent, name) if name else os.fstat(parent)
+        if st is None:
+            raise CopyError(f"could not find the file {src} in the container")
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            todo: list[tuple[int, str, str, os.stat_result]] = [(os.dup(parent), name, name or "root", st)]
+            while todo:
+                dfd, entry, arcname, est = todo.pop()
+                try:
+                    _tar_entry(tar, dfd, entry, arcname, est, todo)
+                finally:
+                    os.close(dfd)
+    finally:
+        os.close(parent)
+
+
+def _tar_entry(tar: Any, dfd: int, name: str, arcname: str, st: os.stat_result,
+               todo: list[tuple[int, str, str, os.stat_result]]) -> None:
+    import tarfile
+
+    info = tarfile.TarInfo(arcname)
+    info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        child = _child_dir(dfd, name) if name else os.dup(dfd)
+        try:
+            for sub in sorted(os.listdir(child), reverse=True):
+                sst = os.stat(sub, dir_fd=child, follow_symlinks=False)
+                todo.append((os.dup(child), sub, f"{arcname}/{sub}", sst))
+        finally:
+            os.close(child)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dfd)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as f:
+            info.size = os.fstat(f.fileno()).st_size
+            tar.addfile(info, f)
+
+
+def tar_in(root: int, dst: str, source: IO[bytes], archive: bool = False) -> None:
+    """Extract the tar ``source`` into the directory ``dst`` inside ``root`` (``dst`` itself
+    resolved inside the container). Members' names stay under ``dst`` (``..`` and leading ``/``
+    are dropped) and their directories are walked with ``O_NOFOLLOW``: a symlink on the way is
+    refused, never followed. Symlinks are made as symlinks; devices, FIFOs and hard links are
+    refused. Without ``archive``, root owns what is made."""
+    import tarfile
+
+    from storage.tarlimits import bounded_tarinfo
+
+    try:
+        base = _open_dir(root, dst)
+    except OSError as e:
+        raise CopyError(f"destination directory {dst} does not exist in the container ({e.strerror})") from None
+    try:
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|*", tarinfo=bounded_tarinfo(CopyError, CopyError))
+            for member in tar:
+                _extract(base, tar, member, archive)
+                tar.members.clear()  # type: ignore[attr-defined]
+        except tarfile.TarError as e:
+            raise CopyError(f"the input is not a readable tar archive ({e})") from None
+    finally:
+        os.close(base)
+
+
+def _extract(base: int, tar: Any, member: Any, archive: bool) -> None:
+    parts = [p for p in member.name.split("/") if p not in ("", ".")]
+    if not parts:
+        return
+    parent_path, name = "/".join(parts[:-1]), parts[-1]
+    if name == "..":
+        return
+    parent = _mkdirs(base, parent_path)
+    try:
+        existing = _lstat(parent, name)
+        if member.isdir():
+            if existing is None:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            elif not stat.S_ISDIR(existing.st_mode):
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = _child_dir(parent, name)
+            try:
+                os.fchmod(fd, member.mode & 0o7777)
+                _own(fd, member, archive)
+            finally:
+                os.close(fd)
+            return
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise CopyError(f"cannot overwrite directory {member.name} with a non-directory")
+        if existing is not None:
+            os.unlink(name, dir_fd=parent)
+        if member.issym():
+            os.symlink(member.linkname, name, dir_fd=parent)
+            if archive and os.geteuid() == 0:
+                os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        elif member.isfile() and not member.issparse():
+            data = tar.extractfile(member)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=parent)
+            try:
+                while block := data.read(1 << 20):
+                    os.write(fd, block)
+                _own(fd, member, archive)
+                os.fchmod(fd, member.mode & 0o7777)
+            finally:
+                os.close(fd)
+        else:
+            raise CopyError(f"{member.name}: only files, directories and symlinks can be copied in")
+    finally:
+        os.close(parent)
+
+
+def _own(fd: int, member: Any, archive: bool) -> None:
+    if os.geteuid() == 0:
+        os.fchown(fd, member.uid if archive else 0, member.gid if archive else 0)
+
+
+def _mkdirs(base: int, path: str) -> int:
+    """The directory ``path`` under ``base`` (its root), created level by level as needed."""
+    fd = os.dup(base)
+    for part in [p for p in path.split("/") if p and p != "."]:
+        if part == "..":
+            continue   # never above the destination (it is the root of the extraction)
+        try:
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            raise CopyError(f"{path}: a component is not a directory (links are not followed)") from None
+        os.close(fd)
+        fd = child
+    return fd
