@@ -369,8 +369,7 @@ def dispatch(instr: Instruction, state: StageState, lex: ShellLex, backend: Back
             backend.run(state, expanded, process)
             state.add_history("RUN " + run_command_string(process.argv, state), True)
         case Copy() | Add():
-            if isinstance(expanded, Add) and expanded.checksum:
-                check_digest(expanded.checksum)
+            check_remote_sources(expanded)
             if expanded.chmod:
                 parse_chmod(expanded.chmod)
             elif expanded.link and expanded.chown:
@@ -578,6 +577,32 @@ def check_signal(signal: str) -> None:
     name = name[3:] if name.startswith("SIG") else name
     if name not in _SIGNALS:
         raise DockerfileError(f"Invalid signal: {signal}")
+
+
+def check_remote_sources(instr: Copy | Add) -> None:
+    """dockerfile2llb's checks of URL and git sources: COPY takes neither, ``--checksum`` needs
+    exactly one source that is one of them (a digest for a URL, a commit id prefix for git)."""
+    from builder.remote import classify, git_options, parse_git_ref
+
+    kinds = [classify(src) for src in instr.sources]
+    if isinstance(instr, Copy):
+        if "git" in kinds:
+            raise DockerfileError("source can't be a git ref for COPY")
+        if "url" in kinds:
+            raise DockerfileError("source can't be a URL for COPY")
+        return
+    if instr.checksum:
+        if len(instr.sources) != 1:
+            raise DockerfileError("checksum can't be specified for multiple sources")
+        if kinds[0] == "url":
+            check_digest(instr.checksum)
+        elif kinds[0] != "git":
+            raise DockerfileError("checksum requires HTTP(S) or Git sources")
+    for src, kind in zip(instr.sources, kinds, strict=True):
+        if kind == "git":
+            ref = parse_git_ref(src)  # raises for a malformed query or fragment
+            assert ref is not None
+            git_options(ref, instr.checksum, instr.keep_git_dir)
 
 
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}

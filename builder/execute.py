@@ -23,13 +23,13 @@ import dataclasses
 import hashlib
 import os
 import posixpath
+import queue
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -41,20 +41,27 @@ from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, l
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
-from builder.layers import layer_from_upper
 from builder.mounts import Mount, ram_in_bytes
-from builder.source import ImageSource, SourceError
+from builder.platforms import (base_platform_warning, can_run, emulation_error, image_platform, parse_platform,
+                               result_platform)
+from builder.remote import EtagCache, RemoteSources, SystemGit
+from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from runtime.spec import Volume, check_volume_target
-from runtime.step import ProcessSpec, StepError, StepResult, on_overlay, run_step
+from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
+from storage.tarlimits import Limits
 
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
     from builder.sshforward import SSHSource
+    from runtime.step import StepResult
+
+# Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
+# step machinery, the layer writer or a thread pool (start-up is most of a cached build).
 
 TAIL_LINES = 10
 TMPFS_MAX_DEFAULT = 1 << 30
@@ -211,7 +218,8 @@ class BuildOptions:
     root: Path                              # $HOIST_ROOT
     context: Path | None                    # None: no context (Dockerfile from stdin)
     ignore: PatternMatcher | None = None
-    platform: Platform = field(default_factory=Platform.host)
+    platform: Platform = field(default_factory=Platform.host)   # the target platform (--platform)
+    explicit_platform: bool = False         # --platform was given: the result says it is for it
     no_cache: bool = False
     compression: str = "gzip"
     network: str = "host"                   # what RUN --network=default means
@@ -225,8 +233,11 @@ class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
-                 graph: BuildGraph) -> None:
+                 graph: BuildGraph, *, fetcher: UrlFetcher | None = None, git: GitFetcher | None = None) -> None:
         self.opts = opts
+        self.fetcher = fetcher          # ADD <url> (None: a URL source is an error)
+        self.git = git if git is not None else SystemGit()
+        self.etags = EtagCache(opts.root / "cache" / "build" / "http-etags.json")   # ADD <url> revalidation
         self.layout = layout
         self.source = source
         self.progress = progress
@@ -261,7 +272,7 @@ class BuildBackend:
         began = time.monotonic()
         name = self._name(state, f"FROM {state.node.base}")
         try:
-            base = self.source.resolve(state.node.base, self.opts.platform)
+            base = self.source.resolve(state.node.base, self.stage_platform(state))
         except SourceError as e:
             self.progress.error(self.progress.start(name), str(e))
             raise DockerfileError(str(e)) from None
@@ -275,7 +286,23 @@ class BuildBackend:
         state.image = image
         state.layers = list(base.layers)
         state.base_digest = base.digest
+        warning = base_platform_warning(base.ref, base.config, self.stage_platform(state), state.node.stage.line)
+        if warning is not None:
+            state.lint.append(warning)
+            self.progress.output(step, f"{warning}\n".encode())
         self.progress.done(step, time.monotonic() - began)
+
+    def stage_platform(self, state: StageState) -> Platform:
+        """The platform a stage is built for: its FROM --platform, else the target platform."""
+        return parse_platform(state.node.platform) if state.node.platform else self.opts.platform
+
+    def _check_runnable(self, state: StageState) -> None:
+        """A RUN executes the stage image's binaries: refuse one this host cannot run (BuildKit
+        without emulation fails it with an exec format error)."""
+        image = state.image
+        wanted = image_platform(image) if image.get("architecture") and image.get("os") else self.stage_platform(state)
+        if not can_run(wanted):
+            raise DockerfileError(emulation_error(wanted))
 
     # -- the snapshot chain ----------------------------------------------------------------------
     def chain(self, layers: list[LayerRef]) -> list[Path]:
@@ -308,6 +335,8 @@ class BuildBackend:
 
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
+        from builder.layers import layer_from_upper
+
         try:
             blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
                                     self.opts.source_date_epoch)
@@ -334,6 +363,7 @@ class BuildBackend:
     def _run(self, state: StageState, instr: Run, process: RunProcess, step: int, network: str,
              mounts: _StepMounts) -> None:
         try:
+            self._check_runnable(state)
             self._run_mounts(state, instr, mounts)
         except DockerfileError as e:
             self.progress.error(step, e.message)
@@ -370,6 +400,8 @@ class BuildBackend:
             self.progress.output(step, data)
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
+
+        from runtime.step import ProcessSpec, run_step
 
         # Parents before children (BuildKit sorts an exec's mounts by target).
         volumes = sorted(mounts.volumes, key=lambda v: v.target)
@@ -607,6 +639,8 @@ class BuildBackend:
                       step: int, *, independent: bool = False) -> None:
         """Run ``fn`` on an overlay of the stage's chain, or (``independent``: ``COPY --link``) of
         nothing, so the new layer does not depend on what is below it."""
+        from runtime.step import StepError, on_overlay
+
         chain = [] if independent else self.chain(state.layers)
         try:
             result = on_overlay(self.opts.root, chain, fn, source)
@@ -619,8 +653,9 @@ class BuildBackend:
 
     # -- COPY/ADD ---------------------------------------------------------------------------------
     def copy(self, state: StageState, instr: Copy | Add, dest: str) -> None:
+        shown = instr.sources + tuple(f"<<{c.name}" for c in instr.contents) + (instr.dest,)
         step = self.progress.start(self._name(state, instr.original.split(None, 1)[0].upper() + " " +
-                                              " ".join(instr.sources + (instr.dest,))))
+                                              " ".join(shown)))
         try:
             self._copy(state, instr, dest, step)
         except DockerfileError as e:
@@ -629,31 +664,52 @@ class BuildBackend:
 
     def _copy(self, state: StageState, instr: Copy | Add, dest: str, step: int) -> None:
         began = time.monotonic()
-        if isinstance(instr, Add) and any(s.startswith(("http://", "https://", "git@")) or s.endswith(".git")
-                                          for s in instr.sources):
-            raise DockerfileError("ADD of a URL or git repository is not supported by hoist build yet")
-        if instr.contents and instr.sources:
-            raise DockerfileError(f"{instr.keyword} mixing heredoc and file sources is not supported yet")
+        remote = RemoteSources.plan(instr.sources, checksum=instr.checksum, keep_git_dir=instr.keep_git_dir,
+                                    unpack=instr.unpack, git=self.git) if isinstance(instr, Add) else None
+        scratch: list[Path] = []
+        trees: list[LayeredTree] = []
+        try:
+            reused = self._copy_from(state, instr, dest, step, remote, scratch, trees)
+        finally:
+            for tree in trees:
+                tree.close()
+            for path in scratch:
+                shutil.rmtree(path, ignore_errors=True)
+        if not reused:
+            self.progress.done(step, time.monotonic() - began)
+
+    def _copy_from(self, state: StageState, instr: Copy | Add, dest: str, step: int,
+                   remote: RemoteSources | None, scratch: list[Path], trees: list[LayeredTree]) -> bool:
+        """The copy of one COPY/ADD; True when the cache had it (the step shows CACHED)."""
         chmod = parse_chmod(instr.chmod) if instr.chmod else None
         chown = parse_chown(instr.chown) if instr.chown else None
         parents = isinstance(instr, Copy) and instr.parents
         unpack = isinstance(instr, Add) and instr.unpack is not False
         from_stage = instr.from_stage if isinstance(instr, Copy) else None
         root: Path | None
-        if instr.contents:
-            selection = Selection.from_contents([(c.name, c.data) for c in instr.contents])
-            root, origin = None, "heredoc"
+        source: Path | LayeredTree
+        patterns = remote.local if remote is not None else list(instr.sources)
+        if not patterns:
+            selection = Selection(root=None, groups=[], what="heredoc")
+            root, origin = None, "remote" if remote is not None else "heredoc"
         else:
             if from_stage is None:
                 if self.opts.context is None:
                     raise DockerfileError(f"{instr.keyword} needs a build context (the Dockerfile came from stdin)")
                 root, ignore, origin, what = self.opts.context, self.opts.ignore, "context", "context"
+                source = root
             else:
+                # A stage or image is read in place through its chain (nothing merged or mounted);
+                # the copy step gets the tree's descriptors, so nothing is bound for it.
                 layers, origin = self._from_layers(from_stage)
-                root = self.snapshots.flattened(self.chain(layers)) if layers else self._empty_dir()
+                root = None if layers else self._empty_dir()
+                source = self._open_chain(layers, trees) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
-            selection = select_sources(root, list(instr.sources), ignore=ignore, excludes=instr.excludes,
-                                       what=what, parents=parents)
+            selection = select_sources(source, patterns, ignore=ignore, excludes=instr.excludes,
+                                       what=what, parents=parents,
+                                       hash_cache=self.hash_cache if origin == "context" else None)
+        if instr.contents:  # after every path source, as BuildKit's dispatchCopy adds them
+            selection = selection.with_contents([(c.name, c.data) for c in instr.contents])
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
                                         unpack_archives=unpack, chown=instr.chown,
                                         hash_cache=self.hash_cache if origin == "context" else None)
@@ -661,24 +717,52 @@ class BuildBackend:
         # merges the result on the stage: destination paths resolve in the empty tree (a symlink of
         # the parent is not followed), missing directories are made as on scratch.
         linked = instr.link and not instr.chmod
-        key = cache_key({"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
-                         "content": digest, "dest": dest, "keyword": instr.keyword,
-                         "compression": self.opts.compression, "epoch": self.opts.source_date_epoch})
-        if self._reuse(state, step, key):
-            return
+
+        def step_key() -> str:
+            definition = {"op": "copy", "parent": self.chain_id(state.layers), "origin": origin, "linked": linked,
+                          "content": digest, "dest": dest, "keyword": instr.keyword,
+                          "compression": self.opts.compression, "epoch": self.opts.source_date_epoch}
+            if remote is not None:  # URL and git sources: by checksum, commit, or downloaded content
+                definition["remote"] = remote.keys()
+            return cache_key(definition)
+
+        keyed = remote is None or remote.keyed
+        if keyed:
+            key = step_key()
+            if self._reuse(state, step, key):
+                return True
+        if remote is not None:
+            where, limits = self._scratch_dir(scratch), Limits()
+            if not keyed:  # URLs without a checksum: keyed by what they hold now
+                remote.revalidate(where, self.fetcher, limits, self.etags)
+                key = step_key()
+                if self._reuse(state, step, key):
+                    return True
+            remote.fetch(where, self.fetcher, self.git, limits, self.etags)
+            selection = remote.merge(selection)
         workdir, link = state.workdir, instr.link
 
         # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
         link_owner = link_chown_ids(chown) if linked and chown is not None else None
 
-        def do_copy(inner: Path) -> None:
-            chosen = dataclasses.replace(selection, root=inner) if selection.root is not None else selection
-            owner = link_owner or (resolve_owner(chown, Path("/")) if chown is not None else None)
-            copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
-                      unpack_archives=unpack, link=link)
+        with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
+            def do_copy(inner: Path) -> None:
+                chosen = dataclasses.replace(opened, root=inner) if opened.root is not None else opened
+                owner = link_owner or (resolve_owner(chown, Path("/")) if chown is not None else None)
+                copy_into(chosen, Path("/"), dest, workdir=workdir, owner=owner, chmod=chmod, parents=parents,
+                          unpack_archives=unpack, link=link)
 
-        self._overlay_step(state, key, do_copy, root, step, independent=linked)
-        self.progress.done(step, time.monotonic() - began)
+            self._overlay_step(state, key, do_copy, root, step, independent=linked)
+        return False
+
+    def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
+        """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""
+        try:
+            tree = LayeredTree(self.chain(layers))
+        except OSError as e:
+            raise DockerfileError(f"cannot read the snapshots: {e.strerror}") from None
+        trees.append(tree)
+        return tree
 
     def _from_layers(self, ref: str) -> tuple[list[LayerRef], str]:
         stage = self.graph.dockerfile.find_stage(ref)
@@ -742,9 +826,11 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
         return set(node.deps) | ({node.base_stage} if node.base_stage is not None else set())
 
     try:
-        return _execute(graph, backend, jobs, build_one, needs)
+        target = _execute(graph, backend, jobs, build_one, needs)
     finally:
         backend.hash_cache.save()
+    result_platform(target.image, backend.opts.platform, backend.opts.explicit_platform)
+    return target
 
 
 def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Callable[[int], None],
@@ -753,24 +839,40 @@ def _execute(graph: BuildGraph, backend: BuildBackend, jobs: int, build_one: Cal
         for index in graph.order:
             build_one(index)
         return backend.stages[graph.target]
+    # Plain threads and a queue (concurrent.futures would import logging: ~5 ms of start-up).
     pending = list(graph.order)
-    running: dict[Future[None], int] = {}
+    running: dict[int, threading.Thread] = {}
+    finished: queue.SimpleQueue[tuple[int, BaseException | None]] = queue.SimpleQueue()
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+
+    def run(index: int) -> None:
+        try:
+            build_one(index)
+        except BaseException as e:  # handed to the main thread, which raises it
+            finished.put((index, e))
+        else:
+            finished.put((index, None))
+
+    try:
         while (pending and failure is None) or running:
             if failure is None:
                 for index in [i for i in pending if needs(i) <= set(backend.stages)]:
+                    if len(running) >= jobs:
+                        break
                     pending.remove(index)
-                    running[pool.submit(build_one, index)] = index
+                    running[index] = threading.Thread(target=run, args=(index,), name=f"stage-{index}")
+                    running[index].start()
             if not running:
                 raise DockerfileError(f"stage {graph.nodes[pending[0]].stage.display_name} depends on a stage "
                                       "that is not built", graph.nodes[pending[0]].stage.line)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                error = future.exception()
-                if error is not None and failure is None:
-                    failure = error
+            index, error = finished.get()
+            running.pop(index).join()
+            if error is not None and failure is None:
+                failure = error
+    finally:
+        # Interrupted (Ctrl-C): the stages already running finish (their steps clean up) first.
+        for thread in running.values():
+            thread.join()
     if failure is not None:
         raise failure
     return backend.stages[graph.target]

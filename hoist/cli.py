@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "container": ("hoist.commands.container", "Manage containers (prune)"),
     "image": ("hoist.commands.image", "Manage images (prune)"),
     "system": ("hoist.commands.system", "Remove what nothing uses (prune)"),
+    "compose": ("hoist.commands.compose", "Run multi-container applications from compose files"),
 }
 
 

@@ -67,7 +67,8 @@ class RunOptions:
     seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
     log_driver: str | None = None           # json-file (default) or none
     log_opts: list[str] = field(default_factory=list)   # max-size=SIZE, max-file=N
-    labels: list[str] = field(default_factory=list)     # --label K=V
+    # --label K=V items, or a mapping (hoist compose gives its labels so)
+    labels: list[str] | dict[str, str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)     # --mount type=...,target=...
     tmpfs: list[str] = field(default_factory=list)      # --tmpfs /path[:opts]
     volumes_from: list[str] = field(default_factory=list)
@@ -145,7 +146,10 @@ class Runtime:
         user = opts.user if opts.user is not None else (config.get("User") or "")
         _check_user(user)
         log = _log_config(opts)
-        labels = {**(config.get("Labels") or {}), **parse_labels(opts.labels, opts.label_files)}
+        given = dict(opts.labels) if isinstance(opts.labels, dict) else parse_labels(opts.labels, opts.label_files)
+        if isinstance(opts.labels, dict) and opts.label_files:
+            given = {**parse_labels([], opts.label_files), **given}
+        labels = {**(config.get("Labels") or {}), **given}
         from runtime.caps import capability_set
 
         cap_names = capability_set(opts.cap_add, opts.cap_drop, opts.privileged)

@@ -4,8 +4,8 @@
 
     <root>/snapshots/
     ├── <chain id hex>/        one layer as an overlay diff (see unpack.py), read-only by convention
-    ├── flat-<chain id hex>/   a chain merged into one directory, when overlay's option string
-    │                          cannot name every layer
+    ├── flat-<chain id hex>/   a chain merged into one directory of hard links (a RUN step's bind
+    │                          mount of a stage: read-only, so sharing the snapshots' inodes is safe)
     ├── .unpack-<hex>/         a layer being unpacked (renamed into place when complete; a
     │                          leftover of a killed unpack is removed before the next try)
     └── .locks/<hex>           flock so two processes do not unpack the same layer at once
@@ -16,12 +16,18 @@
 ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)) (OCI image spec).
 
 A container's root is an overlay of its chain with its own upper directory; the upper directory
-is the container's diff, which ``storage.tree.walk_changes`` lists for the builder. Without overlay the chain
-is merged into a plain copy (reflinked where the filesystem can).
+is the container's diff, which ``storage.tree.walk_changes`` lists for the builder. The lowerdirs
+are named relative to the snapshot root; a chain whose names do not fit in one page of mount
+data is named through short symlinks in the container's folder (``lowers/0``, ``lowers/1``, ...:
+docker's overlay2 ``l/`` links), and only a chain deeper than overlay's 500 layers is merged, into
+the container's folder (removed with it). Without overlay the chain is merged into a plain copy
+(reflinked where the filesystem can). ``storage.layered.LayeredTree`` reads a chain's merged
+view in place, with no mount and no copy (the builder's COPY --from).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -43,6 +49,7 @@ from storage.tree import walk_changes as walk_changes
 
 # The kernel copies at most a page of mount data; keep a margin for upperdir/workdir.
 MOUNT_DATA_MAX = 4096 - 1
+OVERLAY_MAX_LOWERS = 500  # the kernel's OVL_MAX_STACK
 _FICLONE = 0x40049409
 
 
@@ -145,7 +152,9 @@ class SnapshotStore:
         return chain
 
     def flattened(self, chain: list[Path]) -> Path:
-        """One directory holding the merge of ``chain`` (cached under the top layer's chain id)."""
+        """One directory holding the merge of ``chain`` (cached under the top layer's chain id),
+        its regular files hard links to the snapshots' (so it must only ever be bound read-only;
+        a copy of the data is made where the store cannot link)."""
         dest = self.root / f"flat-{chain[-1].name}" if chain else self.root / "flat-empty"
         if dest.is_dir():
             return dest
@@ -157,7 +166,7 @@ class SnapshotStore:
             tmp.mkdir()
             os.chmod(tmp, 0o755)
             try:
-                merge_into(chain, tmp)
+                merge_into(chain, tmp, link=True)
                 os.rename(tmp, dest)
             except BaseException:
                 remove_tree(tmp)
@@ -199,15 +208,40 @@ def plan_rootfs(store: SnapshotStore, chain: list[Path], container_dir: Path,
     if use_overlay and not any(_unsafe_for_options(str(p)) for p in (upper, work)):
         upper.mkdir(mode=0o755, exist_ok=True)
         work.mkdir(mode=0o700, exist_ok=True)
-        lowers = [p.name for p in reversed(chain)] or [_empty_lower(store)]
-        options = overlay_options(lowers, str(upper), str(work))
-        if len(options) > MOUNT_DATA_MAX:
-            options = overlay_options([store.flattened(chain).name], str(upper), str(work))
-        return RootfsPlan("overlay", cwd=str(store.root), options=options)
+        cwd, options = overlay_mount_data(store, chain, container_dir, upper, work)
+        return RootfsPlan("overlay", cwd=cwd, options=options)
     rootfs = container_dir / "rootfs"
     rootfs.mkdir(mode=0o755, exist_ok=True)
     merge_into(chain, rootfs)
     return RootfsPlan("copy", copy=str(rootfs))
+
+
+def overlay_mount_data(store: SnapshotStore, chain: list[Path], folder: Path, upper: Path,
+                       work: Path) -> tuple[str, str]:
+    """(directory to mount from, overlay options) for ``chain`` (lowest first) under the upper
+    and work dirs: the snapshots' names relative to the store, or, when they do not fit in a
+    page, short symlinks ``folder/lowers/N`` to them (overlay follows them when it is mounted,
+    as docker's overlay2 ``l/`` links); a chain past overlay's own limit (or one whose links
+    still do not fit) is merged into ``folder/lower``, which goes when ``folder`` does."""
+    lowers = [p.name for p in reversed(chain)] or [_empty_lower(store)]
+    options = overlay_options(lowers, str(upper), str(work))
+    if len(options) <= MOUNT_DATA_MAX and all(store.root / name == layer for name, layer in
+                                              zip(lowers, reversed(chain), strict=False)):
+        return str(store.root), options
+    if len(chain) <= OVERLAY_MAX_LOWERS:
+        links = folder / "lowers"
+        remove_tree(links)
+        links.mkdir(mode=0o700)
+        for index, layer in enumerate(reversed(chain)):
+            os.symlink(os.path.abspath(layer), links / str(index))
+        options = overlay_options([str(i) for i in range(len(chain))], str(upper), str(work))
+        if len(options) <= MOUNT_DATA_MAX:
+            return str(links), options
+    merged = folder / "lower"
+    remove_tree(merged)
+    merged.mkdir(mode=0o755)
+    merge_into(chain, merged, link=True)  # a lowerdir is never written: links are safe
+    return str(folder), overlay_options([merged.name], str(upper), str(work))
 
 
 def _empty_lower(store: SnapshotStore) -> str:
@@ -218,14 +252,15 @@ def _empty_lower(store: SnapshotStore) -> str:
 
 # -- merging diffs (the copy fallback) ---------------------------------------------------------
 
-def merge_into(chain: list[Path], target: Path) -> None:
+def merge_into(chain: list[Path], target: Path, link: bool = False) -> None:
     """Apply the overlay diffs ``chain`` (lowest first) onto ``target`` as overlayfs would show
-    them: whiteouts delete, opaque directories hide what was below, nothing follows a symlink."""
+    them: whiteouts delete, opaque directories hide what was below, nothing follows a symlink.
+    With ``link`` regular files are hard links to the layers' (copied where linking fails)."""
     try:
         with RootedTree(target) as dest:
             for layer in chain:
                 with RootedTree(layer) as src:
-                    _Merger(src, dest).merge()
+                    _Merger(src, dest, link).merge()
     except TreeEscape as e:
         raise EscapeAttempt(str(e)) from None
     except TreeError as e:
@@ -236,8 +271,9 @@ class _Merger:
     """One layer onto the merged tree, depth first with an explicit stack (no recursion, so a
     path of any depth merges)."""
 
-    def __init__(self, src: RootedTree, dest: RootedTree) -> None:
+    def __init__(self, src: RootedTree, dest: RootedTree, link: bool = False) -> None:
         self.src, self.dest = src, dest
+        self.link = link
         self.links: dict[tuple[int, int], tuple[str, ...]] = {}
 
     def merge(self) -> None:
@@ -281,6 +317,14 @@ class _Merger:
                         follow_symlinks=False)
                 return
             self.links[(st.st_dev, st.st_ino)] = path
-        copy_node(self.src.dir_fd(path[:-1], create=False), dfd, path[-1], st)
+        sfd = self.src.dir_fd(path[:-1], create=False)
+        if self.link and stat.S_ISREG(st.st_mode):
+            try:
+                os.link(path[-1], path[-1], src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+        copy_node(sfd, dfd, path[-1], st)
 
 

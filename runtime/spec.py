@@ -85,7 +85,7 @@ class ContainerSpec:
     created: float = 0.0
     # runtime.logfile.LogConfig of a detached container's log (None: the defaults).
     log: dict[str, Any] | None = None
-    # the image's labels with --label's over them (docker merges them so)
+    # docker's container labels: the image's with --label's (or hoist compose's) over them
     labels: dict[str, str] = field(default_factory=dict)
     read_only: bool = False         # --read-only: the root file system (not the mounts on it)
     # privileges (runtime/caps.py): capability names (None: docker's default set); no_new_privs

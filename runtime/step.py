@@ -41,7 +41,7 @@ from runtime import linux, mounts, seccomp
 from runtime.containers import Container, ContainerStore
 from runtime.errors import RuntimeFailure
 from runtime.lifecycle import Runtime
-from runtime.snapshots import SnapshotStore, overlay_options
+from runtime.snapshots import SnapshotStore, overlay_mount_data
 from runtime.spec import ContainerSpec, Volume, check_volume_target, check_volumes
 from runtime.stepowners import TOKEN_LEN, new_step_id
 from runtime.snapshots import remove_tree
@@ -218,10 +218,11 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
     work.mkdir(mode=0o700)
     merged.mkdir(mode=0o755)
     snapshots: SnapshotStore = runtime.snapshots
-    lowers = [p.name for p in reversed(chain)] or [_empty_lower(snapshots)]
-    options = overlay_options(lowers, str(upper), str(work))
-    if len(options) > 4095:
-        options = overlay_options([snapshots.flattened(chain).name], str(upper), str(work))
+    try:
+        lower_cwd, options = overlay_mount_data(snapshots, chain, folder, upper, work)
+    except BaseException:
+        remove_tree(folder)
+        raise
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -232,7 +233,7 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
             os.close(read_fd)
             linux.unshare(linux.CLONE_NEWNS)
             mounts.make_private()
-            mounts.mount_overlay(str(merged), str(snapshots.root), options)
+            mounts.mount_overlay(str(merged), lower_cwd, options)
             inner = Path("/" + _SOURCE_MOUNT)
             if source is not None:
                 os.mkdir(merged / _SOURCE_MOUNT, 0o700)
@@ -272,10 +273,6 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
         raise StepError(message or "the copy step failed")
     return result
 
-
-def _empty_lower(store: SnapshotStore) -> str:
-    (store.root / "empty").mkdir(mode=0o755, parents=True, exist_ok=True)
-    return "empty"
 
 
 __all__ = ["HOSTNAME", "Container", "ProcessSpec", "StepError", "StepResult", "on_overlay", "run_step"]

@@ -3,7 +3,7 @@
 # Usage: bash scripts/test.sh [PYTEST ARGS...]
 source "$(dirname "$0")/common.sh"
 apt_install ca-certificates skopeo umoci docker-registry docker.io runc buildah busybox-static \
-    wrk iproute2 tar gzip libseccomp2 gcc libc6-dev debootstrap nftables iptables openssh-client
+    wrk iproute2 tar gzip libseccomp2 gcc libc6-dev debootstrap nftables iptables openssh-client git docker-compose
 ensure_venv "test"
 cd "$HOIST_SRC"
 echo "==> ruff check"

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="build only the stages this stage needs")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="KEY[=VALUE]",
                         help="set a build argument (KEY alone takes the value from the environment)")
-    parser.add_argument("--platform", help="target platform (only this host's can be built)")
+    parser.add_argument("--platform", help="target platform (another than the host's: no RUN without emulation)")
     parser.add_argument("-t", "--tag", dest="tags", action="append", default=[], metavar="NAME[:TAG]",
                         help="name the image (repeatable)")
     parser.add_argument("--check", action="store_true", help="parse and validate only; build nothing")
@@ -94,6 +94,22 @@ def run(args: argparse.Namespace) -> int:
     return _build(args, report, name, context, dockerfile)
 
 
+
+class _LazyFetcher:
+    """``ADD https://...``'s downloads (``hoist.fetch``: aiohttp and the registry client's CAs),
+    imported by the first download, not by every build: start-up is most of a cached build."""
+
+    def __init__(self) -> None:
+        self._fetcher: Any = None
+
+    def fetch(self, url: str, into: Path, max_bytes: int, if_none_match: str | None = None) -> Any:
+        if self._fetcher is None:
+            from hoist.fetch import cli_fetcher
+
+            self._fetcher = cli_fetcher()
+        return self._fetcher.fetch(url, into, max_bytes, if_none_match)
+
+
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
     from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
@@ -101,11 +117,12 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     from hoist.config import local_store
 
     assert report.graph is not None
-    host = Platform.host()
-    if args.platform:
-        wanted = Platform.parse(args.platform)
-        if not wanted.matches(host) and not host.matches(wanted):
-            raise UserError(f"cannot build for {wanted} on this {host} host (no emulation)")
+    # Another platform than the host's is built as BuildKit builds it without emulation: its
+    # base images are that platform's, COPY works, a RUN of its binaries is refused.
+    try:
+        target = Platform.parse(args.platform) if args.platform else Platform.host()
+    except ValueError as e:
+        raise UserError(f"invalid --platform {args.platform!r}: {e}") from None
     tags = [_tag(t) for t in args.tags]
     labels = {}
     for item in args.labels:
@@ -119,7 +136,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     progress = _progress(args)
     try:
         opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
-                            platform=host, no_cache=args.no_cache, compression=args.compression,
+                            platform=target, explicit_platform=bool(args.platform), no_cache=args.no_cache,
+                            compression=args.compression,
                             network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets),
                             ssh=parse_ssh(args.ssh))
     except BuilderError as e:
@@ -129,7 +147,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     try:
         try:
             with layout.lease():
-                backend = BuildBackend(opts, layout, source, progress, report.graph)
+                backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_LazyFetcher())
                 state = execute(report.graph, backend)
                 late = _late_checks(report, backend.stages.values())
                 result = export(layout, state, tags, created=float(epoch) if epoch is not None else started,
@@ -214,18 +232,30 @@ class CliImageSource:
     def __init__(self, layout: ImageLayout, pull: bool) -> None:
         self.layout = layout
         self.pull = pull
-        self.pulled: set[str] = set()
+        self.pulled: set[tuple[str, Platform]] = set()
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage:
+        from builder.source import PlatformMismatch
+
         name = normalise(ref)
-        if not self.pull or name in self.pulled:
+        mismatch: SourceError | None = None
+        if not self.pull or (name, platform) in self.pulled:
             try:
                 return read_local(self.layout, name, platform)
+            except PlatformMismatch as e:
+                mismatch = e
             except SourceError:
                 pass
-        self._pull(name, platform)
-        self.pulled.add(name)
-        return read_local(self.layout, name, platform)
+        try:
+            self._pull(name, platform)
+        except SourceError as e:
+            if mismatch is None:
+                raise
+            raise SourceError(f"{mismatch}, and pulling it failed: {e}") from None
+        self.pulled.add((name, platform))
+        # What the registry has may be a single-platform image of another platform: BuildKit
+        # builds on it (the executor warns InvalidBaseImagePlatform).
+        return read_local(self.layout, name, platform, any_platform=True)
 
     def _pull(self, name: str, platform: Platform) -> None:
         import asyncio
@@ -236,8 +266,20 @@ class CliImageSource:
         reference = parse_ref(name)
 
         async def fetch() -> None:
+            from registry.client.errors import PlatformNotFound
+            from registry.client.pull import fetch_manifest
+
             async with open_client(reference.domain) as client:
-                await pull(client, reference, self.layout, platform=platform)
+                try:
+                    await pull(client, reference, self.layout, platform=platform)
+                except PlatformNotFound:
+                    # A single-platform image of another platform is still the image (BuildKit
+                    # pulls it); an index without the platform is the error it was.
+                    _, named = await fetch_manifest(client, reference.name, str(reference.digest or reference.tag),
+                                                    reference.digest)
+                    if named.is_index:
+                        raise
+                    await pull(client, reference, self.layout)
 
         try:
             asyncio.run(fetch())

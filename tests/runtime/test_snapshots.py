@@ -89,17 +89,49 @@ def test_merge_does_not_follow_symlink_from_earlier_layer(tmp_path: Path) -> Non
     assert (out / "esc/pwned").read_bytes() == b"x"
 
 
-def test_too_many_layers_for_overlay_options_are_flattened(tmp_path: Path) -> None:
+def test_too_many_layers_for_overlay_options_are_named_by_short_links(tmp_path: Path) -> None:
     layers = [[Entry(f"f{i}", data=str(i).encode())] for i in range(70)]
     store, chain = _chain(tmp_path, layers)
     cdir = tmp_path / "c"
     cdir.mkdir()
     plan = plan_rootfs(store, chain, cdir)
-    assert plan.kind == "overlay" and "lowerdir=flat-" in plan.options
-    flat = store.root / plan.options.split("lowerdir=")[1].split(",")[0]
-    assert len(os.listdir(flat)) == 70
+    lowers = plan.options.split("lowerdir=")[1].split(",")[0].split(":")
+    assert plan.kind == "overlay" and plan.cwd == str(cdir / "lowers")
+    assert lowers == [str(i) for i in range(70)]
+    # Top first, as overlay stacks them, each a link to its snapshot (nothing merged or copied).
+    assert [os.readlink(cdir / "lowers" / name) for name in lowers] == [str(p) for p in reversed(chain)]
+    assert not [p for p in store.root.iterdir() if p.name.startswith("flat-")]
     few = plan_rootfs(store, chain[:3], cdir)
+    assert few.cwd == str(store.root)
     assert few.options.startswith(f"lowerdir={chain[2].name}:{chain[1].name}:{chain[0].name},")
+
+
+def test_chain_past_overlays_limit_is_merged_into_the_container(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.snapshots as snapshots
+
+    layers = [[Entry(f"f{i}", data=str(i).encode())] for i in range(69)] + [[Entry(".wh.f3")]]
+    store, chain = _chain(tmp_path, layers)
+    monkeypatch.setattr(snapshots, "OVERLAY_MAX_LOWERS", 60)
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    plan = plan_rootfs(store, chain, cdir)
+    assert plan.cwd == str(cdir) and plan.options.startswith("lowerdir=lower,")
+    assert sorted(os.listdir(cdir / "lower")) == sorted(f"f{i}" for i in range(69) if i != 3)
+    # Hard links to the snapshots' files (a lowerdir is never written), nothing kept in the store.
+    assert (cdir / "lower/f7").stat().st_ino == (chain[7] / "f7").stat().st_ino
+    assert not [p for p in store.root.iterdir() if p.name.startswith("flat-")]
+
+
+def test_run_on_a_chain_too_long_for_one_page_of_names(hoist: Hoist) -> None:
+    # 80 layers: their snapshot names need ~5,200 bytes of mount options; the short links fit.
+    more = [layer_tar([Entry("data/", "dir"), Entry(f"data/f{i}", data=f"{i}".encode())]) for i in range(78)]
+    more.append(layer_tar([Entry("data/", "dir"), Entry("data/.wh.f10"), Entry("data/f5", data=b"top")]))
+    busybox_image(hoist.root / "images", "tall", more_layers=more)
+    out = hoist.ok("run", "--rm", "tall", "sh", "-c", "ls /data | wc -l; cat /data/f5; echo; cat /data/f77; "
+                   "echo; cat /data/f10 2>/dev/null || echo gone")
+    assert out.split() == ["77", "top", "77", "gone"]
+    assert not [p for p in (hoist.root / "snapshots").iterdir() if p.name.startswith("flat-")]
 
 
 def test_walk_changes_lists_whiteouts_and_opaque(tmp_path: Path) -> None:

@@ -1,0 +1,132 @@
+"""hoist's own image (the ``Dockerfile`` at the root) built by ``hoist build`` on a local base (a
+debootstrap'd bookworm with python3, venv and CA certificates added by a ``hoist build``, the
+base ``tests/interop/test_build_debian.py`` makes), then run by ``hoist run``: the default
+command serves the registry on 0.0.0.0:5000 with its store in /var/lib/hoist/registry, and with
+``--network host`` on a loopback port it takes a real ``hoist push`` and ``hoist pull``; saved by
+``hoist save`` and loaded into docker, ``docker run`` of it serves the same.
+
+Slow by nature (debootstrap, apt and pip over the network): one test.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.cli.helpers import REPO_ROOT, Hoist
+from tests.peers import Dockerd
+from tests.images import busybox_image
+from tests.interop.test_build_debian import DEBIAN_REF, debian_archive  # noqa: F401 (the session fixture)
+from tests.runtime.conftest import need_root_and_busybox
+
+PYTHON_BASE = "hoist-test/python:3.11-bookworm"
+# The host's CA bundle goes in too: pip in the build must trust what this machine trusts (a
+# TLS-inspecting proxy's CA, where there is one); pip reads PIP_CERT, not the system store.
+BASE_DOCKERFILE = f"""\
+FROM {DEBIAN_REF}
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+COPY host-ca.crt /etc/ssl/certs/host-ca.crt
+ENV PIP_CERT=/etc/ssl/certs/host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/host-ca.crt
+"""
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+PROBE = ("import json, urllib.request, urllib.error\n"
+         "try:\n"
+         "    r = urllib.request.urlopen('http://127.0.0.1:5000/v2/', timeout=5)\n"
+         "    print(r.status, r.headers.get('Docker-Distribution-API-Version'))\n"
+         "except urllib.error.HTTPError as e:\n"
+         "    print(e.code)\n"
+         "except OSError as e:\n"
+         "    print('down', e.__class__.__name__)\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_v2(url: str) -> urllib.request.http.client.HTTPResponse:  # type: ignore[name-defined]
+    last: Exception | None = None
+    for _ in range(300):
+        try:
+            return urllib.request.urlopen(url, timeout=5)
+        except (urllib.error.URLError, ConnectionError) as e:
+            last = e
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered: {last}")
+
+
+def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tmp_path: Path,  # noqa: F811
+                                                         dockerd: Dockerd) -> None:
+    need_root_and_busybox()
+    hoist = Hoist(tmp_path)
+    hoist("load", "-i", str(debian_archive), timeout=600)
+    base_ctx = tmp_path / "base"
+    base_ctx.mkdir()
+    (base_ctx / "Dockerfile").write_text(BASE_DOCKERFILE)
+    (base_ctx / "host-ca.crt").write_bytes(HOST_CA.read_bytes())
+    hoist("build", "--progress", "plain", "-t", PYTHON_BASE, str(base_ctx), timeout=1200)
+    built = hoist("build", "--progress", "plain", "--build-arg", f"BASE={PYTHON_BASE}", "-t", "hoist",
+                  str(REPO_ROOT), timeout=1800)
+    assert "hoist 0." in built.err                          # the build's own `hoist --version` check
+
+    config = json.loads(hoist("inspect", "hoist").out)[0]["Config"]
+    assert config["Entrypoint"] == ["hoist"]
+    assert config["Cmd"] == ["registry", "serve", "--addr", "0.0.0.0:5000", "--root", "/var/lib/hoist/registry"]
+    assert "/var/lib/hoist/registry" in config["Volumes"] and "5000/tcp" in config["ExposedPorts"]
+
+    # The default command, in the container's own network namespace: /v2/ on port 5000.
+    store = tmp_path / "store"
+    store.mkdir()
+    cid = hoist("run", "-d", "--name", "reg-default", "-v", f"{store}:/var/lib/hoist/registry", "hoist").out.strip()
+    try:
+        answer = ""
+        for _ in range(100):
+            res = hoist("exec", cid, "python3", "-c", PROBE, ok=False)
+            answer = res.out.strip()
+            if res.code == 0 and answer and not answer.startswith("down"):
+                break
+            time.sleep(0.2)
+        assert answer == "200 registry/2.0", answer
+    finally:
+        hoist("rm", "-f", cid, ok=False)
+
+    # On the host's network at a loopback port: a real push and pull through it.
+    port = _free_port()
+    cid = hoist("run", "-d", "--network", "host", "-v", f"{store}:/var/lib/hoist/registry", "hoist",
+                "registry", "serve", "--addr", f"127.0.0.1:{port}", "--root", "/var/lib/hoist/registry").out.strip()
+    try:
+        r = _wait_v2(f"http://127.0.0.1:{port}/v2/")
+        assert r.status == 200 and r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        busybox_image(hoist.layout(), f"127.0.0.1:{port}/team/busybox:1")
+        hoist("push", f"127.0.0.1:{port}/team/busybox:1")
+        assert (store / "docker" / "registry" / "v2" / "repositories" / "team" / "busybox").is_dir()
+        other = Hoist(tmp_path / "other")
+        other("pull", f"127.0.0.1:{port}/team/busybox:1")
+        assert other("run", "--rm", f"127.0.0.1:{port}/team/busybox:1", "echo", "pulled").out == "pulled\n"
+    finally:
+        hoist("rm", "-f", cid, ok=False)
+
+    # The same image under docker: saved by hoist, loaded and run by dockerd.
+    archive = tmp_path / "hoist-image.tar"
+    hoist("save", "-o", str(archive), "hoist", timeout=600)
+    dockerd("load", "-i", str(archive))
+    assert dockerd("run", "--rm", "--network", "none", "hoist", "--version").stdout.decode().startswith("hoist 0.")
+    dockerd("run", "-d", "--name", "hoist-registry-test", "--network", "none", "hoist")
+    try:
+        answer = ""
+        for _ in range(100):
+            res = dockerd("exec", "hoist-registry-test", "python3", "-c", PROBE, check=False)
+            answer = res.stdout.decode().strip()
+            if res.returncode == 0 and answer and not answer.startswith("down"):
+                break
+            time.sleep(0.2)
+        assert answer == "200 registry/2.0", answer
+    finally:
+        dockerd("rm", "-f", "hoist-registry-test", check=False)

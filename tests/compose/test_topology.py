@@ -1,0 +1,80 @@
+"""``docker-compose.test.yml`` (the integration topology) validates against the specification and
+normalises as expected: two identical registry replicas of hoist's image on the moto S3 bucket
+with token auth, started after the bucket exists, and the client (profile ``client``) after both
+replicas are healthy. Bringing it up needs user-defined networks (service names as host names),
+which hoist does not have yet: ``up`` says so for each service, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hoist.compose.engine import config_hash
+from hoist.compose.loader import LoadOptions, load_project
+from registry.server import config as registry_config
+from tests.cli.helpers import REPO_ROOT
+
+FILE = REPO_ROOT / "docker-compose.test.yml"
+
+
+def _load(**kw: object) -> object:
+    warnings: list[str] = []
+    project = load_project(LoadOptions(files=[str(FILE)], cwd=str(REPO_ROOT), environ={}, **kw),  # type: ignore[arg-type]
+                           warn=warnings.append)
+    assert warnings == [], warnings
+    return project
+
+
+def test_topology_normalises() -> None:
+    project = _load()
+    assert project.name == "hoist-test"
+    assert project.order() == ["s3", "bucket", "registry-1", "registry-2"]      # client is in a profile
+    r1, r2 = project.services["registry-1"], project.services["registry-2"]
+    assert config_hash(r1) == config_hash(r2)
+    assert r1["image"] == "hoist-test/hoist:latest"
+    assert r1["build"] == {"args": {"BASE": "python:3.11-slim-bookworm"}, "context": str(REPO_ROOT),
+                           "dockerfile": "Dockerfile"}
+    assert r1["depends_on"] == {"bucket": {"condition": "service_completed_successfully", "required": True}}
+    assert project.services["bucket"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    topo = REPO_ROOT / "tests" / "compose" / "topology"
+    assert [v["source"] for v in r1["volumes"]] == [str(topo / n) for n in ("registry.yml", "token-key.pem", "htpasswd")]
+    assert all(Path(v["source"]).is_file() for v in r1["volumes"])
+    assert project.networks == {"registry": {"name": "hoist-test_registry"}}
+    inline = project.services["s3"]["build"]["dockerfile_inline"]
+    assert "FROM ${BASE}\n" in inline                                             # $$ kept for the builder
+
+    with_client = _load(profiles=["client"])
+    client = with_client.services["client"]
+    assert with_client.order()[-1] == "client"
+    assert client["entrypoint"] == ["python3", "/topology/roundtrip.py"]
+    assert set(client["depends_on"]) == {"registry-1", "registry-2"}
+
+
+def test_topology_base_is_a_variable() -> None:
+    project = load_project(LoadOptions(files=[str(FILE)], cwd=str(REPO_ROOT), environ={"HOIST_TEST_BASE": "local/py:3"}))
+    assert project.services["s3"]["build"]["args"] == {"BASE": "local/py:3"}
+    assert project.services["registry-2"]["build"]["args"] == {"BASE": "local/py:3"}
+
+
+def test_registry_config_of_the_replicas_loads(tmp_path: Path) -> None:
+    """The replicas' config, its key and users as mounted (/etc/hoist is the topology folder)."""
+    topo = REPO_ROOT / "tests" / "compose" / "topology"
+    text = (topo / "registry.yml").read_text().replace("/etc/hoist/", f"{topo}/")
+    (tmp_path / "registry.yml").write_text(text)
+    cfg = registry_config.load(str(tmp_path / "registry.yml"))
+    assert cfg.driver == "s3"
+    assert cfg.driver_params["regionendpoint"] == "http://s3:5000"
+    assert yaml.safe_load(text)["auth"]["token"]["issuer"] == "hoist-test"
+
+
+def test_up_today_warns_about_the_networks_it_needs() -> None:
+    from hoist.compose import network
+
+    project = _load(profiles=["client"])
+    for name, svc in project.services.items():
+        warnings: list[str] = []
+        plan = network.plan(project.name, name, svc, warnings.append)
+        assert plan.mode == "none"
+        assert warnings == [f'service "{name}": project networks (registry) are not supported by hoist yet; it runs '
+                            f"with network none (network_mode: host shares the host's network)"]
