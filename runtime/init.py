@@ -360,8 +360,10 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
         return 125
     # Teardown runs nft: children after PID 1's end must go to this PID namespace again.
     host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC) if net else None
-    # A detached container's stdout and stderr go through a pump into its json-file log.
-    logs = logfile.LogPump(cdir, logfile.LogConfig.from_json(spec.log)) if spec.detach else None
+    # A container started detached (``start_detached``: it waits on ready_fd) has its stdout and
+    # stderr go through a pump into its json-file log; one run in the foreground writes to the
+    # caller's terminal or pipe as it is.
+    logs = logfile.LogPump(cdir, logfile.LogConfig.from_json(spec.log)) if ready_fd is not None else None
     if logs is not None:
         logs.start()
     linux.unshare(linux.CLONE_NEWPID)

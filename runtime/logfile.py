@@ -321,3 +321,43 @@ def follow(directory: Path, keep_going: Callable[[], bool], start_at_end: bool =
             stopping = True  # one more pass: the container may have written just before it exited
             continue
         time.sleep(poll)
+
+
+class LogReader:
+    """A container's records as they are written, without blocking: each ``read()`` returns what
+    was appended since the last one (the first: the current file from its start), following the
+    log across rotations. For readers of several containers at once (``hoist compose logs``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOG_NAME
+        self._f: Any = None
+        self._buf = b""
+
+    def read(self) -> list[Record]:
+        out: list[Record] = []
+        while True:
+            if self._f is None:
+                try:
+                    self._f = open(self.path, "rb")
+                except FileNotFoundError:
+                    return out
+            chunk = self._f.read()
+            if chunk:
+                self._buf += chunk
+                *lines, self._buf = self._buf.split(b"\n")
+                out += [r for r in map(parse_record, lines) if r is not None]
+                continue
+            try:
+                rotated = os.stat(self.path).st_ino != os.fstat(self._f.fileno()).st_ino
+            except FileNotFoundError:
+                rotated = True
+            if not rotated:
+                return out
+            self.close()    # the old file is read to its end; go on with the new one
+            if not self.path.exists():
+                return out
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+        self._f, self._buf = None, b""

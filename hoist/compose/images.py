@@ -36,7 +36,11 @@ def build_service(project: Project, service: str, tag: str, no_cache: bool, pull
         if network not in ("host", "none", "default"):
             raise ComposeError(f"build network {network!r} is not supported by hoist (host or none)",
                                where=f'service "{service}": build.network')
-        args = argparse.Namespace(
+        # build's own defaults first, so a flag build gains (--ssh, ...) needs nothing here
+        parser = argparse.ArgumentParser()
+        build.add_arguments(parser)
+        args = parser.parse_args([str(context)])
+        vars(args).update(
             context=context, file=str(dockerfile), target=spec.get("target"),
             build_args=[f"{k}={v}" for k, v in (spec.get("args") or {}).items() if v is not None],
             platform=None, tags=[tag], check=False, no_cache=no_cache or bool(spec.get("no_cache")),
