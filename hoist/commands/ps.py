@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
             doc = spec.to_json()
         except (RuntimeFailure, OSError, ValueError):
             continue
-        if status != "running" and not show_all:
+        if state.get("paused") and status == "running":
+            status = "paused"   # docker's State for a frozen container (its STATUS says Up ... (Paused))
+        if status not in ("running", "restarting", "paused") and not show_all:
             continue
         if not _matches(filters, c.id, spec.name, status, state, doc, ancestors):
             continue
@@ -201,7 +203,7 @@ def _context(c: Any, status: str, state: dict[str, Any], doc: dict[str, Any], no
         "RunningFor": f"{human_duration(now - created)} ago",
         "Ports": format_ports(doc.get("ports") or []),
         "State": status,
-        "Status": status_text(status, state, now),
+        "Status": status_text("running" if status == "paused" else status, state, now),
         "Size": _size_text(c.path / "upper", doc) if want_size else "",
         "Names": doc.get("name", ""),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
@@ -226,7 +228,8 @@ def _image_name(ref: str) -> str:
 
 def status_text(status: str, state: dict[str, Any], now: float) -> str:
     if status == "running":
-        return f"Up {human_duration(now - state.get('started_at', now))}"
+        up = f"Up {human_duration(now - state.get('started_at', now))}"
+        return f"{up} (Paused)" if state.get("paused") else up
     if status == "restarting":
         return f"Restarting ({state.get('exit_code', 0)}) {human_duration(now - state.get('finished_at', now))} ago"
     if status == "exited":

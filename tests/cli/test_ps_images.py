@@ -200,3 +200,14 @@ def _busybox_size(h: Hoist) -> int:
     layout = h.layout()
     _, manifest = layout.platform_image(layout.find("busybox").descriptor)
     return sum(layer_content_size(layout.blob_path(d.digest)) for d in manifest.layers)
+
+
+def test_status_texts_as_docker() -> None:
+    from hoist.commands.ps import status_text
+
+    now = 1_700_000_000.0
+    assert status_text("running", {"started_at": now - 120}, now) == "Up 2 minutes"
+    assert status_text("running", {"started_at": now - 120, "paused": True}, now) == "Up 2 minutes (Paused)"
+    assert status_text("restarting", {"exit_code": 1, "finished_at": now - 5}, now) == "Restarting (1) 5 seconds ago"
+    assert status_text("exited", {"exit_code": 137, "finished_at": now - 3600}, now) == "Exited (137) About an hour ago"
+    assert status_text("created", {}, now) == "Created"
