@@ -51,7 +51,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Callable, Iterable, Iterator, Mapping, Sequence
 
 from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from storage import mediatypes
@@ -402,7 +402,7 @@ def _reserved(name: str) -> bool:
 
 def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathLike[str] | ImageLayout,
                      compression: str = "gzip", source_date_epoch: int | None = None,
-                     level: int | None = None) -> LayerBlob:
+                     level: int | None = None, exclude: Collection[str] = ()) -> LayerBlob:
     """Write the overlayfs upper directory ``upper_dir`` as an OCI layer blob into ``dest_dir``
     (a directory, or an ``ImageLayout`` to store it in).
 
@@ -410,6 +410,7 @@ def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathL
     get a ``.wh..wh..opq`` entry right after their own. Files that share an inode within the
     layer are stored once; later names are hardlink entries to the first. ``compression`` is
     "gzip", "zstd" or "none"; ``level`` defaults to 1 for gzip (ISA-L, 0..3) and 3 for zstd.
+    ``exclude``: upper-relative paths left out (``hoist commit``: the mount points the init made).
 
     Raises LayerInputInvalid (compression, level, epoch, a file named ``.wh.*``),
     LayerSourceError (the upper dir is missing, unreadable or changed while read) or
@@ -425,6 +426,8 @@ def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathL
         writer = _UpperWriter(tree, tar, epoch)
         with _reading(f"upper directory {upper}"), contextlib.closing(walk_changes(upper)) as changes:
             for change in changes:
+                if change.path in exclude:
+                    continue
                 with _reading(f"{change.path!r} in {upper}"):
                     writer.add(change)
         tar.close()

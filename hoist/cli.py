@@ -46,9 +46,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("hoist.commands.update", "Change the limits and restart policy of containers"),
     "attach": ("hoist.commands.attach", "Attach the terminal to a running -t container"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
+    "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
+    "commit": ("hoist.commands.commit", "Make an image of a container's changes"),
+    "cp": ("hoist.commands.cp", "Copy files between a running container and the host"),
+    "diff": ("hoist.commands.diff", "Show a container's file system changes"),
+    "export": ("hoist.commands.export", "Write a container's file system as a tar"),
+    "import": ("hoist.commands.import_", "Make an image from a root file system tarball"),
+    "top": ("hoist.commands.top", "Show a container's processes"),
+    "stats": ("hoist.commands.stats", "Show containers' CPU, memory, network, block I/O and PIDs"),
+    "container": ("hoist.commands.container", "Manage containers (prune)"),
+    "image": ("hoist.commands.image", "Manage images (prune)"),
     "compose": ("hoist.commands.compose", "Run multi-container applications from compose files"),
     "builder": ("hoist.commands.builder", "Manage the build cache (prune)"),
-    "system": ("hoist.commands.system", "Show disk usage (df)"),
+    "system": ("hoist.commands.system", "Show disk usage (df); remove what nothing uses (prune)"),
 }
 
 
@@ -90,13 +100,47 @@ def main(argv: list[str] | None = None) -> int:
             import asyncio  # only for async verbs: it costs `hoist run` ~35 ms of start-up
 
             result = asyncio.run(result)
+        sys.stdout.flush()  # inside the try: a reader that went away is a BrokenPipeError here
         return int(result or 0)
     except UserError as e:
         print(f"hoist {verb}: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # `hoist save IMG | head -c1`: the reader left. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not fail a second time.
+        _silence_stdout()
+        print(f"hoist {verb}: the output was closed before everything was written (broken pipe)",
+              file=sys.stderr)
+        return 1
+    except OSError as e:
+        # An everyday I/O failure the verb did not name itself (a full disk, a read-only or
+        # missing directory): one line naming the error and the path, no traceback.
+        print(f"hoist {verb}: {describe_os_error(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hoist {verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(e: OSError) -> str:
+    """``No space left on device: /path`` (with the second path of a rename, if any)."""
+    text = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        text += f": {e.filename}"
+    if e.filename2 is not None:
+        text += f" -> {e.filename2}"
+    return text
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real descriptor (in-process test runs)
+        pass
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hoist.errors import UserError
 from hoist.paths import hoist_root, images_dir
-from registry.client.errors import ClientError
+from registry.client.errors import ClientError, PlainHTTP
 from storage.errors import NameInvalid, StorageError, TagInvalid
 from storage.fsutil import secure_store_root
 from storage.layout import ImageLayout
@@ -35,6 +35,10 @@ def user_errors() -> Iterator[None]:
     went wrong); an interrupted transfer is left as it is, to resume next time."""
     try:
         yield
+    except PlainHTTP as e:
+        raise UserError(f"{e.registry} answers plain HTTP, not HTTPS: it is an insecure registry",
+                        hint=f"pass --insecure, or list \"{e.registry}\" under \"insecure-registries\" "
+                             f"in {client_settings().insecure_file}") from None
     except ClientError as e:
         raise UserError(str(e)) from None
     except StorageError as e:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hoist.errors import UserError
+
 
 def hoist_root() -> Path:
+    """The state root; a path that exists and is not a directory is a one-line UserError."""
     env = os.environ.get("HOIST_ROOT")
     if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(xdg) / "hoist"
+        root = Path(env)
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        root = Path(xdg) / "hoist"
+    if os.path.lexists(root) and not root.is_dir():
+        what = "HOIST_ROOT" if env else "hoist's state directory"
+        raise UserError(f"{what} {root} is not a directory",
+                        hint="point HOIST_ROOT at a directory (it is created if missing)")
+    return root
 
 
 def images_dir() -> Path:

@@ -31,6 +31,46 @@ def human_size(n: float) -> str:
     return f"{n}B"
 
 
+def docker_size(n: float, precision: int = 3) -> str:
+    """go-units' ``HumanSizeWithPrecision(n, precision)``, what ``docker images`` and ``docker
+    ps -s`` print: decimal units, three significant digits (``0B``, ``4.26MB``, ``124MB``);
+    ``HumanSize`` is precision 4."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.{precision}g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """go-units' ``HumanDuration``: docker's ``Up 5 minutes`` and ``2 weeks ago``."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
 @dataclass
 class _Line:
     event: Progress

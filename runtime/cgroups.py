@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from runtime import devfilter
@@ -72,9 +73,12 @@ def _settings(limits: Limits, v2: bool) -> dict[str, dict[str, str]]:
     return out
 
 
-def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[str]:
-    """Make the container's cgroup directories: the limits set, and the device rules always.
-    Returns their paths. Raises SetupError when a controller is missing or refuses a value."""
+def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT,
+           devices: Iterable[tuple[str, int, int, str]] = ()) -> list[str]:
+    """Make the container's cgroup directories: the limits set, and the device rules always
+    (``ALLOWED_DEVICES`` and ``devices``, what ``--device`` adds). Returns their paths. Raises
+    SetupError when a controller is missing or refuses a value."""
+    allowed = ALLOWED_DEVICES + tuple(devices)
     v2 = is_v2(root)
     settings = _settings(limits, v2)
     paths: list[str] = []
@@ -82,7 +86,7 @@ def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[
         if v2:
             path = _create_v2(root, container_id, settings)
             paths.append(str(path))
-            devfilter.attach(path, ALLOWED_DEVICES)
+            devfilter.attach(path, allowed)
         else:
             settings["devices"] = {}
             settings["freezer"] = {}
@@ -101,7 +105,7 @@ def create(container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> list[
                     _write(path / name, value)
                 if controller == "devices":
                     _write(path / "devices.deny", "a")
-                    for rule in ALLOWED_DEVICES:
+                    for rule in allowed:
                         _write(path / "devices.allow", device_rule(*rule))
     except BaseException:
         remove(paths)

@@ -9,7 +9,8 @@
         ├── config.json        the ContainerSpec (its name changes on rename)
         ├── state.json         status, monitor and init pids, exit code, times (atomic rewrites)
         ├── hosts, hostname, resolv.conf    bind-mounted into /etc
-        ├── container.log      stdout and stderr of a detached container
+        ├── container.log      the monitor's own messages (a detached container's)
+        ├── container-json.log[.N]   a detached container's stdout and stderr (runtime/logfile.py)
         ├── attach.sock        a ``-t`` container's console, served by its monitor (runtime/tty.py)
         ├── upper/ work/       the overlay's upper and work directories (upper is the diff)
         └── rootfs/            the mount point of the root (mounted only inside the container)

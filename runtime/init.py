@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime import cgroups, linux, mounts, restart, seccomp, tty, users
+from runtime import caps, cgroups, linux, logfile, mounts, restart, seccomp, tty, users, volumes
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, boot_id, process_start_time
 from runtime.errors import RuntimeFailure
@@ -37,6 +38,15 @@ from runtime.spec import ContainerSpec, exit_code_of
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+_RLIMITS = {"as": resource.RLIMIT_AS, "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU,
+            "data": resource.RLIMIT_DATA, "fsize": resource.RLIMIT_FSIZE,
+            "locks": getattr(resource, "RLIMIT_LOCKS", 10),
+            "memlock": resource.RLIMIT_MEMLOCK, "msgqueue": resource.RLIMIT_MSGQUEUE,
+            "nice": resource.RLIMIT_NICE, "nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
+            "rss": resource.RLIMIT_RSS, "rtprio": resource.RLIMIT_RTPRIO, "rttime": resource.RLIMIT_RTTIME,
+            "sigpending": resource.RLIMIT_SIGPENDING, "stack": resource.RLIMIT_STACK}
 
 
 class StartFailure(Exception):
@@ -58,14 +68,19 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
     mounts.check_special_dirs(root)
     mounts.mount_proc(root)
     mounts.mount_dev(root)
+    _dev_options(root, spec)
     # The cgroup view comes last: it needs the cgroup namespace, which needs this process in its
     # cgroups, which the monitor is seeing to meanwhile (``_await_cgroups``).
     view = mounts.mount_sys(root, spec.network != "host", with_cgroups=False)
-    mounts.mask_paths(root)
+    if not spec.privileged:  # --privileged: /proc unmasked, as docker
+        mounts.mask_paths(root)
+    for vol in spec.volumes:
+        if vol.populate:  # a new volume gets what the image has there (docker's copy), before
+            volumes.populate(root, vol.target, vol.source)  # the /etc files' mount points exist
     for name in ("hosts", "hostname", "resolv.conf"):
         mounts.bind_into(root, str(cdir / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
     for vol in spec.volumes:
-        flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0)
+        flags = MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0) | (MS_NOEXEC if vol.noexec else 0)
         if vol.tmpfs is not None:
             mounts.tmpfs_into(root, vol.target, flags, vol.tmpfs)
         else:
@@ -76,11 +91,32 @@ def _setup_root(spec: ContainerSpec, cdir: Path, cgroup_fd: int | None = None) -
         _await_cgroups(cgroup_fd)
     if view is not None:
         mounts.mount_cgroups(view)
+    if spec.read_only:
+        volumes.make_root_readonly(root)
     return root
 
 
+def _permitted(last_cap: int) -> set[int]:
+    """The capabilities in this process's bounding set (what root here can hold), asked with
+    prctl: the exec helper has no /proc/self in the container's /proc."""
+    return {cap for cap in range(last_cap + 1) if linux.prctl(_PR_CAPBSET_READ, cap) == 1}
+
+
+_PR_CAPBSET_READ = 23
+
+
+def _dev_options(root: str, spec: ContainerSpec) -> None:
+    """--shm-size (a remount of /dev/shm) and --device (each host node bound on its target: a
+    bind keeps the node usable on the nodev /dev, and the device cgroup allows it)."""
+    if spec.shm_size:
+        linux.mount(None, os.path.join(root, "dev/shm"), None,
+                    linux.MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={spec.shm_size}")
+    for dev in spec.devices:
+        mounts.bind_into(root, dev["host"], dev["target"], MS_NOSUID | MS_NOEXEC)
+
+
 def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int,
-                monitor_fd: int | None = None) -> tuple[list[str], users.ExecUser]:
+                monitor_fd: int | None = None, spec: ContainerSpec | None = None) -> tuple[list[str], users.ExecUser]:
     """Inside the container's root: resolve the user in its /etc files, add HOME, create and
     enter the workdir, keep docker's capabilities only, set no_new_privs, switch ids.
     ``monitor_fd`` (PID 1 only) is the read end of a pipe whose write end only the monitor
@@ -94,8 +130,18 @@ def become_user(spec_user: str, env: list[str], cwd: str, last_cap: int,
         env = env + [f"HOME={user.home}"]
     _ensure_workdir(cwd, user)
     keep = set(linux.DEFAULT_CAPS.values())
+    no_new_privs = True
+    if spec is not None:  # the container's own capabilities and no_new_privs (runtime/caps.py)
+        if spec.caps is not None:  # never more than this process holds (--privileged: all of those)
+            keep = caps.numbers(spec.caps, last_cap) & _permitted(last_cap)
+        no_new_privs = spec.no_new_privs
+        if not no_new_privs:
+            # As runc does without no_new_privs: load the filter while CAP_SYS_ADMIN allows it;
+            # what follows (capset, setresuid, prctl, chdir) is allowed by docker's profile.
+            seccomp.apply(spec.seccomp)
     linux.drop_bounding_set(keep, last_cap)
-    linux.set_no_new_privs()
+    if no_new_privs:
+        linux.set_no_new_privs()
     os.setgroups(list(user.groups))
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
@@ -200,6 +246,9 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
         last_cap = linux.cap_last_cap()
         root = _setup_root(spec, cdir, cgroup_fd)
         linux.sethostname(spec.hostname)
+        for name, (soft, hard) in spec.ulimits.items():   # --ulimit, while still privileged
+            resource.setrlimit(_RLIMITS[name], (resource.RLIM_INFINITY if soft < 0 else soft,
+                                                resource.RLIM_INFINITY if hard < 0 else hard))
         if spec.network != "host":
             linux.loopback_up()
         mounts.pivot(root)
@@ -210,7 +259,7 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
             tty.setup_console(console_fd, console_size)
         if spec.init:
             _reaper(spec, report_fd, monitor_fd, last_cap)
-        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
+        env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd, spec)
         seccomp.apply(spec.seccomp)
         exec_command(spec.argv, env)
     except StartFailure as e:
@@ -255,7 +304,7 @@ def _reaper(spec: ContainerSpec, report_fd: int, monitor_fd: int, last_cap: int)
     exits as the command did. Raises StartFailure when the user or workdir is unusable."""
     linux.set_process_name("hoist-init")
     linux.erase_command_line("hoist-init")
-    env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd)
+    env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd, spec)
     seccomp.apply(spec.seccomp)   # the reaper and, inherited, the command
     child = os.fork()
     if child == 0:
@@ -328,6 +377,10 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     manager = restart.RestartManager(restart.RestartPolicy.from_json(spec.restart),
                                      int(container.state().get("restart_count") or 0))
+    # A container started detached (``start_detached``: it waits on ready_fd) has its stdout and
+    # stderr go through a pump into its json-file log, every run of it; one run in the foreground
+    # writes to the caller's terminal or pipe as it is.
+    log_config = logfile.LogConfig.from_json(spec.log) if ready_fd is not None else None
     console = tty.ConsoleServer(cdir) if spec.tty else None
     if console is not None and attach_first:
         console.await_first_client(30.0)
@@ -345,7 +398,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     try:
         while True:
             started = time.monotonic()
-            code, error = _run_once(container, spec, cdir, own_pidns, first, ready_fd, console, child, net)
+            code, error = _run_once(container, spec, cdir, own_pidns, first, ready_fd, console, child, net, log_config)
             if error and first:
                 break   # a command that cannot start is an error of `run`/`start`, not a crash
             first, ready_fd = False, None
@@ -398,11 +451,18 @@ def _await_restart(container: Container, delay: float) -> bool:
 
 def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: int, first: bool,
               ready_fd: int | None, console: tty.ConsoleServer | None,
-              child: list[int], net: Any = None) -> tuple[int, tuple[int, str] | None]:
+              child: list[int], net: Any = None,
+              log_config: logfile.LogConfig | None = None) -> tuple[int, tuple[int, str] | None]:
     """One run of the command, from the fork of PID 1 to its exit: (exit code, start failure)."""
     if not first:
         # The last PID namespace died with its PID 1; back to the monitor's own, to make a new one.
         linux.setns(own_pidns, linux.CLONE_NEWPID)
+    # Each run's log pump is forked before the PID namespace (a process forked after it would be
+    # the namespace's PID 1) and waited for after the run, so every record of a run is written
+    # before the state says it exited.
+    logs = logfile.LogPump(cdir, log_config) if log_config is not None else None
+    if logs is not None:
+        logs.start()
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
     # The monitor holds alive_w until the run ends; PID 1 sees EOF on alive_r once it is gone.
@@ -416,6 +476,8 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
         os.close(cgroup_w)
         if ready_fd is not None:
             os.close(ready_fd)
+        if logs is not None:
+            logs.child_side()
         console_fd = None
         if pair is not None and console is not None:
             pair[0].close()
@@ -427,6 +489,9 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     os.close(cgroup_r)
     if pair is not None:
         pair[1].close()
+    log_out = logs.stdout_fd() if logs is not None and console is not None else 1
+    if logs is not None and console is None:
+        logs.parent_side()
     child[0] = pid
     _place_in_cgroups(spec.cgroups, pid, cgroup_w)
     container.update_state(pid=pid)   # (the container cannot have started before the answer above)
@@ -443,13 +508,17 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     if master is not None and console is not None:
         pidfd = os.pidfd_open(pid)
         try:
-            console.relay(master, pidfd, 1, spec.interactive)
+            console.relay(master, pidfd, log_out, spec.interactive)
         finally:
             os.close(pidfd)
             os.close(master)
     status = _wait(pid)
     child[0] = 0
     os.close(alive_w)
+    if logs is not None:
+        if console is not None:
+            logs.parent_side()   # the relay wrote the console's output into the pump
+        logs.finish()  # every record is written before the state says exited
     code = error[0] if error else exit_code_of(status)
     container.update_state(status="exited", exit_code=code, finished_at=time.time(), pid=0,
                            error=error[1] if error else "")

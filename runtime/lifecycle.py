@@ -27,8 +27,10 @@ from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, 
 from runtime.restart import RestartPolicy
 from runtime.image import Image, load_image
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.spec import (ContainerSpec, Limits, build_env, check_volumes, command_line, exit_code_of,
-                          parse_env_args, parse_signal, parse_volume, read_env_file, working_dir)
+from runtime.spec import (ContainerSpec, Limits, Volume, build_env, command_line, exit_code_of,
+                          parse_device, parse_env_args, parse_labels, parse_signal, parse_size, parse_ulimits,
+                          read_env_file,
+                          working_dir)
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -68,6 +70,24 @@ class RunOptions:
     detach: bool = False
     interactive: bool = False
     seccomp: str = seccomp.DEFAULT          # or seccomp.UNCONFINED, or a profile file
+    log_driver: str | None = None           # json-file (default) or none
+    log_opts: list[str] = field(default_factory=list)   # max-size=SIZE, max-file=N
+    # --label K=V items, or a mapping (hoist compose gives its labels so)
+    labels: list[str] | dict[str, str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)     # --mount type=...,target=...
+    tmpfs: list[str] = field(default_factory=list)      # --tmpfs /path[:opts]
+    volumes_from: list[str] = field(default_factory=list)
+    read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privs: bool = False              # docker's default; --security-opt no-new-privileges
+    devices: list[str] = field(default_factory=list)
+    shm_size: int = 0
+    ulimits: list[str] = field(default_factory=list)
+    stop_signal: str | None = None
+    stop_timeout: float | None = None
+    label_files: list[str] = field(default_factory=list)
     # --ip, --network-alias, -p, -P, --dns, --add-host (runtime.network.attach.NetOptions)
     ip: str | None = None
     aliases: list[str] = field(default_factory=list)
@@ -75,7 +95,6 @@ class RunOptions:
     publish_all: bool = False
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
     restart: str = "no"                     # docker's --restart (runtime/restart.py)
     tty: bool = False                       # -t: a pty for the container (runtime/tty.py)
 
@@ -94,8 +113,14 @@ class Runtime:
         """Resolve the image, unpack what is missing, write the container's folder."""
         image = load_image(self.images_dir, opts.image)
         spec = self._spec(image, opts)
-        chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
-        return self.create_from_spec(spec, chain)
+        try:
+            chain = self.snapshots.ensure_chain(list(image.layer_blobs), image.diff_ids)
+            return self.create_from_spec(spec, chain)
+        except BaseException:
+            from runtime import volumes
+
+            volumes.forget_container(self.root, spec.volumes)  # the anonymous ones it made
+            raise
 
     def create_from_spec(self, spec: ContainerSpec, chain: list[Path],
                          store: ContainerStore | None = None) -> Container:
@@ -130,27 +155,52 @@ class Runtime:
         policy = RestartPolicy.parse(opts.restart)
         if opts.remove and not policy.is_none:
             raise SetupError("Conflicting options: --restart and --rm")
-        return ContainerSpec(
+        log = _log_config(opts)
+        given = dict(opts.labels) if isinstance(opts.labels, dict) else parse_labels(opts.labels, opts.label_files)
+        if isinstance(opts.labels, dict) and opts.label_files:
+            given = {**parse_labels([], opts.label_files), **given}
+        labels = {**(config.get("Labels") or {}), **given}
+        from runtime.caps import capability_set
+
+        cap_names = capability_set(opts.cap_add, opts.cap_drop, opts.privileged)
+        # --privileged runs without a filter, as docker; the profile's rules follow the caps.
+        choice = seccomp.UNCONFINED if opts.privileged else opts.seccomp
+        profile = seccomp.for_container(choice, cap_names, self.root / "cache" / "seccomp")
+        devices = [parse_device(d) for d in opts.devices]
+        ulimits = parse_ulimits(opts.ulimits)
+        stop_signal = parse_signal(opts.stop_signal or config.get("StopSignal"))
+        return ContainerSpec(  # the mounts last: they may create volumes, nothing may fail after
             id=cid, name=opts.name or f"hoist_{cid[:12]}", image=image.ref, image_id=image.config_digest,
             argv=command_line(config, opts.entrypoint, opts.args),
             env=build_env(config.get("Env"), user_env, hostname),
             cwd=working_dir(config, opts.workdir),
             user=user,
             hostname=hostname, init=opts.init, **net,
-            volumes=check_volumes([parse_volume(v) for v in opts.volumes]),
-            stop_signal=parse_signal(config.get("StopSignal")),
+            stop_signal=stop_signal, stop_timeout=opts.stop_timeout,
+            entrypoint=([opts.entrypoint] if opts.entrypoint else []) if opts.entrypoint is not None
+            else config.get("Entrypoint"),
+            cmd=list(opts.args) if opts.args or opts.entrypoint is not None else config.get("Cmd"),
+            caps=cap_names, no_new_privs=opts.no_new_privs and not opts.privileged, privileged=opts.privileged,
+            devices=devices, shm_size=opts.shm_size, ulimits=ulimits,
             limits=opts.limits, remove=opts.remove, detach=opts.detach, created=time.time(),
-            seccomp=seccomp.for_container(opts.seccomp, linux.DEFAULT_CAPS, self.root / "cache" / "seccomp"),
-            labels=dict(opts.labels),
+            seccomp=profile, log=log, labels=labels, read_only=opts.read_only,
             restart=policy.to_json(), tty=opts.tty, interactive=opts.interactive,
-            config=_docker_config(config, opts),
+            config=_docker_config(config, opts, labels),
+            volumes=self._mounts(opts),
         )
+
+    def _mounts(self, opts: RunOptions) -> list[Volume]:
+        from runtime import volumes
+
+        return volumes.container_mounts(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
+                                        volumes.VolumeStore(self.root / "volumes"), self.containers)
 
     def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
         (container.path / "rootfs").mkdir(mode=0o755, exist_ok=True)
         plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay)
         spec.rootfs = plan.to_json()
-        spec.cgroups = cgroups.create(spec.id, spec.limits)
+        spec.cgroups = cgroups.create(spec.id, spec.limits, devices=[
+            (d["kind"], d["major"], d["minor"], d["access"]) for d in spec.devices])
         write_etc_files(container.path, spec)
         container.write_spec(spec)
 
@@ -262,8 +312,9 @@ class Runtime:
         _kill_quiet(pid, sig)
         self._thaw_if_paused(container)
 
-    def stop(self, container: Container, timeout: float = 10.0) -> None:
-        """The image's STOPSIGNAL, then SIGKILL after ``timeout`` seconds; waits for the exit.
+    def stop(self, container: Container, timeout: float = 10.0, sig: int | None = None) -> None:
+        """``sig`` (default: the container's stop signal: --stop-signal, else the image's
+        STOPSIGNAL, else SIGTERM), then SIGKILL after ``timeout`` seconds; waits for the exit.
         A user's stop: no restart policy brings the container back (until ``start``)."""
         status, state = container.status()
         if status not in ("running", "restarting"):
@@ -271,7 +322,7 @@ class Runtime:
         container.update_state(manually_stopped=True)
         pid = int(state.get("pid") or 0)
         if pid:
-            _kill_quiet(pid, container.spec.stop_signal)
+            _kill_quiet(pid, sig if sig is not None else container.spec.stop_signal)
             self._thaw_if_paused(container)
         if self.wait_exit(container, timeout):
             return
@@ -303,7 +354,16 @@ class Runtime:
                 return False
             time.sleep(0.01)
 
-    def remove(self, container: Container, force: bool = False) -> None:
+    def remove(self, container: Container, force: bool = False, anonymous_volumes: bool = False) -> None:
+        """Remove the container (``force``: kill it first); with ``anonymous_volumes`` (``rm
+        -v``) the anonymous volumes only it used go too."""
+        self._remove(container, force)
+        if anonymous_volumes:
+            from runtime import volumes
+
+            volumes.forget_container(self.root, container.spec.volumes)
+
+    def _remove(self, container: Container, force: bool) -> None:
         status, _ = container.status()
         if status in ("running", "restarting"):
             if not force:
@@ -379,20 +439,26 @@ class Runtime:
             if pid > 0:
                 _kill_quiet(pid, sig)
 
+        from runtime.logfile import LogReader
+
         previous = {sig: signal.signal(sig, forward) for sig in _PROXIED}
-        out = sys.stdout.buffer
+        # The run's records, each replayed to the stream it came from; the monitor writes the
+        # state (exited, restarting) only once every record of the run is in the log.
+        streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+        reader = LogReader(container.path)
         try:
-            with open(container.log_path, "rb") as log:
-                while True:
-                    status, state = container.status()
-                    done = status != "running" or state.get("started_at") != started
-                    while chunk := log.read(1 << 16):
-                        out.write(chunk)
-                    out.flush()
-                    if done:
-                        return int(state.get("exit_code", 255))
-                    time.sleep(0.05)
+            while True:
+                status, state = container.status()
+                done = status != "running" or state.get("started_at") != started
+                for record in reader.read():
+                    streams.get(record.stream, sys.stdout.buffer).write(record.data)
+                for stream in streams.values():
+                    stream.flush()
+                if done:
+                    return int(state.get("exit_code", 255))
+                time.sleep(0.05)
         finally:
+            reader.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
@@ -530,7 +596,7 @@ class Runtime:
         return _relay_exec(child, pair, interactive)
 
 
-def _docker_config(config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
+def _docker_config(config: dict[str, Any], opts: RunOptions, labels: dict[str, str]) -> dict[str, Any]:
     """What ``inspect`` reports as Config.Entrypoint/Cmd (docker keeps them apart; argv is their
     sum), Labels and ExposedPorts."""
     if opts.entrypoint is not None:
@@ -539,10 +605,14 @@ def _docker_config(config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
     else:
         entrypoint = config.get("Entrypoint") or None
         cmd = list(opts.args) or config.get("Cmd") or None
-    # docker: the image's labels, then --label's on top
-    labels = {**(config.get("Labels") or {}), **opts.labels}
     return {"Entrypoint": entrypoint, "Cmd": cmd, "Labels": labels,
             "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None}
+
+
+def _log_config(opts: RunOptions) -> dict[str, object]:
+    from runtime import logfile  # only here: `hoist run` in the foreground keeps no log
+
+    return logfile.parse_log_options(opts.log_driver, opts.log_opts, parse_size).to_json()
 
 
 def _check_user(user: str) -> None:
@@ -631,7 +701,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
             os.close(console_fd)
         for sig in _PROXIED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        env2, _ = init.become_user(user, env, cwd, last_cap)
+        env2, _ = init.become_user(user, env, cwd, last_cap, spec=spec)
     except init.StartFailure as e:
         print(f"hoist exec: {e.message}", file=sys.stderr, flush=True)
         os._exit(e.code)

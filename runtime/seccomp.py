@@ -172,10 +172,18 @@ def complete(filt: dict[str, str] | None, cache_dir: str | os.PathLike[str] | No
     return for_container(filt.get("profile") or DEFAULT, DEFAULT_CAPS, cache_dir)
 
 
+_loaded: str | None = None   # the program this process has loaded (forked children inherit both)
+
+
 def apply(filt: dict[str, str] | None) -> None:
     """Load a container's filter into this process (inherited by everything it execs and forks).
     Needs no_new_privs (or CAP_SYS_ADMIN); raises OSError if the kernel refuses the program."""
+    global _loaded
     if filt is None:
+        return
+    if _loaded is not None and _loaded == filt.get("program"):
+        # Loaded already, early (a container without no_new_privs loads it while it still has
+        # CAP_SYS_ADMIN, as runc does); inherited by this process's children as by execve.
         return
     if not filt.get("program"):
         # Never quietly unconfined: a filter must be compiled (``complete``) before it is applied.
@@ -188,3 +196,4 @@ def apply(filt: dict[str, str] | None) -> None:
     if res != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"loading the seccomp filter: {os.strerror(err)}")
+    _loaded = filt["program"]

@@ -12,7 +12,7 @@ import os
 import re
 import signal
 from dataclasses import asdict, dataclass, field
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.errors import ImageConfigInvalid, SetupError
@@ -31,6 +31,11 @@ class Volume:
     target: str
     readonly: bool = False
     tmpfs: str | None = None
+    # runtime/volumes.py: the named (or anonymous) volume ``source`` is the data of; whether
+    # PID 1 fills it from the image at ``target`` first (a new, empty volume); a tmpfs's noexec
+    volume: str = ""
+    populate: bool = False
+    noexec: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,28 @@ class ContainerSpec:
     # None runs unconfined.
     seccomp: dict[str, str] | None = None
     created: float = 0.0
+    # runtime.logfile.LogConfig of a detached container's log (None: the defaults).
+    log: dict[str, Any] | None = None
+    # docker's container labels: the image's with --label's (or hoist compose's) over them
+    labels: dict[str, str] = field(default_factory=dict)
+    read_only: bool = False         # --read-only: the root file system (not the mounts on it)
+    # privileges (runtime/caps.py): capability names (None: docker's default set); no_new_privs
+    # (hoist run: off, as docker; --security-opt no-new-privileges turns it on; build steps and
+    # specs written before this field keep it on); --privileged (all caps, no filter, no masks)
+    caps: list[str] | None = None
+    no_new_privs: bool = True
+    privileged: bool = False
+    # --device: {"host", "target", "kind" (c or b), "major", "minor", "access" (rwm)}
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    shm_size: int = 0               # --shm-size in bytes (0: docker's 64 MiB)
+    ulimits: dict[str, list[int]] = field(default_factory=dict)   # name -> [soft, hard]; -1 unlimited
+    stop_timeout: float | None = None   # --stop-timeout seconds (None: stop's -t, default 10)
+    # docker's container Config.Entrypoint and Config.Cmd (``argv`` is them joined), for commit
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
     # A build step's: the monitor dies with this process (PDEATHSIG), so a killed build leaves
     # no step running. 0: the monitor lives on its own (``hoist run``).
     caller_pid: int = 0
-    labels: dict[str, str] = field(default_factory=dict)   # docker's container labels (hoist compose's)
     # lifecycle (runtime/restart.py, runtime/tty.py): docker's HostConfig.RestartPolicy
     # ({"Name", "MaximumRetryCount"}; None is "no"), Config.Tty and Config.OpenStdin
     restart: dict[str, Any] | None = None
@@ -145,6 +168,79 @@ def read_env_file(path: str) -> list[str]:
     except UnicodeDecodeError as e:
         raise SetupError(f"env file {path} is not valid UTF-8 (byte {e.start})") from None
     return parse_env_args([ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")])
+
+
+def parse_labels(items: Sequence[str], files: Sequence[str] = ()) -> dict[str, str]:
+    """``--label K=V`` (``K`` alone is an empty value) and ``--label-file`` lines, as docker."""
+    lines = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines += [ln.strip() for ln in f.read().splitlines()]
+        except OSError as e:
+            raise SetupError(f"cannot read label file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise SetupError(f"label file {path} is not valid UTF-8 (byte {e.start})") from None
+    out: dict[str, str] = {}
+    for item in [ln for ln in lines if ln and not ln.startswith("#")] + list(items):
+        key, _, value = item.partition("=")
+        if not key:
+            raise SetupError(f"invalid label {item!r}: the key is empty")
+        out[key] = value
+    return out
+
+
+ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+           "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def parse_ulimits(items: Sequence[str]) -> dict[str, list[int]]:
+    """``--ulimit NAME=SOFT[:HARD]`` (docker's names; -1 is unlimited; HARD defaults to SOFT)."""
+    out: dict[str, list[int]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in ULIMITS:
+            raise SetupError(f"invalid ulimit {item!r} (NAME=SOFT[:HARD], NAME one of {', '.join(ULIMITS)})")
+        soft_text, _, hard_text = value.partition(":")
+        try:
+            soft = int(soft_text)
+            hard = int(hard_text) if hard_text else soft
+        except ValueError:
+            raise SetupError(f"invalid ulimit {item!r}: the limits are numbers") from None
+        if soft < -1 or hard < -1 or (hard != -1 and (soft == -1 or soft > hard)):
+            raise SetupError(f"invalid ulimit {item!r}: the soft limit cannot be more than the hard one")
+        out[name] = [soft, hard]
+    return out
+
+
+def parse_device(text: str) -> dict[str, Any]:
+    """``--device HOST[:CONTAINER][:PERMS]``: a character or block device of the host."""
+    import stat as _stat
+
+    parts = text.split(":")
+    host = parts[0]
+    target, access = host, "rwm"
+    if len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm") and not parts[1].startswith("/"):
+            access = parts[1]
+        else:
+            target = parts[1]
+    elif len(parts) == 3:
+        target, access = parts[1], parts[2]
+    elif len(parts) > 3:
+        raise SetupError(f"invalid device {text!r} (HOST[:CONTAINER][:rwm])")
+    if not access or not set(access) <= set("rwm"):
+        raise SetupError(f"invalid device mode {access!r} in {text!r} (r, w, m)")
+    if not host.startswith("/") or not target.startswith("/dev/"):
+        raise SetupError(f"invalid device {text!r}: an absolute host path, and a target under /dev")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise SetupError(f"error gathering device information while adding device {host!r}: {e.strerror}") from None
+    if not (_stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode)):
+        raise SetupError(f"{host} is not a device node")
+    return {"host": host, "target": os.path.normpath(target), "kind": "c" if _stat.S_ISCHR(st.st_mode) else "b",
+            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev), "access": access}
 
 
 def command_line(config: dict[str, Any], entrypoint: str | None, args: list[str]) -> list[str]:

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
+import os
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -70,6 +73,14 @@ class _Archive:
         info.size, info.mode = size, 0o644
         self.tar.addfile(info, f)
 
+    def abandon(self) -> None:
+        """After a failure: drop what is buffered, so nothing more is written to ``fileobj``
+        (not even when the stream is collected: a closed or broken output would raise there)."""
+        stream = self.tar.fileobj
+        if stream is not None:
+            stream.closed = True  # type: ignore[attr-defined]  # tarfile._Stream: close() is then a no-op
+        self.tar.closed = True  # type: ignore[attr-defined]  # set by TarFile itself; close() then returns
+
     def add_dir(self, name: str) -> None:
         info = tarfile.TarInfo(name)
         info.type, info.mode = tarfile.DIRTYPE, 0o755
@@ -79,6 +90,14 @@ class _Archive:
 def write_docker_archive(layout: ImageLayout, images: Sequence[NamedImage], out: IO[bytes]) -> None:
     """Write ``images`` to ``out`` as a docker-archive that is also an OCI layout (see above)."""
     archive = _Archive(out)
+    try:
+        _write_docker(archive, layout, images)
+    except BaseException:
+        archive.abandon()
+        raise
+
+
+def _write_docker(archive: _Archive, layout: ImageLayout, images: Sequence[NamedImage]) -> None:
     for d in ("blobs", "blobs/sha256"):
         archive.add_dir(d)
     entries: list[dict[str, Any]] = []
@@ -154,6 +173,14 @@ def write_oci_archive(layout: ImageLayout, images: Sequence[NamedImage], out: IO
     the store, as it is stored; ``index.json`` names each (``ref.name`` the tag, as docker and
     buildx write it, and the full name in ``io.containerd.image.name``)."""
     archive = _Archive(out)
+    try:
+        _write_oci(archive, layout, images)
+    except BaseException:
+        archive.abandon()
+        raise
+
+
+def _write_oci(archive: _Archive, layout: ImageLayout, images: Sequence[NamedImage]) -> None:
     for d in ("blobs", "blobs/sha256"):
         archive.add_dir(d)
     index = []
@@ -191,75 +218,280 @@ def _reached(layout: ImageLayout, desc: Descriptor) -> list[Digest]:
     return out
 
 
+# -- sizes ---------------------------------------------------------------------------------------
+
+def layer_content_size(path: str | os.PathLike[str]) -> int:
+    """The bytes a layer's files take once unpacked (what docker reports as its size): the sum
+    of its regular files' sizes, a hard link's data counted once, whiteouts and directories 0.
+    Headers are read with the unpack bounds (``storage.tarlimits``). Raises ArchiveInvalid."""
+    from storage.tarlimits import bounded_tarinfo
+
+    total = 0
+    try:
+        f = open(path, "rb")
+        with compression.decompressed(f, compression.sniff_file(f)) as plain:
+            tar = tarfile.open(fileobj=plain, mode="r|", tarinfo=bounded_tarinfo(ArchiveInvalid, ArchiveInvalid))
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # type: ignore[attr-defined]  # a layer may have a million entries
+                if member.isreg():
+                    total += member.size
+    except (*_CORRUPT, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        raise ArchiveInvalid(f"layer {path} is not a readable tar ({_reason(e)})") from None
+    return total
+
+
+# -- a root file system tarball as an image (hoist import) ----------------------------------------
+
+def import_rootfs(layout: ImageLayout, source: IO[bytes], *, architecture: str, os_name: str = "linux",
+                  variant: str | None = None, comment: str = "", created: str,
+                  config: dict[str, Any] | None = None) -> Descriptor:
+    """Store the tar ``source`` (plain or compressed as a whole) as a one-layer image: the
+    layer gzipped, its diff_id the plain tar's digest; the config says the platform, ``rootfs``,
+    a history entry and ``config`` (docker import's image, with its ``-c`` changes). Every header
+    is read with the unpack bounds first. Returns the manifest's descriptor (untagged). Raises ArchiveInvalid."""
+    from storage.tarlimits import bounded_tarinfo
+
+    ingest = layout.ingest_dir()
+    with tempfile.TemporaryFile(dir=ingest) as plain:
+        hasher = Hasher()
+        try:
+            kind = compression.sniff_file(source) if source.seekable() else compression.NONE
+            with compression.decompressed(source, kind) as reader:
+                while block := reader.read(COPY_BYTES):
+                    plain.write(block)
+                    hasher.update(block)
+            plain.seek(0)
+            tar = tarfile.open(fileobj=plain, mode="r|", tarinfo=bounded_tarinfo(ArchiveInvalid, ArchiveInvalid))
+            entries = 0
+            while tar.next() is not None:
+                tar.members.clear()  # type: ignore[attr-defined]
+                entries += 1
+        except (*_CORRUPT, OSError) as e:
+            if isinstance(e, OSError) and e.errno is not None:
+                raise
+            raise ArchiveInvalid(f"not a tar archive (plain, gzip, bzip2, xz or zstd): {_reason(e)}") from None
+        if not entries:
+            raise ArchiveInvalid("the tarball is empty: no root file system in it")
+        diff_id = hasher.digest()
+        plain.seek(0)
+        import isal.igzip
+
+        with tempfile.TemporaryFile(dir=ingest) as packed:
+            with isal.igzip.GzipFile(fileobj=packed, mode="wb", compresslevel=2, mtime=0) as gz:
+                while block := plain.read(COPY_BYTES):
+                    gz.write(block)
+            packed.seek(0)
+            layer_digest, layer_size = layout.put_stream(packed)
+    platform: dict[str, Any] = {"architecture": architecture, "os": os_name}
+    if variant:
+        platform["variant"] = variant
+    image = {**platform, "created": created, "config": config or {},
+              "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]},
+              "history": [{"created": created, "comment": comment or "Imported from tarball"}]}
+    config_desc = layout.put_json(image, mt.OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config_desc.to_json(),
+                "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(layer_digest), "size": layer_size}]}
+    return layout.put_json(manifest, mt.OCI_MANIFEST)
+
+
+# -- compressing for a push ---------------------------------------------------------------------
+
+def compress_layers(layout: ImageLayout, desc: Descriptor) -> Descriptor | None:
+    """For an image manifest with uncompressed layers (what a ``docker save`` archive loads as):
+    gzip each into the store, store a manifest over them (the same config, so the same diff_ids
+    and image id; new layer digests), and point every ref that named ``desc`` at it, so the
+    store keeps one form and a second push compresses nothing. Return the new manifest's
+    descriptor, or None when there is nothing to compress (an index, or compressed layers).
+    docker does the same on push: it gzips what ``docker load`` stored uncompressed."""
+    manifest = layout.manifest(desc)
+    if manifest.is_index or manifest.config is None:
+        return None
+    if not any(layer.media_type == mt.OCI_LAYER for layer in manifest.layers):
+        return None
+    gzip_type = mt.DOCKER_LAYER if manifest.media_type == mt.DOCKER_MANIFEST else mt.OCI_LAYER_GZIP
+    doc = json.loads(manifest.raw)
+    layers = []
+    for entry, layer in zip(doc.get("layers") or [], manifest.layers, strict=True):
+        if layer.media_type == mt.OCI_LAYER:
+            digest, size = _gzip_blob(layout, layer.digest)
+            entry = dict(entry, mediaType=gzip_type, digest=str(digest), size=size)
+        layers.append(entry)
+    doc["layers"] = layers
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    new = Descriptor(desc.media_type, layout.put_blob(raw), len(raw), platform=desc.platform)
+    for name, old in layout.refs():
+        if name and old.digest == desc.digest:
+            layout.tag(name, new)
+    return new
+
+
+def _gzip_blob(layout: ImageLayout, digest: Digest) -> tuple[Digest, int]:
+    """gzip blob ``digest`` (ISA-L, no name or time in the header) into the store."""
+    import isal.igzip
+
+    with tempfile.TemporaryFile(dir=layout.ingest_dir()) as tmp:
+        with open(layout.blob_path(digest), "rb") as src, \
+                isal.igzip.GzipFile(fileobj=tmp, mode="wb", compresslevel=2, mtime=0) as gz:
+            while block := src.read(COPY_BYTES):
+                gz.write(block)
+        tmp.seek(0)
+        return layout.put_stream(tmp)
+
+
 # -- reading ------------------------------------------------------------------------------------
 
+# What a truncated or corrupt archive raises while it is read: tarfile's own errors, a gzip or
+# xz stream that ends early or holds garbage (EOFError, zlib.error, lzma.LZMAError, and
+# gzip.BadGzipFile / bz2's OSError, told from a real I/O error by having no errno).
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+
+
 def read_archive(layout: ImageLayout, tar: tarfile.TarFile) -> list[str]:
-    """Load every image in ``tar``; return docker-style "Loaded image: ..." lines."""
-    names = set(tar.getnames())
-    docker_entries = _json_member(tar, "manifest.json") if "manifest.json" in names else None
+    """Load every image in ``tar``; return docker-style "Loaded image: ..." lines.
+
+    Member names are taken as ``tar -C DIR -c .`` writes them too (``./index.json``). Names are
+    tagged only once every image's blobs are in; on any failure, the blobs this call added are
+    removed again (unless a ref reaches them meanwhile), so a failed load leaves nothing behind.
+    """
+    added: list[Digest] = []
+    try:
+        source = _Source(tar, layout, added)
+        tags = _read(source)
+    except _CORRUPT as e:
+        _forget(layout, added)
+        raise ArchiveInvalid(f"the archive is truncated or corrupt ({_reason(e)})") from None
+    except OSError as e:
+        _forget(layout, added)
+        if e.errno is None:
+            raise ArchiveInvalid(f"the archive is truncated or corrupt ({_reason(e)})") from None
+        raise
+    except BaseException:
+        _forget(layout, added)
+        raise
+    lines = []
+    for name, desc, line in tags:
+        layout.tag(name, desc)
+        lines.append(line)
+    return lines
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _forget(layout: ImageLayout, added: list[Digest]) -> None:
+    if not added:
+        return
+    keep = layout.reachable()
+    for digest in added:
+        if digest not in keep:
+            layout.delete_blob(digest)
+
+
+def _clean(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
+
+
+def _ends_cleanly(tar: tarfile.TarFile) -> bool:
+    """Whether an uncompressed tar file has the two zero blocks tar writes at its end (a stream
+    cut at a member boundary reads as a shorter, complete archive otherwise). Compressed
+    archives have their own end marks, checked by the decompressor."""
+    f = tar.fileobj
+    if not isinstance(f, io.BufferedReader | io.FileIO):
+        return True
+    members = tar.getmembers()
+    if not members:
+        return True
+    last = members[-1]
+    end = last.offset_data + (0 if last.issparse() else -(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+    return os.fstat(f.fileno()).st_size - end >= 2 * tarfile.BLOCKSIZE
+
+
+class _Source:
+    """The archive's members by clean name, and the blobs put into the store from it."""
+
+    def __init__(self, tar: tarfile.TarFile, layout: ImageLayout, added: list[Digest]) -> None:
+        self.tar, self.layout, self.added = tar, layout, added
+        self.members = {_clean(m.name): m for m in tar.getmembers()}
+        if not _ends_cleanly(tar):
+            raise ArchiveInvalid("the archive is truncated (it ends without tar's end-of-archive marker)")
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.member(name).read())
+        except ValueError as e:
+            raise ArchiveInvalid(f"{name} in the archive is not valid JSON: {e}") from None
+
+    def member(self, name: str) -> IO[bytes]:
+        """A member's bytes. A sparse member is refused: an image archive never holds one, and its
+        holes would expand on read (a 10 KiB archive could write gigabytes into the store)."""
+        info = self.members.get(_clean(name))
+        if info is None:
+            raise ArchiveInvalid(f"the archive lacks {name}")
+        if info.issparse():
+            raise ArchiveInvalid(f"{name} in the archive is a sparse file: refused (image archives hold none)")
+        try:
+            f = self.tar.extractfile(info)
+        except KeyError:
+            f = None
+        if f is None:
+            raise ArchiveInvalid(f"the archive lacks {name}")
+        return f
+
+    def put(self, name: str) -> tuple[Digest, int]:
+        digest, size = self.layout.put_stream(self.member(name), record=self.added)
+        return digest, size
+
+
+# (ref name, descriptor, the line to print): what loading will tag, once everything is in.
+_Tag = tuple[str, Descriptor, str]
+
+
+def _read(source: _Source) -> list[_Tag]:
+    docker_entries = source.json("manifest.json") if "manifest.json" in source.members else None
     if docker_entries is not None and not (
             isinstance(docker_entries, list)
             and all(isinstance(e, dict) and isinstance(e.get("Config"), str) for e in docker_entries)):
         raise ArchiveInvalid("manifest.json in the archive is not a list of images with a Config each")
-    if "index.json" in names:
-        loaded = _load_oci(layout, tar, docker_entries or [])
+    if "index.json" in source.members:
+        loaded = _load_oci(source, docker_entries or [])
         if loaded:
             return loaded
     if docker_entries is None:
         raise ArchiveInvalid("the archive has neither manifest.json nor index.json: not an image archive")
-    return _load_docker(layout, tar, docker_entries)
+    return _load_docker(source, docker_entries)
 
 
-def _json_member(tar: tarfile.TarFile, name: str) -> Any:
-    try:
-        return json.loads(_member(tar, name).read())
-    except ValueError as e:
-        raise ArchiveInvalid(f"{name} in the archive is not valid JSON: {e}") from None
-
-
-def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
-    """A member's bytes. A sparse member is refused: an image archive never holds one, and its
-    holes would expand on read (a 10 KiB archive could write gigabytes into the store)."""
-    try:
-        info = tar.getmember(name.lstrip("./"))
-    except KeyError:
-        raise ArchiveInvalid(f"the archive lacks {name}") from None
-    if info.issparse():
-        raise ArchiveInvalid(f"{name} in the archive is a sparse file: refused (image archives hold none)")
-    try:
-        f = tar.extractfile(info)
-    except KeyError:
-        f = None
-    if f is None:
-        raise ArchiveInvalid(f"the archive lacks {name}")
-    return f
-
-
-def _load_oci(layout: ImageLayout, tar: tarfile.TarFile, docker_entries: list[dict[str, Any]]) -> list[str]:
-    index = _json_member(tar, "index.json")
+def _load_oci(source: _Source, docker_entries: list[dict[str, Any]]) -> list[_Tag]:
+    index = source.json("index.json")
+    if not isinstance(index, dict):
+        raise ArchiveInvalid("index.json in the archive is not an OCI image index")
     tags_by_config = {e.get("Config", "").rsplit("/", 1)[-1]: e.get("RepoTags") or [] for e in docker_entries}
     named: list[tuple[str, Descriptor]] = []
     for entry in index.get("manifests") or []:
         desc = Descriptor.from_json(entry, "index.json")
-        for name in _oci_names(desc, tar, tags_by_config):
+        for name in _oci_names(desc, source, tags_by_config):
             named.append((name, desc))
     if not named and docker_entries:
         return []
-    for member in tar.getmembers():
-        if member.isfile() and member.name.lstrip("./").startswith("blobs/"):
-            _copy_blob(layout, tar, member)
-    lines = []
+    for clean, member in source.members.items():
+        if member.isfile() and clean.startswith("blobs/"):
+            _copy_blob(source, clean)
+    out: list[_Tag] = []
     for name, desc in named:
         if name.startswith("sha256:"):
-            layout.tag(name, desc)
-            lines.append(f"Loaded image ID: {name}")
+            out.append((name, desc, f"Loaded image ID: {name}"))
         else:
-            layout.tag(name, Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform))
-            lines.append(f"Loaded image: {parse_reference(name).familiar()}")
-    return lines
+            out.append((name, Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform),
+                        f"Loaded image: {parse_reference(name).familiar()}"))
+    return out
 
 
-def _oci_names(desc: Descriptor, tar: tarfile.TarFile, tags_by_config: dict[str, list[str]]) -> list[str]:
+def _oci_names(desc: Descriptor, source: _Source, tags_by_config: dict[str, list[str]]) -> list[str]:
     """Full names for an OCI index entry: docker's annotation, a full ref.name, the matching
     manifest.json entry; else its digest (loaded untagged)."""
     full = desc.annotations.get(CONTAINERD_NAME)
@@ -269,7 +501,7 @@ def _oci_names(desc: Descriptor, tar: tarfile.TarFile, tags_by_config: dict[str,
     if "/" in ref_name:
         return [str(parse_reference(ref_name))]
     try:
-        manifest = json.loads(_member(tar, f"blobs/{desc.digest.algorithm}/{desc.digest.hex}").read())
+        manifest = json.loads(source.member(f"blobs/{desc.digest.algorithm}/{desc.digest.hex}").read())
         config_hex = Digest.parse(manifest["config"]["digest"]).hex
     except (ValueError, KeyError, TypeError, StorageError):
         config_hex = ""
@@ -278,44 +510,46 @@ def _oci_names(desc: Descriptor, tar: tarfile.TarFile, tags_by_config: dict[str,
     return [str(desc.digest)]
 
 
-def _copy_blob(layout: ImageLayout, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Digest:
-    parts = member.name.lstrip("./").split("/")
+def _copy_blob(source: _Source, name: str) -> Digest:
+    parts = name.split("/")
     try:
         expected = Digest.parse(f"{parts[1]}:{parts[2]}")
     except (IndexError, DigestInvalid):
-        raise ArchiveInvalid(f"unexpected file in the archive's blobs/: {member.name}") from None
-    if layout.has_blob(expected):
+        raise ArchiveInvalid(f"unexpected file in the archive's blobs/: {name}") from None
+    if source.layout.has_blob(expected):
         return expected
-    got, _ = layout.put_stream(_member(tar, member.name))
+    got, _ = source.put(name)
     if got != expected:
-        layout.delete_blob(got)
-        raise DigestInvalid(f"{member.name} in the archive hashes to {got}: refused")
+        raise DigestInvalid(f"{name} in the archive hashes to {got}: refused")
     return got
 
 
-def _load_docker(layout: ImageLayout, tar: tarfile.TarFile, entries: list[dict[str, Any]]) -> list[str]:
-    lines = []
+def _load_docker(source: _Source, entries: list[dict[str, Any]]) -> list[_Tag]:
+    out: list[_Tag] = []
     for entry in entries:
-        config_digest, config_size = layout.put_stream(_member(tar, entry["Config"]))
-        layers = [_load_layer(layout, tar, path) for path in entry.get("Layers") or []]
+        config_digest, config_size = source.put(entry["Config"])
+        layers = [_load_layer(source, path) for path in entry.get("Layers") or []]
         manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
                     "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config_digest), "size": config_size},
                     "layers": [d.to_json() for d in layers]}
-        desc = layout.put_json(manifest, mt.OCI_MANIFEST)
+        raw = json.dumps(manifest, separators=(",", ":")).encode()
+        digest = Digest.of(raw)
+        if not source.layout.has_blob(digest):
+            source.layout.put_blob(raw, digest)
+            source.added.append(digest)
+        desc = Descriptor(mt.OCI_MANIFEST, digest, len(raw))
         tags = entry.get("RepoTags") or []
         for tag in tags:
-            layout.tag(str(parse_reference(tag)), desc)
-            lines.append(f"Loaded image: {tag}")
+            out.append((str(parse_reference(tag)), desc, f"Loaded image: {tag}"))
         if not tags:
-            layout.tag(str(desc.digest), desc)
-            lines.append(f"Loaded image ID: {config_digest}")
-    return lines
+            out.append((str(desc.digest), desc, f"Loaded image ID: {config_digest}"))
+    return out
 
 
-def _load_layer(layout: ImageLayout, tar: tarfile.TarFile, path: str) -> Descriptor:
+def _load_layer(source: _Source, path: str) -> Descriptor:
     """Store a layer as it is in the tar, typed by its compression."""
-    f = _member(tar, path)
+    f = source.member(path)
     kind = compression.sniff_file(f)
     media = {compression.GZIP: mt.OCI_LAYER_GZIP, compression.ZSTD: mt.OCI_LAYER_ZSTD}.get(kind, mt.OCI_LAYER)
-    digest, size = layout.put_stream(f)
+    digest, size = source.layout.put_stream(f, record=source.added)
     return Descriptor(media, digest, size)

@@ -127,14 +127,17 @@ class BlobWriter:
             self._lock.close()  # closing the descriptor releases the flock
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-        self._unlock()
+        try:
+            if not self._f.closed:
+                self._f.close()
+        finally:
+            self._unlock()
 
     def discard(self) -> None:
         # Unlink while still holding the lock, so a writer waiting for it starts afresh.
         self.partial.unlink(missing_ok=True)
-        self.close()
+        with contextlib.suppress(OSError):  # the last buffered bytes cannot be flushed (a full disk)
+            self.close()
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -218,12 +221,18 @@ class ImageLayout:
         if self.has_blob(digest):
             return digest
         with self.writer(digest, len(data), resume=False) as w:
-            w.write(data)
-            w.commit()
+            try:
+                w.write(data)
+                w.commit()
+            except BaseException:
+                w.discard()  # the whole blob was at hand: a partial of it is worth nothing
+                raise
         return digest
 
-    def put_stream(self, f: IO[bytes], chunk: int = 1 << 20) -> tuple[Digest, int]:
-        """Store a blob whose digest is not known in advance (e.g. a layer inside a tar)."""
+    def put_stream(self, f: IO[bytes], chunk: int = 1 << 20,
+                   record: list[Digest] | None = None) -> tuple[Digest, int]:
+        """Store a blob whose digest is not known in advance (e.g. a layer inside a tar). Its
+        digest is appended to ``record`` when the store did not hold it before."""
         ingest = self.root / "ingest"
         ingest.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=ingest, prefix="stream-", suffix=".partial")
@@ -238,6 +247,8 @@ class ImageLayout:
             digest = hasher.digest()
             dest = self.blob_path(digest)
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if record is not None and not dest.exists():
+                record.append(digest)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
         except BaseException:

@@ -1,12 +1,15 @@
-"""hoist push REF: send a local image to the registry its name points at."""
+"""hoist push REF: send a local image to the registry its name points at. Uncompressed layers
+(from ``docker save X | hoist load``) are gzipped first (``storage.archive.compress_layers``)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from hoist.config import local_store, open_client, parse_platform, parse_ref, user_errors
 from hoist.progress import ProgressDisplay
 from registry.client.push import DEFAULT_CONCURRENCY, push
+from storage.archive import compress_layers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +27,12 @@ async def run(args: argparse.Namespace) -> int:
     layout = local_store()
     with user_errors():
         _, desc = layout.find(args.ref)
+        if not ref.digest:
+            # Uncompressed layers (a docker-archive's) go up gzipped, as docker pushes them;
+            # a push by digest must send the manifest it names, as it is.
+            with layout.lease():
+                compressed = await asyncio.to_thread(compress_layers, layout, desc)
+            desc = compressed or desc
     display = ProgressDisplay()
     if not args.quiet:
         print(f"The push refers to repository [{ref.repository}]", flush=True)

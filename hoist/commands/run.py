@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 
 from hoist import paths
@@ -23,7 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="a unique name for the container")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
-    parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:CTR[:OPTS]",
+                        help="a host path (created if missing) or a named volume on CTR; CTR alone: "
+                             "an anonymous volume; OPTS: ro, rw, nocopy, z/Z (accepted, no SELinux here)")
+    parser.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,...",
+                        help="docker's --mount: source=, target=, readonly, volume-nocopy, tmpfs-size=, ...")
+    parser.add_argument("--tmpfs", action="append", default=[], metavar="CTR[:OPTS]",
+                        help="a tmpfs on CTR (noexec,nosuid,nodev; size= default 64m)")
+    parser.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER[:ro|rw]")
+    parser.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
     parser.add_argument("-w", "--workdir", metavar="DIR")
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
     parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
@@ -40,15 +49,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                         help="a line for the container's /etc/hosts")
     parser.add_argument("--hostname", metavar="NAME")
-    parser.add_argument("-l", "--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a label on the container (hoist ps --filter label=KEY finds it)")
     parser.add_argument("--init", action="store_true", help="run a reaper as PID 1 that forwards signals")
     parser.add_argument("--memory", "-m", metavar="SIZE", help="memory limit (e.g. 512m)")
     parser.add_argument("--cpus", type=float, metavar="N", help="CPU limit (e.g. 1.5)")
     parser.add_argument("--pids-limit", type=int, metavar="N")
     parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                         help="seccomp=unconfined or seccomp=PROFILE.json (docker's format); "
-                             "no-new-privileges (always on)")
+                             "no-new-privileges[=true|false] (off by default, as docker: setuid "
+                             "binaries work, confined by seccomp and the capability set)")
+    parser.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    parser.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    parser.add_argument("--privileged", action="store_true",
+                        help="every capability, no seccomp filter, /proc unmasked (hoist keeps /sys "
+                             "read-only, the device allow-list (see --device) and nodev mounts)")
+    parser.add_argument("--device", action="append", default=[], metavar="HOST[:CTR][:rwm]",
+                        help="give the container a host device")
+    parser.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (default 64m)")
+    parser.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                        help="a resource limit, e.g. nofile=1024:2048")
+    parser.add_argument("--stop-signal", metavar="SIGNAL", help="signal stop sends (default: the image's, or SIGTERM)")
+    parser.add_argument("--stop-timeout", type=float, metavar="SECONDS",
+                        help="seconds stop waits before SIGKILL (default 10)")
+    parser.add_argument("--cidfile", metavar="FILE", help="write the container's id to FILE (which must not exist)")
+    parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
+    parser.add_argument("--label-file", action="append", default=[], metavar="FILE",
+                        help="labels from a file, one K=V a line")
+    parser.add_argument("--log-driver", metavar="DRIVER", help="json-file (default) or none")
+    parser.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="max-size=SIZE (default 20m), max-file=N (default 5): the log's rotation")
     parser.add_argument("image")
     parser.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -79,15 +107,25 @@ def run(args: argparse.Namespace) -> int:
             entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
             init=args.init, limits=limits, remove=args.rm, detach=args.detach,
             interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
+            log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
+            mounts=args.mount, tmpfs=args.tmpfs, volumes_from=args.volumes_from, read_only=args.read_only,
+            cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+            no_new_privs=_no_new_privs(args.security_opt), devices=args.device,
+            shm_size=parse_size(args.shm_size) if args.shm_size else 0, ulimits=args.ulimit,
+            stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
             ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
             dns=args.dns, add_hosts=args.add_host,
-            labels=_labels(args.labels),
             restart=args.restart, tty=args.tty,
         )
         if args.network == "host" and (args.publish or args.publish_all):
             print("WARNING: Published ports are discarded when using host network mode",
                   file=sys.stderr)
+        if args.cidfile and os.path.lexists(args.cidfile):
+            raise UserError(f"container ID file found, make sure the other container isn't running "
+                            f"or delete {args.cidfile}", exit_code=125)
         container = runtime.create(opts)
+        if args.cidfile:
+            _write_cidfile(args.cidfile, container.id, runtime, container)
         # Everything alive now lives until this command exits: moving it out of the collector's
         # reach spares the exit's final collection (~7 ms) and keeps the forked monitor from
         # touching (copying) the parent's pages when it collects.
@@ -111,14 +149,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels(items: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise UserError(f"invalid --label {item!r}: expected KEY=VALUE", exit_code=125)
-        labels[key] = value
-    return labels
+def _write_cidfile(path: str, cid: str, runtime: object, container: object) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        runtime.remove(container, force=True)  # type: ignore[attr-defined]
+        raise UserError(f"cannot create the container ID file {path}: {e.strerror}", exit_code=125) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
+
+
+def _no_new_privs(options: list[str]) -> bool:
+    """``no-new-privileges`` (or ``=true``, ``:true``) turns it on; docker's default is off."""
+    on = False
+    for opt in options:
+        key, _, value = (opt if "=" in opt else opt.replace(":", "=", 1)).partition("=")
+        if key == "no-new-privileges":
+            if value not in ("", "true", "false"):
+                raise UserError(f"invalid --security-opt {opt!r}", hint="no-new-privileges=true|false",
+                                exit_code=125)
+            on = value != "false"
+    return on
 
 
 def _seccomp_choice(options: list[str]) -> str:
@@ -127,11 +178,11 @@ def _seccomp_choice(options: list[str]) -> str:
 
     choice = seccomp.DEFAULT
     for opt in options:
-        key, sep, value = opt.partition("=")
+        key, sep, value = (opt if "=" in opt else opt.replace(":", "=", 1)).partition("=")
         if key == "seccomp" and sep and value:
             choice = value
-        elif key == "no-new-privileges" and value in ("", "true"):
-            continue  # hoist always sets no_new_privs
+        elif key == "no-new-privileges":
+            continue  # _no_new_privs reads it
         else:
             raise UserError(f"unsupported --security-opt {opt!r}",
                             hint="use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges",

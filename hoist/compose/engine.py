@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -583,33 +582,10 @@ class Engine:
 _COLORS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
 
 
-def _tail_offset(f: Any, lines: int) -> int:
-    """The offset of the last ``lines`` lines of the open file ``f`` (read backwards in blocks)."""
-    end = f.seek(0, os.SEEK_END)
-    if lines <= 0:
-        return end
-    pos, count, block = end, 0, 1 << 16
-    f.seek(max(end - 1, 0))
-    skip_last = f.read(1) == b"\n"
-    while pos > 0:
-        start = max(0, pos - block)
-        f.seek(start)
-        chunk = f.read(pos - start)
-        for i in range(len(chunk) - 1, -1, -1):
-            if chunk[i] == 0x0A:
-                if skip_last and start + i == end - 1:
-                    continue
-                count += 1
-                if count == lines:
-                    return start + i + 1
-        pos = start
-    return 0
-
-
 @dataclass
 class _Reader:
     container: Container
-    file: Any
+    reader: Any             # runtime.logfile.LogReader
     prefix: bytes
     partial: bytes = b""
 
@@ -624,40 +600,37 @@ class _Reader:
 
 
 def follow_logs(containers: list[Container], follow: bool, tail: int | None, color: bool, out: Any) -> None:
-    """Print each container's log, each line prefixed ``name  | `` (coloured per service); with
-    ``follow``, until every container has exited."""
+    """Print each container's log (``runtime.logfile``'s records, stdout and stderr alike), each
+    line prefixed ``name  | `` (coloured per service); with ``follow``, until every container
+    has exited."""
+    from runtime import logfile
+
     width = max((len(c.name) for c in containers), default=0)
     readers: list[_Reader] = []
     for i, c in enumerate(containers):
-        try:
-            f = open(c.log_path, "rb")
-        except FileNotFoundError:
-            if not follow:
-                continue
-            f = None
-        if f is not None and tail is not None:
-            f.seek(_tail_offset(f, tail))
         prefix = f"{c.name:<{width}} | " if c.name else ""
         if color and prefix:
             prefix = f"\x1b[{_COLORS[i % len(_COLORS)]}m{prefix}\x1b[0m"
-        readers.append(_Reader(c, f, prefix.encode()))
+        r = _Reader(c, logfile.LogReader(c.path), prefix.encode())
+        history = list(logfile.read_records(c.path, rotated_only=True)) + r.reader.read()
+        if tail is not None:
+            history = history[-tail:] if tail > 0 else []
+        r.emit(b"".join(rec.data for rec in history), out, final=False)
+        readers.append(r)
+    out.flush()
     while readers:
         progressed = False
         for r in list(readers):
-            if r.file is None:
-                with contextlib.suppress(FileNotFoundError):
-                    r.file = open(r.container.log_path, "rb")
-            chunk = r.file.read(1 << 16) if r.file is not None else b""
-            if chunk:
+            records = r.reader.read()
+            if records:
                 progressed = True
-                r.emit(chunk, out, final=False)
+                r.emit(b"".join(rec.data for rec in records), out, final=False)
                 continue
             c = r.container
-            if not (follow and c.path.exists() and c.status()[0] == "running"):
+            if not (follow and c.path.exists() and c.status()[0] in ("running", "created", "restarting")):
                 # One last read: the container may have written just before it exited.
-                r.emit(r.file.read() if r.file is not None else b"", out, final=True)
-                if r.file is not None:
-                    r.file.close()
+                r.emit(b"".join(rec.data for rec in r.reader.read()), out, final=True)
+                r.reader.close()
                 readers.remove(r)
         out.flush()
         if not progressed and readers:

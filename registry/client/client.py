@@ -19,7 +19,7 @@ from registry import routes
 from registry.client.auth import Authenticator, Body, Credentials, Request
 from registry.client.errors import (AccessDenied, AuthenticationFailed, AuthenticationRequired,
                                     BlobNotFound, ConnectionLost, ManifestNotFound, NotFound,
-                                    ProtocolError, RegistryUnreachable, ServerError)
+                                    PlainHTTP, ProtocolError, RegistryUnreachable, ServerError)
 from registry.client.retry import parse_retry_after
 from registry.client.transport import AiohttpTransport, Response, Transport
 from storage import mediatypes as mt
@@ -115,6 +115,8 @@ class RegistryClient:
         while True:
             try:
                 response = await self.transport.send(outgoing)
+            except PlainHTTP:
+                raise  # its message says it all, and the CLI words it with the config's path
             except RegistryUnreachable as e:
                 raise RegistryUnreachable(f"registry {self.registry} is unreachable ({e})") from None
             if outgoing.read_body:

@@ -5,6 +5,7 @@ the digest concerned, so the CLI can print it as it is.
 
     ClientError                  base of everything the client raises
     ├── RegistryUnreachable      connection refused, DNS failure, TLS failure, timeout
+    │   └── PlainHTTP            a registry spoken to over TLS that answers plain HTTP (``registry``)
     ├── AuthenticationRequired   401 and no credentials to offer
     ├── AuthenticationFailed     credentials offered and refused (401 from the registry or the token realm)
     ├── AccessDenied             403: authenticated, but not allowed
@@ -16,6 +17,7 @@ the digest concerned, so the CLI can print it as it is.
     ├── ConnectionLost           the connection dropped mid-request (transfers retry and resume)
     ├── TransferFailed           a transfer that kept failing after its retries
     ├── ConfigurationError       a client config file, credential helper or certificate that cannot be used
+    ├── StoreFull                the local store's disk is full (the partial downloads are removed)
     └── ProtocolError            an answer the spec does not allow (unexpected status, bad header)
         └── ServerError          a 5xx, or 429 Too Many Requests (``status``, ``retry_after`` seconds)
 """
@@ -29,6 +31,15 @@ class ClientError(Exception):
 
 class RegistryUnreachable(ClientError):
     pass
+
+
+class PlainHTTP(RegistryUnreachable):
+    """``registry`` (host:port) answered a TLS handshake with plain HTTP: it is an insecure
+    registry the caller has not marked as one."""
+
+    def __init__(self, registry: str, message: str | None = None) -> None:
+        self.registry = registry
+        super().__init__(message or f"{registry} answers plain HTTP, not HTTPS: mark it as an insecure registry")
 
 
 class AuthenticationRequired(ClientError):
@@ -72,6 +83,10 @@ class TransferFailed(ClientError):
 
 
 class ConfigurationError(ClientError):
+    pass
+
+
+class StoreFull(ClientError):
     pass
 
 

@@ -10,11 +10,12 @@ Hashing and file writes run in threads, pipelined with the network reads.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
-from registry.client.errors import ClientError, ContentInvalid, PlatformNotFound, ProtocolError
+from registry.client.errors import ClientError, ContentInvalid, PlatformNotFound, ProtocolError, StoreFull
 from registry.client.events import (DONE, DOWNLOADING, EXISTS, RETRYING, VERIFYING, WAITING,
                                     Progress, ProgressFn, ignore)
 from registry.client.retry import DEFAULT_POLICY, RetryPolicy
@@ -25,6 +26,9 @@ from storage.layout import BlobWriter, ImageLayout
 from storage.platform import Platform, select_platform
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.reference import Reference
+
+# A write that fails with one of these means the disk is full: partials are removed, not kept.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 # Buffer this much before handing bytes to the writer thread (fewer, larger thread hops).
 FLUSH_BYTES = 4 << 20
@@ -100,7 +104,13 @@ async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
             await fetcher.fetch(image.config)
             _check_platform(ref, layout, image, platform)
         results = await fetcher.fetch_all(blobs)
-        await asyncio.to_thread(_commit_manifests, layout, ref, named, named_manifest, image_desc, image)
+        try:
+            await asyncio.to_thread(_commit_manifests, layout, ref, named, named_manifest, image_desc, image)
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            raise StoreFull(f"no space left on the device of {layout.root} while storing the manifest "
+                            f"of {ref}: free some space and pull again") from None
     return PullResult(ref, named, image_desc, image, sum(results))
 
 
@@ -134,6 +144,7 @@ class BlobFetcher:
         self.slots = asyncio.Semaphore(concurrency)
         self.retry = retry
         self.on_blob = on_blob
+        self.disk_full = False  # set by the first blob whose write fails for lack of space
 
     def _present(self, desc: Descriptor) -> None:
         if self.on_blob is not None:
@@ -165,6 +176,19 @@ class BlobFetcher:
                 await self._commit(desc, writer)
             except ContentInvalid:
                 await asyncio.to_thread(writer.discard)
+                raise
+            except OSError as e:
+                if e.errno not in DISK_FULL:
+                    raise
+                # A partial on a full disk helps nobody: remove it, and the others' (below).
+                self.disk_full = True
+                writer.discard()
+                raise StoreFull(f"no space left on the device of {self.layout.root} while pulling "
+                                f"{desc.digest} from {self.client.registry}/{self.name}: partial downloads "
+                                "removed; free some space and pull again") from None
+            except asyncio.CancelledError:
+                if self.disk_full:  # cancelled because another blob filled the disk
+                    writer.discard()
                 raise
             finally:
                 writer.close()

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from registry.client.errors import ClientError, ConnectionLost, RegistryUnreachable, ServerError, TransferFailed
+from registry.client.errors import (ClientError, ConnectionLost, PlainHTTP, RegistryUnreachable, ServerError,
+                                    TransferFailed)
 
 T = TypeVar("T")
 
@@ -67,6 +68,8 @@ class RetryPolicy:
             try:
                 return await attempt()
             except RETRYABLE as e:
+                if isinstance(e, PlainHTTP):  # asking again over TLS gets the same plain answer
+                    raise
                 retry += 1
                 if retry > self.retries:
                     raise TransferFailed(f"{what}: gave up after {self.retries} retries ({e})") from None

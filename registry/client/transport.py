@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from registry.client.auth import Request
 from registry.client.auth import Response as ResponseHead
-from registry.client.errors import ConnectionLost, RegistryUnreachable
+from registry.client.errors import ConnectionLost, PlainHTTP, RegistryUnreachable
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -59,6 +60,13 @@ class Transport(Protocol):
 
 _DROPS = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
           asyncio.TimeoutError, ConnectionResetError)
+
+
+def _plain_http_answer(e: aiohttp.ClientSSLError) -> bool:
+    """OpenSSL's words for a server that answered the ClientHello with a plain-HTTP response
+    ("HTTP/1.1 400 ..." read as a TLS record header)."""
+    text = f"{e} {getattr(e, 'os_error', '')}".lower()
+    return any(word in text for word in ("wrong_version_number", "wrong version number", "record_layer_failure"))
 
 
 class AiohttpResponse:
@@ -118,10 +126,13 @@ class AiohttpTransport:
                 f"the TLS certificate of {e.host}:{e.port} is not trusted "
                 f"({getattr(e.certificate_error, 'reason', None) or e.certificate_error}): "
                 f"put its CA in certs.d/{e.host}:{e.port}/ca.crt, or mark the registry insecure") from None
+        except aiohttp.ClientSSLError as e:
+            if _plain_http_answer(e):
+                url = urlsplit(request.url)
+                raise PlainHTTP(f"{url.hostname}:{url.port or 443}") from None
+            raise RegistryUnreachable(f"TLS failure talking to {request.url}: {e}") from None
         except aiohttp.ClientConnectorError as e:
             raise RegistryUnreachable(f"cannot reach {e.host}:{e.port}: {e.os_error.strerror or e}") from None
-        except aiohttp.ClientSSLError as e:
-            raise RegistryUnreachable(f"TLS failure talking to {request.url}: {e}") from None
         except _DROPS as e:
             raise ConnectionLost(f"connection dropped during {request.method} {request.url}: "
                                  f"{e or type(e).__name__}") from None

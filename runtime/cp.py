@@ -1,0 +1,366 @@
+"""``hoist cp``: copy between a container and the host, never following the container's symlinks
+on the host (out of a stopped container, ``hoist/commands/cp.py`` gives a merged copy of its file
+system as the root).
+
+The container side is reached through ``/proc/PID/root`` of its PID 1 (its own mount namespace's
+root, volumes and tmpfs mounts included) and every path there is opened with
+``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``: a symlink, absolute or ``..``, resolves
+inside the container. Trees are copied by directory descriptors, each child opened with
+``O_NOFOLLOW``, so a directory the container swaps for a symlink while the copy runs stops the
+copy (ELOOP) instead of leading it anywhere else. Symlinks are copied as symlinks, device nodes
+are skipped. docker's rules for names: a file onto a missing path is created there, onto a
+directory goes inside it; a directory onto a missing path becomes it, onto a directory goes
+inside it, and ``SRC/.`` copies its contents. Without ``archive`` everything copied is owned by
+the caller (host side) or by root (container side), as docker's ``cp`` without ``-a``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import IO, Any
+
+from runtime.errors import SetupError
+from storage.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from storage.tree import DIR_FLAGS, copy_meta, copy_node
+
+_RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+MAX_DEPTH = 512
+
+
+class CopyError(SetupError):
+    pass
+
+
+def _split(path: str) -> tuple[str, str]:
+    path = path.rstrip("/") or "/"
+    parent, _, name = path.rpartition("/")
+    return parent or "/", name
+
+
+def _open_dir(root: int | None, path: str) -> int:
+    """A directory descriptor: inside the container (``root``) by openat2, or on the host."""
+    if root is None:
+        return os.open(path or "/", DIR_FLAGS & ~os.O_NOFOLLOW)
+    return openat2(root, path.lstrip("/") or ".", os.O_RDONLY | os.O_DIRECTORY, _RESOLVE)
+
+
+def _lstat(parent: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def copy(src_root: int | None, src: str, dst_root: int | None, dst: str, archive: bool = False) -> None:
+    """Copy ``src`` (inside ``src_root``, or on the host when None) to ``dst`` (likewise)."""
+    contents_only = src.endswith("/.")
+    src_parent_path, src_name = _split(src[:-2] if contents_only else src)
+    try:
+        sparent = _open_dir(src_root, src_parent_path)
+    except OSError as e:
+        raise CopyError(f"could not find the file {src}: {e.strerror}") from None
+    try:
+        st = _lstat(sparent, src_name) if src_name else os.fstat(sparent)
+        if st is None:
+            raise CopyError(f"could not find the file {src} in the {'container' if src_root is not None else 'host'}")
+        _copy_to(sparent, src_name, st, dst_root, dst, archive, contents_only)
+    finally:
+        os.close(sparent)
+
+
+def _copy_to(sparent: int, name: str, st: os.stat_result, dst_root: int | None, dst: str, archive: bool,
+             contents_only: bool) -> None:
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if contents_only and not is_dir:
+        raise CopyError("source content ('/.') is only for a directory")
+    dst_parent_path, dst_name = _split(dst)
+    try:
+        dparent = _open_dir(dst_root, dst_parent_path)
+    except OSError as e:
+        raise CopyError(f"destination directory {dst_parent_path} does not exist ({e.strerror})") from None
+    try:
+        existing = _lstat(dparent, dst_name) if dst_name else os.fstat(dparent)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            into = _child_dir(dparent, dst_name) if dst_name else os.dup(dparent)
+            try:
+                if is_dir and contents_only:
+                    _copy_contents(sparent, name, into, archive)
+                else:
+                    _copy_entry(sparent, name, st, into, name or "root", archive)
+            finally:
+                os.close(into)
+            return
+        if dst.endswith("/"):
+            raise CopyError(f"destination directory {dst} does not exist")
+        if existing is not None and is_dir:
+            raise CopyError(f"cannot copy a directory to a file: {dst}")
+        _copy_entry(sparent, name, st, dparent, dst_name, archive)
+    finally:
+        os.close(dparent)
+
+
+def _child_dir(parent: int, name: str) -> int:
+    return os.open(name, DIR_FLAGS, dir_fd=parent)
+
+
+def _fix_owner(dfd: int, name: str, archive: bool) -> None:
+    if not archive and os.geteuid() == 0:
+        os.chown(name, 0, 0, dir_fd=dfd, follow_symlinks=False)
+
+
+def _copy_entry(sparent: int, name: str, st: os.stat_result, dparent: int, dname: str, archive: bool) -> None:
+    if not stat.S_ISDIR(st.st_mode):
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            _replace(dparent, dname)
+            if name == dname:
+                copy_node(sparent, dparent, name, st, devices=False)
+            else:
+                _copy_renamed(sparent, name, st, dparent, dname)
+            _fix_owner(dparent, dname, archive)
+        return
+    try:
+        os.mkdir(dname, 0o700, dir_fd=dparent)
+    except FileExistsError:
+        pass
+    src = _child_dir(sparent, name) if name else os.dup(sparent)
+    try:
+        dst = _child_dir(dparent, dname)
+        try:
+            _copy_tree(src, dst, archive)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _copy_contents(sparent: int, name: str, into: int, archive: bool) -> None:
+    src = _child_dir(sparent, name) if name else os.dup(sparent)
+    try:
+        _copy_tree(src, into, archive, own_meta=False)
+    finally:
+        os.close(src)
+
+
+def _replace(dparent: int, dname: str) -> None:
+    st = _lstat(dparent, dname)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        os.unlink(dname, dir_fd=dparent)
+
+
+def _copy_renamed(sparent: int, name: str, st: os.stat_result, dparent: int, dname: str) -> None:
+    """copy_node keeps the name; a file copied to a new name is copied, then renamed."""
+    tmp = f".hoist-cp-{os.getpid()}-{dname}"[:255]
+    _replace(dparent, tmp)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=sparent), tmp, dir_fd=dparent)
+    else:
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sparent)
+        try:
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=dparent)
+            try:
+                while block := os.read(src, 1 << 20):
+                    os.write(dst, block)
+                copy_meta(src, dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+    os.rename(tmp, dname, src_dir_fd=dparent, dst_dir_fd=dparent)
+
+
+def _copy_tree(src: int, dst: int, archive: bool, own_meta: bool = True) -> None:
+    """Everything under directory ``src`` into directory ``dst``, by descriptors, iteratively."""
+    stack: list[tuple[int, int, list[str], bool]] = [(os.dup(src), os.dup(dst), sorted(os.listdir(src), reverse=True),
+                                                     own_meta)]
+    try:
+        while stack:
+            sfd, dfd, names, meta = stack[-1]
+            if not names:
+                if meta:
+                    copy_meta(sfd, dfd)
+                    if not archive and os.geteuid() == 0:
+                        os.fchown(dfd, 0, 0)
+                stack.pop()
+                os.close(sfd)
+                os.close(dfd)
+                continue
+            name = names.pop()
+            st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if len(stack) >= MAX_DEPTH:
+                    raise CopyError(f"more than {MAX_DEPTH} directory levels: not copied")
+                try:
+                    os.mkdir(name, 0o700, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+                child_s = _child_dir(sfd, name)
+                try:
+                    child_d = _child_dir(dfd, name)
+                except OSError:
+                    os.close(child_s)
+                    raise
+                stack.append((child_s, child_d, sorted(os.listdir(child_s), reverse=True), True))
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                _replace(dfd, name)
+                copy_node(sfd, dfd, name, st, devices=False)
+                _fix_owner(dfd, name, archive)
+    finally:
+        for sfd, dfd, _, _ in stack:
+            os.close(sfd)
+            os.close(dfd)
+
+
+def container_root(pid: int) -> int:
+    """A descriptor of the running container's root (its PID 1's ``/proc/PID/root``)."""
+    return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+# -- tar streams (``hoist cp CONTAINER:PATH -`` and ``hoist cp - CONTAINER:DIR``) ------------------
+
+def tar_out(root: int, src: str, out: IO[bytes]) -> None:
+    """``src`` inside ``root`` (a file, a link or a tree) as a tar on ``out``, named from its
+    base name as docker names it; read by descriptors, links never followed."""
+    import tarfile
+
+    parent_path, name = _split(src)
+    parent = _open_dir(root, parent_path)
+    try:
+        st = _lstat(parent, name) if name else os.fstat(parent)
+        if st is None:
+            raise CopyError(f"could not find the file {src} in the container")
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            todo: list[tuple[int, str, str, os.stat_result]] = [(os.dup(parent), name, name or "root", st)]
+            while todo:
+                dfd, entry, arcname, est = todo.pop()
+                try:
+                    _tar_entry(tar, dfd, entry, arcname, est, todo)
+                finally:
+                    os.close(dfd)
+    finally:
+        os.close(parent)
+
+
+def _tar_entry(tar: Any, dfd: int, name: str, arcname: str, st: os.stat_result,
+               todo: list[tuple[int, str, str, os.stat_result]]) -> None:
+    import tarfile
+
+    info = tarfile.TarInfo(arcname)
+    info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        child = _child_dir(dfd, name) if name else os.dup(dfd)
+        try:
+            for sub in sorted(os.listdir(child), reverse=True):
+                sst = os.stat(sub, dir_fd=child, follow_symlinks=False)
+                todo.append((os.dup(child), sub, f"{arcname}/{sub}", sst))
+        finally:
+            os.close(child)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dfd)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as f:
+            info.size = os.fstat(f.fileno()).st_size
+            tar.addfile(info, f)
+
+
+def tar_in(root: int, dst: str, source: IO[bytes], archive: bool = False) -> None:
+    """Extract the tar ``source`` into the directory ``dst`` inside ``root`` (``dst`` itself
+    resolved inside the container). Members' names stay under ``dst`` (``..`` and leading ``/``
+    are dropped) and their directories are walked with ``O_NOFOLLOW``: a symlink on the way is
+    refused, never followed. Symlinks are made as symlinks; devices, FIFOs and hard links are
+    refused. Without ``archive``, root owns what is made."""
+    import tarfile
+
+    from storage.tarlimits import bounded_tarinfo
+
+    try:
+        base = _open_dir(root, dst)
+    except OSError as e:
+        raise CopyError(f"destination directory {dst} does not exist in the container ({e.strerror})") from None
+    try:
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|*", tarinfo=bounded_tarinfo(CopyError, CopyError))
+            for member in tar:
+                _extract(base, tar, member, archive)
+                tar.members.clear()  # type: ignore[attr-defined]
+        except tarfile.TarError as e:
+            raise CopyError(f"the input is not a readable tar archive ({e})") from None
+    finally:
+        os.close(base)
+
+
+def _extract(base: int, tar: Any, member: Any, archive: bool) -> None:
+    parts = [p for p in member.name.split("/") if p not in ("", ".")]
+    if not parts:
+        return
+    parent_path, name = "/".join(parts[:-1]), parts[-1]
+    if name == "..":
+        return
+    parent = _mkdirs(base, parent_path)
+    try:
+        existing = _lstat(parent, name)
+        if member.isdir():
+            if existing is None:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            elif not stat.S_ISDIR(existing.st_mode):
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = _child_dir(parent, name)
+            try:
+                os.fchmod(fd, member.mode & 0o7777)
+                _own(fd, member, archive)
+            finally:
+                os.close(fd)
+            return
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise CopyError(f"cannot overwrite directory {member.name} with a non-directory")
+        if existing is not None:
+            os.unlink(name, dir_fd=parent)
+        if member.issym():
+            os.symlink(member.linkname, name, dir_fd=parent)
+            if archive and os.geteuid() == 0:
+                os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        elif member.isfile() and not member.issparse():
+            data = tar.extractfile(member)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=parent)
+            try:
+                while block := data.read(1 << 20):
+                    os.write(fd, block)
+                _own(fd, member, archive)
+                os.fchmod(fd, member.mode & 0o7777)
+            finally:
+                os.close(fd)
+        else:
+            raise CopyError(f"{member.name}: only files, directories and symlinks can be copied in")
+    finally:
+        os.close(parent)
+
+
+def _own(fd: int, member: Any, archive: bool) -> None:
+    if os.geteuid() == 0:
+        os.fchown(fd, member.uid if archive else 0, member.gid if archive else 0)
+
+
+def _mkdirs(base: int, path: str) -> int:
+    """The directory ``path`` under ``base`` (its root), created level by level as needed."""
+    fd = os.dup(base)
+    for part in [p for p in path.split("/") if p and p != "."]:
+        if part == "..":
+            continue   # never above the destination (it is the root of the extraction)
+        try:
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            raise CopyError(f"{path}: a component is not a directory (links are not followed)") from None
+        os.close(fd)
+        fd = child
+    return fd
