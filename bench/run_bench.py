@@ -122,7 +122,8 @@ def bench_startup(base: Path, runs: int, skip_docker: bool, compare: Path | None
     for label, tree in trees.items():
         tree_root = base / f"hoist-{len(cases)}"
         busybox_image(tree_root / "images", "bench:latest")
-        cmd = [sys.executable, "-m", "hoist.cli", "run", "--rm", "bench:latest", "true"]
+        # --network none, as docker's row: the same work (no bridge, no NAT) on both sides
+        cmd = [sys.executable, "-m", "hoist.cli", "run", "--rm", "--network", "none", "bench:latest", "true"]
         # cwd: ``-m`` puts the working directory first on sys.path.
         cases[label] = (cmd, _hoist_env(tree_root, tree, base / f"pyc-{len(cases)}"), tree)
         cases[f"{label}, no bytecode"] = (cmd, _hoist_env(tree_root, tree), tree)

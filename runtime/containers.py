@@ -140,7 +140,15 @@ class Container:
 
     def destroy(self) -> None:
         """Remove the container's folder, whatever its processes left in ``upper`` (a directory
-        thousands of levels deep included: the walk is iterative)."""
+        thousands of levels deep included: the walk is iterative). A ``--rm`` container's
+        monitor and ``rm -f`` may both be at it: entries the other one took are not an error."""
+        for _ in range(3):
+            try:
+                remove_tree(self.path)
+                return
+            except FileNotFoundError:
+                if not self.path.exists():
+                    return
         remove_tree(self.path)
 
 

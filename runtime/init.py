@@ -421,6 +421,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     cgroups.remove(spec.cgroups)
     if spec.remove:
         container.destroy()
+        volumes.forget_container(cdir.parent.parent, spec.volumes)  # --rm: its anonymous volumes too
     return code
 
 

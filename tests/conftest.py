@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from collections.abc import Iterator
@@ -9,6 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.peers import Dockerd, MotoS3
+
+# `hoist run` without --network joins the default bridge, as docker's: a bridge, NAT rules and an
+# address in the namespace it runs in. The suite runs in the machine's own namespace, so there the
+# default is dockerd's --bridge=none; the bridge default itself is tested on the test hosts'
+# namespaces (tests/runtime/test_network.py::test_the_default_network_is_the_bridge).
+os.environ.setdefault("HOIST_DEFAULT_NETWORK", "none")
 
 
 @pytest.fixture(scope="session")

@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workdir", metavar="DIR")
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]")
     parser.add_argument("--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)")
-    parser.add_argument("--network", "--net", default="none", metavar="MODE",
-                        help="none (the default), host, bridge, a network's name, or container:NAME")
+    parser.add_argument("--network", "--net", metavar="MODE",
+                        help="bridge (the default; HOIST_DEFAULT_NETWORK changes it), none, host, "
+                             "a network's name, or container:NAME")
     parser.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOST:]CTR[/PROTO]",
                         help="publish a container port on the host (ranges: 8000-8001:80-81)")
     parser.add_argument("-P", "--publish-all", action="store_true",
@@ -98,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     except UserError as e:
         raise UserError(str(e), exit_code=125) from None
     _pull_for_run(args.image, args.pull, runtime.images_dir)
+    if args.network is None:
+        from runtime.network import default_mode
+
+        args.network = default_mode()
     try:
         limits = Limits(memory=parse_size(args.memory) if args.memory else None,
                         cpus=args.cpus, pids=args.pids_limit)

@@ -25,7 +25,16 @@ Imports nothing heavy: pyroute2 is loaded only by the modules that talk netlink.
 
 from __future__ import annotations
 
+import os
+
 from runtime.errors import SetupError
+
+
+def default_mode() -> str:
+    """The network of a container run without ``--network``: docker's ``bridge``, unless
+    ``HOIST_DEFAULT_NETWORK`` names another mode (``none`` is dockerd's ``--bridge=none``: a host
+    that wants no bridge, no NAT rules and no addresses made for it)."""
+    return os.environ.get("HOIST_DEFAULT_NETWORK") or "bridge"
 
 
 class NetworkError(SetupError):

@@ -194,6 +194,19 @@ def test_two_containers_on_a_user_network_talk_by_name(bed: Bed) -> None:
     assert "default via 172.17.0.1" in out and "early" not in out
 
 
+def test_the_default_network_is_the_bridge(bed: Bed) -> None:
+    """Without --network a container is on the default bridge, as docker's (the suite's other
+    tests run with HOIST_DEFAULT_NETWORK=none: dockerd's --bridge=none)."""
+    env = {k: v for k, v in bed.env().items() if k != "HOIST_DEFAULT_NETWORK"}
+    res = bed.hoist("run", "--rm", "-p", "8090:80", "busybox", "sh", "-c", "ip -4 addr show eth0; ip route",
+                    env=env)
+    assert res.code == 0, res.err
+    assert "inet 172.17." in res.out and "default via 172.17.0.1" in res.out
+    res = bed.hoist("run", "--rm", "busybox", "sh", "-c", "ip -4 addr show eth0",
+                    env={**env, "HOIST_DEFAULT_NETWORK": "none"})
+    assert res.code != 0 or "inet " not in res.out
+
+
 def test_published_tcp_and_udp_from_another_host_and_loopback(bed: Bed) -> None:
     bed.ok("network", "create", "--subnet", "10.91.0.0/24", "pubnet")
     bed.ok("run", "-d", "--name", "pub", "--network", "pubnet", "-p", "8080:80", "-p", "9999:9999/udp",
