@@ -22,6 +22,7 @@ from typing import Any
 
 from hoist import paths
 from hoist.config import local_store
+from hoist import filters
 from hoist.errors import UserError
 from hoist.progress import docker_size, human_duration
 from storage.digest import Digest
@@ -156,15 +157,7 @@ def path_match(pattern: str, name: str) -> bool:
 
 
 def _parse_filters(items: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise UserError(f"bad format of filter (expected name=value): {item}")
-        if key not in FILTERS:
-            raise UserError(f"invalid filter '{key}'")
-        out.setdefault(key, []).append(value)
+    out = filters.parse_filters(items, FILTERS)
     for value in out.get("dangling", []):
         if value.lower() not in ("true", "false", "1", "0"):
             raise UserError(f"invalid filter 'dangling={value}'", hint="true or false")

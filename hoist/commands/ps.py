@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hoist import paths
+from hoist import filters
 from hoist.errors import UserError
 from hoist.progress import docker_size, human_duration
 
@@ -50,15 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise UserError(f"bad format of filter (expected name=value): {item}")
-        if key not in FILTERS:
-            raise UserError(f"invalid filter '{key}'")
-        out.setdefault(key, []).append(value)
+    out = filters.parse_filters(items, FILTERS)
     for value in out.get("status", []):
         if value not in STATES:
             raise UserError(f"invalid filter 'status={value}'",
