@@ -217,3 +217,19 @@ def test_bad_network_input_is_one_line_and_leaves_nothing(shop: tuple[Bed, Path]
         assert _ids(bed) == {}
         assert "bad_" not in bed.ok("network", "ls")
         assert bed.kernel_state() == pristine
+
+
+def test_a_port_taken_fails_up_and_leaves_nothing(shop: tuple[Bed, Path]) -> None:
+    """The second service's port is the first's: its start fails with docker's message, and the
+    rollback removes what this ``up`` made (the first container, the network, their rules)."""
+    bed, project = shop
+    svc = "    image: busybox:latest\n    command: [sleep, '600']\n    stop_signal: SIGKILL\n    ports: ['18090:80']\n"
+    (project / "compose.yaml").write_text(f"name: taken\nservices:\n  a:\n{svc}  b:\n{svc}    depends_on: [a]\n")
+    pristine = bed.kernel_state()
+    res = compose(bed, project, "up", "-d")
+    last = res.err.strip().splitlines()[-1]
+    assert res.code != 0 and "port is already allocated" in last and "18090" in last, res.err
+    assert "Traceback" not in res.err
+    assert _ids(bed) == {}
+    assert "taken_" not in bed.ok("network", "ls")
+    assert bed.kernel_state() == pristine
