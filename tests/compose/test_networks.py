@@ -106,7 +106,13 @@ def _ids(bed: Bed) -> dict[str, str]:
 
 
 def _wget(bed: Bed, project: Path, service: str, url: str) -> str:
-    return eventually(lambda: compose(bed, project, "exec", service, "busybox", "wget", "-qO-", url), f"{service} -> {url}")
+    # timeout: a recreated container gets the address its predecessor had, and the runtime sends no
+    # gratuitous ARP, so a neighbour keeps the old MAC until its entry goes stale (up to ~45 s):
+    # each try is bounded and retried rather than hanging (a runtime/network issue, reported;
+    # busybox's own wget -T crashes in Debian's static build).
+    return eventually(lambda: compose(bed, project, "exec", service, "busybox", "timeout", "3",
+                                              "busybox", "wget", "-qO-", url),
+                      f"{service} -> {url}", tries=200)
 
 
 def test_services_talk_by_name_publish_ports_upgrade_and_down(shop: tuple[Bed, Path]) -> None:
@@ -144,6 +150,9 @@ def test_services_talk_by_name_publish_ports_upgrade_and_down(shop: tuple[Bed, P
     loop = "http://127.0.0.1:18081/index.html"
     assert eventually(lambda: bed.host_sh(sys.executable, "-c", FETCH, loop), loop) == "web v1\n"
     assert bed.client_sh(sys.executable, "-c", FETCH, f"http://{bed.host_addr}:18081/").code != 0  # loopback only
+    ps = {json.loads(line)["Service"]: json.loads(line)["Ports"]
+          for line in ok(bed, project, "ps", "--format", "json").out.splitlines()}
+    assert ps == {"db": "", "manager": "", "web": "0.0.0.0:18080->80/tcp, 127.0.0.1:18081->80/tcp"}
 
     # A stopped multi-network service started again gets both networks and its names back.
     ok(bed, project, "stop", "manager")
