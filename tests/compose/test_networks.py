@@ -242,3 +242,25 @@ def test_a_port_taken_fails_up_and_leaves_nothing(shop: tuple[Bed, Path]) -> Non
     assert _ids(bed) == {}
     assert "taken_" not in bed.ok("network", "ls")
     assert bed.kernel_state() == pristine
+
+
+def test_network_mode_service_and_run_on_the_project_network(shop: tuple[Bed, Path]) -> None:
+    bed, project = shop
+    (project / "compose.yaml").write_text(
+        "name: side\nservices:\n"
+        "  app:\n    image: web:latest\n    command: [sh, -c, 'exec httpd -f -p 127.0.0.1:80 -h /www']\n"
+        "    stop_signal: SIGKILL\n"
+        "  sidecar:\n    image: busybox:latest\n    command: [sleep, '600']\n    stop_signal: SIGKILL\n"
+        "    network_mode: service:app\n    depends_on: [app]\n")
+    pristine = bed.kernel_state()
+    ok(bed, project, "up", "-d")
+    # The sidecar shares app's namespace: app's loopback-only server is its own 127.0.0.1.
+    assert _wget(bed, project, "sidecar", "http://127.0.0.1/index.html") == "web v1\n"
+    # A one-off container joins the project network and finds app by service name (app listens
+    # on its loopback only, so the name resolving to app's address is what is checked).
+    run = ok(bed, project, "run", "--rm", "--no-deps", "--name", "side-once", "app", "cat", "/etc/hosts").out
+    members = [line.split() for line in run.split("# hoist: members", 1)[1].splitlines()[1:]]
+    assert {m[1] for m in members} == {"side-app-1", "side-once"}, run
+    assert "app" in next(m for m in members if m[1] == "side-app-1")
+    ok(bed, project, "down")
+    assert bed.kernel_state() == pristine
