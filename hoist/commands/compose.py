@@ -266,7 +266,8 @@ def _cmd_ps(args: argparse.Namespace, project: Any, engine: Any) -> int:
         rows.append({"Name": spec.name, "Image": spec.image, "Command": command,
                      "Service": spec.labels.get(SERVICE, ""),
                      "Created": f"{uptime_text(time.time() - spec.created)} ago",
-                     "Status": _status(c), "ID": c.id, "State": c.status()[0], "Ports": ""})
+                     "Status": _status(c), "ID": c.id, "State": c.status()[0],
+                     "Ports": _ports_text(engine.root, c)})
     if args.format == "json":
         for row in rows:
             print(json.dumps(row))
@@ -406,6 +407,15 @@ def _processes_under(root_pid: int) -> list[tuple[int, int, int, str]]:
             wanted.add(pid)
             out.append((uid, pid, ppid, cmd))
     return out
+
+
+def _ports_text(root: Any, container: Any) -> str:
+    """docker compose ps's PORTS: ``0.0.0.0:8080->80/tcp, ...`` of a running container."""
+    from runtime.network.attach import live_record
+
+    rec = live_record(root, container.id) if container.init_pid() else None
+    return ", ".join(f"{b['host_ip']}:{b['host_port']}->{b['container_port']}/{b['proto']}"
+                     for b in (rec.ports if rec is not None else []))
 
 
 def _cmd_exec(args: argparse.Namespace, project: Any, engine: Any) -> int:

@@ -10,7 +10,9 @@ dependants start. If ``up`` fails, the containers it created are removed again (
 ones are left as they were). ``down`` stops and removes in reverse dependency order.
 
 What the specification has and hoist does not do is one warning naming the key
-(``UNSUPPORTED``, and the network notes of ``hoist.compose.network``).
+(``UNSUPPORTED``, and the network notes of ``hoist.compose.network``). Project networks are
+made before the first container of ``up`` (and removed again if that ``up`` fails having made
+them) and removed by ``down`` after the containers.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ SUPPORTED = frozenset({
     "image", "build", "command", "entrypoint", "environment", "env_file", "volumes", "depends_on",
     "healthcheck", "user", "working_dir", "labels", "hostname", "extra_hosts", "init", "stop_signal",
     "stop_grace_period", "deploy", "mem_limit", "cpus", "pids_limit", "pull_policy", "container_name",
-    "profiles", "networks", "network_mode", "ports", "expose", "security_opt", "restart", "scale",
+    "profiles", "networks", "network_mode", "ports", "expose", "dns", "security_opt", "restart", "scale",
     "platform", "extends",
 })
 _DEPLOY_SUPPORTED = {"resources", "replicas"}
@@ -308,6 +310,10 @@ class Engine:
             image=image.config_digest, args=[str(a) for a in args], name=name, env=env,
             volumes=self._mounts(service, svc), workdir=workdir or svc.get("working_dir"),
             user=user if user is not None else svc.get("user"), entrypoint=ep_text, network=plan.mode,
+            ip=plan.first.ip if plan.first else None, aliases=list(plan.first.aliases) if plan.first else [],
+            # ``compose run`` publishes no ports (its --service-ports is not offered)
+            publish=[] if oneoff else list(plan.publish), dns=list(plan.dns),
+            add_hosts=[] if plan.mode == "host" else list(plan.add_hosts),
             hostname=svc.get("hostname"), init=bool(svc.get("init")),
             limits=Limits(memory=int(memory) if memory else None, cpus=float(cpus) if cpus else None,
                           pids=int(pids) if pids and int(pids) > 0 else None),
@@ -320,8 +326,10 @@ class Engine:
         from runtime.spec import parse_signal
 
         svc = self.project.services[service]
-        plan = network.plan(self.project.name, service, svc, self.warn)
         name = kw.pop("name", None) or svc.get("container_name") or f"{self.project.name}-{service}-{number}"
+        plan = self.network_plan(service, name)
+        if kw.get("oneoff"):
+            self.ensure_networks([service])
         try:
             opts = self._run_options(service, number, image, plan, name=name, **kw)
             container = self.runtime.create(opts)
@@ -337,11 +345,57 @@ class Engine:
                 container.destroy()
                 raise ComposeError(str(e), where=f'service "{service}": stop_signal') from None
         container.write_spec(spec)
-        if plan.extra_hosts:
+        if plan.mode == "host" and plan.add_hosts:
+            # The runtime writes the host's /etc/hosts as it is for network host; docker (and so
+            # compose) adds --add-host lines to it all the same.
+            from runtime.network.dns import parse_add_host
+
             with open(container.path / "hosts", "a") as f:
-                for host, ip in plan.extra_hosts:
-                    f.write(f"{ip}\t{host}\n")
+                for h in plan.add_hosts:
+                    f.write(parse_add_host(h) + "\n")
         return container
+
+    # -- networks ---------------------------------------------------------------------------------------
+    def network_plan(self, service: str, container_name: str) -> network.NetworkPlan:
+        svc = self.project.services[service]
+        try:
+            return network.plan(self.project, service, svc, container_name, self.warn, self._resolve_mode)
+        except ComposeError:
+            raise
+        except Exception as e:           # the runtime's NetworkError (a bad address, ...)
+            raise ComposeError(str(e), where=f'service "{service}"') from None
+
+    def _resolve_mode(self, kind: str, ref: str) -> str:
+        if kind == "service":
+            if ref not in self.project.services:
+                raise ComposeError(f'network_mode service:{ref} refers to undefined service "{ref}"')
+            running = [c for c in self.service_containers(ref).values() if c.status()[0] == "running"]
+            if not running:
+                raise ComposeError(f'network_mode service:{ref}: service "{ref}" has no running container')
+            return running[0].id
+        from runtime.errors import ContainerNotFound
+
+        try:
+            return self.runtime.containers.get(ref).id
+        except ContainerNotFound:
+            raise ComposeError(f"network_mode container:{ref}: no such container") from None
+
+    def ensure_networks(self, services: list[str]) -> list[str]:
+        """The project networks ``services`` use, created if missing; returns those created."""
+        keys = network.used_networks(self.project, services)
+        if not keys:
+            return []
+        return network.ensure_networks(self.root, self.project, keys, self.warn, self.event)
+
+    def _connect_rest(self, container: Container, plan: network.NetworkPlan) -> None:
+        """Join the service's other networks (the runtime attached the first at start)."""
+        from runtime.network import NetworkError, manage
+
+        for join in plan.joins[1:]:
+            try:
+                manage.connect(self.root, join.network, container.id, join.ip, list(join.aliases))
+            except NetworkError as e:
+                raise ComposeError(f"network {join.network}: {e}", where=f"container {container.name}") from None
 
     def start(self, container: Container) -> None:
         from runtime import cgroups
@@ -351,14 +405,27 @@ class Engine:
         if status == "running":
             return
         try:
+            plan = self._plan_of(container)
+            spec = container.spec
             if status == "exited":
                 # The monitor removed the cgroups when the container ended; a start makes them again.
-                spec = container.spec
                 spec.cgroups = cgroups.create(spec.id, spec.limits)
-                container.write_spec(spec)
+            if plan is not None and len(plan.joins) > 1:
+                # Connected at the last start: the runtime would attach them without their aliases.
+                spec.networks = [plan.joins[0].network]
+            container.write_spec(spec)
             self.runtime.start_detached(container)
         except RuntimeFailure as e:
             raise ComposeError(str(e), where=f"container {container.name}") from None
+        if plan is not None and len(plan.joins) > 1:
+            self._connect_rest(container, plan)
+
+    def _plan_of(self, container: Container) -> network.NetworkPlan | None:
+        """The plan of a container on more than one network (None otherwise)."""
+        svc = self.project.services.get(container.spec.labels.get(SERVICE, ""))
+        if svc is None or svc.get("network_mode") or len(network.service_networks(svc)) < 2:
+            return None
+        return self.network_plan(container.spec.labels[SERVICE], container.name)
 
     def stop(self, container: Container, timeout: float | None = None) -> None:
         from storage.duration import parse_duration
@@ -399,6 +466,7 @@ class Engine:
         images = {name: self.ensure_image(name, opts) for name in names}
         started = _Started()
         result: list[Container] = []
+        made_networks = self.ensure_networks(names)
         try:
             for name in names:
                 self._wait_dependencies(name, started)
@@ -410,6 +478,9 @@ class Engine:
             for c in reversed(started.created):
                 with contextlib.suppress(Exception):
                     self.runtime.remove(c, force=True)
+            if made_networks:
+                with contextlib.suppress(Exception):
+                    network.remove_networks(self.root, self.project, self.warn, self.event, made_networks)
             raise
         return result
 
@@ -517,6 +588,7 @@ class Engine:
         elif orphans:
             self.warn(f"found orphan containers ({', '.join(c.name for c in orphans)}) for this project; "
                       f"run with --remove-orphans to clean them up")
+        network.remove_networks(self.root, self.project, self.warn, self.event)
         if remove_volumes:
             for vol in self.volumes.all():
                 if self.volumes.labels(vol).get(PROJECT) == self.project.name:

@@ -68,13 +68,14 @@ def test_registry_config_of_the_replicas_loads(tmp_path: Path) -> None:
     assert yaml.safe_load(text)["auth"]["token"]["issuer"] == "hoist-test"
 
 
-def test_up_today_warns_about_the_networks_it_needs() -> None:
+def test_services_plan_onto_the_registry_network() -> None:
     from hoist.compose import network
 
     project = _load(profiles=["client"])
+    assert network.used_networks(project, list(project.services)) == ["registry"]
     for name, svc in project.services.items():
         warnings: list[str] = []
-        plan = network.plan(project.name, name, svc, warnings.append)
-        assert plan.mode == "none"
-        assert warnings == [f'service "{name}": project networks (registry) are not supported by hoist yet; it runs '
-                            f"with network none (network_mode: host shares the host's network)"]
+        plan = network.plan(project, name, svc, f"c-{name}", warnings.append)
+        assert plan.mode == f"{project.name}_registry"
+        assert plan.joins[0].aliases[0] == name and plan.joins[0].aliases[-1] == f"c-{name}"
+        assert warnings == []

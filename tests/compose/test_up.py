@@ -1,9 +1,9 @@
 """``hoist compose up/ps/logs/exec/run/stop/start/down`` with real containers (busybox images, one
 service built from a local Dockerfile by ``hoist build``).
 
-Until hoist has user-defined networks and published ports, the app runs with
-``network_mode: host`` on loopback ports the test picks, and reaches its database by name through
-``extra_hosts`` (``db=127.0.0.1``): a db serving a named volume (healthcheck, so ``web`` waits on
+This app runs with ``network_mode: host`` (so it needs no test-made namespace; project networks
+and published ports are ``test_networks.py``'s) on loopback ports the test picks, and reaches its
+database by name through ``extra_hosts`` (``db=127.0.0.1``): a db serving a named volume (healthcheck, so ``web`` waits on
 ``service_healthy``), a one-shot seeding job (``service_completed_successfully``), and a web front
 built here that fetches from the db and serves the result. Changing the front's image and running
 ``up`` again recreates only it; ``down`` keeps the named volume, ``down -v`` removes it.
