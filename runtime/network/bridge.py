@@ -138,6 +138,11 @@ def delete_link(ipr: IPRoute, name: str) -> None:
             ipr.link("del", index=idx)
 
 
+def mac_for(ip: str) -> str:
+    """The MAC docker gives an IPv4 address on a bridge: ``02:42:`` and the address's bytes."""
+    return "02:42:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
+
+
 def add_endpoint(ipr: IPRoute, netns_fd: int, bridge: str, veth: str, ifname: str, ip: str,
                  prefixlen: int, gateway: str | None) -> None:
     """A veth pair: ``veth`` on ``bridge`` here, its peer ``ifname`` in the namespace with
@@ -161,7 +166,9 @@ def add_endpoint(ipr: IPRoute, netns_fd: int, bridge: str, veth: str, ifname: st
             pidx = _index(inner, peer_tmp)
             if pidx is None:
                 raise NetworkError("the container end of the veth is missing")
-            inner.link("set", index=pidx, ifname=ifname)
+            # docker's MAC for an address (02:42 and its four bytes): a container recreated on
+            # its predecessor's address has its MAC too, so no neighbour holds a stale ARP entry
+            inner.link("set", index=pidx, ifname=ifname, address=mac_for(ip))
             inner.addr("add", index=pidx, address=ip, prefixlen=prefixlen)
             inner.link("set", index=pidx, state="up")
             if gateway is not None and not _has_default_route(inner):

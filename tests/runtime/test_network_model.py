@@ -146,3 +146,10 @@ def test_nft_table_follows_the_records(tmp_path: Path) -> None:
     assert f"iifname \"{sealed.bridge}\" oifname != \"{sealed.bridge}\" drop" in table
     assert "chain c-" not in nat.render([pub, sealed], [])
     assert nat.render([], []) == ""
+
+
+def test_mac_follows_the_address_as_docker() -> None:
+    from runtime.network.bridge import mac_for
+
+    assert mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+    assert mac_for("10.90.0.255") == "02:42:0a:5a:00:ff"
