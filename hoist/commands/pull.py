@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 
+from hoist import paths
+from hoist.errors import UserError
 from hoist.config import local_store, open_client, parse_platform, parse_ref, user_errors
 from hoist.progress import ProgressDisplay
-from registry.client.pull import DEFAULT_CONCURRENCY, pull
+from registry.client.pull import DEFAULT_CONCURRENCY, PullResult, pull
+from runtime.errors import RuntimeFailure
+from runtime.prepare import ChainPreparer
+from runtime.snapshots import SnapshotStore
+from storage.layout import ImageLayout
+from storage.manifest import Descriptor, Manifest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +38,12 @@ async def run(args: argparse.Namespace) -> int:
         print(f"{ref.tag or ref.digest}: Pulling from {ref.repository}", flush=True)
     with user_errors():
         async with open_client(ref.domain, args.insecure, max(args.max_concurrent_downloads, 1)) as client:
-            result = await pull(client, ref, layout, platform=platform,
-                                progress=(lambda e: None) if args.quiet else display,
-                                concurrency=max(args.max_concurrent_downloads, 1))
+            result = await pull_and_prepare(
+                layout, lambda on_image, on_blob: pull(
+                    client, ref, layout, platform=platform,
+                    progress=(lambda e: None) if args.quiet else display,
+                    concurrency=max(args.max_concurrent_downloads, 1),
+                    on_image=on_image, on_blob=on_blob), ref.familiar())
     display.close()
     if not args.quiet:
         print(f"Digest: {result.named.digest}")
@@ -38,3 +51,95 @@ async def run(args: argparse.Namespace) -> int:
         print(f"Status: {state} for {ref.familiar()}")
     print(ref.familiar() if not args.quiet else str(ref))
     return 0
+
+
+OnImage = Callable[[Manifest], None]
+OnBlob = Callable[[Descriptor], None]
+
+
+async def pull_and_prepare(layout: ImageLayout,
+                           start: Callable[[OnImage, OnBlob], Awaitable[PullResult]], name: str) -> PullResult:
+    """Run ``start(on_image, on_blob)`` (a pull) while unpacking each layer into its snapshot as
+    soon as its blob is verified (runtime.prepare): the first ``hoist run`` unpacks nothing.
+    An unpack failure (a layer runtime/unpack.py refuses) cancels the downloads and fails the pull."""
+    store = SnapshotStore(paths.snapshots_dir())
+    tasks: list[asyncio.Task[object]] = []
+    preparer: list[ChainPreparer] = []
+
+    def on_image(image: Manifest) -> None:
+        if image.config is None or any(layer.urls for layer in image.layers):
+            return  # foreign layers are not downloaded: the first run unpacks what it finds
+        prep = ChainPreparer(store, lambda d: layout.blob_path(d), str(image.config.digest),
+                             [str(layer.digest) for layer in image.layers])
+        preparer.append(prep)
+        tasks.append(asyncio.ensure_future(prep.run()))
+
+    def on_blob(desc: Descriptor) -> None:
+        if preparer:
+            preparer[0].stored(str(desc.digest))
+
+    pulling: asyncio.Task[PullResult] = asyncio.ensure_future(start(on_image, on_blob))
+    try:
+        while True:
+            waiting: set[asyncio.Future[object]] = {pulling, *tasks}  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if isinstance(error, RuntimeFailure):
+                    raise UserError(f"cannot unpack {name}: {error}") from None
+                if error is not None:
+                    raise error
+            if pulling.done() and all(t.done() for t in tasks):
+                return pulling.result()
+    finally:
+        for task in [pulling, *tasks]:
+            if not task.done():
+                task.cancel()
+        for task in [pulling, *tasks]:
+            try:
+                await task
+            except BaseException:
+                pass
+
+
+PULL_POLICIES = ("missing", "always", "never")
+
+
+def pull_for_run(image: str, policy: str) -> None:
+    """``hoist run --pull POLICY``: pull ``image`` first when ``policy`` says so (docker's
+    semantics: ``missing`` pulls an image that is not local, ``always`` pulls every time,
+    ``never`` leaves a missing image to the run's "no image" error). Progress goes to stderr."""
+    if policy not in PULL_POLICIES:
+        raise UserError(f"invalid --pull {policy!r}: use missing, always or never")
+    if policy == "never":
+        return
+    from runtime.errors import ImageNotFound
+    from runtime.image import load_image
+
+    if policy == "missing":
+        try:
+            load_image(paths.images_dir(), image)
+            return
+        except ImageNotFound:
+            pass
+        except RuntimeFailure:
+            return  # local but unusable: the run says why
+        print(f"Unable to find image '{image}' locally", file=sys.stderr, flush=True)
+    ref = parse_ref(image)
+
+    async def go() -> PullResult:
+        layout = local_store()
+        with user_errors():
+            async with open_client(ref.domain, False, DEFAULT_CONCURRENCY) as client:
+                return await pull_and_prepare(
+                    layout, lambda on_image, on_blob: pull(
+                        client, ref, layout, progress=lambda e: None,
+                        on_image=on_image, on_blob=on_blob), ref.familiar())
+
+    try:
+        result = asyncio.run(go())
+    except UserError as e:
+        local = "is not in the local image store" if policy == "missing" else "was not pulled"
+        raise UserError(f"no image {image!r}: it {local} and pulling it failed: {e}", exit_code=125) from None
+    state = "Downloaded newer image" if result.downloaded else "Image is up to date"
+    print(f"Digest: {result.named.digest}\nStatus: {state} for {ref.familiar()}", file=sys.stderr, flush=True)

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
                         help="seccomp=unconfined or seccomp=PROFILE.json (docker's format); "
                              "no-new-privileges (always on)")
+    parser.add_argument("--pull", default="missing", choices=("missing", "always", "never"),
+                        help="pull the image first: missing (the default: when it is not local), always, never")
     parser.add_argument("image")
     parser.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     from storage.fsutil import secure_store_root
 
+    from hoist.commands.pull import pull_for_run
+
+    pull_for_run(args.image, args.pull)
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
     runtime = Runtime(secure_store_root(paths.hoist_root()))
     try:

@@ -10,6 +10,7 @@ Hashing and file writes run in threads, pipelined with the network reads.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
@@ -80,14 +81,20 @@ async def resolve(client: RegistryClient, ref: Reference, platform: Platform
 
 async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
                platform: Platform | None = None, progress: ProgressFn = ignore,
-               concurrency: int = DEFAULT_CONCURRENCY) -> PullResult:
-    """Pull ``ref`` into ``layout`` and tag it there with its full name."""
+               concurrency: int = DEFAULT_CONCURRENCY,
+               on_image: Callable[[Manifest], None] | None = None,
+               on_blob: Callable[[Descriptor], None] | None = None) -> PullResult:
+    """Pull ``ref`` into ``layout`` and tag it there with its full name. ``on_image`` is told the
+    platform's image manifest before its blobs are fetched, ``on_blob`` each blob once it is
+    stored and verified (or was already present): ``hoist pull`` unpacks layers from there."""
     wanted = platform or Platform.host()
     await asyncio.to_thread(layout.init)
     named, named_manifest, image_desc, image = await resolve(client, ref, wanted)
     blobs = list(image.blob_references())
+    if on_image is not None:
+        on_image(image)
     with layout.lease():
-        fetcher = BlobFetcher(client, ref.name, layout, progress, concurrency)
+        fetcher = BlobFetcher(client, ref.name, layout, progress, concurrency, on_blob=on_blob)
         if platform is not None and not named_manifest.is_index and image.config is not None:
             # A single-platform image says its platform only in its config: check it before the layers.
             await fetcher.fetch(image.config)
@@ -121,8 +128,10 @@ class BlobFetcher:
 
     def __init__(self, client: RegistryClient, name: str, layout: ImageLayout,
                  progress: ProgressFn = ignore, concurrency: int = DEFAULT_CONCURRENCY,
-                 retry: RetryPolicy = DEFAULT_POLICY) -> None:
+                 retry: RetryPolicy = DEFAULT_POLICY,
+                 on_blob: Callable[[Descriptor], None] | None = None) -> None:
         self.client, self.name, self.layout, self.progress = client, name, layout, progress
+        self.on_blob = on_blob
         self.slots = asyncio.Semaphore(concurrency)
         self.retry = retry
 
@@ -134,6 +143,12 @@ class BlobFetcher:
         return await run_all([self.fetch(desc) for desc in unique])
 
     async def fetch(self, desc: Descriptor) -> bool:
+        fetched = await self._fetch(desc)
+        if self.on_blob is not None:
+            self.on_blob(desc)
+        return fetched
+
+    async def _fetch(self, desc: Descriptor) -> bool:
         if self.layout.has_blob(desc.digest):
             self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
             return False
