@@ -39,11 +39,11 @@ async def run(args: argparse.Namespace) -> int:
     with user_errors():
         async with open_client(ref.domain, args.insecure, max(args.max_concurrent_downloads, 1)) as client:
             result = await pull_and_prepare(
-                layout, lambda on_image, on_blob: pull(
+                layout, lambda on_image, on_blob, before_tag: pull(
                     client, ref, layout, platform=platform,
                     progress=(lambda e: None) if args.quiet else display,
                     concurrency=max(args.max_concurrent_downloads, 1),
-                    on_image=on_image, on_blob=on_blob), ref.familiar())
+                    on_image=on_image, on_blob=on_blob, before_tag=before_tag), ref.familiar())
     display.close()
     if not args.quiet:
         print(f"Digest: {result.named.digest}")
@@ -55,11 +55,12 @@ async def run(args: argparse.Namespace) -> int:
 
 OnImage = Callable[[Manifest], None]
 OnBlob = Callable[[Descriptor], None]
+BeforeTag = Callable[[], Awaitable[None]]
 
 
-async def pull_and_prepare(layout: ImageLayout,
-                           start: Callable[[OnImage, OnBlob], Awaitable[PullResult]], name: str) -> PullResult:
-    """Run ``start(on_image, on_blob)`` (a pull) while unpacking each layer into its snapshot as
+async def pull_and_prepare(layout: ImageLayout, start: Callable[[OnImage, OnBlob, BeforeTag], Awaitable[PullResult]],
+                           name: str) -> PullResult:
+    """Run ``start(on_image, on_blob, before_tag)`` (a pull) while unpacking each layer into its snapshot as
     soon as its blob is verified (runtime.prepare): the first ``hoist run`` unpacks nothing.
     An unpack failure (a layer runtime/unpack.py refuses) cancels the downloads and fails the pull."""
     store = SnapshotStore(paths.snapshots_dir())
@@ -78,7 +79,12 @@ async def pull_and_prepare(layout: ImageLayout,
         if preparer:
             preparer[0].stored(str(desc.digest))
 
-    pulling: asyncio.Task[PullResult] = asyncio.ensure_future(start(on_image, on_blob))
+    async def before_tag() -> None:
+        # The image is tagged only once its snapshots are ready: a refused layer fails the pull.
+        for task in tasks:
+            await asyncio.shield(task)
+
+    pulling: asyncio.Task[PullResult] = asyncio.ensure_future(start(on_image, on_blob, before_tag))
     try:
         while True:
             waiting: set[asyncio.Future[object]] = {pulling, *tasks}  # type: ignore[arg-type]
@@ -132,9 +138,9 @@ def pull_for_run(image: str, policy: str) -> None:
         with user_errors():
             async with open_client(ref.domain, False, DEFAULT_CONCURRENCY) as client:
                 return await pull_and_prepare(
-                    layout, lambda on_image, on_blob: pull(
+                    layout, lambda on_image, on_blob, before_tag: pull(
                         client, ref, layout, progress=lambda e: None,
-                        on_image=on_image, on_blob=on_blob), ref.familiar())
+                        on_image=on_image, on_blob=on_blob, before_tag=before_tag), ref.familiar())
 
     try:
         result = asyncio.run(go())

@@ -10,7 +10,7 @@ Hashing and file writes run in threads, pipelined with the network reads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
@@ -83,10 +83,13 @@ async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
                platform: Platform | None = None, progress: ProgressFn = ignore,
                concurrency: int = DEFAULT_CONCURRENCY,
                on_image: Callable[[Manifest], None] | None = None,
-               on_blob: Callable[[Descriptor], None] | None = None) -> PullResult:
+               on_blob: Callable[[Descriptor], None] | None = None,
+               before_tag: Callable[[], Awaitable[None]] | None = None) -> PullResult:
     """Pull ``ref`` into ``layout`` and tag it there with its full name. ``on_image`` is told the
     platform's image manifest before its blobs are fetched, ``on_blob`` each blob once it is
-    stored and verified (or was already present): ``hoist pull`` unpacks layers from there."""
+    stored and verified (or was already present): ``hoist pull`` unpacks layers from there;
+    ``before_tag`` is awaited once every blob is stored, before the image is tagged (its failure
+    fails the pull, leaving the image untagged)."""
     wanted = platform or Platform.host()
     await asyncio.to_thread(layout.init)
     named, named_manifest, image_desc, image = await resolve(client, ref, wanted)
@@ -100,6 +103,8 @@ async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
             await fetcher.fetch(image.config)
             _check_platform(ref, layout, image, platform)
         results = await fetcher.fetch_all(blobs)
+        if before_tag is not None:
+            await before_tag()
         await asyncio.to_thread(_commit_manifests, layout, ref, named, named_manifest, image_desc, image)
     return PullResult(ref, named, image_desc, image, sum(results))
 
