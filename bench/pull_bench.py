@@ -5,7 +5,13 @@ Two images: 8 layers of 64 MB of incompressible bytes (throughput bound) and 60 
 (latency bound: parallelism matters). Each pull goes into a fresh store. Prints the medians and
 the ratio hoist/skopeo (below 1.0 means hoist is faster).
 
+``--first-run``: pull-to-first-run of a ~500 MB image (busybox plus layers of 1 MB files):
+``hoist pull`` + ``hoist run --rm IMAGE true`` against ``docker pull`` + ``docker run --rm``
+on a dockerd this bench starts (bench/run_bench.py's PrivateDockerd), from the same registry,
+each from an empty store every run.
+
     .venv/bin/python bench/pull_bench.py [--runs 3] [--big-layers 8] [--big-mb 64] [--small-layers 60]
+    .venv/bin/python bench/pull_bench.py --first-run [--runs 3] [--first-run-mb 500]
 """
 
 from __future__ import annotations
@@ -115,6 +121,53 @@ def compare(name: str, remote: str, runs: int, work: Path) -> tuple[float, float
     return h, s
 
 
+def make_runnable_image(layout: ImageLayout, ref: str, total_mb: int) -> None:
+    """busybox, then four layers of 1 MB incompressible files adding up to ``total_mb``."""
+    from tests.images import add_image, busybox_entries, layer_tar
+    from tests.images import Entry
+
+    per_layer = max(total_mb // 4, 1)
+    layers = [layer_tar(busybox_entries())]
+    for i in range(4):
+        layers.append(layer_tar([Entry(f"data{i}", kind="dir", mode=0o755)] + [
+            Entry(f"data{i}/f{j}", data=os.urandom(1 << 20)) for j in range(per_layer)]))
+    add_image(layout, ref, layers, {"Cmd": ["/bin/busybox", "true"]}, "gzip", compresslevel=1,
+              normalise=False)
+
+
+def first_run(addr: str, runs: int, work: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from run_bench import PrivateDockerd
+
+    remote = f"{addr}/bench/app:1"
+    engine = PrivateDockerd(work / "dockerd").start()
+    hoist_times, docker_times, pulls = [], [], []
+    try:
+        for i in range(runs):
+            store = work / f"hoist-first-{i}"
+            env = dict(os.environ, HOIST_ROOT=str(store), PYTHONPATH=str(REPO_ROOT))
+            pulled = timed([sys.executable, "-m", "hoist.cli", "pull", "-q", remote], env)
+            ran = timed([sys.executable, "-m", "hoist.cli", "run", "--rm", remote, "true"], env)
+            hoist_times.append(pulled + ran)
+            pulls.append((pulled, ran))
+            subprocess.run([sys.executable, "-m", "hoist.cli", "rmi", remote], env=env, capture_output=True)
+            shutil.rmtree(store, ignore_errors=True)
+            start = time.perf_counter()
+            for args in (["pull", "-q", remote], ["run", "--rm", "--network", "none", remote, "true"]):
+                res = engine.docker(*args)
+                if res.returncode != 0:
+                    raise SystemExit(f"docker {' '.join(args)}: {res.stderr.decode(errors='replace')}")
+            docker_times.append(time.perf_counter() - start)
+            engine.docker("rmi", remote)
+            engine.docker("builder", "prune", "-af")
+    finally:
+        engine.stop()
+    h, d = statistics.median(hoist_times), statistics.median(docker_times)
+    print(f"{'pull-to-first-run':<28} hoist {h:6.2f}s   docker {d:6.2f}s   ratio hoist/docker {h / d:4.2f}   "
+          f"(hoist pull+run: {', '.join(f'{p:.2f}+{r:.2f}' for p, r in pulls)}; "
+          f"docker {', '.join(f'{t:.2f}' for t in docker_times)})", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -122,11 +175,21 @@ def main() -> int:
     parser.add_argument("--big-mb", type=int, default=64)
     parser.add_argument("--small-layers", type=int, default=60)
     parser.add_argument("--small-kb", type=int, default=16)
+    parser.add_argument("--first-run", action="store_true",
+                        help="pull-to-first-run of a large image, hoist against docker")
+    parser.add_argument("--first-run-mb", type=int, default=500)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hoist-bench-", dir=os.environ.get("BENCH_DIR", "/tmp")))
     proc, addr = start_distribution(work)
     try:
         source = ImageLayout(work / "source").init()
+        if args.first_run:
+            print(f"building a {args.first_run_mb} MB image in {source.root} ...", flush=True)
+            make_runnable_image(source, "app", args.first_run_mb)
+            subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{source.root}:app",
+                            f"docker://{addr}/bench/app:1"], check=True)
+            first_run(addr, args.runs, work)
+            return 0
         print(f"building images in {source.root} ...", flush=True)
         make_image(source, "big", args.big_layers, args.big_mb << 20)
         make_image(source, "small", args.small_layers, args.small_kb << 10)

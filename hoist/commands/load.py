@@ -11,9 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from hoist import paths
 from hoist.config import local_store, user_errors
 from hoist.errors import UserError
 from storage.archive import open_archive, read_archive
+from runtime.errors import RuntimeFailure
+from runtime.prepare import prepare_image
+from runtime.snapshots import SnapshotStore
 from storage.errors import ArchiveInvalid
 
 
@@ -31,6 +35,14 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.input or 'stdin'} is not a tar archive (plain, gzip, bzip2 or xz)") from None
         with tar, layout.lease():
             loaded = read_archive(layout, tar)
+        # Unpack what was loaded, as pull does, so its first run unpacks nothing.
+        store = SnapshotStore(paths.snapshots_dir())
+        for line in loaded:
+            ref = line.split(": ", 1)[-1].strip()
+            try:
+                prepare_image(store, layout.root, ref)
+            except RuntimeFailure as e:
+                raise UserError(f"cannot unpack {ref}: {e}") from None
     if not args.quiet:
         for line in loaded:
             print(line)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from pathlib import Path
+import sys
+from collections.abc import Awaitable, Callable
 
+from hoist import paths
+from hoist.errors import UserError
 from hoist.config import local_store, open_client, parse_platform, parse_ref, user_errors
 from hoist.progress import ProgressDisplay
-from registry.client.pull import DEFAULT_CONCURRENCY, pull
-from storage.errors import StorageError
+from registry.client.pull import DEFAULT_CONCURRENCY, PullResult, pull
+from runtime.errors import RuntimeFailure
+from runtime.prepare import ChainPreparer
+from runtime.snapshots import SnapshotStore
 from storage.layout import ImageLayout
 from storage.manifest import Descriptor, Manifest
 
@@ -32,21 +37,14 @@ async def run(args: argparse.Namespace) -> int:
     display = ProgressDisplay()
     if not args.quiet:
         print(f"{ref.tag or ref.digest}: Pulling from {ref.repository}", flush=True)
-    preparer = SnapshotPreparer(layout) if SnapshotPreparer.wanted() else None
-    try:
-        with user_errors():
-            async with open_client(ref.domain, args.insecure, max(args.max_concurrent_downloads, 1)) as client:
-                result = await pull(client, ref, layout, platform=platform,
-                                    progress=(lambda e: None) if args.quiet else display,
-                                    concurrency=max(args.max_concurrent_downloads, 1),
-                                    on_manifest=preparer.on_manifest if preparer else None,
-                                    on_blob=preparer.on_blob if preparer else None)
-    except BaseException:
-        if preparer is not None:
-            preparer.finish(wait=False)
-        raise
-    if preparer is not None:
-        await asyncio.to_thread(preparer.finish, True)
+    with user_errors():
+        async with open_client(ref.domain, args.insecure, max(args.max_concurrent_downloads, 1)) as client:
+            result = await pull_and_prepare(
+                layout, lambda on_image, on_blob, before_tag: pull(
+                    client, ref, layout, platform=platform,
+                    progress=(lambda e: None) if args.quiet else display,
+                    concurrency=max(args.max_concurrent_downloads, 1),
+                    on_image=on_image, on_blob=on_blob, before_tag=before_tag), ref.familiar())
     display.close()
     if not args.quiet:
         print(f"Digest: {result.named.digest}")
@@ -56,78 +54,101 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class SnapshotPreparer:
-    """Unpack each layer into its snapshot as soon as it and the layers below it are downloaded
-    (and verified), while the rest download, so the first ``run`` unpacks nothing. Only where
-    the runtime can run (root) and for this host's platform. A pull is also for images never run
-    here (artifacts whose layers are not tars): what cannot be unpacked is left as it was, and
-    ``run`` reports it if it is ever run."""
+OnImage = Callable[[Manifest], None]
+OnBlob = Callable[[Descriptor], None]
+BeforeTag = Callable[[], Awaitable[None]]
 
-    def __init__(self, layout: ImageLayout) -> None:
-        import threading
 
-        self.layout = layout
-        self.cond = threading.Condition()
-        self.present: set[str] = set()
-        self.image: Manifest | None = None
-        self.ended = False
-        self.thread = threading.Thread(target=self._work, name="unpack", daemon=True)
+async def pull_and_prepare(layout: ImageLayout, start: Callable[[OnImage, OnBlob, BeforeTag], Awaitable[PullResult]],
+                           name: str) -> PullResult:
+    """Run ``start(on_image, on_blob, before_tag)`` (a pull) while unpacking each layer into its snapshot as
+    soon as its blob is verified (runtime.prepare): the first ``hoist run`` unpacks nothing.
+    An unpack failure (a layer runtime/unpack.py refuses) cancels the downloads and fails the pull."""
+    store = SnapshotStore(paths.snapshots_dir())
+    tasks: list[asyncio.Task[object]] = []
+    preparer: list[ChainPreparer] = []
 
-    @staticmethod
-    def wanted() -> bool:
-        return os.geteuid() == 0
+    def on_image(image: Manifest) -> None:
+        if os.geteuid() != 0:
+            return  # only root runs containers (and can make the whiteouts' device nodes)
+        if image.config is None or any(layer.urls for layer in image.layers):
+            return  # foreign layers are not downloaded: the first run unpacks what it finds
+        prep = ChainPreparer(store, lambda d: layout.blob_path(d), str(image.config.digest),
+                             [str(layer.digest) for layer in image.layers])
+        preparer.append(prep)
+        tasks.append(asyncio.ensure_future(prep.run()))
 
-    def on_manifest(self, image: Manifest) -> None:
-        with self.cond:
-            self.image = image
-        self.thread.start()
+    def on_blob(desc: Descriptor) -> None:
+        if preparer:
+            preparer[0].stored(str(desc.digest))
 
-    def on_blob(self, desc: Descriptor) -> None:
-        with self.cond:
-            self.present.add(str(desc.digest))
-            self.cond.notify_all()
+    async def before_tag() -> None:
+        # The image is tagged only once its snapshots are ready: a refused layer fails the pull.
+        for task in tasks:
+            await asyncio.shield(task)
 
-    def finish(self, wait: bool) -> None:
-        """The download ended: when it succeeded (``wait``), unpack what is left and return; when
-        it failed, the unpacking stops at the first layer that is missing (a layer being unpacked
-        at exit leaves a temporary folder the next unpack removes)."""
-        with self.cond:
-            self.ended = True
-            self.cond.notify_all()
-        if wait and self.thread.is_alive():
-            self.thread.join()
+    pulling: asyncio.Task[PullResult] = asyncio.ensure_future(start(on_image, on_blob, before_tag))
+    try:
+        while True:
+            waiting: set[asyncio.Future[object]] = {pulling, *tasks}  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if isinstance(error, RuntimeFailure):
+                    raise UserError(f"cannot unpack {name}: {error}") from None
+                if error is not None:
+                    raise error
+            if pulling.done() and all(t.done() for t in tasks):
+                return pulling.result()
+    finally:
+        for task in [pulling, *tasks]:
+            if not task.done():
+                task.cancel()
+        for task in [pulling, *tasks]:
+            try:
+                await task
+            except BaseException:
+                pass
 
-    def _wait_for(self, digest: str) -> bool:
-        with self.cond:
-            while digest not in self.present:
-                if self.ended:
-                    return False
-                self.cond.wait()
-            return True
 
-    def _work(self) -> None:
-        from hoist import paths
-        from runtime.errors import RuntimeFailure
-        from runtime.snapshots import SnapshotStore, chain_ids
-        from storage.platform import Platform
-        from storage.tarlimits import Budget
+PULL_POLICIES = ("missing", "always", "never")
 
-        image = self.image
-        if image is None or image.config is None or not self._wait_for(str(image.config.digest)):
-            return
+
+def pull_for_run(image: str, policy: str) -> None:
+    """``hoist run --pull POLICY``: pull ``image`` first when ``policy`` says so (docker's
+    semantics: ``missing`` pulls an image that is not local, ``always`` pulls every time,
+    ``never`` leaves a missing image to the run's "no image" error). Progress goes to stderr."""
+    if policy not in PULL_POLICIES:
+        raise UserError(f"invalid --pull {policy!r}: use missing, always or never")
+    if policy == "never":
+        return
+    from runtime.errors import ImageNotFound
+    from runtime.image import load_image
+
+    if policy == "missing":
         try:
-            config = self.layout.config(image)
-            if not Platform.host().matches(Platform.of(config)):
-                return
-            diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-            if len(diff_ids) != len(image.layers):
-                return
-            store, budget = SnapshotStore(paths.snapshots_dir()), Budget()
-            lowers: list[Path] = []
-            for layer, diff_id, chain_id in zip(image.layers, diff_ids, chain_ids(diff_ids), strict=True):
-                if not self._wait_for(str(layer.digest)):
-                    return
-                lowers.append(store.ensure(self.layout.blob_path(layer.digest), diff_id, chain_id,
-                                           list(lowers), budget))
-        except (RuntimeFailure, StorageError, ValueError, TypeError, OSError):
+            load_image(paths.images_dir(), image)
             return
+        except ImageNotFound:
+            pass
+        except RuntimeFailure:
+            return  # local but unusable: the run says why
+        print(f"Unable to find image '{image}' locally", file=sys.stderr, flush=True)
+    ref = parse_ref(image)
+
+    async def go() -> PullResult:
+        layout = local_store()
+        with user_errors():
+            async with open_client(ref.domain, False, DEFAULT_CONCURRENCY) as client:
+                return await pull_and_prepare(
+                    layout, lambda on_image, on_blob, before_tag: pull(
+                        client, ref, layout, progress=lambda e: None,
+                        on_image=on_image, on_blob=on_blob, before_tag=before_tag), ref.familiar())
+
+    try:
+        result = asyncio.run(go())
+    except UserError as e:
+        local = "is not in the local image store" if policy == "missing" else "was not pulled"
+        raise UserError(f"no image {image!r}: it {local} and pulling it failed: {e}", exit_code=125) from None
+    state = "Downloaded newer image" if result.downloaded else "Image is up to date"
+    print(f"Digest: {result.named.digest}\nStatus: {state} for {ref.familiar()}", file=sys.stderr, flush=True)

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         detach_keys = detach_keys_option(args.detach_keys)
     except UserError as e:
         raise UserError(str(e), exit_code=125) from None
-    _pull_for_run(args.image, args.pull, runtime.images_dir)
+    from hoist.commands.pull import pull_for_run
+
+    pull_for_run(args.image, args.pull)
     if args.network is None:
         from runtime.network import default_mode
 
@@ -195,52 +197,3 @@ def _seccomp_choice(options: list[str]) -> str:
     return choice
 
 
-def _pull_for_run(image: str, policy: str, images_dir) -> None:
-    """docker's ``run --pull``: ``missing`` pulls an image that is not in the local store (saying
-    so, as docker does), ``always`` pulls first, ``never`` only looks locally. The pull's output
-    goes to stderr, so stdout stays the command's."""
-    import sys
-
-    if policy not in ("missing", "always", "never"):
-        raise UserError(f'invalid pull option: {policy!r}: must be one of "always", "missing" or "never"',
-                        exit_code=125)
-    if policy == "never":
-        return
-    from runtime.errors import ImageNotFound, RuntimeFailure
-    from runtime.image import load_image
-
-    if policy == "missing":
-        try:
-            load_image(images_dir, image)
-            return
-        except ImageNotFound:
-            pass
-        except RuntimeFailure:   # there but unusable: `run` itself says why
-            return
-    import asyncio
-
-    from hoist.config import local_store, open_client, parse_ref, user_errors
-    from hoist.progress import ProgressDisplay
-    from registry.client.pull import pull
-
-    try:
-        ref = parse_ref(image)
-    except UserError as e:
-        raise UserError(str(e), exit_code=125) from None
-    if policy == "missing":
-        print(f"Unable to find image '{ref.familiar()}' locally", file=sys.stderr, flush=True)
-    display = ProgressDisplay(sys.stderr)
-
-    async def fetch():
-        async with open_client(ref.domain) as client:
-            return await pull(client, ref, local_store(), progress=display)
-
-    try:
-        with user_errors():
-            result = asyncio.run(fetch())
-    except UserError as e:
-        raise UserError(str(e), exit_code=125) from None
-    finally:
-        display.close()
-    state = "Downloaded newer image" if result.downloaded else "Image is up to date"
-    print(f"Digest: {result.named.digest}\nStatus: {state} for {ref.familiar()}", file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
@@ -86,17 +86,20 @@ async def resolve(client: RegistryClient, ref: Reference, platform: Platform
 async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
                platform: Platform | None = None, progress: ProgressFn = ignore,
                concurrency: int = DEFAULT_CONCURRENCY,
-               on_manifest: Callable[[Manifest], None] | None = None,
-               on_blob: Callable[[Descriptor], None] | None = None) -> PullResult:
-    """Pull ``ref`` into ``layout`` and tag it there with its full name. ``on_manifest`` gets the
-    platform's image manifest before its blobs are fetched, ``on_blob`` each blob once it is in
-    the layout (verified), on the event loop: ``hoist pull`` unpacks layers as they arrive."""
+               on_image: Callable[[Manifest], None] | None = None,
+               on_blob: Callable[[Descriptor], None] | None = None,
+               before_tag: Callable[[], Awaitable[None]] | None = None) -> PullResult:
+    """Pull ``ref`` into ``layout`` and tag it there with its full name. ``on_image`` is told the
+    platform's image manifest before its blobs are fetched, ``on_blob`` each blob once it is
+    stored and verified (or was already present): ``hoist pull`` unpacks layers from there;
+    ``before_tag`` is awaited once every blob is stored, before the image is tagged (its failure
+    fails the pull, leaving the image untagged)."""
     wanted = platform or Platform.host()
     await asyncio.to_thread(layout.init)
     named, named_manifest, image_desc, image = await resolve(client, ref, wanted)
     blobs = list(image.blob_references())
-    if on_manifest is not None:
-        on_manifest(image)
+    if on_image is not None:
+        on_image(image)
     with layout.lease():
         fetcher = BlobFetcher(client, ref.name, layout, progress, concurrency, on_blob=on_blob)
         if platform is not None and not named_manifest.is_index and image.config is not None:
@@ -104,6 +107,8 @@ async def pull(client: RegistryClient, ref: Reference, layout: ImageLayout, *,
             await fetcher.fetch(image.config)
             _check_platform(ref, layout, image, platform)
         results = await fetcher.fetch_all(blobs)
+        if before_tag is not None:
+            await before_tag()
         try:
             await asyncio.to_thread(_commit_manifests, layout, ref, named, named_manifest, image_desc, image)
         except OSError as e:
@@ -141,14 +146,10 @@ class BlobFetcher:
                  retry: RetryPolicy = DEFAULT_POLICY,
                  on_blob: Callable[[Descriptor], None] | None = None) -> None:
         self.client, self.name, self.layout, self.progress = client, name, layout, progress
+        self.on_blob = on_blob
         self.slots = asyncio.Semaphore(concurrency)
         self.retry = retry
-        self.on_blob = on_blob
         self.disk_full = False  # set by the first blob whose write fails for lack of space
-
-    def _present(self, desc: Descriptor) -> None:
-        if self.on_blob is not None:
-            self.on_blob(desc)
 
     async def fetch_all(self, blobs: list[Descriptor]) -> list[bool]:
         """Fetch every blob; True for each one downloaded. The first failure cancels the rest."""
@@ -158,9 +159,14 @@ class BlobFetcher:
         return await run_all([self.fetch(desc) for desc in unique])
 
     async def fetch(self, desc: Descriptor) -> bool:
+        fetched = await self._fetch(desc)
+        if self.on_blob is not None:
+            self.on_blob(desc)
+        return fetched
+
+    async def _fetch(self, desc: Descriptor) -> bool:
         if self.layout.has_blob(desc.digest):
             self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
-            self._present(desc)
             return False
         async with self.slots:
             writer = await asyncio.to_thread(self.layout.writer, desc.digest, desc.size, True)
@@ -168,7 +174,6 @@ class BlobFetcher:
                 # Another pull committed it while this one waited for the blob's lock.
                 writer.close()
                 self.progress(Progress.of(desc.digest, EXISTS, desc.size, desc.size))
-                self._present(desc)
                 return False
             try:
                 await self._download(desc, writer)
@@ -193,7 +198,6 @@ class BlobFetcher:
             finally:
                 writer.close()
         self.progress(Progress.of(desc.digest, DONE, desc.size, desc.size))
-        self._present(desc)
         return True
 
     async def _download(self, desc: Descriptor, writer: BlobWriter) -> None:

@@ -33,7 +33,7 @@ from storage.manifest import Descriptor
 from storage.reference import parse_reference
 from tests.cli.conftest import run_hoist
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import build_image
+from tests.images import Entry, build_image, layer_tar
 from tests.registry.faults import Faults, faulty_app, serve_on_loopback
 
 MB = 1 << 20
@@ -55,6 +55,12 @@ class Clock:
 
 def incompressible(size: int) -> bytes:
     return os.urandom(size)
+
+
+def tar_layer(size: int) -> bytes:
+    """An incompressible layer that is still a tar (one file of random bytes): a pull that
+    succeeds unpacks its layers (hoist pull prepares the snapshots), as docker's does."""
+    return layer_tar([Entry("data", data=os.urandom(size))])
 
 
 @pytest.fixture
@@ -247,7 +253,7 @@ async def test_bad_bytes_are_one_line_error_in_the_cli(faults: Faults, served: t
 async def test_interrupted_pull_leaves_store_consistent_and_next_pull_resumes(
         faults: Faults, served: tuple[RegistryClient, str], hoist: Hoist) -> None:
     c, addr = served
-    big = incompressible(16 * MB)
+    big = tar_layer(16 * MB)
     _, (layer,) = await publish(c, "team/slow", "1", [big])
     faults.add("GET", layer, "trickle", after=64 << 10, delay=0.01, times=1000)   # slow enough to interrupt
     partial = hoist.images / "ingest" / f"sha256-{layer[7:]}.partial"
@@ -318,7 +324,7 @@ async def test_bearer_auth_login_and_token_reuse(faults: Faults, hoist: Hoist, t
         assert stored["auths"][addr]["auth"] == "YWxpY2U6czNjcmV0"      # base64("alice:s3cret"), as docker writes
 
         layout = hoist.layout()
-        build_image(layout, ref, [incompressible(1000), incompressible(2000), incompressible(3000)])
+        build_image(layout, ref, [tar_layer(1000), tar_layer(2000), tar_layer(3000)])
         await run_hoist(hoist, "push", ref)
         await run_hoist(hoist, "rmi", ref)
         faults.seen.clear()
