@@ -119,7 +119,7 @@ def pull_for_run(image: str, policy: str) -> None:
     semantics: ``missing`` pulls an image that is not local, ``always`` pulls every time,
     ``never`` leaves a missing image to the run's "no image" error). Progress goes to stderr."""
     if policy not in PULL_POLICIES:
-        raise UserError(f"invalid --pull {policy!r}: use missing, always or never")
+        raise UserError(f"invalid --pull {policy!r}: use missing, always or never", exit_code=125)
     if policy == "never":
         return
     from runtime.errors import ImageNotFound

@@ -42,7 +42,7 @@ async def test_run_pulls_what_is_missing(hoist: Hoist, tmp_path: Path) -> None:
     assert res.returncode == 125 and _one_line(res)
     assert (await asyncio.to_thread(hoist, "run", "--rm", ref, "true")).returncode == 0
     res = await asyncio.to_thread(hoist, "run", "--rm", "--pull", "sometimes", ref, "true")
-    assert res.returncode == 125 and "invalid pull option" in _one_line(res)
+    assert res.returncode == 125 and "invalid --pull 'sometimes'" in _one_line(res)
     res = await asyncio.to_thread(hoist, "run", "--rm", "127.0.0.1:1/lib/none:1", "true")
     assert res.returncode == 125 and "unreachable" in res.stderr.decode().strip().splitlines()[-1]
 
