@@ -135,6 +135,22 @@ def _measured(root: Path) -> int:
     return sum(tree_size(root / p, seen) for p in parts)
 
 
+def remove_unused_snapshots(root: Path) -> int:
+    """Remove the snapshots no local image and no container uses (``rmi``, ``image prune``):
+    a derived cache, each unpacked again from its layer blob when something needs it. Under the
+    store's gc lock, which running builds and pulls hold shared, so nothing they use goes. The
+    number removed."""
+    layout = ImageLayout(root / "images")
+    if not (root / "images").is_dir() or not (root / "snapshots").is_dir():
+        return 0
+    with file_lock(layout.root / ".gc.lock"):
+        store = SnapshotStore(root / "snapshots")
+        unused = [u for u in snapshot_uses(store, _image_chains(_images(layout)), root / "containers") if not u.used]
+        for use in unused:
+            remove_snapshot(use)
+    return len(unused)
+
+
 def prune(root: Path, *, everything: bool, until: float | None, keep_storage: int | None) -> PruneResult:
     """Remove build cache (see ``hoist/commands/builder.py``); what was removed and the bytes freed."""
     layout = ImageLayout(root / "images")

@@ -101,9 +101,14 @@ def prune_images(everything: bool, filters: list[str]) -> tuple[list[str], int]:
 
 
 def _gc(layout: Any) -> list[tuple[str, int]]:
+    from hoist.disk_usage import remove_unused_snapshots
+    from hoist.paths import hoist_root
+
     keep = layout.reachable()
     sizes = {d: layout.blob_size(d) for d in layout.blobs() if d not in keep}
-    return [(str(d), sizes.get(d, 0)) for d in layout.gc()]
+    deleted = [(str(d), sizes.get(d, 0)) for d in layout.gc()]
+    remove_unused_snapshots(hoist_root())   # the unpacked layers no image or container uses
+    return deleted
 
 
 def prune_volumes(everything: bool, filters: list[str]) -> tuple[list[str], int]:

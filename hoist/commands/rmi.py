@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(e))
     for digest in layout.gc():
         print(f"Deleted: {digest}")
+    # Their unpacked layers too, as docker's rmi removes the image's layers (today: what no image
+    # and no container uses any more).
+    from hoist.disk_usage import remove_unused_snapshots
+    from hoist.paths import hoist_root
+
+    remove_unused_snapshots(hoist_root())
     if failed:
         raise UserError("; ".join(failed))
     return 0

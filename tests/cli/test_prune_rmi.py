@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cli.helpers import Hoist, Result
-from tests.images import BUSYBOX, add_image, busybox_image, files_layer
+from tests.images import BUSYBOX, Entry, add_image, busybox_image, files_layer
 from tests.peers import absent
 
 
@@ -101,3 +101,24 @@ def test_container_image_and_system_prune(h: Hoist) -> None:
     assert h("ps", "-aq").out == "" and h("images", "-q").out == ""
     assert h("volume", "ls", "-q").out.split() == ["named"]   # named volumes stay (docker 23+)
     _one_line(h("container", "prune", "--filter", "colour=red", ok=False), "invalid filter")
+
+
+def test_rmi_and_image_prune_remove_the_unpacked_layers(h: Hoist) -> None:
+    """docker's rmi removes the image's layers: here the snapshots no image and no container
+    uses any more (before, removing every image left them all)."""
+    snapshots = h.root / "snapshots"
+
+    def chains() -> set[str]:
+        return {p.name for p in snapshots.iterdir() if not p.name.startswith(".")} if snapshots.is_dir() else set()
+
+    busybox_image(h.layout(), "two:1", extra=[Entry("a.txt", data=b"a\n", mode=0o644)])
+    h("run", "--rm", "busybox", "true")
+    h("run", "--name", "keeper", "two:1", "cat", "/a.txt")
+    before = chains()
+    assert len(before) >= 2
+    h("rm", "keeper")
+    h("rmi", "two:1")
+    after = chains()
+    assert after and after < before          # busybox's stays: its image is still tagged
+    h("rmi", "busybox")
+    assert chains() == set()
