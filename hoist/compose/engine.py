@@ -50,7 +50,7 @@ SUPPORTED = frozenset({
     "healthcheck", "user", "working_dir", "labels", "hostname", "extra_hosts", "init", "stop_signal",
     "stop_grace_period", "deploy", "mem_limit", "cpus", "pids_limit", "pull_policy", "container_name",
     "profiles", "networks", "network_mode", "ports", "expose", "dns", "security_opt", "restart", "scale",
-    "platform", "extends",
+    "platform", "extends", "cap_add", "cap_drop", "read_only", "tmpfs",
 })
 _DEPLOY_SUPPORTED = {"resources", "replicas"}
 _LIMITS_SUPPORTED = {"memory", "cpus", "pids"}
@@ -206,10 +206,6 @@ class Engine:
         for key in resources.get("limits") or {}:
             if key not in _LIMITS_SUPPORTED:
                 self.warn(f'service "{service}": "deploy.resources.limits.{key}" is not supported by hoist; ignored')
-        restart = svc.get("restart")
-        if restart not in (None, "no"):
-            self.warn(f'service "{service}": "restart: {restart}" is not supported by hoist yet; '
-                      f"the container is not restarted")
         if svc.get("platform"):
             from storage.platform import Platform
 
@@ -319,7 +315,11 @@ class Engine:
                           pids=int(pids) if pids and int(pids) > 0 else None),
             remove=remove, detach=True,
             seccomp=runtime_seccomp.DEFAULT if seccomp_choice == "default" else seccomp_choice,
-            labels=labels)
+            labels=labels,
+            # docker's restart policies (a one-off `compose run` container is never restarted)
+            restart="no" if oneoff or remove else str(svc.get("restart") or "no"),
+            cap_add=[str(c) for c in svc.get("cap_add") or []], cap_drop=[str(c) for c in svc.get("cap_drop") or []],
+            read_only=bool(svc.get("read_only")), tmpfs=_tmpfs_list(svc.get("tmpfs")))
 
     def create(self, service: str, number: int, image: Image, **kw: Any) -> Container:
         from runtime.errors import RuntimeFailure
@@ -717,3 +717,10 @@ def stdout_to(stream: TextIO) -> Iterator[None]:
 
 
 RunExec = Callable[[list[str]], int]
+
+
+def _tmpfs_list(value: Any) -> list[str]:
+    """compose's ``tmpfs:`` (a path or a list of ``/path[:options]``) as ``--tmpfs`` items."""
+    if not value:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
