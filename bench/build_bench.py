@@ -34,8 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.builder.differential import BASE_REF, Buildah, BuildError, BuildKit, Hoist, write_base_archive  # noqa: E402
-from tests.interop.test_build_debian import (DEBIAN_REF, debian_base_archive, debootstrap,  # noqa: E402
-                                             write_debian_project)
+from tests.interop.test_build_debian import DEBIAN_REF, debian_base_archive, debootstrap, write_debian_project  # noqa: E402
 from tests.peers import Dockerd  # noqa: E402
 
 Builder = BuildKit | Buildah | Hoist

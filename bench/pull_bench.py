@@ -123,8 +123,7 @@ def compare(name: str, remote: str, runs: int, work: Path) -> tuple[float, float
 
 def make_runnable_image(layout: ImageLayout, ref: str, total_mb: int) -> None:
     """busybox, then four layers of 1 MB incompressible files adding up to ``total_mb``."""
-    from tests.images import add_image, busybox_entries, layer_tar
-    from tests.images import Entry
+    from tests.images import Entry, add_image, busybox_entries, layer_tar
 
     per_layer = max(total_mb // 4, 1)
     layers = [layer_tar(busybox_entries())]

@@ -37,7 +37,6 @@ from typing import Any
 from builder.dispatch import LayerRef
 from storage.fsutil import atomic_write, private_dir
 
-
 # Bump when what goes into a key, or how it is encoded, changes (see the module doc).
 KEY_VERSION = 2
 

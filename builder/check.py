@@ -8,14 +8,21 @@ not reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from builder.dispatch import CheckBackend, StageState, check_digest, check_port_spec, check_signal, \
-    dispatch_stage, start_stage
+from builder.dispatch import (
+    CheckBackend,
+    StageState,
+    check_digest,
+    check_port_spec,
+    check_signal,
+    dispatch_stage,
+    start_stage,
+)
 from builder.dockerfile import Dockerfile, parse_dockerfile_collecting
-from builder.errors import DockerfileError
 from builder.dockerignore import PatternMatcher
+from builder.errors import DockerfileError
 from builder.lint import BuildCheck, apply_checks, copy_ignored_files
 from builder.stages import BuildGraph, build_graph_collecting
 from storage.platform import Platform

@@ -18,20 +18,39 @@ import dataclasses
 import json
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder import lint
-from builder.lint import BuildCheck
-from builder.errors import DockerfileError, UnsetVariableError
 from builder.copy import ChownSpec, parse_chmod, parse_chown
 from builder.dockerfile import parse_dockerfile_collecting
+from builder.errors import DockerfileError, UnsetVariableError
 from builder.expansion import expand_instruction
+from builder.instructions import (
+    Add,
+    Arg,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    Healthcheck,
+    Instruction,
+    Label,
+    Loc,
+    Maintainer,
+    Onbuild,
+    Run,
+    Shell,
+    StopSignal,
+    User,
+    Volume,
+    Workdir,
+)
+from builder.lint import BuildCheck
 from builder.parser.heredoc import parse_marker
-from builder.instructions import (Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, Healthcheck, Instruction, Label, Loc,
-                                  Maintainer, Onbuild, Run, Shell, StopSignal, User, Volume, Workdir)
 from builder.scope import Scope
 from builder.shell_lex import ShellLex
 from builder.stages import BuildGraph, StageNode

@@ -8,9 +8,9 @@ cycle). Several errors are reported together as DockerfileErrors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.errors import DockerfileError, raise_collected

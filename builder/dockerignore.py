@@ -16,9 +16,9 @@ from __future__ import annotations
 import enum
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 
 from builder.errors import DockerignoreError
 

@@ -42,8 +42,14 @@ from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.instructions import Add, Copy, Run
 from builder.mounts import Mount, ram_in_bytes
-from builder.platforms import (base_platform_warning, can_run, emulation_error, image_platform, parse_platform,
-                               result_platform)
+from builder.platforms import (
+    base_platform_warning,
+    can_run,
+    emulation_error,
+    image_platform,
+    parse_platform,
+    result_platform,
+)
 from builder.prune import mark_used
 from builder.remote import EtagCache, RemoteSources, SystemGit
 from builder.remote_cache import CacheUnavailable, ImportedCache, Recorder

@@ -14,8 +14,23 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from builder import keywords as kw
-from builder.instructions import (Add, Arg, ArgDecl, Copy, Env, Expose, Instruction, KeyValue, Label, Run,
-                                  SourceContent, StopSignal, User, Volume, Workdir)
+from builder.instructions import (
+    Add,
+    Arg,
+    ArgDecl,
+    Copy,
+    Env,
+    Expose,
+    Instruction,
+    KeyValue,
+    Label,
+    Run,
+    SourceContent,
+    StopSignal,
+    User,
+    Volume,
+    Workdir,
+)
 from builder.mounts import parse_mount
 from builder.shell_lex import ShellLex
 

@@ -8,10 +8,9 @@ Each instruction declares the flags it accepts and their kind: a boolean (``--li
 from __future__ import annotations
 
 import builtins
-
 import enum
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from builder.errors import DockerfileError
 

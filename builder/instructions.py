@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
-from collections.abc import Callable
 
 from builder import keywords as kw
 from builder.errors import DockerfileError

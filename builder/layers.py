@@ -48,10 +48,10 @@ import stat
 import struct
 import tarfile
 import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from collections.abc import Collection, Callable, Iterable, Iterator, Mapping, Sequence
 
 from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from storage import mediatypes

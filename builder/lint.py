@@ -20,7 +20,18 @@ from builder.dockerfile import Dockerfile
 from builder.dockerignore import PatternMatcher, go_clean
 from builder.errors import DockerfileError
 from builder.instructions import (
-    Add, Arg, Cmd, Copy, Entrypoint, Env, Expose, From, Healthcheck, Instruction, Maintainer, Workdir,
+    Add,
+    Arg,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    Instruction,
+    Maintainer,
+    Workdir,
 )
 
 if TYPE_CHECKING:

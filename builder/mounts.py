@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from builder import keywords
 from builder.errors import DockerfileError

@@ -8,17 +8,17 @@ reaches; the others are skipped, as BuildKit skips them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from builder import keywords as kw
 from builder.dockerfile import Dockerfile, Stage, go_atoi, stage_sources
 from builder.errors import DockerfileError, ExpansionError, raise_collected
 from builder.platforms import parse_platform, platform_args
-from storage.platform import Platform
 from builder.reference import check_reference
 from builder.shell_lex import ShellLex
+from storage.platform import Platform
 
 
 @dataclass(frozen=True, slots=True)

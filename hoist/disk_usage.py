@@ -20,8 +20,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.prune import (MOUNT_DIRS, CacheRecord, cache_mounts, cache_records, cache_size, remove_records,
-                           remove_tree, select, tree_size)
+from builder.prune import (
+    MOUNT_DIRS,
+    CacheRecord,
+    cache_mounts,
+    cache_records,
+    cache_size,
+    remove_records,
+    remove_tree,
+    select,
+    tree_size,
+)
 from runtime.snapshot_prune import SnapshotUse, remove_snapshot, snapshot_uses
 from runtime.snapshots import SnapshotStore, chain_ids
 from storage.errors import StorageError

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
-from collections.abc import Callable
 
 from registry.client.events import DOWNLOADING, FINAL_STATES, UPLOADING, Progress
 

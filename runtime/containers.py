@@ -33,14 +33,14 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
-from storage.fsutil import atomic_write, file_lock, private_dir
 from runtime.errors import ContainerNotFound, NameInUse, SetupError
-from runtime.spec import ContainerSpec
 from runtime.snapshots import remove_tree
+from runtime.spec import ContainerSpec
+from storage.fsutil import atomic_write, file_lock, private_dir
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 

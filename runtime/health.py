@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 SECOND = 1_000_000_000
 DEFAULT_INTERVAL = 30 * SECOND

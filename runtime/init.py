@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime import caps, cgroups, linux, logfile, mounts, restart, seccomp, tty, users, volumes
-from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.containers import Container, boot_id, process_start_time
 from runtime.errors import RuntimeFailure
+from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
 

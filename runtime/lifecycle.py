@@ -7,11 +7,11 @@ process (``runtime.init``): in the foreground the caller waits for it and forwar
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
 import signal
-import _thread
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,13 +24,25 @@ if TYPE_CHECKING:
 from runtime import cgroups, linux, seccomp, users
 from runtime.containers import Container, ContainerStore, process_start_time
 from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, SetupError
-from runtime.restart import RestartPolicy
 from runtime.image import Image, load_image
+from runtime.restart import RestartPolicy
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.spec import (ContainerSpec, Limits, Volume, build_env, command_line, exit_code_of,
-                          parse_device, parse_env_args, parse_labels, parse_signal, parse_size, parse_ulimits,
-                          read_env_file,
-                          working_dir)
+from runtime.spec import (
+    ContainerSpec,
+    Limits,
+    Volume,
+    build_env,
+    command_line,
+    exit_code_of,
+    parse_device,
+    parse_env_args,
+    parse_labels,
+    parse_signal,
+    parse_size,
+    parse_ulimits,
+    read_env_file,
+    working_dir,
+)
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -680,7 +692,7 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
     keeps no descriptor of the caller's, joins the namespaces, becomes the user, and only then
     forks the process that appears inside, which execs at once (runc's rule: a host binary is
     never reachable from the container)."""
-    from runtime import tty   # now: after setns the host's Python files are out of reach
+    from runtime import tty  # now: after setns the host's Python files are out of reach
 
     try:
         linux.set_dumpable(False)

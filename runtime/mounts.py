@@ -16,13 +16,27 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from runtime import linux
-from runtime.linux import (MNT_DETACH, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
-                           MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT,
-                           MS_STRICTATIME, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS)
+from runtime.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+)
 
 HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -32,9 +32,9 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable
 
 from runtime.errors import SetupError
 from runtime.linux import DEFAULT_CAPS

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 from runtime.seccomp import DEFAULT_PROFILE, ProfileError, _kernel_version, _read_profile_bytes, machine
 

@@ -32,18 +32,19 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from storage.fsutil import file_lock, private_dir
 from runtime.errors import EscapeAttempt, ImageConfigInvalid, ImageError, LayerCorrupt, RuntimeFailure
+from storage.errors import TreeError, TreeEscape
+from storage.fsutil import file_lock, private_dir
 from storage.tarlimits import Budget, Limits
 from storage.tree import remove_tree as _remove_tree
-from storage.errors import TreeError, TreeEscape
 
 if TYPE_CHECKING:
     from runtime.unpack import UnpackStats
 from storage.tree import RootedTree, copy_meta, copy_node, is_opaque, is_whiteout
+
 # Re-exported: tests/runtime/test_run.py reads a container's diff through this module.
 from storage.tree import walk_changes as walk_changes
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-from dataclasses import asdict, dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runtime.errors import ImageConfigInvalid, SetupError

@@ -41,10 +41,9 @@ from runtime import linux, mounts, seccomp
 from runtime.containers import Container, ContainerStore
 from runtime.errors import RuntimeFailure
 from runtime.lifecycle import Runtime
-from runtime.snapshots import SnapshotStore, overlay_mount_data
+from runtime.snapshots import SnapshotStore, overlay_mount_data, remove_tree
 from runtime.spec import ContainerSpec, Volume, check_volume_target, check_volumes
 from runtime.stepowners import TOKEN_LEN, new_step_id
-from runtime.snapshots import remove_tree
 from storage.tree import is_opaque, is_whiteout
 
 HOSTNAME = "buildkitsandbox"

@@ -35,16 +35,27 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
-from collections.abc import Iterator, Sequence
 
-from storage import compression
-from storage.tarlimits import Budget, Limits, bounded_tarinfo
-from storage.errors import TreeError, TreeEscape
-from storage.tree import (DIR_FLAGS, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX, RootedTree,
-                          copy_meta, copy_node, is_opaque, is_whiteout, short_name)
 from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge, RuntimeFailure
+from storage import compression
+from storage.errors import TreeError, TreeEscape
+from storage.tarlimits import Budget, Limits, bounded_tarinfo
+from storage.tree import (
+    DIR_FLAGS,
+    OPAQUE_MARKER,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIXES,
+    WHITEOUT_PREFIX,
+    RootedTree,
+    copy_meta,
+    copy_node,
+    is_opaque,
+    is_whiteout,
+    short_name,
+)
 
 if TYPE_CHECKING:
     import tarfile

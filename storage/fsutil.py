@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import stat
-from pathlib import Path
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

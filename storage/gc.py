@@ -29,8 +29,8 @@ deleted after an error (the markers written so far are cleared). Run one gc at a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from storage.digest import Digest
 from storage.registry import RegistryStore

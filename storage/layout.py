@@ -26,15 +26,22 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TextIO
-from collections.abc import Iterator
 
 from storage import mediatypes as mt
-from storage.fsutil import atomic_write, file_lock, fsync_dir, private_dir
 from storage.digest import Digest, Hasher
-from storage.errors import (BlobUnknown, DigestInvalid, ImageAmbiguous, ImageUnknown, ManifestInvalid, SizeInvalid,
-                            StorageError)
+from storage.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ImageAmbiguous,
+    ImageUnknown,
+    ManifestInvalid,
+    SizeInvalid,
+    StorageError,
+)
+from storage.fsutil import atomic_write, file_lock, fsync_dir, private_dir
 from storage.manifest import Descriptor, Manifest, parse_manifest
 from storage.platform import Platform, select_platform
 from storage.reference import Reference, parse_reference

@@ -28,16 +28,25 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from storage import mediatypes as mt
 from storage import paths
 from storage.digest import Digest, Hasher
 from storage.drivers.base import FileInfo, StorageDriver
 from storage.errors import (
-    BlobUnknown, BlobUploadUnknown, DigestInvalid, DriverError, InvalidPath,
-    ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, NameUnknown, PathNotFound, SizeInvalid,
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    DriverError,
+    InvalidPath,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    PathNotFound,
+    SizeInvalid,
     UploadOffsetMismatch,
 )
 from storage.manifest import Descriptor, Manifest, parse_manifest

@@ -37,9 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from builder.dispatch import StageState
-    from builder.execute import Progress
+    from builder.execute import BuildBackend, Progress
     from builder.lint import BuildCheck
-    from builder.execute import BuildBackend
     from builder.outputs import OutputSpec
     from builder.remote_cache import CacheSpec, ImportedCache
     from builder.stages import BuildGraph
@@ -134,9 +133,9 @@ class _LazyFetcher:
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
     from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
-    from builder.sshforward import parse_ssh
     from builder.outputs import OutputError
     from builder.remote_cache import CacheSpecError
+    from builder.sshforward import parse_ssh
     from hoist.config import local_store
 
     assert report.graph is not None

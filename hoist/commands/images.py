@@ -20,9 +20,8 @@ import re
 import time
 from typing import Any
 
-from hoist import paths
+from hoist import filters, paths
 from hoist.config import local_store
-from hoist import filters
 from hoist.errors import UserError
 from hoist.progress import docker_size, human_duration
 from storage.digest import Digest

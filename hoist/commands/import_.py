@@ -25,10 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hoist.commands._changes import apply_changes
     from storage.archive import import_rootfs
     from storage.platform import Platform
-
-    from hoist.commands._changes import apply_changes
 
     apply_changes({"config": {}}, args.change)  # a bad change is refused before anything is stored
     ref = parse_ref(args.reference) if args.reference else None

@@ -20,8 +20,8 @@ from hoist.config import local_store, parse_platform, user_errors
 from hoist.errors import UserError
 from storage.errors import ImageUnknown, StorageError
 from storage.layout import ImageLayout
-from storage.platform import Platform
 from storage.manifest import Descriptor
+from storage.platform import Platform
 from storage.reference import parse_reference
 
 

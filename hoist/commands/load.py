@@ -14,10 +14,10 @@ from typing import IO
 from hoist import paths
 from hoist.config import local_store, user_errors
 from hoist.errors import UserError
-from storage.archive import open_archive, read_archive
 from runtime.errors import RuntimeFailure
 from runtime.prepare import prepare_image
 from runtime.snapshots import SnapshotStore
+from storage.archive import open_archive, read_archive
 from storage.errors import ArchiveInvalid
 
 

@@ -22,8 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hoist import paths
-from hoist import filters
+from hoist import filters, paths
 from hoist.errors import UserError
 from hoist.progress import docker_size, human_duration
 

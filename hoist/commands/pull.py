@@ -9,8 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from hoist import paths
-from hoist.errors import UserError
 from hoist.config import local_store, open_client, parse_platform, parse_ref, user_errors
+from hoist.errors import UserError
 from hoist.progress import ProgressDisplay
 from registry.client.pull import DEFAULT_CONCURRENCY, PullResult, pull
 from runtime.errors import RuntimeFailure

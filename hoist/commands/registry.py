@@ -8,8 +8,8 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from hoist.errors import UserError
 

@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     from runtime.lifecycle import RunOptions, Runtime, StartFailed
     from runtime.spec import Limits, parse_size
     from runtime.tty import Detached
-
     from storage.fsutil import secure_store_root
 
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.

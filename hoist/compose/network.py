@@ -171,8 +171,7 @@ def ensure_networks(root: Path, project: Any, keys: list[str], warn: Callable[[s
                     event: Callable[[str, str, str], None]) -> list[str]:
     """Create the project networks ``keys`` that do not exist (external ones must); returns the
     names created by this call (for rollback)."""
-    from runtime.network import NetworkError, NetworkNotFound
-    from runtime.network import manage
+    from runtime.network import NetworkError, NetworkNotFound, manage
     from runtime.network.ipam import NetworkStore
 
     store = NetworkStore(root)
@@ -224,8 +223,7 @@ def ensure_networks(root: Path, project: Any, keys: list[str], warn: Callable[[s
 def remove_networks(root: Path, project: Any, warn: Callable[[str], None],
                     event: Callable[[str, str, str], None], names: list[str] | None = None) -> None:
     """``down``: remove the project's networks (those labelled for it; external ones never)."""
-    from runtime.network import NetworkError, NetworkNotFound
-    from runtime.network import manage
+    from runtime.network import NetworkError, NetworkNotFound, manage
     from runtime.network.ipam import NetworkStore
 
     store = NetworkStore(root)

@@ -29,7 +29,10 @@ from registry.auth.access import ACL
 from registry.auth.errors import AuthConfigError
 from registry.auth.htpasswd import Htpasswd
 from registry.auth.tokens import (
-    TokenIssuer, TokenVerifier, load_private_key, load_public_keys,
+    TokenIssuer,
+    TokenVerifier,
+    load_private_key,
+    load_public_keys,
 )
 from registry.config_values import duration_seconds
 

@@ -19,9 +19,9 @@ import base64
 import json
 import re
 import time
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from urllib.parse import urlencode
 
 from registry.client.errors import AuthenticationFailed, AuthenticationRequired, ProtocolError

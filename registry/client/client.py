@@ -11,15 +11,25 @@ import asyncio
 import ipaddress
 import json
 import ssl
-from typing import Any
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import urljoin
 
 from registry import routes
 from registry.client.auth import Authenticator, Body, Credentials, Request
-from registry.client.errors import (AccessDenied, AuthenticationFailed, AuthenticationRequired,
-                                    BlobNotFound, ConnectionLost, ManifestNotFound, NotFound,
-                                    PlainHTTP, ProtocolError, RegistryUnreachable, ServerError)
+from registry.client.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    AuthenticationRequired,
+    BlobNotFound,
+    ConnectionLost,
+    ManifestNotFound,
+    NotFound,
+    PlainHTTP,
+    ProtocolError,
+    RegistryUnreachable,
+    ServerError,
+)
 from registry.client.retry import parse_retry_after
 from registry.client.transport import AiohttpTransport, Response, Transport
 from storage import mediatypes as mt

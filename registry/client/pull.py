@@ -16,15 +16,14 @@ from dataclasses import dataclass
 
 from registry.client.client import RegistryClient, run_all
 from registry.client.errors import ClientError, ContentInvalid, PlatformNotFound, ProtocolError, StoreFull
-from registry.client.events import (DONE, DOWNLOADING, EXISTS, RETRYING, VERIFYING, WAITING,
-                                    Progress, ProgressFn, ignore)
+from registry.client.events import DONE, DOWNLOADING, EXISTS, RETRYING, VERIFYING, WAITING, Progress, ProgressFn, ignore
 from registry.client.retry import DEFAULT_POLICY, RetryPolicy
 from registry.client.transport import Response
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ManifestInvalid, SizeInvalid
 from storage.layout import BlobWriter, ImageLayout
-from storage.platform import Platform, select_platform
 from storage.manifest import Descriptor, Manifest, parse_manifest
+from storage.platform import Platform, select_platform
 from storage.reference import Reference
 
 # A write that fails with one of these means the disk is full: partials are removed, not kept.

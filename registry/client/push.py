@@ -10,19 +10,18 @@ says how many bytes the registry kept, and the next PATCH starts there.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import AsyncIterator, Callable
 
 from registry.client.client import RegistryClient, run_all
 from registry.client.errors import ClientError, ContentInvalid, ProtocolError
-from registry.client.events import (EXISTS, MOUNTED, PUSHED, RETRYING, UPLOADING, WAITING, Progress,
-                                    ProgressFn, ignore)
+from registry.client.events import EXISTS, MOUNTED, PUSHED, RETRYING, UPLOADING, WAITING, Progress, ProgressFn, ignore
 from registry.client.retry import DEFAULT_POLICY, OnRetry, RetryPolicy
 from storage.digest import Digest
 from storage.layout import ImageLayout
-from storage.platform import Platform, select_platform
 from storage.manifest import Descriptor, Manifest
+from storage.platform import Platform, select_platform
 from storage.reference import Reference
 
 MONOLITHIC_MAX = 16 << 20     # blobs up to this size go up in one PUT

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from registry.client.errors import (ClientError, ConnectionLost, PlainHTTP, RegistryUnreachable, ServerError,
-                                    TransferFailed)
+from registry.client.errors import (
+    ClientError,
+    ConnectionLost,
+    PlainHTTP,
+    RegistryUnreachable,
+    ServerError,
+    TransferFailed,
+)
 
 T = TypeVar("T")
 

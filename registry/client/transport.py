@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from urllib.parse import urlsplit
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy

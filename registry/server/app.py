@@ -10,21 +10,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from registry.routes import PATTERNS
+from registry.server.auth import (
+    CATALOG_SCOPE,
+    IDENTITY,
+    OPEN,
+    Needs,
+    auth_middleware,
+    repository,
+    route_key,
+)
 from registry.server.config import Config, server_tls_context
 from registry.server.connections import handler_factory
 from registry.server.errors import Code, RegistryError, from_domain
-from registry.server.auth import (
-    CATALOG_SCOPE, IDENTITY, OPEN, Needs, auth_middleware, repository, route_key,
-)
-from registry.server.metrics import Metrics, get_health, get_metrics, metrics_middleware
 from registry.server.handlers import base, blobs, catalog, manifests, referrers, tags, token, uploads
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER
+from registry.server.metrics import Metrics, get_health, get_metrics, metrics_middleware
 from registry.server.state import CONFIG, METRICS, ROUTE_NEEDS, STORE
 from storage.drivers import StorageDriver, create_driver
 from storage.errors import DomainError, DriverError, InvalidPath

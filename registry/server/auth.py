@@ -14,14 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from registry.auth.access import Access
-from registry.auth.errors import BadCredentials, InvalidToken
 from registry.auth.config import AuthSetup
+from registry.auth.errors import BadCredentials, InvalidToken
 from registry.auth.tokens import Claims
 from registry.server.errors import Code, RegistryError
 from registry.server.handlers.common import API_VERSION, API_VERSION_HEADER

@@ -10,8 +10,8 @@ timed, so a slow upload that keeps sending lives as long as it needs.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server

@@ -11,7 +11,7 @@ from registry.server.config import Config
 from storage.registry import RegistryStore
 
 if TYPE_CHECKING:
-    from registry.server.metrics import Metrics   # metrics.py reads these keys: no import at run time
+    from registry.server.metrics import Metrics  # metrics.py reads these keys: no import at run time
 
 CONFIG = web.AppKey("config", Config)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

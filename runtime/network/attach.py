@@ -19,8 +19,7 @@ from typing import Any
 
 from runtime.containers import ContainerStore, process_start_time
 from runtime.errors import ContainerNotFound
-from runtime.network import (DEFAULT_BRIDGE, NON_BRIDGE_MODES, NetworkError, NetworkNotFound, dns,
-                             is_bridged, nat, ports)
+from runtime.network import DEFAULT_BRIDGE, NON_BRIDGE_MODES, NetworkError, NetworkNotFound, dns, is_bridged, nat, ports
 from runtime.network.ipam import Endpoint, Network, NetworkStore, Record, check_ip_in
 
 

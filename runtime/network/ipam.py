@@ -30,8 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from runtime.containers import NAME_RE, process_start_time
-from runtime.network import (DEFAULT_BRIDGE, NON_BRIDGE_MODES, AddressUnavailable, NetworkError,
-                             NetworkInUse, NetworkNotFound)
+from runtime.network import (
+    DEFAULT_BRIDGE,
+    NON_BRIDGE_MODES,
+    AddressUnavailable,
+    NetworkError,
+    NetworkInUse,
+    NetworkNotFound,
+)
 from storage.fsutil import atomic_write, file_lock, private_dir
 
 DEFAULT_BRIDGE_IFNAME = "hoist0"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver
 

@@ -11,8 +11,8 @@ import abc
 import asyncio
 import contextlib
 import re
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from storage.errors import InvalidPath
 

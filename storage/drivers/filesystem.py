@@ -21,8 +21,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 from storage.drivers.base import FileInfo, FileWriter, StorageDriver, check_dir, check_path
-from storage.fsutil import fsync_dir
 from storage.errors import DriverError, InvalidOffset, PathNotFound
+from storage.fsutil import fsync_dir
 
 _FLUSH_AT = 1 << 20
 _TMP_PREFIX = ".tmp-"

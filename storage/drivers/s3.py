@@ -13,8 +13,8 @@ upload completes, and cancelling aborts it. So a resumed upload never re-sends e
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig

@@ -19,12 +19,12 @@ same layer.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import json
 import lzma
-import bz2
 import os
 import posixpath
 import re

@@ -7,8 +7,15 @@ from __future__ import annotations
 import pytest
 
 from builder.check import check_dockerfile
-from builder.dispatch import (CheckBackend, StageState, copy_dest, dispatch_stage, go_duration, go_quote_list,
-                              start_stage)
+from builder.dispatch import (
+    CheckBackend,
+    StageState,
+    copy_dest,
+    dispatch_stage,
+    go_duration,
+    go_quote_list,
+    start_stage,
+)
 from builder.dockerfile import parse_dockerfile
 from builder.stages import build_graph
 

@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 from builder.context import ContextError, load_context
-from builder.copy import (CopyError, HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner,
-                          select_sources)
+from builder.copy import (
+    CopyError,
+    HashCache,
+    Selection,
+    copy_into,
+    parse_chmod,
+    parse_chown,
+    resolve_owner,
+    select_sources,
+)
 from storage.tarlimits import Limits
 
 

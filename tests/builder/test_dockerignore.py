@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from builder.dockerignore import (PatternMatcher, find_ignore_file, go_clean, load_dockerignore, load_patterns,
-                                  read_patterns)
+from builder.dockerignore import (
+    PatternMatcher,
+    find_ignore_file,
+    go_clean,
+    load_dockerignore,
+    load_patterns,
+    read_patterns,
+)
 from builder.errors import DockerignoreError
 
 CASES: list[tuple[str, str, bool]] = [

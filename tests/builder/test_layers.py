@@ -13,9 +13,9 @@ import resource
 import stat
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
 import zstandard

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,24 @@ async def run_hoist(h: Hoist, *args: str, ok: bool = True, stdin: bytes | None =
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin), 120)
     return h.check(args, Result(proc.returncode or 0, out.decode(), err.decode()), ok)
+
+
+@pytest.fixture
+def containers(hoist: Hoist) -> Iterator[Hoist]:
+    """``hoist`` for tests that run containers: root and busybox-static required (absent
+    otherwise: a failure in CI), every container the test left removed afterwards."""
+    import os
+
+    from tests.images import BUSYBOX
+    from tests.peers import absent
+
+    if os.geteuid() != 0:
+        absent("containers need root")
+    if not BUSYBOX.is_file():
+        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+    yield hoist
+    from runtime.lifecycle import Runtime
+
+    runtime = Runtime(hoist.root)
+    for c in runtime.containers.all():
+        runtime.remove(c, force=True)

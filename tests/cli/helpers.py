@@ -137,3 +137,13 @@ class Hoist:
         if ok:
             assert result.code == 0, f"hoist {' '.join(args)} failed:\n{result.out}\n{result.err}"
         return result
+
+
+def one_line(res: Result, *words: str) -> None:
+    """A failure as the CLI must fail: a non-zero exit and one line on stderr (never a traceback)
+    holding each of ``words``."""
+    assert res.code != 0 and "Traceback" not in res.err, res
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1, res.err
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -8,8 +8,7 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from registry.client.auth import (Authenticator, Credentials, Request, merge_scopes, parse_token,
-                                  parse_www_authenticate)
+from registry.client.auth import Authenticator, Credentials, Request, merge_scopes, parse_token, parse_www_authenticate
 from registry.client.client import RegistryClient, is_loopback
 from registry.client.errors import AuthenticationFailed, AuthenticationRequired, ProtocolError, RegistryUnreachable
 from registry.client.transport import MemoryResponse, MemoryTransport

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -16,33 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import REPO_ROOT, Hoist, Result
-from tests.images import BUSYBOX, Entry, busybox_image
-from tests.peers import absent
+from tests.cli.helpers import REPO_ROOT, Hoist, one_line
+from tests.images import Entry, busybox_image
 
 
 @pytest.fixture
-def h(hoist: Hoist) -> Iterator[Hoist]:
-    if os.geteuid() != 0:
-        absent("containers need root")
-    if not BUSYBOX.is_file():
-        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+def h(containers: Hoist) -> Iterator[Hoist]:
+    hoist = containers
     busybox_image(hoist.layout(), extra=[Entry("escape", "symlink", link="/"),
                                          Entry("opt", "dir"), Entry("opt/keep", data=b"k")])
     yield hoist
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(hoist.root)
-    for c in runtime.containers.all():
-        runtime.remove(c, force=True)
-
-
-def _one_line(res: Result, *words: str) -> None:
-    assert res.code != 0 and "Traceback" not in res.err, res
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 SCRIPT = "echo x > /new; rm /bin/ls; echo extra >> /etc/passwd; mkdir -p /a/b; rm -r /opt; mkdir /opt; touch /opt/n"
@@ -53,7 +35,7 @@ def test_diff_lists_added_changed_deleted(h: Hoist) -> None:
     lines = h("diff", "changer").out.splitlines()
     assert lines == ["A /a", "A /a/b", "C /bin", "D /bin/ls", "C /etc", "C /etc/passwd", "A /new",
                      "C /opt", "A /opt/n"]
-    _one_line(h("diff", "nosuch", ok=False), "no such container")
+    one_line(h("diff", "nosuch", ok=False), "no such container")
 
 
 def test_export_then_import_round_trip(h: Hoist, tmp_path: Path) -> None:
@@ -88,19 +70,19 @@ def test_import_refuses_what_is_not_a_tarball(h: Hoist, tmp_path: Path) -> None:
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"this is not a tar archive at all" * 100)
     before = set(h.layout().blobs())
-    _one_line(h("import", str(bad), "x:1", ok=False), "not a tar archive")
+    one_line(h("import", str(bad), "x:1", ok=False), "not a tar archive")
     empty = tmp_path / "empty.tar"
     with tarfile.open(empty, "w"):
         pass
-    _one_line(h("import", str(empty), "x:1", ok=False), "empty")
-    _one_line(h("import", str(tmp_path / "missing.tar"), ok=False), "cannot read")
+    one_line(h("import", str(empty), "x:1", ok=False), "empty")
+    one_line(h("import", str(tmp_path / "missing.tar"), ok=False), "cannot read")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("f")
         info.size = 5
         tar.addfile(info, io.BytesIO(b"hello"))
     (tmp_path / "cut.tar").write_bytes(buf.getvalue()[:600])
-    _one_line(h("import", str(tmp_path / "cut.tar"), ok=False), "not a tar archive")
+    one_line(h("import", str(tmp_path / "cut.tar"), ok=False), "not a tar archive")
     assert set(h.layout().blobs()) == before and [n for n, _ in h.layout().refs()] == ["docker.io/library/busybox:latest"]
     ingest = h.images / "ingest"
     assert not ingest.exists() or list(ingest.iterdir()) == []
@@ -120,7 +102,7 @@ def test_top_lists_the_container_processes(h: Hoist) -> None:
     assert "pytest" not in out
     assert "PID" in h("top", "sleeper", "-o", "pid,comm").out.splitlines()[0]
     h("stop", "-t", "0", "sleeper")
-    _one_line(h("top", "sleeper", ok=False), "is not running")
+    one_line(h("top", "sleeper", ok=False), "is not running")
 
 
 def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
@@ -153,6 +135,6 @@ def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
     assert config["Labels"] == {"made": "by-test", "stage": "two"}
     assert h("run", "--rm", "-w", "/", "team/committed:2").out == "committed\n"
     before = len(h("images", "-q").out.split())
-    _one_line(h("commit", "-c", "RUN rm -rf /", "work", ok=False), "RUN is not a valid change command")
-    _one_line(h("commit", "-c", "EXPOSE notaport", "work", ok=False), "invalid change")
+    one_line(h("commit", "-c", "RUN rm -rf /", "work", ok=False), "RUN is not a valid change command")
+    one_line(h("commit", "-c", "EXPOSE notaport", "work", ok=False), "invalid change")
     assert len(h("images", "-q").out.split()) == before

@@ -14,20 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import REPO_ROOT, Hoist, Result
-from tests.images import BUSYBOX, PASSWD, busybox_image
-from tests.peers import absent
+from tests.cli.helpers import REPO_ROOT, Hoist, one_line
+from tests.images import PASSWD, busybox_image
 
 SETUP = ("mkdir -p /d/sub; echo a > /d/f; echo b > /d/sub/g; ln -s /etc/shadow-none /d/evil; ln -s / /d/up; "
          "ln -s ../../../../../../.. /d/dots; chown 1000:50 /d/f; touch /ready; sleep 60")
 
 
 @pytest.fixture
-def h(hoist: Hoist) -> Iterator[Hoist]:
-    if os.geteuid() != 0:
-        absent("containers need root")
-    if not BUSYBOX.is_file():
-        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+def h(containers: Hoist) -> Iterator[Hoist]:
+    hoist = containers
     busybox_image(hoist.layout())
     hoist("run", "-d", "--name", "box", "busybox", "sh", "-c", SETUP)
     deadline = time.monotonic() + 30
@@ -35,19 +31,6 @@ def h(hoist: Hoist) -> Iterator[Hoist]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     yield hoist
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(hoist.root)
-    for c in runtime.containers.all():
-        runtime.remove(c, force=True)
-
-
-def _one_line(res: Result, *words: str) -> None:
-    assert res.code != 0 and "Traceback" not in res.err, res
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_from_the_container(h: Hoist, tmp_path: Path) -> None:
@@ -67,8 +50,8 @@ def test_from_the_container(h: Hoist, tmp_path: Path) -> None:
     for link in ("up", "dots"):
         h("cp", f"box:/d/{link}/etc/passwd", str(tmp_path / f"pw-{link}"))
         assert (tmp_path / f"pw-{link}").read_text() == PASSWD
-    _one_line(h("cp", "box:/nope", str(tmp_path / "x"), ok=False), "could not find the file /nope")
-    _one_line(h("cp", "box:/d/f", str(tmp_path / "missing") + "/", ok=False), "does not exist")
+    one_line(h("cp", "box:/nope", str(tmp_path / "x"), ok=False), "could not find the file /nope")
+    one_line(h("cp", "box:/d/f", str(tmp_path / "missing") + "/", ok=False), "does not exist")
 
 
 def test_into_the_container(h: Hoist, tmp_path: Path) -> None:
@@ -90,10 +73,10 @@ def test_into_the_container(h: Hoist, tmp_path: Path) -> None:
     assert not Path("/tmp", marker).exists()
     h("cp", str(src / "file"), f"box:/d/dots/tmp/{marker}-2")
     assert not Path("/tmp", f"{marker}-2").exists()
-    _one_line(h("cp", str(src / "file"), "box:/no/such/dir/", ok=False), "does not exist")
-    _one_line(h("cp", str(src), str(tmp_path / "y"), ok=False), "must be CONTAINER:PATH")
+    one_line(h("cp", str(src / "file"), "box:/no/such/dir/", ok=False), "does not exist")
+    one_line(h("cp", str(src), str(tmp_path / "y"), ok=False), "must be CONTAINER:PATH")
     h("stop", "-t", "0", "box")
-    _one_line(h("cp", str(src / "file"), "box:/d/", ok=False), "is not running")
+    one_line(h("cp", str(src / "file"), "box:/d/", ok=False), "is not running")
     # Out of a stopped one: its merged file system, its links still resolved inside it.
     h("cp", "box:/d/up/etc/passwd", str(tmp_path / "pw-stopped"))
     assert (tmp_path / "pw-stopped").read_text() == PASSWD

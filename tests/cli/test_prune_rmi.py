@@ -3,38 +3,20 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.cli.helpers import Hoist, Result
-from tests.images import BUSYBOX, Entry, add_image, busybox_image, files_layer
-from tests.peers import absent
+from tests.cli.helpers import Hoist, one_line
+from tests.images import Entry, add_image, busybox_image, files_layer
 
 
 @pytest.fixture
-def h(hoist: Hoist) -> Iterator[Hoist]:
-    if os.geteuid() != 0:
-        absent("containers need root")
-    if not BUSYBOX.is_file():
-        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+def h(containers: Hoist) -> Iterator[Hoist]:
+    hoist = containers
     busybox_image(hoist.layout())
     yield hoist
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(hoist.root)
-    for c in runtime.containers.all():
-        runtime.remove(c, force=True)
-
-
-def _one_line(res: Result, *words: str) -> None:
-    assert res.code != 0 and "Traceback" not in res.err, res
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def _wait_exited(h: Hoist, name: str) -> None:
@@ -51,9 +33,9 @@ def test_rmi_refuses_an_image_a_container_uses(h: Hoist) -> None:
     layout = h.layout()
     h("run", "-d", "--name", "busy", "busybox", "sleep", "60")
     image_id = h("images", "-q", "--no-trunc").out.split()[0]
-    _one_line(h("rmi", "busybox", ok=False), 'unable to remove repository reference "busybox" (must force)',
+    one_line(h("rmi", "busybox", ok=False), 'unable to remove repository reference "busybox" (must force)',
               "is using its referenced image")
-    _one_line(h("rmi", "-f", image_id[7:19], ok=False), "(cannot be forced) - image is being used by running container")
+    one_line(h("rmi", "-f", image_id[7:19], ok=False), "(cannot be forced) - image is being used by running container")
     # Another name keeps it: untagging this one is fine.
     h("tag", "busybox", "other:1")
     assert "Untagged: docker.io/library/other:1" in h("rmi", "other:1").out
@@ -100,7 +82,7 @@ def test_container_image_and_system_prune(h: Hoist) -> None:
     assert "Deleted Containers:" in out and "Deleted Volumes:" in out and "Deleted Images:" in out
     assert h("ps", "-aq").out == "" and h("images", "-q").out == ""
     assert h("volume", "ls", "-q").out.split() == ["named"]   # named volumes stay (docker 23+)
-    _one_line(h("container", "prune", "--filter", "colour=red", ok=False), "invalid filter")
+    one_line(h("container", "prune", "--filter", "colour=red", ok=False), "invalid filter")
 
 
 def test_rmi_and_image_prune_remove_the_unpacked_layers(h: Hoist) -> None:

@@ -67,8 +67,8 @@ def test_serves_with_a_config_file(tmp_path: Path) -> None:
     try:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line
-        from tests.registry.http import Client
         from registry import routes
+        from tests.registry.http import Client
         c = Client(f"http://127.0.0.1:{port}")
         d = c.push_blob("a/b", b"x")
         r = c.request("DELETE", routes.blob("a/b", d))

@@ -5,7 +5,6 @@ of several containers at once."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,9 +14,9 @@ import pytest
 
 from runtime.caps import ALL_CAPS, capability_set
 from runtime.linux import DEFAULT_CAPS
-from tests.cli.helpers import Hoist, Result
-from tests.images import BUSYBOX, Entry, busybox_image
-from tests.peers import absent, need_tool
+from tests.cli.helpers import Hoist, one_line
+from tests.images import Entry, busybox_image
+from tests.peers import need_tool
 
 EUID_C = r"""
 #include <stdio.h>
@@ -36,27 +35,11 @@ def euid_probe(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture
-def h(hoist: Hoist, euid_probe: bytes) -> Iterator[Hoist]:
-    if os.geteuid() != 0:
-        absent("containers need root")
-    if not BUSYBOX.is_file():
-        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+def h(containers: Hoist, euid_probe: bytes) -> Iterator[Hoist]:
+    hoist = containers
     busybox_image(hoist.layout(), extra=[Entry("bin/euid", data=euid_probe, mode=0o4755)],
                   config={"Labels": {"from.image": "yes", "tier": "image"}})
     yield hoist
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(hoist.root)
-    for c in runtime.containers.all():
-        runtime.remove(c, force=True)
-
-
-def _one_line(res: Result, *words: str) -> None:
-    assert res.code != 0 and "Traceback" not in res.err, res
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def _status(h: Hoist, *flags: str) -> dict[str, str]:
@@ -92,8 +75,8 @@ def test_caps_privileged_and_no_new_privileges(h: Hoist) -> None:
     assert _status(h, "--security-opt", "no-new-privileges:true")["NoNewPrivs"].strip() == "1"
     priv = _status(h, "--privileged")
     assert int(priv["CapBnd"], 16) == held and priv["Seccomp"].strip() == "0"
-    _one_line(h("run", "--rm", "--cap-add", "SUPERPOWER", "busybox", "true", ok=False), "unknown capability")
-    _one_line(h("run", "--rm", "--security-opt", "no-new-privileges=maybe", "busybox", "true", ok=False),
+    one_line(h("run", "--rm", "--cap-add", "SUPERPOWER", "busybox", "true", ok=False), "unknown capability")
+    one_line(h("run", "--rm", "--security-opt", "no-new-privileges=maybe", "busybox", "true", ok=False),
               "invalid --security-opt")
 
 
@@ -112,14 +95,14 @@ def test_device_shm_ulimit(h: Hoist) -> None:
              "echo x > /dev/mynull && echo ok").out == "ok\n"
     assert h("run", "--rm", "--device", "/dev/zero:/dev/z:r", "busybox", "sh", "-c",
              "head -c 3 /dev/z | wc -c").out.strip() == "3"
-    _one_line(h("run", "--rm", "--device", "/etc/passwd:/dev/pw", "busybox", "true", ok=False), "not a device node")
-    _one_line(h("run", "--rm", "--device", "/dev/nonexistent", "busybox", "true", ok=False),
+    one_line(h("run", "--rm", "--device", "/etc/passwd:/dev/pw", "busybox", "true", ok=False), "not a device node")
+    one_line(h("run", "--rm", "--device", "/dev/nonexistent", "busybox", "true", ok=False),
               "error gathering device information")
     assert "size=8192k" in h("run", "--rm", "--shm-size", "8m", "busybox", "sh", "-c", "mount | grep /dev/shm").out
     assert h("run", "--rm", "--ulimit", "nofile=100:200", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn").out \
         == "100\n200\n"
-    _one_line(h("run", "--rm", "--ulimit", "nofile=300:200", "busybox", "true", ok=False), "invalid ulimit")
-    _one_line(h("run", "--rm", "--ulimit", "wings=1", "busybox", "true", ok=False), "invalid ulimit")
+    one_line(h("run", "--rm", "--ulimit", "nofile=300:200", "busybox", "true", ok=False), "invalid ulimit")
+    one_line(h("run", "--rm", "--ulimit", "wings=1", "busybox", "true", ok=False), "invalid ulimit")
 
 
 def test_labels_stop_signal_timeout_cidfile(h: Hoist, tmp_path: Path) -> None:
@@ -136,7 +119,7 @@ def test_labels_stop_signal_timeout_cidfile(h: Hoist, tmp_path: Path) -> None:
     h("stop", "svc")
     assert "got-usr1" in h("logs", "svc").out
     res = h("run", "-d", "--cidfile", str(cidfile), "busybox", "true", ok=False)
-    _one_line(res, "container ID file found")
+    one_line(res, "container ID file found")
     assert res.code == 125
 
     h("run", "-d", "--name", "stubborn", "--stop-timeout", "0.2", "busybox", "sh", "-c",

@@ -11,36 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import Hoist, Result
-from tests.images import BUSYBOX, PASSWD, Entry, busybox_image
-from tests.peers import absent
+from tests.cli.helpers import Hoist, one_line
+from tests.images import PASSWD, Entry, busybox_image
 
 
 @pytest.fixture
-def h(hoist: Hoist) -> Iterator[Hoist]:
-    if os.geteuid() != 0:
-        absent("containers need root")
-    if not BUSYBOX.is_file():
-        absent("/usr/bin/busybox missing (apt-get install busybox-static)")
+def h(containers: Hoist) -> Iterator[Hoist]:
+    hoist = containers
     busybox_image(hoist.layout(), extra=[Entry("srv/app", "dir", mode=0o750, uid=1000, gid=1000),
                                          Entry("srv/app/conf", data=b"image-conf\n", mode=0o640, uid=1000),
                                          Entry("srv/app/sub", "dir"),
                                          Entry("srv/app/sub/link", "symlink", link="/etc/shadow-nowhere"),
                                          Entry("data", "symlink", link="/etc")])
     yield hoist
-    from runtime.lifecycle import Runtime
-
-    runtime = Runtime(hoist.root)
-    for c in runtime.containers.all():
-        runtime.remove(c, force=True)
-
-
-def _one_line(res: Result, *words: str) -> None:
-    assert res.code != 0 and "Traceback" not in res.err, res
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, res.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def _volumes(h: Hoist) -> list[str]:
@@ -81,13 +64,13 @@ def test_named_volume_lifecycle_and_copy_from_the_image(h: Hoist) -> None:
     assert h("volume", "ls", "--filter", "dangling=true", "-q").out.split() == []
     assert h("volume", "ls", "--format", "{{.Name}}:{{.Driver}}").out == "conf:local\n"
 
-    _one_line(h("volume", "rm", "conf", ok=False), "volume is in use")
+    one_line(h("volume", "rm", "conf", ok=False), "volume is in use")
     assert data.is_dir()
     h("rm", "first")
     assert h("volume", "ls", "--filter", "dangling=true", "-q").out.split() == ["conf"]
     assert h("volume", "rm", "conf").out.strip() == "conf"
     assert _volumes(h) == [] and not data.exists()
-    _one_line(h("volume", "rm", "conf", ok=False), "no such volume: conf")
+    one_line(h("volume", "rm", "conf", ok=False), "no such volume: conf")
     assert h("volume", "rm", "-f", "conf").code == 0
 
 
@@ -128,7 +111,7 @@ def test_mount_tmpfs_read_only_and_volumes_from(h: Hoist, tmp_path: Path) -> Non
     (src / "f").write_text("bound\n")
     assert h("run", "--rm", "--mount", f"type=bind,source={src},target=/b,readonly", "busybox",
              "sh", "-c", "cat /b/f; touch /b/g 2>/dev/null || echo ro").out == "bound\nro\n"
-    _one_line(h("run", "--rm", "--mount", f"type=bind,source={tmp_path}/nope,target=/b", "busybox", "true",
+    one_line(h("run", "--rm", "--mount", f"type=bind,source={tmp_path}/nope,target=/b", "busybox", "true",
                 ok=False), "bind source path does not exist")
     assert not (tmp_path / "nope").exists()
 
@@ -167,7 +150,7 @@ def test_bad_mounts_are_one_line_and_leave_no_volume(h: Hoist) -> None:
                          (["-v", "/proc/x"], ["mounting into /proc is not allowed"]),
                          (["--volumes-from", "nosuch"], ["no such container"])):
         res = h("run", "--rm", *flags, "busybox", "true", ok=False)
-        _one_line(res, *words)
+        one_line(res, *words)
         assert res.code == 125
         assert _volumes(h) == [], flags
     assert not (h.root / "containers").exists() or list((h.root / "containers").iterdir()) == []

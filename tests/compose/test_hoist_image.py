@@ -18,9 +18,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.peers import Dockerd
 from tests.images import busybox_image
 from tests.interop.test_build_debian import DEBIAN_REF, debian_archive  # noqa: F401 (the session fixture)
+from tests.peers import Dockerd
 from tests.runtime.conftest import need_root_and_busybox
 
 PYTHON_BASE = "hoist-test/python:3.11-bookworm"

@@ -4,14 +4,15 @@ own server (``hoist registry serve``)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
-from collections.abc import Iterator
 
 import pytest
 
 from tests.peers import Distribution
 from tests.registry.http import ServerProcess
+
 
 class RegistryUnderTest(Protocol):
     addr: str

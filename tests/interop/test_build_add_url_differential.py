@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.builder.differential import (BuildKit, Hoist, _decompress, compare, normalise, read_archive, read_layout,
-                                        write_base_archive)
+from tests.builder.differential import (
+    BuildKit,
+    Hoist,
+    _decompress,
+    compare,
+    normalise,
+    read_archive,
+    read_layout,
+    write_base_archive,
+)
 from tests.peers import Dockerd
 from tests.registry.faults import serve_on_loopback
 

@@ -19,9 +19,21 @@ from pathlib import Path
 import pytest
 
 from tests.builder.differential import (
-    Allowance, Builder, Buildah, BuildKit, Entry, Fixture, Hoist, Normalised, compare, current_buildkit_created_by,
-    expected_tree, flatten,
-    load_fixtures, prepare_context, write_base_archive,
+    Allowance,
+    Buildah,
+    Builder,
+    BuildKit,
+    Entry,
+    Fixture,
+    Hoist,
+    Normalised,
+    compare,
+    current_buildkit_created_by,
+    expected_tree,
+    flatten,
+    load_fixtures,
+    prepare_context,
+    write_base_archive,
 )
 from tests.peers import Dockerd, need_tool
 

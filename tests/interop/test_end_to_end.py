@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.images import busybox_files, write_image
 from tests.cli.helpers import Hoist
+from tests.images import busybox_files, write_image
 from tests.peers import Dockerd, absent, skopeo
 from tests.registry.http import ServerProcess
-
 
 
 def test_docker_build_push_then_hoist_pull_run(tmp_path: Path, dockerd: Dockerd) -> None:

@@ -4,8 +4,8 @@ sharing one storage root with hoist."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -114,13 +114,14 @@ def test_distribution_root_is_served_by_hoist_and_back(source_layout: Path, tmp_
 
 
 def dist_catalog(dist: Distribution) -> list[str]:
-    from tests.registry.http import Client
     from registry import routes
+    from tests.registry.http import Client
     return Client(dist.url).request("GET", routes.catalog()).json()["repositories"]
 
 
 def test_docker_and_skopeo_with_token_auth(dockerd: Dockerd, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
+
     from registry.auth.htpasswd import hash_password
     from registry.auth.tokens import generate_key
 

@@ -11,13 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.peers import Dockerd, absent, need_tool
 from tests.images import APPLETS, BUSYBOX, GROUP, PASSWD
+from tests.peers import Dockerd, absent, need_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = """FROM scratch

@@ -7,8 +7,8 @@ import datetime
 import ipaddress
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.images import busybox_files, manifest_of, write_image
 from tests.cli.helpers import Hoist
+from tests.images import busybox_files, manifest_of, write_image
 from tests.peers import NetnsHost, skopeo, stop_process, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]

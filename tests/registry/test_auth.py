@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import jwt

@@ -8,9 +8,19 @@ import time
 
 import pytest
 
-from registry.client.errors import (AccessDenied, AuthenticationFailed, BlobNotFound, ClientError,
-                                    ConnectionLost, ContentInvalid, ManifestNotFound, ProtocolError,
-                                    RegistryUnreachable, ServerError, TransferFailed)
+from registry.client.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    BlobNotFound,
+    ClientError,
+    ConnectionLost,
+    ContentInvalid,
+    ManifestNotFound,
+    ProtocolError,
+    RegistryUnreachable,
+    ServerError,
+    TransferFailed,
+)
 from registry.client.retry import RetryPolicy, parse_retry_after
 
 

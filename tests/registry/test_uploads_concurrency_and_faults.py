@@ -10,8 +10,8 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 

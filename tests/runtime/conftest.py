@@ -7,15 +7,15 @@ import os
 import shutil
 import subprocess as _subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
 
 from tests.cli.helpers import main_in_process, needs_process
-from tests.peers import absent
 from tests.images import BUSYBOX, busybox_image
+from tests.peers import absent
 
 REPO = Path(__file__).resolve().parents[2]
 

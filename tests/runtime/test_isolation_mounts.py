@@ -15,9 +15,9 @@ import pytest
 
 from runtime import cgroups
 from runtime.mounts import MASKED_PATHS
+from tests.images import Entry, busybox_image
 from tests.peers import Dockerd
 from tests.runtime.conftest import REPO, Hoist
-from tests.images import Entry, busybox_image
 from tests.runtime.versus import Versus
 
 PROBE_APPLETS = ("mknod", "dd", "find", "xargs")

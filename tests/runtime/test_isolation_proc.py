@@ -16,15 +16,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
 
+from tests.images import busybox_image
 from tests.peers import Dockerd, absent, need_tool
 from tests.runtime.conftest import Hoist
-from tests.images import busybox_image
 
 PROBE_SRC = Path(__file__).with_name("probe.c")
 DOCKER_REF = "hoist-isolation/busybox:1"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.containers import process_start_time
 from runtime.network import AddressUnavailable, NetworkError, PortAllocated, dns, nat, ports
 from runtime.network.ipam import Endpoint, NetworkStore, Record
 from runtime.network.ipam import _routed_subnets as _routes
-from runtime.containers import process_start_time
 
 
 def b(proto: str, ip: str, host: int, ctr: int) -> dict:

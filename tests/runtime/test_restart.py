@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.restart import MAX_DELAY, RestartManager, RestartPolicy, restart_at_boot
 from runtime.errors import SetupError
+from runtime.restart import MAX_DELAY, RestartManager, RestartPolicy, restart_at_boot
 from tests.runtime.conftest import Hoist
-
 
 # -- the policy and the manager, without containers -------------------------------------------
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import Hoist
 from tests.images import busybox_image
+from tests.runtime.conftest import Hoist
 
 
 def run(hoist: Hoist, *args: str):

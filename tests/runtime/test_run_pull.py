@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from storage.layout import ImageLayout
 from tests.cli.conftest import run_hoist
 from tests.cli.helpers import Hoist as CliHoist
 from tests.images import busybox_image
 from tests.registry.faults import Faults, faulty_app, serve_on_loopback
-from storage.layout import ImageLayout
 from tests.runtime.conftest import Hoist
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from runtime import linux, seccomp
+from tests.images import Entry, busybox_image
 from tests.peers import Dockerd, absent
 from tests.runtime.conftest import Hoist
-from tests.images import Entry, busybox_image
 
 PROBE_SRC = Path(__file__).with_name("probes") / "seccomp_probe.c"
 IMAGE = "seccomp-probe:latest"

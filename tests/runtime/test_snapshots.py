@@ -12,8 +12,8 @@ import pytest
 from runtime.errors import EscapeAttempt
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into, plan_rootfs
 from storage.tree import walk_changes
-from tests.runtime.conftest import Hoist
 from tests.images import Entry, busybox_image, layer_tar
+from tests.runtime.conftest import Hoist
 
 
 def _sha(data: bytes) -> str:

@@ -8,8 +8,7 @@ import pytest
 
 from runtime.errors import ImageConfigInvalid, SetupError
 from runtime.image import load_image
-from runtime.spec import (DEFAULT_PATH, build_env, command_line, parse_signal, parse_size,
-                          parse_volume, working_dir)
+from runtime.spec import DEFAULT_PATH, build_env, command_line, parse_signal, parse_size, parse_volume, working_dir
 from runtime.users import UserNotFound, resolve_user
 from tests.images import GROUP, PASSWD, busybox_image
 

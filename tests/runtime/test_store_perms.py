@@ -8,8 +8,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from tests.runtime.conftest import Hoist, need_root_and_busybox
 from tests.images import Entry, busybox_image
+from tests.runtime.conftest import Hoist, need_root_and_busybox
 
 
 def _as_nobody_can_open(path: Path) -> bool:

@@ -194,7 +194,7 @@ def test_attach_needs_a_running_tty_container(hoist: Hoist) -> None:
 
 @pytest.mark.parametrize("keys", [b"\x10\x11"])
 def test_detach_scanner(keys: bytes) -> None:
-    from runtime.tty import DetachScanner, Detached
+    from runtime.tty import Detached, DetachScanner
 
     s = DetachScanner(keys)
     assert s.feed(b"ab\x10") == b"ab"          # held: it may begin the sequence

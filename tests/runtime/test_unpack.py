@@ -8,8 +8,8 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +17,10 @@ from runtime.errors import EscapeAttempt, LayerCorrupt, LayerTooLarge
 from runtime.snapshots import remove_tree
 from runtime.unpack import Budget, Limits, apply_layer
 from storage.tree import OPAQUE_XATTR
+from tests.images import EPOCH, Entry, layer_tar
+from tests.peers import absent
 from tests.runtime import hostile
 from tests.runtime.conftest import REPO
-from tests.peers import absent
-from tests.images import EPOCH, Entry, layer_tar
 
 
 def _blob(tmp_path: Path, entries: list[Entry], compression: str = "none") -> Path:

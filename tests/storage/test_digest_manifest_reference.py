@@ -4,7 +4,8 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage import mediatypes as mt
 from storage.digest import Digest, Hasher

@@ -13,8 +13,8 @@ from storage import mediatypes as mt
 from storage.digest import Digest
 from storage.errors import DigestInvalid, ImageUnknown
 from storage.layout import ImageLayout
-from storage.platform import Platform, select_platform
 from storage.manifest import parse_manifest
+from storage.platform import Platform, select_platform
 from tests.images import build_image, build_index
 from tests.images import files_layer as tar_layer
 

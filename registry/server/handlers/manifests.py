@@ -7,7 +7,13 @@ from aiohttp import web
 from registry import routes
 from registry.server.errors import Code, RegistryError, from_domain
 from registry.server.handlers.common import (
-    DIGEST_HEADER, SUBJECT_HEADER, TAG_HEADER, content_length, parse_digest, repo_name, store,
+    DIGEST_HEADER,
+    SUBJECT_HEADER,
+    TAG_HEADER,
+    content_length,
+    parse_digest,
+    repo_name,
+    store,
 )
 from registry.server.state import CONFIG
 from storage import mediatypes as mt

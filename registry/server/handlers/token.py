@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.auth.access import Access, parse_scopes
-from registry.auth.errors import BadCredentials
 from registry.auth.config import AuthSetup
+from registry.auth.errors import BadCredentials
 from registry.server.auth import basic_credentials
 from registry.server.errors import Code, RegistryError
 from registry.server.state import CONFIG

@@ -17,7 +17,13 @@ from registry import routes
 from registry.server.auth import mount_origin
 from registry.server.errors import Code, RegistryError
 from registry.server.handlers.common import (
-    DIGEST_HEADER, SESSION_ID_HEADER, UPLOAD_UUID_HEADER, content_length, parse_digest, repo_name, store,
+    DIGEST_HEADER,
+    SESSION_ID_HEADER,
+    UPLOAD_UUID_HEADER,
+    content_length,
+    parse_digest,
+    repo_name,
+    store,
 )
 from storage.digest import Digest
 from storage.errors import DigestInvalid, SizeInvalid, UploadOffsetMismatch
