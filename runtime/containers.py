@@ -23,7 +23,10 @@ after a reboot nothing in ``state.json`` can pass for a live monitor.
 State fields (``state.json``): ``status`` (created, running, restarting, exited), ``pid``,
 ``monitor_pid``/``monitor_start``/``monitor_boot``, ``exit_code``, ``error``, ``started_at``,
 ``finished_at``, ``restart_count`` (the runs the restart policy added), ``manually_stopped``
-(the user's stop or kill; restart policies honour it), ``paused`` (cgroup freezer).
+(the user's stop or kill; restart policies honour it), ``paused`` (cgroup freezer), ``health``
+(docker's ``State.Health`` ``{Status, FailingStreak, Log}``, present once a container with a
+healthcheck has started; reset to starting by each run, written by the run's health process:
+``runtime/health.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,14 @@ class Container:
         with file_lock(self.path / ".state.lock"):
             state = self.state()
             state.update(changes)
+            _atomic_write_json(self.path / "state.json", state)
+            return state
+
+    def modify_state(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """``update_state`` with changes computed from the state as it is, under the same lock."""
+        with file_lock(self.path / ".state.lock"):
+            state = self.state()
+            state.update(change(state))
             _atomic_write_json(self.path / "state.json", state)
             return state
 

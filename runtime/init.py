@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runtime import caps, cgroups, linux, logfile, mounts, restart, seccomp, tty, users, volumes
+from runtime import caps, cgroups, health, linux, logfile, mounts, restart, seccomp, tty, users, volumes
 from runtime.containers import Container, boot_id, process_start_time
 from runtime.errors import RuntimeFailure
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
@@ -464,6 +464,9 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     logs = logfile.LogPump(cdir, log_config) if log_config is not None else None
     if logs is not None:
         logs.start()
+    # The run's health checks: a process of the monitor's PID namespace too (runtime/health.py).
+    check = _healthcheck(spec)
+    prober = health.HealthMonitor.spawn(container, spec, check) if check is not None else None
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
     # The monitor holds alive_w until the run ends; PID 1 sees EOF on alive_r once it is gone.
@@ -502,7 +505,13 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     if pair is not None:
         pair[0].close()
     if not error:
-        container.update_state(status="running", started_at=time.time(), paused=False)
+        started_at = time.time()
+        # Health starts over with each run (its log kept), in the same write as "running".
+        container.modify_state(lambda state: {
+            "status": "running", "started_at": started_at, "paused": False,
+            **({"health": health.reset(state.get("health"))} if prober is not None else {})})
+        if prober is not None:
+            prober.started(pid, started_at)
     if ready_fd is not None:
         os.write(ready_fd, failure or b"ok")
         os.close(ready_fd)
@@ -515,6 +524,8 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
             os.close(master)
     status = _wait(pid)
     child[0] = 0
+    if prober is not None:
+        prober.stop()   # no probe outlives the run, and nothing writes Health after the exit
     os.close(alive_w)
     if logs is not None:
         if console is not None:
@@ -528,6 +539,14 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     if error and ready_fd is None and first:
         print(f"hoist run: {error[1]}", file=sys.stderr, flush=True)
     return code, error
+
+
+def _healthcheck(spec: ContainerSpec) -> health.HealthConfig | None:
+    """The probe the container's Config.Healthcheck asks for (None: none, NONE, or unusable)."""
+    try:
+        return health.HealthConfig.from_docker((spec.config or {}).get("Healthcheck"))
+    except health.HealthConfigError:
+        return None
 
 
 def _attach_network(container: Container, ready_fd: int | None):  # -> Attachment | None | False

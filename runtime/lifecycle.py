@@ -109,6 +109,9 @@ class RunOptions:
     add_hosts: list[str] = field(default_factory=list)
     restart: str = "no"                     # docker's --restart (runtime/restart.py)
     tty: bool = False                       # -t: a pty for the container (runtime/tty.py)
+    # the user's Config.Healthcheck (``runtime.health.from_flags``; compose's healthcheck),
+    # merged over the image's HEALTHCHECK at create
+    healthcheck: dict[str, Any] | None = None
 
 
 class Runtime:
@@ -610,15 +613,20 @@ class Runtime:
 
 def _docker_config(config: dict[str, Any], opts: RunOptions, labels: dict[str, str]) -> dict[str, Any]:
     """What ``inspect`` reports as Config.Entrypoint/Cmd (docker keeps them apart; argv is their
-    sum), Labels and ExposedPorts."""
+    sum), Labels, ExposedPorts, Healthcheck (the user's over the image's, checked) and Shell."""
     if opts.entrypoint is not None:
         entrypoint = [opts.entrypoint] if opts.entrypoint else None
         cmd = list(opts.args) or None
     else:
         entrypoint = config.get("Entrypoint") or None
         cmd = list(opts.args) or config.get("Cmd") or None
+    from runtime import health
+
+    check = health.merge(opts.healthcheck, config.get("Healthcheck"))
+    health.validate(check)
     return {"Entrypoint": entrypoint, "Cmd": cmd, "Labels": labels,
-            "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None}
+            "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None,
+            "Healthcheck": check, "Shell": config.get("Shell") or None}
 
 
 def _log_config(opts: RunOptions) -> dict[str, object]:

@@ -98,3 +98,27 @@ def parse_duration(text: str) -> int:
     if total > _LIMIT - 1:
         raise invalid()
     return total
+
+
+def format_duration(ns: int) -> str:
+    """Go's ``time.Duration.String``: ``0s``, ``1.5ms``, ``100ms``, ``2m0s``, ``-1h0m30s`` (the
+    shortest text ``parse_duration`` reads back as ``ns``)."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+    if u < SECOND:
+        for unit, size, digits in (("ns", NANOSECOND, 0), ("\u00b5s", MICROSECOND, 3), ("ms", MILLISECOND, 6)):
+            if u < size * 1000:
+                whole, rest = divmod(u, size)
+                frac = f"{rest:0{digits}d}".rstrip("0") if digits else ""
+                return f"{sign}{whole}{'.' + frac if frac else ''}{unit}"
+    hours, rest = divmod(u, HOUR)
+    minutes, rest = divmod(rest, MINUTE)
+    seconds, nanos = divmod(rest, SECOND)
+    frac = f"{nanos:09d}".rstrip("0")
+    out = f"{seconds}{'.' + frac if frac else ''}s"
+    if hours or minutes:
+        out = f"{minutes}m{out}"
+    if hours:
+        out = f"{hours}h{out}"
+    return sign + out

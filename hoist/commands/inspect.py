@@ -155,6 +155,8 @@ def describe_container(container: Any) -> dict[str, Any]:
             "Error": state.get("error") or "",
             "StartedAt": rfc3339(state.get("started_at")),
             "FinishedAt": rfc3339(state.get("finished_at")),
+            # docker's State.Health (omitted for a container without one, or never started)
+            **({"Health": state["health"]} if isinstance(state.get("health"), dict) else {}),
         },
         "Image": spec.image_id,
         "ResolvConfPath": str(container.path / "resolv.conf"),
@@ -192,12 +194,14 @@ def describe_container(container: Any) -> dict[str, Any]:
             "StdinOnce": spec.interactive and not spec.detach,
             "Env": spec.env,
             "Cmd": config.get("Cmd"),
+            **({"Healthcheck": config["Healthcheck"]} if config.get("Healthcheck") else {}),
             "Image": spec.image,
             "Volumes": config.get("Volumes"),
             "WorkingDir": spec.cwd,
             "Entrypoint": config.get("Entrypoint"),
             "OnBuild": None,
             "Labels": dict(sorted((config.get("Labels") or {}).items())),
+            **({"Shell": config["Shell"]} if config.get("Shell") else {}),
         },
         "NetworkSettings": network_settings(container),
     }
@@ -250,6 +254,14 @@ def typed_container(doc: dict[str, Any]) -> Any:
     host = typed["HostConfig"]
     host["RestartPolicy"] = Struct("container.RestartPolicy", host["RestartPolicy"])
     typed["Mounts"] = [Struct("types.MountPoint", m) for m in doc["Mounts"]]
+    state = typed["State"]
+    if isinstance(doc["State"].get("Health"), dict):
+        health = doc["State"]["Health"]
+        state["Health"] = Struct("*types.Health", {**health, "Log": [
+            Struct("*types.HealthcheckResult", entry) for entry in health.get("Log") or []]})
+    config = typed["Config"]
+    if isinstance(doc["Config"].get("Healthcheck"), dict):
+        config["Healthcheck"] = Struct("*container.HealthConfig", doc["Config"]["Healthcheck"])
     return typed
 
 

@@ -5,7 +5,10 @@ one. ``--filter`` (repeatable; the same key ORs, different keys AND, as docker):
 ``status=created|restarting|running|removing|paused|exited|dead`` (implies ``-a``), ``name=``
 (a regular expression searched in the name), ``label=KEY`` or ``label=KEY=VALUE``,
 ``ancestor=IMAGE`` (the image, by name or id, or one built on it: its layers a prefix of the
-container's), ``exited=CODE``. ``--format`` is docker's: a Go template over the fields ``.ID
+container's), ``exited=CODE``, ``health=starting|healthy|unhealthy|none`` (the last Health
+status, whatever the container's state, as docker's). STATUS carries the health of a running
+container: ``Up 3 seconds (healthy)``, ``(health: starting)``, ``(unhealthy)``. ``--format`` is
+docker's: a Go template over the fields ``.ID
 .Image .Command .CreatedAt .RunningFor .Ports .State .Status .Size .Names .Labels .Mounts
 .Networks``, a ``table`` prefix for a header and aligned columns, or ``json``. ``-s`` adds the
 SIZE column: the container's own writes, and with the image's unpacked size ("virtual").
@@ -23,11 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hoist import filters, paths
+from runtime import health
 from hoist.errors import UserError
 from hoist.progress import docker_size, human_duration
 
 STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-FILTERS = ("status", "name", "label", "ancestor", "exited", "id")
+FILTERS = ("status", "name", "label", "ancestor", "exited", "id", "health")
 DEFAULT_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
            "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
@@ -44,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the N containers created last (any state)")
     parser.add_argument("-l", "--latest", action="store_true", help="the container created last")
     parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="status=, name=, label=, ancestor=, exited=, id=")
+                        help="status=, name=, label=, ancestor=, exited=, id=, health=")
     parser.add_argument("--format", metavar="TEMPLATE",
                         help="a Go template ('table ...' for columns with a header), or json")
 
@@ -55,6 +59,9 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
         if value not in STATES:
             raise UserError(f"invalid filter 'status={value}'",
                             hint=f"one of {', '.join(STATES)}")
+    for value in out.get("health", []):
+        if value not in health.STATUSES:
+            raise UserError(f"Unrecognised filter value for health: {value}")
     for value in out.get("exited", []):
         if not value.lstrip("-").isdigit():
             raise UserError(f"invalid filter 'exited={value}'", hint="an exit code")
@@ -120,6 +127,8 @@ def _matches(filters: dict[str, list[str]], cid: str, name: str, status: str, st
     if "name" in filters and not any(re.search(v, name) or re.search(v, "/" + name) for v in filters["name"]):
         return False
     if "label" in filters and not match_labels(filters["label"], doc.get("labels") or {}):
+        return False
+    if "health" in filters and health.status_of(state) not in filters["health"]:
         return False
     if "exited" in filters:
         if status != "exited" or str(state.get("exit_code")) not in {str(int(v)) for v in filters["exited"]}:
@@ -221,7 +230,12 @@ def _image_name(ref: str) -> str:
 def status_text(status: str, state: dict[str, Any], now: float) -> str:
     if status == "running":
         up = f"Up {human_duration(now - state.get('started_at', now))}"
-        return f"{up} (Paused)" if state.get("paused") else up
+        if state.get("paused"):
+            return f"{up} (Paused)"
+        check = health.status_of(state)
+        if check == health.NONE:
+            return up
+        return f"{up} (health: starting)" if check == health.STARTING else f"{up} ({check})"
     if status == "restarting":
         return f"Restarting ({state.get('exit_code', 0)}) {human_duration(now - state.get('finished_at', now))} ago"
     if status == "exited":

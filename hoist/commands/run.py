@@ -78,6 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-driver", metavar="DRIVER", help="json-file (default) or none")
     parser.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="max-size=SIZE (default 20m), max-file=N (default 5): the log's rotation")
+    # docker's health checks (runtime/health.py): over the image's HEALTHCHECK, field by field
+    parser.add_argument("--health-cmd", metavar="CMD", help="command to run to check health (through the shell)")
+    parser.add_argument("--health-interval", metavar="DURATION", help="time between checks (ms|s|m|h; default 30s)")
+    parser.add_argument("--health-timeout", metavar="DURATION", help="longest a check may run (default 30s)")
+    parser.add_argument("--health-retries", metavar="N", help="consecutive failures that make it unhealthy (default 3)")
+    parser.add_argument("--health-start-period", metavar="DURATION",
+                        help="time to start before failures count (default 0s)")
+    parser.add_argument("--health-start-interval", metavar="DURATION",
+                        help="time between checks during the start period (default 5s)")
+    parser.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
     parser.add_argument("image")
     parser.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
             ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
             dns=args.dns, add_hosts=args.add_host,
-            restart=args.restart, tty=args.tty,
+            restart=args.restart, tty=args.tty, healthcheck=health_options(args),
         )
         if args.network == "host" and (args.publish or args.publish_all):
             print("WARNING: Published ports are discarded when using host network mode",
@@ -153,6 +163,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
     print(container.id)
     return 0
+
+
+def health_options(args: argparse.Namespace) -> dict[str, object] | None:
+    """The user's Config.Healthcheck from the ``--health-*`` flags (docker's CLI parsing)."""
+    from runtime import health
+
+    return health.from_flags(args.health_cmd, args.health_interval, args.health_timeout, args.health_retries,
+                             args.health_start_period, args.health_start_interval, args.no_healthcheck)
 
 
 def _write_cidfile(path: str, cid: str, runtime: object, container: object) -> None:
