@@ -319,7 +319,8 @@ class Engine:
             # docker's restart policies (a one-off `compose run` container is never restarted)
             restart="no" if oneoff or remove else str(svc.get("restart") or "no"),
             cap_add=[str(c) for c in svc.get("cap_add") or []], cap_drop=[str(c) for c in svc.get("cap_drop") or []],
-            read_only=bool(svc.get("read_only")), tmpfs=_tmpfs_list(svc.get("tmpfs")))
+            read_only=bool(svc.get("read_only")), tmpfs=_tmpfs_list(svc.get("tmpfs")),
+            healthcheck=health.container_healthcheck(svc))
 
     def create(self, service: str, number: int, image: Image, **kw: Any) -> Container:
         from runtime.errors import RuntimeFailure
@@ -525,26 +526,15 @@ class Engine:
             elif condition == "service_completed_successfully":
                 self._wait_completed(dep)
 
-    def _check_of(self, service: str, container: Container) -> health.Check | None:
-        image = self.local_image(container.spec.image_id)
-        return health.check_for(service, self.project.services[service], image.run_config if image else {})
-
-    def _wait_healthy(self, service: str) -> None:
+    def _wait_healthy(self, service: str, dependency: bool = True) -> None:
+        """Until each container of ``service`` is healthy, by its runtime Health."""
         for c in self.service_containers(service).values():
-            check = self._check_of(service, c)
-            if check is None:
-                raise ComposeError(f"dependency {service} has no healthcheck configured (condition service_healthy)")
             self.event("⠿", f"Container {c.name}", "Waiting")
-            state = c.state()
-            def run_exec(argv: list[str], c: Container = c) -> int:
-                return int(self.runtime.exec(c, argv))
-
-            def running(c: Container = c) -> bool:
-                return c.status()[0] == "running"
-
             try:
-                health.wait_healthy(c.name, check, run_exec, running, state.get("started_at", time.time()))
+                health.wait_healthy(c)
             except ComposeError as e:
+                if not dependency:   # `up --wait`: compose's error as it is
+                    raise
                 raise ComposeError(f"dependency failed to start: {e}") from None
             self.event("✔", f"Container {c.name}", "Healthy")
 
@@ -560,9 +550,8 @@ class Engine:
 
     def _wait_ready(self, service: str) -> None:
         for c in self.service_containers(service).values():
-            check = self._check_of(service, c)
-            if check is not None:
-                self._wait_healthy(service)
+            if health.has_healthcheck(c):
+                self._wait_healthy(service, dependency=False)
                 return
             if c.status()[0] != "running":
                 code = c.status()[1].get("exit_code", 255)

@@ -1,0 +1,245 @@
+"""Health checks end to end on real containers (busybox, root): ``run --health-*`` and the image's
+HEALTHCHECK (also one ``hoist build`` wrote), probes run by each container's monitor inside the
+container, ``State.Health`` in ``inspect`` (and ``-f``), ``ps`` STATUS and ``--filter health=``,
+start period, timeout, ``--no-healthcheck``, ``restart``, bad flag values; and the status and
+STATUS suffix against docker's for the same image and command."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import Hoist, one_line
+from tests.images import busybox_image
+from tests.peers import Dockerd
+
+MS = 1_000_000
+FAST = ["--health-interval", "200ms"]
+
+
+@pytest.fixture
+def h(containers: Hoist) -> Hoist:
+    busybox_image(containers.layout())
+    busybox_image(containers.layout(), "checked:1", config={"Healthcheck": {
+        "Test": ["CMD-SHELL", "exit 1"], "Interval": 3600 * 1000 * MS, "Retries": 1}})
+    return containers
+
+
+def state(h: Hoist, name: str) -> dict[str, Any]:
+    from runtime.containers import ContainerStore
+
+    return ContainerStore(h.root / "containers").get(name).status()[1]
+
+
+def wait_health(h: Hoist, name: str, pred: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        doc = state(h, name).get("health")
+        if isinstance(doc, dict) and pred(doc):
+            return doc
+        assert time.monotonic() < deadline, f"{name}: never {what}; last Health {doc}"
+        time.sleep(0.05)
+
+
+def status_of(h: Hoist, name: str) -> str:
+    return h("ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Status}}").out.strip()
+
+
+def run_d(h: Hoist, name: str, *args: str) -> None:
+    h("run", "-d", "--network", "none", "--name", name, *args)
+
+
+def test_healthy_probe_runs_inside_as_the_container(h: Hoist) -> None:
+    cmd = 'echo "$(id -u) $PWD $FOO $(hostname)"; test -e /etc/only-in-here'
+    run_d(h, "hc-ok", "-u", "1000", "-w", "/tmp", "-e", "FOO=bar", "--hostname", "box", "--health-cmd", cmd,
+          *FAST, "busybox", "sh", "-c", "touch /etc/only-in-here 2>/dev/null; sleep 60")
+    # /etc is not writable for uid 1000: starting, failing, until the file exists.
+    doc = wait_health(h, "hc-ok", lambda d: len(d["Log"]) >= 1, "probed")
+    assert doc["Log"][0]["Output"] == "1000 /tmp bar box\n"
+    assert doc["Log"][0]["ExitCode"] == 1
+    h("exec", "-u", "0", "hc-ok", "touch", "/etc/only-in-here")
+    doc = wait_health(h, "hc-ok", lambda d: d["Status"] == "healthy", "healthy")
+    assert doc["FailingStreak"] == 0 and doc["Log"][-1]["ExitCode"] == 0
+    assert status_of(h, "hc-ok").endswith(" (healthy)") and status_of(h, "hc-ok").startswith("Up ")
+    assert h("inspect", "-f", "{{.State.Health.Status}}", "hc-ok").out == "healthy\n"
+    info = json.loads(h("inspect", "hc-ok").out)[0]
+    assert list(info["State"])[-1] == "Health"
+    assert list(info["State"]["Health"]) == ["Status", "FailingStreak", "Log"]
+    assert all(list(e) == ["Start", "End", "ExitCode", "Output"] for e in info["State"]["Health"]["Log"])
+    assert info["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", cmd], "Interval": 200 * MS}
+    assert list(info["Config"]).index("Healthcheck") == list(info["Config"]).index("Cmd") + 1
+    assert h("inspect", "-f", "{{.Config.Healthcheck.Interval}}", "hc-ok").out == "200000000\n"
+    assert h("ps", "--filter", "health=healthy", "--format", "{{.Names}}").out == "hc-ok\n"
+    assert h("ps", "--filter", "health=unhealthy", "--format", "{{.Names}}").out == ""
+
+
+def test_unhealthy_after_retries_is_not_restarted(h: Hoist) -> None:
+    run_d(h, "hc-bad", "--health-cmd", "echo nope; exit 3", "--health-retries", "2", *FAST,
+          "busybox", "sleep", "60")
+    doc = wait_health(h, "hc-bad", lambda d: d["FailingStreak"] >= 1, "failing")
+    assert doc["Status"] == ("unhealthy" if doc["FailingStreak"] >= 2 else "starting")
+    doc = wait_health(h, "hc-bad", lambda d: d["Status"] == "unhealthy", "unhealthy")
+    assert doc["FailingStreak"] >= 2 and doc["Log"][-1] == {**doc["Log"][-1], "ExitCode": 3, "Output": "nope\n"}
+    assert status_of(h, "hc-bad").endswith(" (unhealthy)")
+    assert h("ps", "--filter", "health=unhealthy", "--format", "{{.Names}}").out == "hc-bad\n"
+    s = state(h, "hc-bad")
+    assert s["status"] == "running" and not s.get("restart_count")
+    wait_health(h, "hc-bad", lambda d: len(d["Log"]) == 5 and d["FailingStreak"] >= 6, "kept 5")
+
+
+def test_start_period_failures_do_not_count_until_healthy(h: Hoist) -> None:
+    run_d(h, "hc-slow", "--health-cmd", "test -e /tmp/ready", "--health-retries", "1",
+          "--health-start-period", "60s", "--health-start-interval", "200ms", "--health-interval", "1h",
+          "busybox", "sleep", "60")
+    doc = wait_health(h, "hc-slow", lambda d: len(d["Log"]) >= 2, "probed twice")
+    assert doc["Status"] == "starting" and doc["FailingStreak"] == 0
+    assert status_of(h, "hc-slow").endswith(" (health: starting)")
+    assert h("ps", "--filter", "health=starting", "--format", "{{.Names}}").out == "hc-slow\n"
+    h("exec", "hc-slow", "touch", "/tmp/ready")
+    wait_health(h, "hc-slow", lambda d: d["Status"] == "healthy", "healthy")
+
+
+def test_timeout_kills_the_probe_and_its_children(h: Hoist) -> None:
+    run_d(h, "hc-hang", "--init", "--health-cmd", "echo partial; sleep 30 & echo $! >> /tmp/sleepers; wait",
+          "--health-timeout", "300ms", "--health-retries", "1", *FAST, "busybox", "sleep", "60")
+    doc = wait_health(h, "hc-hang", lambda d: d["Status"] == "unhealthy", "unhealthy")
+    entry = doc["Log"][0]
+    assert entry["ExitCode"] == -1
+    assert entry["Output"] == "Health check exceeded timeout (300ms): partial\n"
+    wait_health(h, "hc-hang", lambda d: len(d["Log"]) >= 3, "timed out thrice")
+    # Each timed-out probe's process group is gone, not only its shell: none of their sleeps is
+    # left (the last one may belong to the probe under way).
+    sleepers = h("exec", "hc-hang", "cat", "/tmp/sleepers").out.split()
+    assert len(sleepers) >= 3
+    alive = h("exec", "hc-hang", "sh", "-c", " ".join(f"test -d /proc/{p} && echo {p};" for p in sleepers[:-1]),
+              ok=False).out.split()
+    assert alive == [], (sleepers, alive)
+
+
+def test_image_healthcheck_flags_override_field_by_field_and_no_healthcheck(h: Hoist) -> None:
+    run_d(h, "hc-img", *FAST, "checked:1", "sleep", "60")   # the image's test, the flag's interval
+    doc = wait_health(h, "hc-img", lambda d: d["Status"] == "unhealthy", "unhealthy")
+    assert doc["FailingStreak"] == 1   # the image's Retries
+    info = json.loads(h("inspect", "hc-img").out)[0]
+    assert info["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", "exit 1"], "Interval": 200 * MS, "Retries": 1}
+    run_d(h, "hc-off", "--no-healthcheck", "checked:1", "sleep", "60")
+    info = json.loads(h("inspect", "hc-off").out)[0]
+    # NONE is a Test: the daemon's merge still takes the image's other fields
+    assert "Health" not in info["State"] and info["Config"]["Healthcheck"] == {
+        "Test": ["NONE"], "Interval": 3600 * 1000 * MS, "Retries": 1}
+    assert status_of(h, "hc-off").startswith("Up ") and "(" not in status_of(h, "hc-off")
+    assert h("ps", "--filter", "health=none", "--format", "{{.Names}}").out == "hc-off\n"
+    assert h("inspect", "-f", "{{.State.Health.Status}}", "hc-off").out == "<no value>\n"
+
+
+def test_healthcheck_from_hoist_build(h: Hoist, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nHEALTHCHECK --interval=200ms --retries=1 CMD test -e /etc/passwd && echo fine\n")
+    h("build", "-t", "built:1", str(ctx))
+    (ctx / "Dockerfile").write_text("FROM built:1\nHEALTHCHECK NONE\n")
+    h("build", "-t", "built:none", str(ctx))
+    run_d(h, "hc-built", "built:1", "sleep", "60")
+    run_d(h, "hc-none", "built:none", "sleep", "60")
+    doc = wait_health(h, "hc-built", lambda d: d["Status"] == "healthy", "healthy")
+    assert doc["Log"][-1]["Output"] == "fine\n"
+    info = json.loads(h("inspect", "hc-built").out)[0]
+    assert info["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /etc/passwd && echo fine"],
+                                             "Interval": 200 * MS, "Retries": 1}
+    info = json.loads(h("inspect", "hc-none").out)[0]
+    assert "Health" not in info["State"] and info["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+
+
+def test_restart_resets_health_and_stop_stops_probing(h: Hoist) -> None:
+    run_d(h, "hc-re", "--health-cmd", "test -e /tmp/ok", "--health-retries", "1", "--health-start-period", "1h",
+          "--health-start-interval", "200ms", *FAST, "busybox", "sleep", "60")
+    h("exec", "hc-re", "touch", "/tmp/ok")
+    wait_health(h, "hc-re", lambda d: d["Status"] == "healthy", "healthy")
+    h("exec", "hc-re", "rm", "/tmp/ok")
+    before = wait_health(h, "hc-re", lambda d: d["Status"] == "unhealthy", "unhealthy (counted once healthy)")
+    started = state(h, "hc-re")["started_at"]
+    h("restart", "-t", "0", "hc-re")
+    after = state(h, "hc-re")
+    assert after["started_at"] != started and after["health"]["Status"] == "starting"
+    assert after["health"]["FailingStreak"] == 0
+    assert before["Log"][-1] in after["health"]["Log"]   # the log is kept
+    doc = wait_health(h, "hc-re", lambda d: d["Log"][-1]["Start"] > before["Log"][-1]["Start"], "probed again")
+    assert doc["Status"] == "starting" and doc["FailingStreak"] == 0   # in the new start period again
+    h("stop", "-t", "0", "hc-re")
+    stopped = state(h, "hc-re")
+    assert stopped["status"] == "exited" and stopped["health"]["Status"] == "starting"   # kept, as docker
+    assert status_of(h, "hc-re").startswith("Exited (137) ") and "health" not in status_of(h, "hc-re")
+    time.sleep(0.8)   # four intervals: nothing probes a stopped container
+    assert state(h, "hc-re")["health"] == stopped["health"]
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--health-interval", "soon"], ['invalid argument "soon" for "--health-interval" flag']),
+    (["--health-timeout=-1s"], ["--health-timeout cannot be negative"]),
+    (["--health-retries", "many"], ['invalid argument "many" for "--health-retries" flag']),
+    (["--health-retries", "-2"], ["--health-retries cannot be negative"]),
+    (["--health-start-period", "500us"], ["StartPeriod in Healthcheck cannot be less than 1ms"]),
+    (["--health-interval", "10ns", "--health-cmd", "true"], ["Interval in Healthcheck cannot be less than 1ms"]),
+    (["--no-healthcheck", "--health-cmd", "true"], ["--no-healthcheck conflicts with --health-* options"]),
+])
+def test_bad_flag_values_are_one_line_125(h: Hoist, flags: list[str], words: list[str]) -> None:
+    res = h("run", "-d", "--network", "none", *flags, "busybox", "true", ok=False)
+    one_line(res, *words)
+    assert res.code == 125
+    assert h("ps", "-aq").out == ""   # nothing half made
+    one_line(h("ps", "--filter", "health=fine", ok=False), "Unrecognised filter value for health: fine")
+
+
+# -- against docker ---------------------------------------------------------------------------------
+
+REF = "hoist-diff/health:1"
+
+
+@pytest.fixture
+def both(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> Iterator[tuple[Hoist, Dockerd]]:
+    busybox_image(h.layout(), REF)
+    archive = tmp_path / "health.tar"
+    h("save", "-o", str(archive), REF)
+    dockerd("load", "-i", str(archive))
+    yield h, dockerd
+    dockerd("rm", "-f", "hd-good", "hd-bad", "hd-slow", check=False)
+    dockerd("rmi", "-f", REF, check=False)
+
+
+def test_health_status_and_ps_suffix_match_docker(both: tuple[Hoist, Dockerd]) -> None:
+    h, d = both
+    cases = {"hd-good": ["--health-cmd", "true", *FAST],
+             "hd-bad": ["--health-cmd", "exit 1", "--health-retries", "2", *FAST],
+             "hd-slow": ["--health-cmd", "exit 1", "--health-interval", "1h"]}
+    for name, flags in cases.items():
+        h("run", "-d", "--network", "none", "--name", name, *flags, REF, "sleep", "60")
+        d("run", "-d", "--network", "none", "--name", name, *flags, REF, "sleep", "60")
+    want = {"hd-good": "healthy", "hd-bad": "unhealthy", "hd-slow": "starting"}
+
+    def docker_status(name: str) -> str:
+        return d("inspect", "-f", "{{.State.Health.Status}}", name).stdout.decode().strip()
+
+    deadline = time.monotonic() + 30
+    for name, status in want.items():
+        wait_health(h, name, lambda doc, status=status: doc["Status"] == status, status)
+        while docker_status(name) != status:
+            assert time.monotonic() < deadline, (name, docker_status(name))
+            time.sleep(0.1)
+        ours = h("inspect", "-f", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}", name).out.split()
+        theirs = d("inspect", "-f", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}",
+                   name).stdout.decode().split()
+        assert ours[0] == theirs[0] == status
+        suffix = h("ps", "--filter", f"name=^{name}$", "--format", "{{.Status}}").out.strip().split(" ", 1)[1]
+        docker_suffix = d("ps", "--filter", f"name=^{name}$", "--format", "{{.Status}}").stdout.decode().strip()
+        assert suffix.split("(")[-1] == docker_suffix.split("(")[-1], (suffix, docker_suffix)
+        assert json.loads(h("inspect", "-f", "{{json .Config.Healthcheck}}", name).out) == \
+            json.loads(d("inspect", "-f", "{{json .Config.Healthcheck}}", name).stdout)
+    for flt in ("healthy", "unhealthy", "starting", "none"):
+        fmt = ["--filter", f"health={flt}", "--filter", "name=hd-", "--format", "{{.Names}}"]
+        assert sorted(h("ps", *fmt).out.split()) == sorted(d("ps", *fmt).stdout.decode().split()), flt
