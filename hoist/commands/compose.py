@@ -238,7 +238,9 @@ def _status(c: Any) -> str:
     status, state = c.status()
     now = time.time()
     if status == "running":
-        return f"Up {uptime_text(now - state.get('started_at', now))}"
+        from hoist.commands.ps import health_suffix
+
+        return f"Up {uptime_text(now - state.get('started_at', now))}" + health_suffix(state)
     if status == "exited":
         return f"Exited ({state.get('exit_code', 255)}) {uptime_text(now - state.get('finished_at', now))} ago"
     return "Created"

@@ -227,15 +227,19 @@ def _image_name(ref: str) -> str:
         return ref
 
 
+def health_suffix(state: dict[str, Any]) -> str:
+    """What docker's State.String adds for a running container's Health: `` (healthy)``,
+    `` (unhealthy)``, `` (health: starting)``, or nothing."""
+    check = health.status_of(state)
+    if check == health.NONE:
+        return ""
+    return " (health: starting)" if check == health.STARTING else f" ({check})"
+
+
 def status_text(status: str, state: dict[str, Any], now: float) -> str:
     if status == "running":
         up = f"Up {human_duration(now - state.get('started_at', now))}"
-        if state.get("paused"):
-            return f"{up} (Paused)"
-        check = health.status_of(state)
-        if check == health.NONE:
-            return up
-        return f"{up} (health: starting)" if check == health.STARTING else f"{up} ({check})"
+        return f"{up} (Paused)" if state.get("paused") else up + health_suffix(state)
     if status == "restarting":
         return f"Restarting ({state.get('exit_code', 0)}) {human_duration(now - state.get('finished_at', now))} ago"
     if status == "exited":

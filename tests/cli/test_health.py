@@ -243,3 +243,35 @@ def test_health_status_and_ps_suffix_match_docker(both: tuple[Hoist, Dockerd]) -
     for flt in ("healthy", "unhealthy", "starting", "none"):
         fmt = ["--filter", f"health={flt}", "--filter", "name=hd-", "--format", "{{.Names}}"]
         assert sorted(h("ps", *fmt).out.split()) == sorted(d("ps", *fmt).stdout.decode().split()), flt
+
+
+def test_restart_policy_run_starts_health_over(h: Hoist) -> None:
+    """The monitor's own restarts (``--restart``) reset Health as a user's restart does."""
+    script = "while test ! -e /tmp/die; do sleep 0.05; done; rm /tmp/die /tmp/ok; exit 1"
+    run_d(h, "hc-loop", "--restart", "on-failure", "--health-cmd", "test -e /tmp/ok", "--health-retries", "1",
+          "--health-start-period", "1h", "--health-start-interval", "200ms", "busybox", "sh", "-c", script)
+    h("exec", "hc-loop", "touch", "/tmp/ok")
+    wait_health(h, "hc-loop", lambda d: d["Status"] == "healthy", "healthy")
+    h("exec", "hc-loop", "touch", "/tmp/die")
+    deadline = time.monotonic() + 30
+    while not (state(h, "hc-loop").get("restart_count") and state(h, "hc-loop")["status"] == "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    s = state(h, "hc-loop")
+    assert s["health"]["Status"] == "starting" and s["health"]["FailingStreak"] == 0
+    doc = wait_health(h, "hc-loop", lambda d: d["Log"][-1]["ExitCode"] == 1 and d["Log"][-1]["Start"] >
+                      s["health"]["Log"][-1]["Start"], "probed in the new run")
+    assert doc["Status"] == "starting"
+
+
+def test_paused_container_is_not_probed(h: Hoist) -> None:
+    run_d(h, "hc-pause", "--health-cmd", "true", *FAST, "busybox", "sleep", "60")
+    wait_health(h, "hc-pause", lambda d: d["Status"] == "healthy", "healthy")
+    h("pause", "hc-pause")
+    assert status_of(h, "hc-pause").endswith(" (Paused)")
+    time.sleep(0.3)   # a probe under way when the freeze came may still end
+    frozen = state(h, "hc-pause")["health"]
+    time.sleep(0.8)   # four intervals
+    assert state(h, "hc-pause")["health"] == frozen
+    h("unpause", "hc-pause")
+    wait_health(h, "hc-pause", lambda d: d["Log"][-1]["Start"] > frozen["Log"][-1]["Start"], "probed again")

@@ -149,6 +149,9 @@ def test_up_upgrade_one_service_and_down(app: tuple[Hoist, Path, dict[str, str]]
 
     ps = compose(hoist, project, "ps")
     assert "shop-db-1" in ps.out and "shop-web-1" in ps.out and "shop-seed-1" not in ps.out   # seed exited
+    # db's healthcheck runs in its container (its monitor's probes): healthy, as --wait saw it
+    assert "(healthy)" in next(line for line in ps.out.splitlines() if "shop-db-1" in line)
+    assert hoist("inspect", "-f", "{{.State.Health.Status}}", "shop-db-1").out == "healthy\n"
     assert "shop-seed-1" in compose(hoist, project, "ps", "-a").out
     logs = compose(hoist, project, "logs", "seed", "db")
     assert all(line.startswith(("shop-db-1 ", "shop-seed-1 ")) for line in logs.out.splitlines())
