@@ -254,14 +254,14 @@ def typed_container(doc: dict[str, Any]) -> Any:
     host = typed["HostConfig"]
     host["RestartPolicy"] = Struct("container.RestartPolicy", host["RestartPolicy"])
     typed["Mounts"] = [Struct("types.MountPoint", m) for m in doc["Mounts"]]
-    state = typed["State"]
-    if isinstance(doc["State"].get("Health"), dict):
-        health = doc["State"]["Health"]
-        state["Health"] = Struct("*types.Health", {**health, "Log": [
+    # (without a healthcheck the fields are left out, as docker's JSON omits its nil pointers)
+    health = doc["State"].get("Health")
+    if isinstance(health, dict):
+        typed["State"]["Health"] = Struct("*types.Health", {**health, "Log": [
             Struct("*types.HealthcheckResult", entry) for entry in health.get("Log") or []]})
-    config = typed["Config"]
-    if isinstance(doc["Config"].get("Healthcheck"), dict):
-        config["Healthcheck"] = Struct("*container.HealthConfig", doc["Config"]["Healthcheck"])
+    check = doc["Config"].get("Healthcheck")
+    if isinstance(check, dict):
+        typed["Config"]["Healthcheck"] = Struct("*container.HealthConfig", check)
     return typed
 
 

@@ -134,7 +134,7 @@ def test_image_healthcheck_flags_override_field_by_field_and_no_healthcheck(h: H
         "Test": ["NONE"], "Interval": 3600 * 1000 * MS, "Retries": 1}
     assert status_of(h, "hc-off").startswith("Up ") and "(" not in status_of(h, "hc-off")
     assert h("ps", "--filter", "health=none", "--format", "{{.Names}}").out == "hc-off\n"
-    assert h("inspect", "-f", "{{.State.Health.Status}}", "hc-off").out == "<no value>\n"
+    assert h("inspect", "-f", "{{json .State.Health}}", "hc-off").out == "null\n"   # a nil *Health
 
 
 def test_healthcheck_from_hoist_build(h: Hoist, tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def both(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> Iterator[tuple[Hoist, Do
     h("save", "-o", str(archive), REF)
     dockerd("load", "-i", str(archive))
     yield h, dockerd
-    dockerd("rm", "-f", "hd-good", "hd-bad", "hd-slow", check=False)
+    dockerd("rm", "-f", "hd-good", "hd-bad", "hd-slow", "hd-plain", check=False)
     dockerd("rmi", "-f", REF, check=False)
 
 
@@ -240,6 +240,11 @@ def test_health_status_and_ps_suffix_match_docker(both: tuple[Hoist, Dockerd]) -
         assert suffix.split("(")[-1] == docker_suffix.split("(")[-1], (suffix, docker_suffix)
         assert json.loads(h("inspect", "-f", "{{json .Config.Healthcheck}}", name).out) == \
             json.loads(d("inspect", "-f", "{{json .Config.Healthcheck}}", name).stdout)
+    h("run", "-d", "--network", "none", "--name", "hd-plain", REF, "sleep", "60")
+    d("run", "-d", "--network", "none", "--name", "hd-plain", REF, "sleep", "60")
+    fmt_plain = "{{json .State.Health}} {{json .Config.Healthcheck}}"
+    assert h("inspect", "-f", fmt_plain, "hd-plain").out == d("inspect", "-f", fmt_plain, "hd-plain").stdout.decode() \
+        == "null null\n"
     for flt in ("healthy", "unhealthy", "starting", "none"):
         fmt = ["--filter", f"health={flt}", "--filter", "name=hd-", "--format", "{{.Names}}"]
         assert sorted(h("ps", *fmt).out.split()) == sorted(d("ps", *fmt).stdout.decode().split()), flt
