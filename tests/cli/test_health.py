@@ -145,8 +145,15 @@ def test_healthcheck_from_hoist_build(h: Hoist, tmp_path: Path) -> None:
     h("build", "-t", "built:1", str(ctx))
     (ctx / "Dockerfile").write_text("FROM built:1\nHEALTHCHECK NONE\n")
     h("build", "-t", "built:none", str(ctx))
+    # CMD-SHELL runs under the image's SHELL, as the daemon's probe does
+    (ctx / "Dockerfile").write_text('FROM busybox\nSHELL ["/bin/echo", "shell:"]\n'
+                                    "HEALTHCHECK --interval=200ms CMD hello\n")
+    h("build", "-t", "built:shell", str(ctx))
     run_d(h, "hc-built", "built:1", "sleep", "60")
     run_d(h, "hc-none", "built:none", "sleep", "60")
+    run_d(h, "hc-shell", "built:shell", "sleep", "60")
+    doc = wait_health(h, "hc-shell", lambda d: d["Status"] == "healthy", "healthy")
+    assert doc["Log"][-1]["Output"] == "shell: hello\n"
     doc = wait_health(h, "hc-built", lambda d: d["Status"] == "healthy", "healthy")
     assert doc["Log"][-1]["Output"] == "fine\n"
     info = json.loads(h("inspect", "hc-built").out)[0]
