@@ -381,11 +381,14 @@ class HealthMonitor:
         from runtime import linux
 
         r, w = os.pipe()
+        monitor = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != monitor:
+                    os._exit(0)   # the monitor died before PDEATHSIG was armed
                 linux.close_fds_above_2(keep=(r,))
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
