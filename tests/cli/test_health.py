@@ -287,3 +287,38 @@ def test_paused_container_is_not_probed(h: Hoist) -> None:
     assert state(h, "hc-pause")["health"] == frozen
     h("unpause", "hc-pause")
     wait_health(h, "hc-pause", lambda d: d["Log"][-1]["Start"] > frozen["Log"][-1]["Start"], "probed again")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (by /proc's parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2:].split()[1])
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, parent in parents.items() if parent == p]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def test_no_probe_outlives_a_stop(h: Hoist) -> None:
+    run_d(h, "hc-long", "--health-cmd", "echo $$ > /tmp/probe; sleep 30", "--health-timeout", "1m", *FAST,
+          "busybox", "sleep", "60")
+    deadline = time.monotonic() + 30
+    while h("exec", "hc-long", "cat", "/tmp/probe", ok=False).code != 0:   # a probe is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    s = state(h, "hc-long")
+    probers = {p for p in _descendants(int(s["monitor_pid"])) if p != s["pid"]
+               and Path(f"/proc/{p}/comm").read_text().strip() == "hoist-health"}
+    assert len(probers) >= 2   # the health process and the probe's helper
+    h("stop", "-t", "0", "hc-long")
+    assert not [p for p in probers if Path(f"/proc/{p}").exists()]
+    assert state(h, "hc-long")["health"]["Log"] == []   # the probe under way was dropped
