@@ -338,6 +338,8 @@ class Prober:
             start = go_time()
             try:
                 code, output = self.run_probe(argv, self.config.timeout_s)
+            except ProbeStopped:
+                continue   # stopped, or paused meanwhile: dropped, as moby's monitor drops it
             except Exception as e:   # the probe could not even start: docker records -1
                 code, output = -1, str(e).encode()
             if self._stop.is_set():
@@ -454,11 +456,11 @@ def _health_main(container: Container, spec: ContainerSpec, config: HealthConfig
         if not stop.is_set():
             container.update_state(health=doc)
 
-    def probe(argv: list[str], timeout: float) -> ProbeResult:
-        return exec_probe(spec, init_pid, argv, config.timeout or DEFAULT_TIMEOUT, stop)
-
     def paused() -> bool:
         return bool(container.state().get("paused"))
+
+    def probe(argv: list[str], timeout: float) -> ProbeResult:
+        return exec_probe(spec, init_pid, argv, config.timeout or DEFAULT_TIMEOUT, stop, paused)
 
     Prober(config, probe, write, started_at=started_at,
            health=health if isinstance(health, dict) else reset(None), stop=stop,
@@ -468,15 +470,20 @@ def _health_main(container: Container, spec: ContainerSpec, config: HealthConfig
 # -- one probe inside the container ---------------------------------------------------------------
 
 class ProbeStopped(Exception):
-    """The run ended while the probe ran (its result is dropped)."""
+    """The run ended, or the container was paused, while the probe ran (its result is dropped)."""
+
+
+PAUSE_POLL = 0.1   # seconds between two looks at the paused flag while a probe runs
 
 
 def exec_probe(spec: ContainerSpec, init_pid: int, argv: list[str], timeout_ns: int,
-               stop: Stop | None = None) -> ProbeResult:
+               stop: Stop | None = None, paused: Callable[[], bool] | None = None) -> ProbeResult:
     """Run ``argv`` in the container whose PID 1 is ``init_pid``, as ``hoist exec`` would (the
     container's user, environment and working directory); stdout and stderr together, kept up to
     4096 bytes. Past ``timeout_ns`` its process group is killed: (-1, docker's message). A
-    command that cannot start is (-1, why). Raises ProbeStopped when ``stop`` is set meanwhile."""
+    command that cannot start is (-1, why). Raises ProbeStopped when ``stop`` is set, or
+    ``paused()`` says the container was frozen, meanwhile (the probe is killed: docker stops
+    probing a paused container, and a frozen probe would only time out)."""
     from runtime import init   # not at the top: init (the monitor) imports this module
     from runtime.spec import build_env
 
@@ -499,26 +506,27 @@ def exec_probe(spec: ContainerSpec, init_pid: int, argv: list[str], timeout_ns: 
     for fd in (*ns_fds, out_w, report_w):
         os.close(fd)
     try:
-        return _collect(child, out_r, report_r, timeout_ns, stop)
+        return _collect(child, out_r, report_r, timeout_ns, stop, paused)
     finally:
         os.close(out_r)
         os.close(report_r)
 
 
-def _collect(child: int, out_r: int, report_r: int, timeout_ns: int, stop: Stop | None) -> ProbeResult:
+def _collect(child: int, out_r: int, report_r: int, timeout_ns: int, stop: Stop | None,
+             paused: Callable[[], bool] | None) -> ProbeResult:
     pidfd = os.pidfd_open(child)
     output, truncated = bytearray(), False
     deadline = time.monotonic() + timeout_ns / SECOND
     watch = [out_r, pidfd] + ([stop.fd] if isinstance(stop, _PipeStop) else [])
-    timed_out = stopped = False
+    polled = paused is not None or not (stop is None or isinstance(stop, _PipeStop))
+    timed_out = stopped = frozen = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            ready = select.select(watch, [], [], remaining if isinstance(stop, _PipeStop) or stop is None
-                                  else min(remaining, 0.05))[0]
+            ready = select.select(watch, [], [], min(remaining, PAUSE_POLL) if polled else remaining)[0]
             if out_r in ready:
                 chunk = os.read(out_r, 65536)
                 if chunk:
@@ -532,7 +540,13 @@ def _collect(child: int, out_r: int, report_r: int, timeout_ns: int, stop: Stop 
             if stop is not None and stop.is_set():
                 stopped = True
                 break
-        if timed_out or stopped:
+            if paused is not None and paused():
+                # A frozen helper cannot take SIGTERM; SIGKILL (and the probe's PDEATHSIG) lands
+                # as soon as the freezer lets it (cgroup v1: at the thaw).
+                _kill_quiet(child, signal.SIGKILL)
+                stopped = frozen = True
+                break
+        if timed_out or (stopped and not frozen):
             _end_helper(child)
         status = _reap(child)
     finally:

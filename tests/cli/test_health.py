@@ -322,3 +322,25 @@ def test_no_probe_outlives_a_stop(h: Hoist) -> None:
     h("stop", "-t", "0", "hc-long")
     assert not [p for p in probers if Path(f"/proc/{p}").exists()]
     assert state(h, "hc-long")["health"]["Log"] == []   # the probe under way was dropped
+
+
+def test_a_probe_under_way_at_a_pause_is_dropped(h: Hoist) -> None:
+    """docker stops probing a paused container and drops the probe under way: a frozen probe
+    must not come back as a timeout once the container is thawed."""
+    run_d(h, "hc-freeze", "--health-cmd", "touch /tmp/in; sleep 0.5; rm /tmp/in", "--health-timeout", "1s",
+          *FAST, "busybox", "sleep", "60")
+    marker = Path(f"/proc/{state(h, 'hc-freeze')['pid']}/root/tmp/in")
+    deadline = time.monotonic() + 30
+    while not marker.exists():   # a probe is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    h("pause", "hc-freeze")
+    time.sleep(1.3)   # past the frozen probe's timeout
+    thawed = time.time()
+    h("unpause", "hc-freeze")
+    from runtime.health import go_time
+
+    after = go_time(int(thawed * 1e9))
+    doc = wait_health(h, "hc-freeze", lambda d: any(e["Start"] > after for e in d["Log"]), "probed after the thaw")
+    assert all(e["ExitCode"] == 0 for e in doc["Log"]), doc["Log"]
+    assert doc["Status"] == "healthy"
