@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
     "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
     "commit": ("hoist.commands.commit", "Make an image of a container's changes"),
-    "cp": ("hoist.commands.cp", "Copy files between a running container and the host"),
+    "cp": ("hoist.commands.cp", "Copy files between a container and the host"),
     "diff": ("hoist.commands.diff", "Show a container's file system changes"),
     "export": ("hoist.commands.export", "Write a container's file system as a tar"),
     "import": ("hoist.commands.import_", "Make an image from a root file system tarball"),
