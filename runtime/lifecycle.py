@@ -577,7 +577,8 @@ class Runtime:
                 self._await_ready(container, ready_r)   # raises: the monitor answered without a console
                 raise StartFailed(f"container {container.id[:12]} has no console")
 
-    def attach(self, container: Container, detach_keys: bytes | None = None, sig_proxy: bool = True) -> int | None:
+    def attach(self, container: Container, detach_keys: bytes | None = None, sig_proxy: bool = True,
+               stdin: bool = True) -> int | None:
         """``hoist attach``: the caller's terminal on a running ``-t`` container's console; on
         one without a TTY, its output from now on (from its log) with the caller's signals
         proxied to it unless not ``sig_proxy`` (docker proxies none to a TTY: ^C is a key there)."""
@@ -594,7 +595,8 @@ class Runtime:
             sock = tty.connect(container.path)
         except OSError as e:
             raise SetupError(f"cannot attach to {container.name}: {e.strerror or e}") from None
-        return tty.attach_client(sock, container.spec.interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
+        return tty.attach_client(sock, container.spec.interactive and stdin,
+                                 detach_keys=detach_keys or tty.DETACH_KEYS)
 
     def restart(self, container: Container, timeout: float = 10.0) -> None:
         self.stop(container, timeout)

@@ -11,6 +11,7 @@ from hoist.errors import UserError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
+    parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin (a -t container's console)")
     add_bool_flag(parser, "--sig-proxy", "sig_proxy", True,
                   "proxy the signals hoist gets to a container without a TTY (default true)")
     parser.add_argument("container", metavar="CONTAINER")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(paths.hoist_root())
     try:
         container = runtime.containers.get(args.container)
-        code = runtime.attach(container, detach_keys, sig_proxy=args.sig_proxy)
+        code = runtime.attach(container, detach_keys, sig_proxy=args.sig_proxy, stdin=not args.no_stdin)
     except RuntimeFailure as e:
         raise UserError(str(e)) from None
     except Detached:
