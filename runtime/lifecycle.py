@@ -56,7 +56,7 @@ _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal
 # (SIGSEGV, SIGBUS, SIGFPE, SIGILL) stay the interpreter's own: a real one would loop forever.
 _NOT_PROXIED = frozenset({signal.SIGCHLD, signal.SIGPIPE, signal.SIGURG, signal.SIGKILL, signal.SIGSTOP,
                           signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
-STREAMS = ("stdin", "stdout", "stderr")
+_AS_OUTPUT = -1   # the monitor's stderr: what its stdout is (None: the caller's own)
 _HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
           "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
@@ -227,7 +227,7 @@ class Runtime:
         return [sys.executable, "-I", "-S", "-c", _MONITOR, _PKG_PARENT, str(container.path), *extra]
 
     def _spawn_monitor(self, container: Container, ready_fd: int | None, stdin: int | None,
-                       output: int | None, attach_first: bool = False, errput: int | None = None) -> int:
+                       output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT) -> int:
         """Start the monitor in its own session; returns its pid. A single-threaded caller (the
         CLI) forks, which saves a Python start-up; anything else re-executes Python."""
         # _thread's count covers threads started either way (threading, or _thread directly);
@@ -244,7 +244,7 @@ class Runtime:
         extra: tuple[str, ...] = (str(ready_fd),) if ready_fd is not None else ()
         extra += ("--attach-first",) if attach_first else ()
         proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
-                                stdin=stdin, stdout=output, stderr=errput if errput is not None else output,
+                                stdin=stdin, stdout=output, stderr=output if errput == _AS_OUTPUT else errput,
                                 pass_fds=(ready_fd,) if ready_fd is not None else ())
         return proc.pid
 
@@ -726,12 +726,12 @@ def _check_user(user: str) -> None:
 
 
 def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None,
-                   output: int | None, attach_first: bool = False, errput: int | None = None) -> None:
+                   output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT) -> None:
     """The forked monitor: a new session, its own stdio, then ``runtime.init``. Never returns."""
     code = 125
     try:
         os.setsid()
-        for fd, target in ((stdin, 0), (output, 1), (errput if errput is not None else output, 2)):
+        for fd, target in ((stdin, 0), (output, 1), (output if errput == _AS_OUTPUT else errput, 2)):
             if fd is not None:
                 os.dup2(fd, target)
         # The caller's Python handlers (its signal proxy among them) are not the monitor's.

@@ -91,12 +91,21 @@ def test_stopped_containers(h: Hoist, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("from host\n")
     show = "cat /up/f /data/f /w/f 2>/dev/null; echo run"
     h("run", "--name", "ex", "-v", "vol:/data", "-v", f"{ro_src}:/ro:ro", "busybox", "sh", "-c",
-      "mkdir -p /up; echo image-run > /data/first; " + show)
+      "mkdir -p /up; ln -s / /up/root; ln -s ../../../../.. /up/dots; ln -s /ro /up/rolink; "
+      "echo image-run > /data/first; " + show)
     h("cp", str(tmp_path / "f"), "ex:/up/")                            # exited: into its upper dir
     h("cp", str(tmp_path / "f"), "ex:/data/")                          # and into its volume
     one_line(h("cp", str(tmp_path / "f"), "ex:/ro/", ok=False), "mounted volume is marked read-only")
     one_line(h("cp", str(tmp_path / "f"), "ex:/ro/sub/x", ok=False), "mounted volume is marked read-only")
+    one_line(h("cp", str(tmp_path / "f"), "ex:/up/rolink/x", ok=False), "mounted volume is marked read-only")
     assert list(ro_src.iterdir()) == []
+    # Its links to / and past it: the container's /tmp, never the host's.
+    marker = f"hoist-cp-stopped-{os.getpid()}"
+    for link in ("root", "dots"):
+        h("cp", str(tmp_path / "f"), f"ex:/up/{link}/tmp/{marker}-{link}")
+        assert not Path("/tmp", f"{marker}-{link}").exists()
+        h("cp", f"ex:/tmp/{marker}-{link}", str(tmp_path / f"back-{link}"))
+        assert (tmp_path / f"back-{link}").read_text() == "from host\n"
     h("cp", "ex:/data/first", str(tmp_path / "first"))                 # out of its volume
     assert (tmp_path / "first").read_text() == "image-run\n"
     assert h("start", "-a", "ex").out == "from host\nfrom host\nrun\n"  # the next run sees both

@@ -56,6 +56,11 @@ def test_attached_streams(h: Hoist) -> None:
         logs = h("logs", name)
         assert (logs.out, logs.err) == ("to-out\n", "to-err\n")
     assert sorted(_names(h)) == ["e", "o"]                                 # --rm removed its own
+    res = h("run", "--log-driver", "none", "-a", "stderr", "--rm", *cmd, ok=False)   # no log: direct
+    assert (res.code, res.out, res.err) == (3, "", "to-err\n")
+    # A restart policy: the first run's attached stream, its code; the restarts go on behind.
+    res = h("run", "--name", "r", "--restart", "on-failure:1", "-a", "stdout", *cmd, ok=False)
+    assert (res.code, res.out, res.err) == (3, "to-out\n", "")
     # Neither output attached: the id is printed, the container reads the caller's stdin (-i).
     res = h("run", "-a", "stdin", "-i", "busybox", "cat", stdin="fed through\n")
     cid = res.out.strip()
