@@ -17,6 +17,7 @@ import pytest
 
 from tests.cli.helpers import REPO_ROOT, Hoist, one_line
 from tests.images import busybox_image
+from tests.peers import Dockerd
 
 # PID 1 traps TERM (exit 7) and USR1, says so on stdout, and says "ready" once the traps are set.
 TRAPS = ('trap "echo got-TERM; exit 7" TERM; trap "echo got-USR1" USR1; echo ready; '
@@ -154,3 +155,50 @@ def test_attach_refusals(h: Hoist) -> None:
     one_line(h("attach", "fg", ok=False), "keeps no log to attach to")
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(10) == 7
+
+
+def _both_signalled(argv: list[str], env: dict[str, str], sig: int) -> tuple[int, bytes]:
+    """Run a CLI (hoist's or docker's), SIGTERM it once PID 1 said ready: (its exit, its output)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=env, cwd=REPO_ROOT)
+    _ready(proc)
+    os.kill(proc.pid, sig)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+def test_same_as_docker(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> None:
+    """The same flags to hoist and to the session's private dockerd, the same outcome."""
+    archive = tmp_path / "box.tar"
+    h("save", "-o", str(archive), "busybox")
+    dockerd("load", "-i", str(archive))
+    docker_env = dict(os.environ, DOCKER_HOST=f"unix://{dockerd.socket}",
+                      DOCKER_CONFIG=str(dockerd.base / "client-config"))
+    cmd = ["busybox", "sh", "-c", "echo to-out; echo to-err >&2; exit 3"]
+    try:
+        for flags in (["-a", "stdout"], ["-a", "STDERR"], ["-a", "stdout", "-a", "Stderr"]):
+            ours = h("run", "--rm", *flags, *cmd, ok=False)
+            theirs = dockerd("run", "--rm", *flags, *cmd, check=False)
+            assert (ours.code, ours.out, ours.err) == (theirs.returncode, theirs.stdout.decode(),
+                                                       theirs.stderr.decode()), flags
+        for flags, words in ((["-a", "stdinfo"], 'valid streams are STDIN, STDOUT and STDERR'),
+                             (["-d", "-a", "stdout"], "Conflicting options: -a and -d")):
+            ours = h("run", *flags, "busybox", "true", ok=False)
+            theirs = dockerd("run", *flags, "busybox", "true", check=False)
+            assert ours.code == theirs.returncode and words in ours.err and words in theirs.stderr.decode()
+        for proxy, sig in (([], signal.SIGTERM), (["--sig-proxy=false"], signal.SIGTERM),
+                           (["--sig-proxy=false"], signal.SIGINT)):
+            name = f"sp{len(proxy)}{sig}"
+            ours_code, ours_out = _both_signalled(
+                [sys.executable, "-m", "hoist.cli", "run", "--name", name, *proxy, "busybox", "sh", "-c", TRAPS],
+                h.env, sig)
+            theirs_code, theirs_out = _both_signalled(
+                [dockerd.docker, "run", "--name", name, *proxy, "busybox", "sh", "-c", TRAPS], docker_env, sig)
+            assert (ours_code, ours_out) == (theirs_code, theirs_out), (proxy, sig)
+            ours_state = h("inspect", "--format", "{{.State.Status}}", name).out
+            theirs_state = dockerd("inspect", "--format", "{{.State.Status}}", name).stdout.decode()
+            assert ours_state == theirs_state, (proxy, sig)
+            h("rm", "-f", name)
+            dockerd("rm", "-f", name)
+    finally:
+        dockerd("rmi", "-f", "busybox", check=False)
