@@ -18,6 +18,7 @@ import pytest
 
 from tests.cli.helpers import REPO_ROOT, Hoist, one_line
 from tests.images import PASSWD, busybox_image
+from tests.peers import Dockerd
 
 # Links a stranger's image could hold: to the (container's) /etc/shadow, through .. past the
 # root, relative, chained, to a directory, to itself.
@@ -133,3 +134,58 @@ def test_stopped_containers(h: Hoist, tmp_path: Path) -> None:
     # Nothing of the copies' mounts is left in the host's mount table.
     with open("/proc/self/mountinfo") as f:
         assert str(h.root) not in f.read()
+
+
+def _tree(top: Path) -> dict[str, str]:
+    """What a copy made: each path's kind and content (a link's target)."""
+    found = {}
+    for path in sorted(top.rglob("*")):
+        rel = str(path.relative_to(top))
+        if path.is_symlink():
+            found[rel] = "link " + os.readlink(path)
+        elif path.is_dir():
+            found[rel] = "dir"
+        else:
+            found[rel] = "file " + path.read_text()
+    return found
+
+
+def test_same_as_docker(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> None:
+    """cp -L, cp with an exited container and the read-only refusals, against the session's
+    private dockerd: the same files, the same refusals."""
+    archive = tmp_path / "box.tar"
+    h("save", "-o", str(archive), "busybox")
+    dockerd("load", "-i", str(archive))
+    (tmp_path / "f").write_text("from host\n")
+    results = {}
+    try:
+        for engine in ("hoist", "docker"):
+            def cli(*args: str, ok: bool = True) -> tuple[int, str]:
+                if engine == "hoist":
+                    res = h(*args, ok=ok)
+                    return res.code, res.err
+                done = dockerd(*args, check=ok)
+                return done.returncode, done.stderr.decode()
+
+            out, ro = tmp_path / engine, tmp_path / f"{engine}-ro"
+            out.mkdir()
+            ro.mkdir()
+            cli("run", "--name", "cpd", "-v", f"{ro}:/ro:ro", "busybox", "sh", "-c", LINKS)   # exited
+            cli("run", "--name", "rofs", "--read-only", "busybox", "true")
+            for link in ("abs", "dots", "chain", "rel", "dir"):
+                cli("cp", "-L", f"cpd:/d/{link}", str(out / f"{link}-L"))
+            cli("cp", "-L", "cpd:/d/rel", str(out))
+            cli("cp", "cpd:/d/abs", str(out / "plain"))
+            cli("cp", str(tmp_path / "f"), "cpd:/d/")
+            cli("cp", "cpd:/d/f", str(out / "back"))
+            refusals = [cli("cp", str(tmp_path / "f"), target, ok=False) for target in ("cpd:/ro/", "rofs:/tmp/")]
+            results[engine] = (_tree(out), list(ro.iterdir()), [code for code, _ in refusals], refusals)
+            cli("rm", "-f", "cpd", "rofs")
+    finally:
+        dockerd("rm", "-f", "cpd", "rofs", check=False)
+        dockerd("rmi", "-f", "busybox", check=False)
+    ours, theirs = results["hoist"], results["docker"]
+    assert ours[:3] == theirs[:3]
+    for (_, our_err), (_, their_err), words in zip(ours[3], theirs[3], ("mounted volume is marked read-only",
+                                                                        "container rootfs is marked read-only")):
+        assert words in our_err and words in their_err
