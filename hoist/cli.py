@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pause": ("hoist.commands.pause", "Freeze every process of containers"),
     "unpause": ("hoist.commands.unpause", "Thaw paused containers"),
     "update": ("hoist.commands.update", "Change the limits and restart policy of containers"),
-    "attach": ("hoist.commands.attach", "Attach the terminal to a running -t container"),
+    "attach": ("hoist.commands.attach", "Attach to a running container (its TTY, or its output)"),
     "registry": ("hoist.commands.registry", "Run the OCI registry server"),
     "volume": ("hoist.commands.volume", "Manage named volumes (create, ls, inspect, rm, prune)"),
     "commit": ("hoist.commands.commit", "Make an image of a container's changes"),

@@ -160,7 +160,7 @@ def test_same_as_docker(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> None:
     results = {}
     try:
         for engine in ("hoist", "docker"):
-            def cli(*args: str, ok: bool = True) -> tuple[int, str]:
+            def cli(*args: str, ok: bool = True, engine: str = engine) -> tuple[int, str]:
                 if engine == "hoist":
                     res = h(*args, ok=ok)
                     return res.code, res.err
@@ -186,6 +186,6 @@ def test_same_as_docker(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> None:
         dockerd("rmi", "-f", "busybox", check=False)
     ours, theirs = results["hoist"], results["docker"]
     assert ours[:3] == theirs[:3]
-    for (_, our_err), (_, their_err), words in zip(ours[3], theirs[3], ("mounted volume is marked read-only",
-                                                                        "container rootfs is marked read-only")):
+    words_of = ("mounted volume is marked read-only", "container rootfs is marked read-only")
+    for (_, our_err), (_, their_err), words in zip(ours[3], theirs[3], words_of, strict=True):
         assert words in our_err and words in their_err
