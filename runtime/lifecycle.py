@@ -734,10 +734,14 @@ def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None
         for fd, target in ((stdin, 0), (output, 1), (output if errput == _AS_OUTPUT else errput, 2)):
             if fd is not None:
                 os.dup2(fd, target)
-        # The caller's Python handlers (its signal proxy among them) are not the monitor's.
+        # The caller's handlers (its signal proxy among them) are not the monitor's, and what it
+        # ignores (--sig-proxy=false) must not stay ignored through exec into the container;
+        # SIGPIPE and SIGXFSZ stay as Python has them (container_main resets them before exec).
         for sig in signal.valid_signals():
+            if sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP):
+                continue
             with contextlib.suppress(OSError, ValueError):
-                if sig in _PROXIED or callable(signal.getsignal(sig)):
+                if signal.getsignal(sig) != signal.SIG_DFL:
                     signal.signal(sig, signal.SIG_DFL)
         from runtime import init
 

@@ -110,6 +110,11 @@ def test_sig_proxy_false(h: Hoist) -> None:
     assert h("inspect", "--format", "{{.State.Status}}", "np").out == "running\n"
     assert h("logs", "np").out == "ready\n"      # the container never got either signal
     h("kill", "np")
+    # What hoist ignores meanwhile is not ignored in the container (an ignored signal stays
+    # ignored through exec).
+    plain = h("run", "--rm", "busybox", "grep", "SigIgn", "/proc/self/status").out
+    assert plain == h("run", "--rm", "--sig-proxy=false", "busybox", "grep", "SigIgn", "/proc/self/status").out
+    assert plain == h("run", "--rm", "-a", "stdout", "busybox", "grep", "SigIgn", "/proc/self/status").out
 
 
 def _attached(proc: subprocess.Popen[bytes]) -> None:
