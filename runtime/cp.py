@@ -99,7 +99,7 @@ def _follow(root: int | None, path: str) -> str:
     return resolve(root, path)
 
 
-def resolve(root: int, path: str, follow_last: bool = True) -> str:
+def resolve(root: int, path: str) -> str:
     """The absolute path, inside the container whose root is ``root``, that ``path`` names once
     every symlink on it is resolved there: an absolute target restarts from the container's
     root, ``..`` never climbs above it (moby's FollowSymlinkInScope). Components that do not
@@ -107,7 +107,7 @@ def resolve(root: int, path: str, follow_last: bool = True) -> str:
     container swaps in meanwhile still resolves inside it. ELOOP past MAX_LINKS links."""
     todo = [p for p in path.split("/") if p]
     done: list[str] = []
-    links = 0
+    links, missing = 0, False
     while todo:
         part = todo.pop(0)
         if part == ".":
@@ -116,15 +116,15 @@ def resolve(root: int, path: str, follow_last: bool = True) -> str:
             if done:
                 done.pop()
             continue
-        if not todo and not follow_last:
+        if missing:              # below a missing component nothing is a link: taken as written
             done.append(part)
-            break
+            continue
         try:
             fd = openat2(root, "/".join(done + [part]), os.O_PATH | os.O_NOFOLLOW, _RESOLVE)
         except (FileNotFoundError, NotADirectoryError):
             done.append(part)
-            done += [p for p in todo if p != "."]   # the rest cannot be links: taken as written
-            break
+            missing = True
+            continue
         try:
             if not stat.S_ISLNK(os.fstat(fd).st_mode):
                 done.append(part)

@@ -189,3 +189,28 @@ def test_same_as_docker(h: Hoist, dockerd: Dockerd, tmp_path: Path) -> None:
     words_of = ("mounted volume is marked read-only", "container rootfs is marked read-only")
     for (_, our_err), (_, their_err), words in zip(ours[3], theirs[3], words_of, strict=True):
         assert words in our_err and words in their_err
+
+
+def test_resolve_stays_in_the_root(tmp_path: Path) -> None:
+    """``runtime.cp.resolve``, the resolver ``cp -L`` and the read-only checks use, on a plain
+    directory standing in for a container's root."""
+    from runtime.cp import CopyError, resolve
+
+    root = tmp_path / "root"
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "abs").symlink_to("/b")
+    (root / "b" / "up").symlink_to("../../../../..")
+    (root / "b" / "c" / "rel").symlink_to("../up/b/c")
+    (root / "loop").symlink_to("loop")
+    (root / "host").symlink_to(tmp_path)          # a host path: names the same path inside the root
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        cases = {"/abs": "/b", "/abs/up": "/", "/abs/up/../../b": "/b", "/b/c/rel": "/b/c",
+                 "/b/c/rel/../../abs/c": "/b/c", "/missing/x/../y": "/missing/y", "/abs/missing/..": "/b",
+                 "": "/", "/..": "/", str(tmp_path / "x"): str(tmp_path / "x"),
+                 "/host/root": str(tmp_path / "root")}
+        assert {path: resolve(fd, path) for path in cases} == cases
+        with pytest.raises(CopyError, match="too many levels of symbolic links"):
+            resolve(fd, "/loop")
+    finally:
+        os.close(fd)
