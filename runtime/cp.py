@@ -480,13 +480,26 @@ def check_writable(spec: ContainerSpec, path: str) -> None:
         raise CopyError("container rootfs is marked read-only")
 
 
-def in_stopped(container: Container, work: Callable[[int], None]) -> None:
+def in_stopped(container: Container, work: Callable[[int], None]) -> bool:
     """Run ``work(root)`` with ``root`` a descriptor of the stopped ``container``'s file system
     as it runs it: the root file system (overlay of its layers and upper dir, or its copy), its
     new volumes filled from the image as a start would, its volumes and binds (read-only ones
     read-only) and its /etc files on their targets; tmpfs mounts are not there (nothing is,
     between runs). All of it in a private mount namespace of a forked child, gone with it.
-    What ``work`` raises (CopyError, OSError) is raised here again."""
+    What ``work`` raises (CopyError, OSError) is raised here again. False (nothing done) when
+    the container turns out to have a live monitor (it started meanwhile, or restarts):
+    ``lifecycle.fs_lock`` is held throughout, so no start mounts its root meanwhile."""
+    from runtime.lifecycle import fs_lock
+
+    with fs_lock(container):
+        _, state = container.status()
+        if container.monitor_alive(state):
+            return False
+        _in_stopped_locked(container, work)
+    return True
+
+
+def _in_stopped_locked(container: Container, work: Callable[[int], None]) -> None:
     import json
 
     r, w = os.pipe()

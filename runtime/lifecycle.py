@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from runtime.spec import (
     read_env_file,
     working_dir,
 )
+from storage.fsutil import file_lock
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -302,8 +304,9 @@ class Runtime:
             with _SignalProxy(self._forwarder(container) if sig_proxy else None):
                 monitor = 0
                 if start:
-                    ready_r, monitor = self._spawn_logged_pid(container, False, 0 if interactive else None)
-                    self._await_ready(container, ready_r)
+                    with fs_lock(container):
+                        ready_r, monitor = self._spawn_logged_pid(container, False, 0 if interactive else None)
+                        self._await_ready(container, ready_r)
                 else:
                     status, state = container.status()
                     if status != "running":
@@ -370,8 +373,9 @@ class Runtime:
     def start_detached(self, container: Container, stdin: int | None = None) -> None:
         """Start with output to the container's log (stdin from ``stdin``, default /dev/null);
         return once the command runs (or raise StartFailed with docker's exit code)."""
-        ready_r, _ = self._spawn_logged_pid(container, False, stdin)
-        self._await_ready(container, ready_r)
+        with fs_lock(container):
+            ready_r, _ = self._spawn_logged_pid(container, False, stdin)
+            self._await_ready(container, ready_r)
 
     def _spawn_logged(self, container: Container, attach_first: bool) -> int:
         """A monitor in the background with output to the log; returns the ready pipe to read."""
@@ -522,20 +526,21 @@ class Runtime:
         (``run -it``, ``start -ai``). Raises tty.Detached on the detach keys."""
         from runtime import tty
 
-        ready_r = self._spawn_logged(container, attach_first=True)
-        try:
-            sock = self._connect_console(container, ready_r)
-        except BaseException:
-            os.close(ready_r)
-            raise
-        try:
-            # the first frame, which the monitor waits for before the command starts: the size
-            # the console starts with (0 x 0: the caller has no terminal to take it from)
-            sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
-            self._await_ready(container, ready_r)
-        except BaseException:
-            sock.close()
-            raise
+        with fs_lock(container):
+            ready_r = self._spawn_logged(container, attach_first=True)
+            try:
+                sock = self._connect_console(container, ready_r)
+            except BaseException:
+                os.close(ready_r)
+                raise
+            try:
+                # the first frame, which the monitor waits for before the command starts: the size
+                # the console starts with (0 x 0: the caller has no terminal to take it from)
+                sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
+                self._await_ready(container, ready_r)
+            except BaseException:
+                sock.close()
+                raise
         code = tty.attach_client(sock, interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
         if code is None:
             _, state = container.status()
@@ -839,6 +844,15 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
     _, status = os.waitpid(grandchild, 0)
     os._exit(exit_code_of(status))
+
+
+@contextlib.contextmanager
+def fs_lock(container: Container) -> Iterator[None]:
+    """Held from a start's spawn until its monitor says the command runs (its root is mounted
+    then), and by ``cp`` while it has a stopped container's root mounted (``runtime.cp``): the
+    two never mount one upper dir at once (docker holds the container's lock for a copy too)."""
+    with file_lock(container.path / ".fs.lock"):
+        yield
 
 
 class _SignalProxy:

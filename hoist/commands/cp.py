@@ -73,13 +73,13 @@ def _in_container(name: str, make_work: Callable[[Container], Callable[[int], No
     try:
         container = ContainerStore(paths.containers_dir()).get(name)
         work = make_work(container)
-        status, _ = container.status()
-        if status == "restarting":
-            raise UserError(f"container {container.name} is restarting, wait until it is running")
         pid = container.init_pid()
         if not pid:
-            cp.in_stopped(container, work)
-            return 0
+            if cp.in_stopped(container, work):
+                return 0
+            pid = container.init_pid()      # it started meanwhile
+        if not pid:
+            raise UserError(f"container {container.name} is starting or restarting, wait until it is running")
         root = cp.container_root(pid)
         try:
             work(root)
