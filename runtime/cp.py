@@ -12,20 +12,37 @@ are skipped. docker's rules for names: a file onto a missing path is created the
 directory goes inside it; a directory onto a missing path becomes it, onto a directory goes
 inside it, and ``SRC/.`` copies its contents. Without ``archive`` everything copied is owned by
 the caller (host side) or by root (container side), as docker's ``cp`` without ``-a``.
+
+``follow_link`` (``cp -L``): a source that is itself a symlink is copied as what it points to,
+under the link's name (docker's rebase); inside a container the link is resolved inside its
+root (``resolve``), so a link to ``/etc/shadow`` is the container's, never the host's.
+
+A stopped container (created or exited) has no PID 1 to lend its root: ``in_stopped`` builds the
+same view, its root file system (overlay or copy) with its volumes and /etc files bound on, in a
+private mount namespace of a forked child, and copies there; nothing of it is visible on the
+host. Into a container, docker's refusals hold: a path under a read-only volume ("mounted volume
+is marked read-only"), or outside every volume of a ``--read-only`` container ("container rootfs
+is marked read-only").
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from runtime.errors import SetupError
 from storage.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 from storage.tree import DIR_FLAGS, copy_meta, copy_node
 
+if TYPE_CHECKING:
+    from runtime.containers import Container
+    from runtime.spec import ContainerSpec
+
 _RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 MAX_DEPTH = 512
+MAX_LINKS = 40     # the kernel's bound on symlinks in one lookup (ELOOP past it)
 
 
 class CopyError(SetupError):
@@ -52,10 +69,15 @@ def _lstat(parent: int, name: str) -> os.stat_result | None:
         return None
 
 
-def copy(src_root: int | None, src: str, dst_root: int | None, dst: str, archive: bool = False) -> None:
-    """Copy ``src`` (inside ``src_root``, or on the host when None) to ``dst`` (likewise)."""
+def copy(src_root: int | None, src: str, dst_root: int | None, dst: str, archive: bool = False,
+         follow_link: bool = False) -> None:
+    """Copy ``src`` (inside ``src_root``, or on the host when None) to ``dst`` (likewise);
+    ``follow_link``: a symlink ``src`` is copied as its target, under its own name."""
     contents_only = src.endswith("/.")
     src_parent_path, src_name = _split(src[:-2] if contents_only else src)
+    as_name = src_name
+    if follow_link and not contents_only and src_name:
+        src_parent_path, src_name = _split(_follow(src_root, src))
     try:
         sparent = _open_dir(src_root, src_parent_path)
     except OSError as e:
@@ -64,13 +86,63 @@ def copy(src_root: int | None, src: str, dst_root: int | None, dst: str, archive
         st = _lstat(sparent, src_name) if src_name else os.fstat(sparent)
         if st is None:
             raise CopyError(f"could not find the file {src} in the {'container' if src_root is not None else 'host'}")
-        _copy_to(sparent, src_name, st, dst_root, dst, archive, contents_only)
+        _copy_to(sparent, src_name, st, dst_root, dst, archive, contents_only, as_name)
     finally:
         os.close(sparent)
 
 
+def _follow(root: int | None, path: str) -> str:
+    """``path`` with its symlinks, the last one included, resolved: on the host as the host
+    resolves them (docker's client trusts its own side), inside the container within its root."""
+    if root is None:
+        return os.path.realpath(path)
+    return resolve(root, path)
+
+
+def resolve(root: int, path: str) -> str:
+    """The absolute path, inside the container whose root is ``root``, that ``path`` names once
+    every symlink on it is resolved there: an absolute target restarts from the container's
+    root, ``..`` never climbs above it (moby's FollowSymlinkInScope). Components that do not
+    exist are kept as they are. Each step is looked up by openat2 within the root, so a link the
+    container swaps in meanwhile still resolves inside it. ELOOP past MAX_LINKS links."""
+    todo = [p for p in path.split("/") if p]
+    done: list[str] = []
+    links, missing = 0, False
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        if missing:              # below a missing component nothing is a link: taken as written
+            done.append(part)
+            continue
+        try:
+            fd = openat2(root, "/".join(done + [part]), os.O_PATH | os.O_NOFOLLOW, _RESOLVE)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(part)
+            missing = True
+            continue
+        try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                done.append(part)
+                continue
+            target = os.readlink("", dir_fd=fd)
+        finally:
+            os.close(fd)
+        links += 1
+        if links > MAX_LINKS:
+            raise CopyError(f"too many levels of symbolic links in {path}")
+        if target.startswith("/"):
+            done = []
+        todo = [p for p in target.split("/") if p] + todo
+    return "/" + "/".join(done)
+
+
 def _copy_to(sparent: int, name: str, st: os.stat_result, dst_root: int | None, dst: str, archive: bool,
-             contents_only: bool) -> None:
+             contents_only: bool, as_name: str) -> None:
     is_dir = stat.S_ISDIR(st.st_mode)
     if contents_only and not is_dir:
         raise CopyError("source content ('/.') is only for a directory")
@@ -87,7 +159,7 @@ def _copy_to(sparent: int, name: str, st: os.stat_result, dst_root: int | None, 
                 if is_dir and contents_only:
                     _copy_contents(sparent, name, into, archive)
                 else:
-                    _copy_entry(sparent, name, st, into, name or "root", archive)
+                    _copy_entry(sparent, name, st, into, as_name or name or "root", archive)
             finally:
                 os.close(into)
             return
@@ -219,19 +291,23 @@ def container_root(pid: int) -> int:
 
 # -- tar streams (``hoist cp CONTAINER:PATH -`` and ``hoist cp - CONTAINER:DIR``) ------------------
 
-def tar_out(root: int, src: str, out: IO[bytes]) -> None:
+def tar_out(root: int, src: str, out: IO[bytes], follow_link: bool = False) -> None:
     """``src`` inside ``root`` (a file, a link or a tree) as a tar on ``out``, named from its
-    base name as docker names it; read by descriptors, links never followed."""
+    base name as docker names it; read by descriptors, links never followed (but ``src``
+    itself with ``follow_link``: its target, resolved inside ``root``, under its name)."""
     import tarfile
 
     parent_path, name = _split(src)
+    top = name or "root"
+    if follow_link and name:
+        parent_path, name = _split(resolve(root, src))
     parent = _open_dir(root, parent_path)
     try:
         st = _lstat(parent, name) if name else os.fstat(parent)
         if st is None:
             raise CopyError(f"could not find the file {src} in the container")
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            todo: list[tuple[int, str, str, os.stat_result]] = [(os.dup(parent), name, name or "root", st)]
+            todo: list[tuple[int, str, str, os.stat_result]] = [(os.dup(parent), name, top, st)]
             while todo:
                 dfd, entry, arcname, est = todo.pop()
                 try:
@@ -364,3 +440,140 @@ def _mkdirs(base: int, path: str) -> int:
         os.close(fd)
         fd = child
     return fd
+
+
+# -- docker's refusals, and the root of a stopped container ---------------------------------------
+
+def extraction_dir(root: int, dst: str) -> str:
+    """The directory inside the container that a copy to ``dst`` writes in (resolved there):
+    ``dst`` when it is a directory, else its parent (the copy makes or replaces ``dst`` there)."""
+    parent, name = _split(dst)
+    where = resolve(root, parent)
+    if not name:
+        return where
+    try:
+        fd = openat2(root, f"{where}/{name}".lstrip("/"), os.O_PATH | os.O_NOFOLLOW, _RESOLVE)
+    except OSError:
+        return where
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return f"{where.rstrip('/')}/{name}" if is_dir else where
+
+
+def check_writable(spec: ContainerSpec, path: str) -> None:
+    """docker's rule for a copy into the container directory ``path`` (resolved): the volume it
+    is under (the innermost) must be writable; outside every volume, the root file system must
+    not be ``--read-only``. Raises CopyError with docker's words."""
+    inner = None
+    for vol in spec.volumes:
+        target = "/" + vol.target.strip("/")
+        if path == target or path.startswith(target.rstrip("/") + "/"):
+            if inner is None or len(target) > len("/" + inner.target.strip("/")):
+                inner = vol
+    if inner is not None:
+        if inner.readonly:
+            raise CopyError("mounted volume is marked read-only")
+        return
+    if spec.read_only:
+        raise CopyError("container rootfs is marked read-only")
+
+
+def in_stopped(container: Container, work: Callable[[int], None]) -> bool:
+    """Run ``work(root)`` with ``root`` a descriptor of the stopped ``container``'s file system
+    as it runs it: the root file system (overlay of its layers and upper dir, or its copy), its
+    new volumes filled from the image as a start would, its volumes and binds (read-only ones
+    read-only) and its /etc files on their targets; tmpfs mounts are not there (nothing is,
+    between runs). All of it in a private mount namespace of a forked child, gone with it.
+    What ``work`` raises (CopyError, OSError) is raised here again. False (nothing done) when
+    the container turns out to have a live monitor (it started meanwhile, or restarts):
+    ``lifecycle.fs_lock`` is held throughout, so no start mounts its root meanwhile."""
+    from runtime.lifecycle import fs_lock
+
+    with fs_lock(container):
+        _, state = container.status()
+        if container.monitor_alive(state):
+            return False
+        _in_stopped_locked(container, work)
+    return True
+
+
+def _in_stopped_locked(container: Container, work: Callable[[int], None]) -> None:
+    import json
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code, report = 1, b""
+        try:
+            os.close(r)
+            root = _mount_stopped(container)
+            try:
+                work(root)
+            finally:
+                os.close(root)
+            code = 0
+        except CopyError as e:
+            report = json.dumps({"copy": str(e)}).encode()
+        except OSError as e:
+            report = json.dumps({"errno": e.errno, "strerror": e.strerror,
+                                 "filename": None if e.filename is None else str(e.filename)}).encode()
+        except BaseException as e:
+            report = json.dumps({"copy": f"{type(e).__name__}: {e}"}).encode()
+        finally:
+            import sys
+
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except BaseException:
+                    code = code or 1
+            try:
+                os.write(w, report)
+            finally:
+                os._exit(code)
+    os.close(w)
+    try:
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if chunks:
+        doc = json.loads(b"".join(chunks))
+        if "copy" in doc:
+            raise CopyError(doc["copy"])
+        raise OSError(doc["errno"], doc["strerror"], doc["filename"])
+    if status != 0:
+        raise CopyError(f"the copy in container {container.name} failed (status {status})")
+
+
+def _mount_stopped(container: Container) -> int:
+    """In this (forked) process: a private mount namespace with the container's view on its
+    rootfs directory; a descriptor of it."""
+    from runtime import linux, mounts, volumes
+    from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
+    from runtime.snapshots import RootfsPlan
+
+    spec = container.spec
+    linux.unshare(linux.CLONE_NEWNS)
+    mounts.make_private()
+    root = str(container.path / "rootfs")
+    plan = RootfsPlan.from_json(spec.rootfs)
+    if plan.kind == "overlay":
+        mounts.mount_overlay(root, plan.cwd, plan.options)
+    else:
+        mounts.mount_rootfs_copy(root, plan.copy)
+    for vol in spec.volumes:
+        if vol.populate and vol.tmpfs is None:
+            volumes.populate(root, vol.target, vol.source)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        if (container.path / name).is_file():
+            mounts.bind_into(root, str(container.path / name), f"/etc/{name}", MS_NODEV | MS_NOSUID | MS_NOEXEC)
+    for vol in spec.volumes:
+        if vol.tmpfs is None:
+            mounts.bind_into(root, vol.source, vol.target,
+                             MS_NODEV | MS_NOSUID | (MS_RDONLY if vol.readonly else 0))
+    return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

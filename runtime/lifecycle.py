@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from runtime.spec import (
     read_env_file,
     working_dir,
 )
+from storage.fsutil import file_lock
 
 if TYPE_CHECKING:
     from runtime.unpack import Limits as UnpackLimits
@@ -51,6 +53,12 @@ _PKG_PARENT = str(Path(__file__).resolve().parent.parent)
 _MONITOR = ("import sys; sys.path.insert(0, sys.argv[1]); from runtime.init import main; "
             "sys.exit(main(sys.argv[2:]))")
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# docker's --sig-proxy (cli ForwardAllSignals): every signal the client gets goes to the container
+# but SIGCHLD, SIGPIPE and SIGURG; SIGKILL and SIGSTOP cannot be caught, and the hardware faults
+# (SIGSEGV, SIGBUS, SIGFPE, SIGILL) stay the interpreter's own: a real one would loop forever.
+_NOT_PROXIED = frozenset({signal.SIGCHLD, signal.SIGPIPE, signal.SIGURG, signal.SIGKILL, signal.SIGSTOP,
+                          signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
+_AS_OUTPUT = -1   # the monitor's stderr: what its stdout is (None: the caller's own)
 _HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
           "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
@@ -224,7 +232,7 @@ class Runtime:
         return [sys.executable, "-I", "-S", "-c", _MONITOR, _PKG_PARENT, str(container.path), *extra]
 
     def _spawn_monitor(self, container: Container, ready_fd: int | None, stdin: int | None,
-                       output: int | None, attach_first: bool = False) -> int:
+                       output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT) -> int:
         """Start the monitor in its own session; returns its pid. A single-threaded caller (the
         CLI) forks, which saves a Python start-up; anything else re-executes Python."""
         # _thread's count covers threads started either way (threading, or _thread directly);
@@ -234,26 +242,116 @@ class Runtime:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _monitor_child(container, ready_fd, stdin, output, attach_first)
+                _monitor_child(container, ready_fd, stdin, output, attach_first, errput)
             return pid
         import subprocess
 
         extra: tuple[str, ...] = (str(ready_fd),) if ready_fd is not None else ()
         extra += ("--attach-first",) if attach_first else ()
         proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
-                                stdin=stdin, stdout=output, stderr=output,
+                                stdin=stdin, stdout=output, stderr=output if errput == _AS_OUTPUT else errput,
                                 pass_fds=(ready_fd,) if ready_fd is not None else ())
         return proc.pid
 
-    def run_foreground(self, container: Container, interactive: bool = False) -> int:
-        """Start and wait; signals to the caller are passed on. Returns the exit code."""
-        devnull = None if interactive else os.open(os.devnull, os.O_RDONLY)
+    def run_foreground(self, container: Container, interactive: bool = False,
+                       streams: frozenset[str] | None = None, sig_proxy: bool = True) -> int:
+        """Start and wait, the output on the caller's; returns the exit code. ``streams``
+        (``run -a``): the attached ones of stdout and stderr, the others to /dev/null (this path
+        keeps no log: ``attached`` is the one that logs). ``sig_proxy``: the caller's signals
+        go to the container (docker's --sig-proxy); else they are the caller's own."""
+        streams = frozenset(("stdout", "stderr")) if streams is None else streams
+        container.update_state(output="caller")   # no log of this run: nothing for `attach`
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            pid = self._spawn_monitor(container, None, devnull, None)
+            pid = self._spawn_monitor(container, None, None if interactive else devnull,
+                                      None if "stdout" in streams else devnull,
+                                      errput=None if "stderr" in streams else devnull)
         finally:
-            if devnull is not None:
-                os.close(devnull)
-        return _wait_forwarding(pid)
+            os.close(devnull)
+        with _SignalProxy(self._forwarder(container, pid) if sig_proxy else None):
+            _, status = os.waitpid(pid, 0)
+        return exit_code_of(status)
+
+    def _forwarder(self, container: Container, monitor_pid: int = 0) -> Any:
+        """A signal handler that does what docker's client does with a signal it gets: kill the
+        container with it (``Runtime.kill``: PID 1, a paused one thawed). Before PID 1 runs, the
+        monitor gets the signals it passes on itself."""
+        def forward(sig: int, _frame: object) -> None:
+            try:
+                self.kill(container, sig)
+                return
+            except (RuntimeFailure, OSError, ValueError):
+                pass
+            if monitor_pid and sig in _PROXIED:
+                _kill_quiet(monitor_pid, sig)
+        return forward
+
+    def attached(self, container: Container, streams: frozenset[str], interactive: bool = False,
+                 sig_proxy: bool = True, start: bool = True) -> int:
+        """``run -a``/``start -a`` (``start``) and ``attach`` of a container without a TTY: the
+        container runs as a detached one does, every stream into its log, and the caller shows
+        the attached streams of this run from the log as they come, so an unattached stream is
+        still in ``hoist logs`` and the container outlives a caller that goes (``--sig-proxy=false``
+        and a signal). With ``interactive`` (and ``start``) the container reads the caller's stdin.
+        The exit code is the run's (for a container another process started: as the state says)."""
+        from runtime.logfile import LogConfig, LogReader
+
+        if LogConfig.from_json(container.spec.log).driver == "none":
+            if not start:
+                raise SetupError(f"container {container.name} keeps no log (--log-driver none): "
+                                 f"there is no output to attach to")
+            return self.run_foreground(container, interactive, streams, sig_proxy)
+        reader = LogReader(container.path)
+        reader.read()    # what earlier runs wrote is not this run's
+        try:
+            with _SignalProxy(self._forwarder(container) if sig_proxy else None):
+                monitor = 0
+                if start:
+                    with fs_lock(container):
+                        ready_r, monitor = self._spawn_logged_pid(container, False, 0 if interactive else None)
+                        self._await_ready(container, ready_r)
+                else:
+                    status, state = container.status()
+                    if status != "running":
+                        raise ContainerRunning(f"container {container.name} is not running")
+                    if state.get("output") == "caller":
+                        raise SetupError(f"container {container.name} writes to the terminal of the "
+                                         f"`hoist run` that started it: it keeps no log to attach to")
+                return self._follow(container, reader, streams, monitor)
+        finally:
+            reader.close()
+
+    def _follow(self, container: Container, reader: Any, streams: frozenset[str], monitor: int) -> int:
+        """Replay the run's records of ``streams`` until it ends; its exit code. ``monitor``: the
+        caller's own child, whose exit status is the code even once ``--rm`` removed the state."""
+        out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+        started = container.state().get("started_at")
+
+        def drain() -> None:
+            for record in reader.read():
+                if record.stream in streams:
+                    stream = out.get(record.stream, sys.stdout.buffer)
+                    stream.write(record.data)
+            for stream in out.values():
+                stream.flush()
+
+        while True:
+            if monitor:
+                pid, wstatus = os.waitpid(monitor, os.WNOHANG)
+                if pid:
+                    drain()   # the monitor ends after the run's every record is written
+                    return exit_code_of(wstatus)
+            status, state = container.status()
+            gone = not container.path.exists()
+            if gone and monitor:   # --rm: the state went with the folder, the monitor is ending
+                _, wstatus = os.waitpid(monitor, 0)
+                drain()
+                return exit_code_of(wstatus)
+            done = gone or status != "running" or state.get("started_at") != started
+            drain()
+            if done:
+                return int(state.get("exit_code", 0 if gone else 255))
+            time.sleep(0.02)
 
     def start_captured(self, container: Container, output: int) -> int:
         """Start with stdin from /dev/null and stdout and stderr on ``output``; returns the
@@ -275,24 +373,32 @@ class Runtime:
             return exit_code_of(status)
         return _wait_forwarding(pid)
 
-    def start_detached(self, container: Container) -> None:
-        """Start with output to the container's log; return once the command runs (or raise
-        StartFailed with docker's exit code)."""
-        ready_r = self._spawn_logged(container, attach_first=False)
-        self._await_ready(container, ready_r)
+    def start_detached(self, container: Container, stdin: int | None = None) -> None:
+        """Start with output to the container's log (stdin from ``stdin``, default /dev/null);
+        return once the command runs (or raise StartFailed with docker's exit code)."""
+        with fs_lock(container):
+            ready_r, _ = self._spawn_logged_pid(container, False, stdin)
+            self._await_ready(container, ready_r)
 
     def _spawn_logged(self, container: Container, attach_first: bool) -> int:
         """A monitor in the background with output to the log; returns the ready pipe to read."""
+        return self._spawn_logged_pid(container, attach_first)[0]
+
+    def _spawn_logged_pid(self, container: Container, attach_first: bool,
+                          stdin: int | None = None) -> tuple[int, int]:
+        """(the ready pipe to read, the monitor's pid): output to the log, stdin from ``stdin``
+        (default /dev/null)."""
+        container.update_state(output="log")
         ready_r, ready_w = os.pipe()
         log = os.open(container.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._spawn_monitor(container, ready_w, devnull, log, attach_first)
+            pid = self._spawn_monitor(container, ready_w, devnull if stdin is None else stdin, log, attach_first)
         finally:
             os.close(log)
             os.close(devnull)
         os.close(ready_w)
-        return ready_r
+        return ready_r, pid
 
     def _await_ready(self, container: Container, ready_r: int) -> None:
         try:
@@ -397,7 +503,7 @@ class Runtime:
 
     # -- start, restart, wait, pause, update (the lifecycle verbs) ---------------------------------
     def start(self, container: Container, attach: bool = False, interactive: bool = False,
-              detach_keys: bytes | None = None) -> int | None:
+              detach_keys: bytes | None = None, sig_proxy: bool = True) -> int | None:
         """Start a created or exited container again: same root and upper dir, fresh cgroups.
         Detached unless ``attach``; attached, returns the exit code (None when detached)."""
         status, _ = container.status()
@@ -413,8 +519,8 @@ class Runtime:
         container.update_state(manually_stopped=False, restart_count=0, paused=False, error="")
         if attach and spec.tty:
             return self.start_attached(container, interactive, detach_keys)
-        if attach:
-            return self.run_foreground(container, interactive=interactive)
+        if attach:   # docker's start -a: stdout and stderr, the signals proxied
+            return self.attached(container, frozenset(("stdout", "stderr")), interactive, sig_proxy)
         self.start_detached(container)
         return None
 
@@ -423,59 +529,44 @@ class Runtime:
         (``run -it``, ``start -ai``). Raises tty.Detached on the detach keys."""
         from runtime import tty
 
-        ready_r = self._spawn_logged(container, attach_first=True)
-        try:
-            sock = self._connect_console(container, ready_r)
-        except BaseException:
-            os.close(ready_r)
-            raise
-        try:
-            # the first frame, which the monitor waits for before the command starts: the size
-            # the console starts with (0 x 0: the caller has no terminal to take it from)
-            sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
-            self._await_ready(container, ready_r)
-        except BaseException:
-            sock.close()
-            raise
+        with fs_lock(container):
+            ready_r = self._spawn_logged(container, attach_first=True)
+            try:
+                sock = self._connect_console(container, ready_r)
+            except BaseException:
+                os.close(ready_r)
+                raise
+            try:
+                # the first frame, which the monitor waits for before the command starts: the size
+                # the console starts with (0 x 0: the caller has no terminal to take it from)
+                sock.sendall(tty.size_frame(tty.get_size(0) or tty.get_size(1) or (0, 0)))
+                self._await_ready(container, ready_r)
+            except BaseException:
+                sock.close()
+                raise
         code = tty.attach_client(sock, interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
         if code is None:
             _, state = container.status()
             code = int(state.get("exit_code", 255))
         return code
 
-    def run_following(self, container: Container) -> int:
+    def run_following(self, container: Container, streams: frozenset[str] | None = None,
+                      sig_proxy: bool = True) -> int:
         """Foreground ``run`` with a restart policy, as docker's: the caller sees the first run's
-        output (from the log) and gets its exit code; the restarts go on in the background. The
-        caller's signals go to the command."""
-        self.start_detached(container)
-        started = container.state().get("started_at")
-        def forward(sig: int, _frame: object) -> None:
-            pid = container.init_pid()
-            if pid > 0:
-                _kill_quiet(pid, sig)
-
+        output (from the log; ``streams`` of it) and gets its exit code; the restarts go on in
+        the background. The caller's signals go to the command (unless not ``sig_proxy``)."""
         from runtime.logfile import LogReader
 
-        previous = {sig: signal.signal(sig, forward) for sig in _PROXIED}
-        # The run's records, each replayed to the stream it came from; the monitor writes the
-        # state (exited, restarting) only once every record of the run is in the log.
-        streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+        streams = frozenset(("stdout", "stderr")) if streams is None else streams
         reader = LogReader(container.path)
         try:
-            while True:
-                status, state = container.status()
-                done = status != "running" or state.get("started_at") != started
-                for record in reader.read():
-                    streams.get(record.stream, sys.stdout.buffer).write(record.data)
-                for stream in streams.values():
-                    stream.flush()
-                if done:
-                    return int(state.get("exit_code", 255))
-                time.sleep(0.05)
+            with _SignalProxy(self._forwarder(container) if sig_proxy else None):
+                self.start_detached(container)
+                # The run's records, each replayed to the stream it came from; the monitor writes
+                # the state (exited, restarting) only once every record of the run is in the log.
+                return self._follow(container, reader, streams, 0)
         finally:
             reader.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _connect_console(self, container: Container, ready_r: int) -> socket.socket:
         """Connect to the console a starting monitor is about to serve; StartFailed when the
@@ -494,21 +585,26 @@ class Runtime:
                 self._await_ready(container, ready_r)   # raises: the monitor answered without a console
                 raise StartFailed(f"container {container.id[:12]} has no console")
 
-    def attach(self, container: Container, detach_keys: bytes | None = None) -> int | None:
-        """``hoist attach``: the caller's terminal on a running ``-t`` container's console."""
+    def attach(self, container: Container, detach_keys: bytes | None = None, sig_proxy: bool = True,
+               stdin: bool = True) -> int | None:
+        """``hoist attach``: the caller's terminal on a running ``-t`` container's console; on
+        one without a TTY, its output from now on (from its log) with the caller's signals
+        proxied to it unless not ``sig_proxy`` (docker proxies none to a TTY: ^C is a key there)."""
         from runtime import tty
 
-        status, _ = container.status()
+        status, state = container.status()
         if status != "running":
             raise ContainerRunning(f"container {container.name} is not running")
+        if state.get("paused"):
+            raise ContainerRunning(f"cannot attach to a paused container {container.name}, unpause it first")
         if not container.spec.tty:
-            raise SetupError(f"container {container.name} has no TTY (attach works with containers run with "
-                             f"-t; see hoist logs -f for the output of others)")
+            return self.attached(container, frozenset(("stdout", "stderr")), sig_proxy=sig_proxy, start=False)
         try:
             sock = tty.connect(container.path)
         except OSError as e:
             raise SetupError(f"cannot attach to {container.name}: {e.strerror or e}") from None
-        return tty.attach_client(sock, container.spec.interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
+        return tty.attach_client(sock, container.spec.interactive and stdin,
+                                 detach_keys=detach_keys or tty.DETACH_KEYS)
 
     def restart(self, container: Container, timeout: float = 10.0) -> None:
         self.stop(container, timeout)
@@ -643,16 +739,23 @@ def _check_user(user: str) -> None:
 
 
 def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None,
-                   output: int | None, attach_first: bool = False) -> None:
+                   output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT) -> None:
     """The forked monitor: a new session, its own stdio, then ``runtime.init``. Never returns."""
     code = 125
     try:
         os.setsid()
-        for fd, target in ((stdin, 0), (output, 1), (output, 2)):
+        for fd, target in ((stdin, 0), (output, 1), (output if errput == _AS_OUTPUT else errput, 2)):
             if fd is not None:
                 os.dup2(fd, target)
-        for sig in _PROXIED:
-            signal.signal(sig, signal.SIG_DFL)
+        # The caller's handlers (its signal proxy among them) are not the monitor's, and what it
+        # ignores (--sig-proxy=false) must not stay ignored through exec into the container;
+        # SIGPIPE and SIGXFSZ stay as Python has them (container_main resets them before exec).
+        for sig in signal.valid_signals():
+            if sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if signal.getsignal(sig) != signal.SIG_DFL:
+                    signal.signal(sig, signal.SIG_DFL)
         from runtime import init
 
         code = init.monitor_main(container.path, ready_fd, container, attach_first)
@@ -749,6 +852,60 @@ def _exec_child(init, spec: ContainerSpec, ns_fds: list[int], argv: list[str], e
         signal.signal(sig, lambda s, _f: _kill_quiet(grandchild, s))
     _, status = os.waitpid(grandchild, 0)
     os._exit(exit_code_of(status))
+
+
+@contextlib.contextmanager
+def fs_lock(container: Container) -> Iterator[None]:
+    """Held from a start's spawn until its monitor says the command runs (its root is mounted
+    then), and by ``cp`` while it has a stopped container's root mounted (``runtime.cp``): the
+    two never mount one upper dir at once (docker holds the container's lock for a copy too)."""
+    with file_lock(container.path / ".fs.lock"):
+        yield
+
+
+class _SignalProxy:
+    """While in the block, every signal docker's client proxies goes to ``handler``; the
+    previous handlers come back on the way out. Without a handler (``--sig-proxy=false``) the
+    signals do to the caller what they do to docker's (a Go program): SIGHUP, SIGINT and SIGTERM
+    end it (by that signal), SIGQUIT too (exit 2), the stop signals stop it, the others are
+    ignored; the container lives on either way."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalProxy:
+        for sig in sorted(signal.valid_signals()):
+            if sig in _NOT_PROXIED:
+                continue
+            try:
+                self.previous[sig] = signal.signal(sig, self.handler or _unproxied(sig))
+            except (OSError, ValueError):   # the C library's own (32, 33)
+                continue
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _unproxied(sig: int) -> Any:
+    if sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        return _die_by
+    if sig == signal.SIGQUIT:
+        return lambda _s, _f: os._exit(2)
+    if sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        return signal.SIG_DFL
+    return signal.SIG_IGN
+
+
+def _die_by(sig: int, _frame: object) -> None:
+    """End this process by ``sig`` (what a shell sees as 128+N), what it had written flushed."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
 
 
 def _wait_forwarding(pid: int) -> int:

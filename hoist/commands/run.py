@@ -8,6 +8,7 @@ import os
 import sys
 
 from hoist import paths
+from hoist.commands.attach import add_bool_flag, attach_streams
 from hoist.errors import UserError
 
 
@@ -17,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
+    parser.add_argument("-a", "--attach", action="append", default=[], metavar="STREAM",
+                        help="attach only STDIN, STDOUT or STDERR (repeatable; the others still go "
+                             "to the log)")
+    add_bool_flag(parser, "--sig-proxy", "sig_proxy", True,
+                  "proxy the signals hoist gets to the container (default true; not with -t)")
     parser.add_argument("--pull", default="missing", metavar="POLICY",
                         help="missing (default: pull an image that is not local), always or never")
     parser.add_argument("--restart", default="no", metavar="POLICY",
@@ -107,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         detach_keys = detach_keys_option(args.detach_keys)
     except UserError as e:
         raise UserError(str(e), exit_code=125) from None
+    streams = attach_streams(args.attach)
+    if args.detach and args.attach:
+        raise UserError("Conflicting options: -a and -d")
     from hoist.commands.pull import pull_for_run
 
     pull_for_run(args.image, args.pull)
@@ -148,8 +157,19 @@ def run(args: argparse.Namespace) -> int:
         gc.freeze()
         if not args.detach and args.tty:
             return runtime.start_attached(container, args.interactive, detach_keys)
+        if not args.detach and streams is not None and not streams & {"stdout", "stderr"}:
+            # docker: with neither output attached, the id is printed and run returns once the
+            # container runs (the container reads the caller's stdin with -i)
+            runtime.start_detached(container, stdin=0 if args.interactive else None)
+            print(container.id)
+            return 0
+        shown = frozenset(streams or ("stdout", "stderr"))
         if not args.detach and container.spec.restart and container.spec.restart.get("Name", "no") != "no":
-            return runtime.run_following(container)
+            return runtime.run_following(container, shown, args.sig_proxy)
+        if not args.detach and (streams is not None or not args.sig_proxy):
+            # only some streams shown (the others still logged), or a caller that may go on a
+            # signal while the container lives on: the container writes its log, the caller follows
+            return runtime.attached(container, shown, args.interactive, args.sig_proxy)
         if not args.detach:
             return runtime.run_foreground(container, interactive=args.interactive)
         runtime.start_detached(container)

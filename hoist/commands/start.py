@@ -10,7 +10,9 @@ from hoist.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-a", "--attach", action="store_true", help="attach the output and wait for the exit")
+    parser.add_argument("-a", "--attach", action="store_true",
+                        help="attach the output and wait for the exit; the signals hoist gets go to the "
+                             "container (without -t), as docker's")
     parser.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
     parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
     parser.add_argument("--all-restartable", action="store_true",

@@ -1,5 +1,5 @@
-"""``hoist cp`` both ways with a running container: docker's naming rules, owners (-a), and a
-container's symlinks (absolute, to ``/``, through ``..``) resolved inside it, never on the host."""
+"""``hoist cp`` both ways with a running container (stopped ones: test_cp_follow.py): docker's naming rules,
+owners (-a), and a container's symlinks (absolute, to ``/``, through ``..``) resolved inside it, never on the host."""
 
 from __future__ import annotations
 
@@ -76,13 +76,14 @@ def test_into_the_container(h: Hoist, tmp_path: Path) -> None:
     one_line(h("cp", str(src / "file"), "box:/no/such/dir/", ok=False), "does not exist")
     one_line(h("cp", str(src), str(tmp_path / "y"), ok=False), "must be CONTAINER:PATH")
     h("stop", "-t", "0", "box")
-    one_line(h("cp", str(src / "file"), "box:/d/", ok=False), "is not running")
+    h("cp", str(src / "file"), "box:/d/into-stopped")   # into a stopped one: its upper dir (test_cp_follow)
     # Out of a stopped one: its merged file system, its links still resolved inside it.
     h("cp", "box:/d/up/etc/passwd", str(tmp_path / "pw-stopped"))
     assert (tmp_path / "pw-stopped").read_text() == PASSWD
     h("cp", "box:/d/file", str(tmp_path / "after-stop"))
     assert (tmp_path / "after-stop").read_text() == "host\n"
-    assert [p.name for p in (h.root / "containers").rglob(".cp-*")] == []
+    h("cp", "box:/d/into-stopped", str(tmp_path / "into-stopped"))
+    assert (tmp_path / "into-stopped").read_text() == "host\n"
 
 
 def _run_cp(h: Hoist, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:

@@ -180,11 +180,9 @@ def test_start_ai_attaches_a_tty_container(hoist: Hoist) -> None:
     assert term.wait() == 4
 
 
-def test_attach_needs_a_running_tty_container(hoist: Hoist) -> None:
+def test_attach_needs_a_running_container(hoist: Hoist) -> None:
+    # (attach to one without a TTY follows its output: tests/cli/test_run_attach.py)
     hoist.ok("run", "-d", "--name", "plain", "busybox", "sleep", "600")
-    res = hoist("attach", "plain")
-    err = res.stderr.decode()
-    assert res.returncode == 1 and "has no TTY" in err and len(err.splitlines()) == 1
     hoist.ok("stop", "-t", "0", "plain")
     res = hoist("attach", "plain")
     assert res.returncode == 1 and "is not running" in res.stderr.decode()
