@@ -1,6 +1,9 @@
 """Reading compose YAML safely, and writing the canonical form.
 
-Reading: ``yaml.SafeLoader`` (no Python objects), duplicate keys refused (as compose-go's YAML
+Reading: ``yaml.SafeLoader`` (no Python objects) with YAML 1.2's core schema for plain scalars, as
+compose-go's parser (yaml.v3) reads them: ``on``/``off``/``yes``/``no`` are strings (a service named
+``off``), ``22:22`` is a string and not YAML 1.1's base-60 integer 1342, ``0o17`` is octal; duplicate
+keys refused (as compose-go's YAML
 parser does), the merge tags ``!reset`` and ``!override`` of the Compose Specification kept as
 wrappers for the merge, and bounds for hostile files: the file's size and the number of nodes
 once aliases are expanded (a "billion laughs" file is a few hundred bytes).
@@ -8,6 +11,7 @@ once aliases are expanded (a "billion laughs" file is a few hundred bytes).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,33 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+_YAML11_TYPES = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_TYPES]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0[0-7_]+|[-+]?0o[0-7_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?0b[01_]+)$"),
+    list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits.startswith("0o"):
+        return sign * int(digits[2:], 8)
+    return sign * int(digits, 0) if digits[:2] in ("0x", "0b") else sign * int(digits, 8 if len(digits) > 1
+                                                                              and digits[0] == "0" else 10)
+
+
 def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     out: dict[Any, Any] = {}
@@ -72,6 +103,7 @@ def _tagged(cls: type) -> Any:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor("!reset", _tagged(Reset))
 _Loader.add_constructor("!override", _tagged(Override))
 
