@@ -3,7 +3,7 @@ new image over its image, as ``docker commit`` makes it: the upper directory bec
 layer (``builder.layers.layer_from_upper``; the mount points hoist's init made for /etc/hosts,
 /etc/hostname, /etc/resolv.conf and volumes left out, as docker keeps them in an init layer),
 and the config is the container's (its Env without HOSTNAME, Entrypoint, Cmd, WorkingDir, User,
-Labels) over the image's, with a history entry, and ``-c`` instructions applied to it. A running
+Labels, Healthcheck) over the image's, with a history entry, and ``-c`` instructions applied to it. A running
 container is read as it runs (docker pauses it; hoist has no freezer here): a file changing
 meanwhile fails the commit, cleanly."""
 
@@ -100,6 +100,9 @@ def _config(base: dict[str, Any], spec: Any, diff_id: str, now: str, message: st
     run_config["Labels"] = dict(spec.labels) or None
     if spec.stop_signal != int(signal.SIGTERM) or run_config.get("StopSignal"):
         run_config["StopSignal"] = signal.Signals(spec.stop_signal).name
+    check = (spec.config or {}).get("Healthcheck")
+    if check:
+        run_config["Healthcheck"] = check        # the container's (its --health-* over the image's), as docker's
     config["config"] = {k: v for k, v in run_config.items() if v is not None}
     rootfs = dict(config.get("rootfs") or {"type": "layers"})
     rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [diff_id]

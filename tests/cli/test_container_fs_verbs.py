@@ -106,7 +106,8 @@ def test_top_lists_the_container_processes(h: Hoist) -> None:
 
 
 def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
-    h("run", "--name", "work", "-e", "FOO=bar", "-w", "/work", "--label", "made=by-test", "busybox", "sh", "-c",
+    h("run", "--name", "work", "-e", "FOO=bar", "-w", "/work", "--label", "made=by-test",
+      "--health-cmd", "test -e /work/x", "--health-interval", "5s", "busybox", "sh", "-c",
       "echo committed > /work/x; rm /bin/ls")
     image_id = h("commit", "-m", "my change", "-a", "Jane <jane@example.com>", "work", "team/committed:1").out.strip()
     assert image_id.startswith("sha256:")
@@ -118,6 +119,7 @@ def test_commit_makes_an_image_of_the_changes(h: Hoist) -> None:
     assert "FOO=bar" in config["Env"] and not any(e.startswith("HOSTNAME=") for e in config["Env"])
     assert config["WorkingDir"] == "/work" and config["Labels"] == {"made": "by-test"}
     assert config["Cmd"] == ["sh", "-c", "echo committed > /work/x; rm /bin/ls"]
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /work/x"], "Interval": 5_000_000_000}
     out = h("run", "--rm", "team/committed:1", "sh", "-c", "cat /work/x; echo $FOO; pwd; ls /bin/ls 2>/dev/null || echo gone")
     assert out.out == "committed\nbar\n/work\ngone\n"
     # The init's mount points are not part of the image: a run of it makes them again.
