@@ -54,6 +54,7 @@ from builder.parser.heredoc import parse_marker
 from builder.scope import Scope
 from builder.shell_lex import ShellLex
 from builder.stages import BuildGraph, StageNode
+from storage.duration import format_duration
 
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -516,32 +517,9 @@ def _health_text(health: dict[str, Any]) -> str:
     Retries:0}`` (slices unquoted, durations as time.Duration.String, Retries in decimal)."""
     fields = ["Test:[" + " ".join(health["Test"]) + "]"]
     for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
-        fields.append(f"{key}:{go_duration(health.get(key, 0))}")
+        fields.append(f"{key}:{format_duration(health.get(key, 0))}")
     fields.append(f"Retries:{int(health.get('Retries', 0))}")
     return "{" + " ".join(fields) + "}"
-
-
-def go_duration(ns: int) -> str:
-    """Go's ``time.Duration.String`` of a non-negative duration: ``0s``, ``1.5ms``, ``2m0s``, ``1h0m30s``."""
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size, digits in (("ms", 1_000_000, 6), ("µs", 1_000, 3)):
-            if ns >= size:
-                whole, rem = divmod(ns, size)
-                frac = f"{rem:0{digits}d}".rstrip("0")
-                return f"{whole}.{frac}{unit}" if frac else f"{whole}{unit}"
-        return f"{ns}ns"
-    out = ""
-    seconds, rem = divmod(ns, 1_000_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    frac = f"{rem:09d}".rstrip("0")
-    return out + (f"{seconds}.{frac}s" if frac else f"{seconds}s")
 
 
 def _port_keys(spec: str) -> list[str]:

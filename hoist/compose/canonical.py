@@ -99,8 +99,7 @@ def to_size(value: Any, ctx: Context, service: str | None, key: str) -> str:
 
 
 def to_duration(value: Any, ctx: Context, service: str | None, key: str) -> str:
-    from builder.dispatch import go_duration
-    from storage.duration import DurationError, parse_duration
+    from storage.duration import DurationError, format_duration, parse_duration
 
     try:
         ns = parse_duration(str(value))
@@ -108,7 +107,7 @@ def to_duration(value: Any, ctx: Context, service: str | None, key: str) -> str:
         raise ctx.error(service, key, f"{value!r} is not a duration (e.g. 10s, 1m30s)") from None
     if ns < 0:
         raise ctx.error(service, key, f"{value!r}: a duration must not be negative")
-    return go_duration(ns)
+    return format_duration(ns)
 
 
 def _scalar_text(value: Any) -> str | None:

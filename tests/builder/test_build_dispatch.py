@@ -12,12 +12,12 @@ from builder.dispatch import (
     StageState,
     copy_dest,
     dispatch_stage,
-    go_duration,
     go_quote_list,
     start_stage,
 )
 from builder.dockerfile import parse_dockerfile
 from builder.stages import build_graph
+from storage.duration import format_duration
 
 
 def _dispatch(text: str, build_args: dict[str, str] | None = None) -> StageState:
@@ -144,7 +144,7 @@ HEALTHCHECK --interval=1m30s --timeout=1500us CMD ["/bin/check", "a b"]
                                       (1_000_000_000, "1s"), (90_500_000_000, "1m30.5s"),
                                       (3_600_000_000_000, "1h0m0s")])
 def test_go_duration_strings(ns: int, text: str) -> None:
-    assert go_duration(ns) == text
+    assert format_duration(ns) == text
 
 
 def test_scratch_config_has_working_dir_root_and_image_bases_keep_theirs() -> None:
