@@ -6,10 +6,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from storage.duration import HOUR, MICROSECOND, MILLISECOND, MINUTE, NANOSECOND, SECOND, UNITS, DurationError
+from storage.duration import format_duration
 from storage.duration import parse_duration as parse
 
 MAX, MIN = (1 << 63) - 1, -(1 << 63)
@@ -81,42 +82,27 @@ def test_messages_name_the_text_as_go_does(text: str, message: str) -> None:
     assert str(e.value) == message
 
 
-def go_string(d: int) -> str:
-    """Go's Duration.String(): the shortest form ParseDuration reads back."""
-    if d == 0:
-        return "0s"
-    sign, u = ("-" if d < 0 else ""), abs(d)
-    if u < SECOND:
-        for unit, size in (("ns", 1), ("\u00b5s", MICROSECOND), ("ms", MILLISECOND)):
-            if u < size * 1000:
-                whole, frac = divmod(u, size)
-                digits = f"{frac:0{len(str(size)) - 1}d}".rstrip("0") if size > 1 else ""
-                return f"{sign}{whole}{'.' + digits if digits else ''}{unit}"
-    hours, rest = divmod(u, HOUR)
-    minutes, rest = divmod(rest, MINUTE)
-    seconds, nanos = divmod(rest, SECOND)
-    decimals = f"{nanos:09d}".rstrip("0")
-    out = f"{seconds}{'.' + decimals if decimals else ''}s"
-    if hours or minutes:
-        out = f"{minutes}m{out}"
-    if hours:
-        out = f"{hours}h{out}"
-    return sign + out
-
-
 @given(st.integers(min_value=MIN + 1, max_value=MAX))
 def test_what_go_prints_parses_back(d: int) -> None:
-    assert parse(go_string(d)) == d
+    assert parse(format_duration(d)) == d
 
 
 _PART = st.tuples(st.integers(min_value=0, max_value=10**6), st.sampled_from(sorted(UNITS)))
 
 
+@example([(562048, "h"), (1000000, "h"), (1000000, "h")], "")        # 2562048h: one hour past int64
+@example([(2562047, "h"), (47, "m"), (16, "s"), (854775807, "ns")], "")  # exactly the largest
+@example([(2562047, "h"), (47, "m"), (16, "s"), (854775808, "ns")], "-")  # exactly the smallest
 @given(st.lists(_PART, min_size=1, max_size=6), st.sampled_from(["", "+", "-"]))
 def test_integer_parts_sum_exactly(parts: list[tuple[int, str]], sign: str) -> None:
     text = sign + "".join(f"{n}{unit}" for n, unit in parts)
     total = sum(n * UNITS[unit] for n, unit in parts)
-    assert parse(text) == (-total if sign == "-" else total)
+    want = -total if sign == "-" else total
+    if not MIN <= want <= MAX:            # Go: past int64 nanoseconds (~2562047h) is invalid
+        with pytest.raises(DurationError, match="invalid duration"):
+            parse(text)
+    else:
+        assert parse(text) == want
 
 
 @given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=10**9 - 1),
