@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("hoist.commands.login", "Store credentials for a registry"),
     "logout": ("hoist.commands.logout", "Forget credentials for a registry"),
     "run": ("hoist.commands.run", "Run a command in a new container"),
+    "create": ("hoist.commands.create", "Create a new container (start runs it)"),
     "ps": ("hoist.commands.ps", "List containers"),
     "stop": ("hoist.commands.stop", "Stop running containers"),
     "kill": ("hoist.commands.kill", "Send a signal to running containers"),

@@ -6,23 +6,26 @@ import argparse
 import gc
 import os
 import sys
+from typing import Any
 
 from hoist import paths
 from hoist.commands.attach import add_bool_flag, attach_streams
 from hoist.errors import UserError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, create: bool = False) -> None:
+    """run's flags; ``create`` (``hoist create``) leaves out those of attaching and detaching."""
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
-    parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
-    parser.add_argument("-a", "--attach", action="append", default=[], metavar="STREAM",
-                        help="attach only STDIN, STDOUT or STDERR (repeatable; the others still go "
-                             "to the log)")
-    add_bool_flag(parser, "--sig-proxy", "sig_proxy", True,
-                  "proxy the signals hoist gets to the container (default true; not with -t)")
+    if not create:
+        parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+        parser.add_argument("--detach-keys", metavar="KEYS", help="the keys that detach (default ctrl-p,ctrl-q)")
+        parser.add_argument("-a", "--attach", action="append", default=[], metavar="STREAM",
+                            help="attach only STDIN, STDOUT or STDERR (repeatable; the others still go "
+                                 "to the log)")
+        add_bool_flag(parser, "--sig-proxy", "sig_proxy", True,
+                      "proxy the signals hoist gets to the container (default true; not with -t)")
     parser.add_argument("--pull", default="missing", metavar="POLICY",
                         help="missing (default: pull an image that is not local), always or never")
     parser.add_argument("--restart", default="no", metavar="POLICY",
@@ -100,8 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
-    from runtime.lifecycle import RunOptions, Runtime, StartFailed
-    from runtime.spec import Limits, parse_size
+    from runtime.lifecycle import Runtime, StartFailed
     from runtime.tty import Detached
     from storage.fsutil import secure_store_root
 
@@ -116,41 +118,8 @@ def run(args: argparse.Namespace) -> int:
     streams = attach_streams(args.attach)
     if args.detach and args.attach:
         raise UserError("Conflicting options: -a and -d")
-    from hoist.commands.pull import pull_for_run
-
-    pull_for_run(args.image, args.pull)
-    if args.network is None:
-        from runtime.network import default_mode
-
-        args.network = default_mode()
     try:
-        limits = Limits(memory=parse_size(args.memory) if args.memory else None,
-                        cpus=args.cpus, pids=args.pids_limit)
-        opts = RunOptions(
-            image=args.image, args=list(args.command), name=args.name, env=args.env,
-            env_files=args.env_file, volumes=args.volume, workdir=args.workdir, user=args.user,
-            entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
-            init=args.init, limits=limits, remove=args.rm, detach=args.detach,
-            interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
-            log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
-            mounts=args.mount, tmpfs=args.tmpfs, volumes_from=args.volumes_from, read_only=args.read_only,
-            cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-            no_new_privs=_no_new_privs(args.security_opt), devices=args.device,
-            shm_size=parse_size(args.shm_size) if args.shm_size else 0, ulimits=args.ulimit,
-            stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
-            ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
-            dns=args.dns, add_hosts=args.add_host,
-            restart=args.restart, tty=args.tty, healthcheck=health_options(args),
-        )
-        if args.network == "host" and (args.publish or args.publish_all):
-            print("WARNING: Published ports are discarded when using host network mode",
-                  file=sys.stderr)
-        if args.cidfile and os.path.lexists(args.cidfile):
-            raise UserError(f"container ID file found, make sure the other container isn't running "
-                            f"or delete {args.cidfile}", exit_code=125)
-        container = runtime.create(opts)
-        if args.cidfile:
-            _write_cidfile(args.cidfile, container.id, runtime, container)
+        container = create_container(runtime, args)
         # Everything alive now lives until this command exits: moving it out of the collector's
         # reach spares the exit's final collection (~7 ms) and keeps the forked monitor from
         # touching (copying) the parent's pages when it collects.
@@ -183,6 +152,47 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), exit_code=125) from None
     print(container.id)
     return 0
+
+
+def create_container(runtime: Any, args: argparse.Namespace) -> Any:
+    """The container ``run`` and ``create`` make from their (shared) flags: the image pulled by
+    ``--pull``, the options checked, the container created (not started), ``--cidfile`` written."""
+    from hoist.commands.pull import pull_for_run
+    from runtime.lifecycle import RunOptions
+    from runtime.spec import Limits, parse_size
+
+    pull_for_run(args.image, args.pull)
+    if args.network is None:
+        from runtime.network import default_mode
+
+        args.network = default_mode()
+    limits = Limits(memory=parse_size(args.memory) if args.memory else None,
+                    cpus=args.cpus, pids=args.pids_limit)
+    opts = RunOptions(
+        image=args.image, args=list(args.command), name=args.name, env=args.env,
+        env_files=args.env_file, volumes=args.volume, workdir=args.workdir, user=args.user,
+        entrypoint=args.entrypoint, network=args.network, hostname=args.hostname,
+        init=args.init, limits=limits, remove=args.rm, detach=getattr(args, "detach", True),
+        interactive=args.interactive, seccomp=_seccomp_choice(args.security_opt),
+        log_driver=args.log_driver, log_opts=args.log_opt, labels=args.label, label_files=args.label_file,
+        mounts=args.mount, tmpfs=args.tmpfs, volumes_from=args.volumes_from, read_only=args.read_only,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+        no_new_privs=_no_new_privs(args.security_opt), devices=args.device,
+        shm_size=parse_size(args.shm_size) if args.shm_size else 0, ulimits=args.ulimit,
+        stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+        ip=args.ip, aliases=args.network_alias, publish=args.publish, publish_all=args.publish_all,
+        dns=args.dns, add_hosts=args.add_host,
+        restart=args.restart, tty=args.tty, healthcheck=health_options(args),
+    )
+    if args.network == "host" and (args.publish or args.publish_all):
+        print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
+    if args.cidfile and os.path.lexists(args.cidfile):
+        raise UserError(f"container ID file found, make sure the other container isn't running "
+                        f"or delete {args.cidfile}", exit_code=125)
+    container = runtime.create(opts)
+    if args.cidfile:
+        _write_cidfile(args.cidfile, container.id, runtime, container)
+    return container
 
 
 def health_options(args: argparse.Namespace) -> dict[str, object] | None:
