@@ -57,7 +57,6 @@ from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into
-from runtime.spec import Volume, check_volume_target
 from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
@@ -66,6 +65,7 @@ from storage.tarlimits import Limits
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
     from builder.sshforward import SSHSource
+    from runtime.spec import Volume
     from runtime.step import StepResult
 
 # Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
@@ -416,6 +416,8 @@ class BuildBackend:
             self.progress.error(step, e.message)
             raise
         for path, data in sorted(process.files.items()):
+            from runtime.spec import Volume     # runtime.spec only for a step with mounts or files
+
             where = self._scratch_dir(mounts.scratch) / "file"
             where.write_bytes(data)
             os.chmod(where, 0o755)
@@ -479,6 +481,8 @@ class BuildBackend:
         mounts and agents are only noted, for ``_attach_mounts``."""
         ssh_count = 0
         for mount in instr.mounts:
+            from runtime.spec import Volume, check_volume_target
+
             needs_target = mount.target or mount.type not in (kw.MOUNT_SECRET, kw.MOUNT_SSH)
             target = mount_target(state.workdir, mount.target) if needs_target else None
             if target is not None:
@@ -549,6 +553,8 @@ class BuildBackend:
         """A fresh tmpfs for the step: BuildKit's (nosuid, the size asked for) and nodev, at
         most ``tmpfs_max`` bytes (the size when none is asked for) and one inode per 4 KiB of
         it (1024 to 2^20), so the kernel memory its inodes take is bounded too."""
+        from runtime.spec import Volume
+
         limit = self.opts.tmpfs_max
         size = ram_in_bytes(mount.size) if mount.size else limit
         if size > limit:
@@ -596,6 +602,7 @@ class BuildBackend:
         one cache in one step share its instance (BuildKit's per-exec ref map); caches are taken
         in one order (by key), so two steps each waiting for the other's cannot happen."""
         from builder.sshforward import AgentRelay, KeyAgent
+        from runtime.spec import Volume
 
         taken: dict[tuple[str, str], Path] = {}
         for plan in sorted(mounts.caches, key=lambda p: (p.cache_id, p.origin)):
