@@ -1548,6 +1548,89 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
             os.close(srcfd)
 
 
+def plan_direct_copy(tree: LayeredTree | None, selection: Selection, dest: str, *,
+                     workdir: str = "/") -> list[tuple[list[str], int, os.stat_result]] | None:
+    """Whether this copy onto the chain ``tree`` (None: an empty chain) can be written straight
+    into an empty directory that then is the step's upper dir, with the same result as the
+    copy onto an overlay of the chain; None when it cannot, else the directories of the
+    destination's path that exist in the chain (top-down, with the layer and lstat of each),
+    which ``copy_up`` makes first, as overlayfs copies a directory up.
+
+    It can when every component of the destination directory is a directory of the chain or
+    is found in no layer at all (no symlink to follow, nothing a whiteout hides that a new
+    directory would have to hide as opaque), and no name the copy writes there is found in any
+    layer (nothing to replace, no directory to take new metadata). Only plain copies: one
+    destination directory (``dest/``, or a single directory source), no archives, no
+    ``--parents``."""
+    items = selection.items
+    if not items or any(group.unpack for group in selection.groups):
+        return None
+    if not dest_is_dir(dest) and not (len(items) == 1 and items[0].top.is_dir):
+        return None
+    names: set[str] = set()
+    for item in items:
+        if item.top.is_dir:
+            names.update(e.rel.split("/", 1)[0] for e in item.entries[1:])
+        else:
+            names.add(item.name)
+    if not names or "" in names:
+        return None
+    if tree is None:
+        return []
+    dparts = dest_path(dest, workdir)
+    existing: list[tuple[list[str], int, os.stat_result]] = []
+    for depth in range(1, len(dparts) + 1):
+        parts = dparts[:depth]
+        found = tree.lookup(parts)
+        if found is None:
+            return None if tree.present_anywhere(parts) else existing
+        if not stat.S_ISDIR(found[1].st_mode):
+            return None
+        existing.append((parts, found[0], found[1]))
+    if any(tree.present_anywhere(dparts + [name]) for name in names):
+        return None
+    return existing
+
+
+def copy_up(tree: LayeredTree, dirs: list[tuple[list[str], int, os.stat_result]], upper: Path) -> None:
+    """Make ``dirs`` (``plan_direct_copy``'s, top-down) in the empty ``upper`` as overlayfs's
+    copy-up makes them: the lower directory's mode, owner, xattrs (not overlay's own) and
+    times; a copied-up parent keeps its times when a child is copied up into it."""
+    try:
+        rootfd = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CopyError(f"cannot open {upper}: {e.strerror}") from None
+    made: list[tuple[int, str, os.stat_result]] = []
+    try:
+        parent = rootfd
+        for parts, layer, st in dirs:
+            name = parts[-1]
+            os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            lower = tree.open_in(layer, parts, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                for key, value in _xattrs_of(lower):
+                    try:
+                        os.setxattr(fd, key, value)
+                    except OSError as err:
+                        if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.EACCES):
+                            raise
+            finally:
+                os.close(lower)
+            made.append((fd, name, st))
+            parent = fd
+        for fd, _, st in reversed(made):
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError as e:
+        raise CopyError(f"cannot prepare the copy's layer: {e.strerror}") from None
+    finally:
+        for fd, _, _ in made:
+            os.close(fd)
+        os.close(rootfd)
+
+
 def _check_space(root: Path, size: int, limits: Limits) -> None:
     fs = os.statvfs(root)
     free = fs.f_bavail * fs.f_frsize
@@ -1818,6 +1901,26 @@ def _copy_member(src: IO[bytes], fd: int, size: int, where: str) -> None:
         pos += len(chunk)
 
 
-__all__ = ["MULTI_SOURCE_ERROR", "Chmod", "ChownSpec", "CopyError", "Entry", "HashCache", "Item", "Selection",
-           "SourceGroup", "copy_into", "dest_is_dir", "dest_path", "go_match", "has_wildcards", "parse_chmod",
-           "parse_chown", "resolve_in_root", "resolve_owner", "select_sources"]
+__all__ = [
+    "MULTI_SOURCE_ERROR",
+    "Chmod",
+    "ChownSpec",
+    "CopyError",
+    "Entry",
+    "HashCache",
+    "Item",
+    "Selection",
+    "SourceGroup",
+    "copy_into",
+    "copy_up",
+    "dest_is_dir",
+    "dest_path",
+    "go_match",
+    "has_wildcards",
+    "parse_chmod",
+    "parse_chown",
+    "plan_direct_copy",
+    "resolve_in_root",
+    "resolve_owner",
+    "select_sources",
+]

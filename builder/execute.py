@@ -36,7 +36,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
-from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
+from builder.copy import (
+    Chmod,
+    ChownSpec,
+    CopyError,
+    HashCache,
+    Selection,
+    copy_into,
+    copy_up,
+    parse_chmod,
+    parse_chown,
+    plan_direct_copy,
+    resolve_owner,
+    select_sources,
+)
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
@@ -813,6 +826,11 @@ class BuildBackend:
         # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
         link_owner = link_chown_ids(chown) if linked and chown is not None else None
 
+        if remote is None and not parents and not unpack and (chown is None or _numeric(chown)) \
+                and self._copy_directly(state, selection, dest, key, chmod, link_owner or (
+                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees):
+            self._also_under(state, by_source, key)
+            return False
         with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
             def do_copy(inner: Path) -> None:
                 chosen = dataclasses.replace(opened, root=inner) if opened.root is not None else opened
@@ -823,6 +841,45 @@ class BuildBackend:
             self._overlay_step(state, key, do_copy, root, step, independent=linked)
         self._also_under(state, by_source, key)
         return False
+
+    def _copy_directly(self, state: StageState, selection: Selection, dest: str, key: str, chmod: Chmod | None,
+                       owner: tuple[int, int] | None, linked: bool, trees: list[LayeredTree]) -> bool:
+        """A COPY that only adds to the chain (``copy.plan_direct_copy``) is written straight
+        into a fresh directory that becomes its layer and snapshot, the destination's existing
+        directories copied up first as overlayfs would: no overlay mount, no chrooted child,
+        and copy_file_range works between the context and the snapshot store. False (nothing
+        done) when the copy needs the overlay: it may follow a symlink, replace something,
+        or hide something. Every path is still reached through descriptors, never followed."""
+        if os.environ.get("HOIST_BUILD_COPY_OVERLAY") == "1":    # the overlay way, for comparing
+            return False
+        layers = [] if linked else state.layers
+        tree = self._open_chain(layers, trees) if layers else None
+        plan = plan_direct_copy(tree, selection, dest, workdir=state.workdir)
+        if plan is None:
+            return False
+        from runtime.step import StepResult
+        from runtime.stepowners import new_step_id
+
+        steps = self.opts.root / "build" / "steps"
+        steps.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.opts.root / "build", 0o700)
+        folder = steps / new_step_id(self.opts.root)
+        folder.mkdir(mode=0o700)
+        upper = folder / "upper"
+        upper.mkdir(mode=0o755)
+        result = StepResult(0, upper, folder)
+        try:
+            try:
+                if tree is not None:
+                    copy_up(tree, plan, upper)
+                with selection.opened() as opened:
+                    copy_into(opened, upper, dest, workdir=state.workdir, owner=owner, chmod=chmod, link=linked)
+            except CopyError as e:
+                raise DockerfileError(e.message) from None
+            self._commit(state, key, result)
+        finally:
+            result.close()
+        return True
 
     def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
         """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""
@@ -864,6 +921,11 @@ class BuildBackend:
 
 
 # -- inside the step's chroot (no imports from here on) ---------------------------------------------
+
+def _numeric(spec: ChownSpec) -> bool:
+    """Whether ``--chown`` names no user or group that /etc/passwd or /etc/group must resolve."""
+    return (spec.user is None or spec.uid is not None) and (spec.group is None or spec.gid is not None)
+
 
 def _owner(spec: str) -> tuple[int, int]:
     return resolve_owner(parse_chown(spec), Path("/"))
