@@ -23,7 +23,9 @@ EPOCH = "1700000000"
 CASES = {
     "into existing directories (copied up)": """\
 FROM busybox
-RUN mkdir -p /srv/deep && chmod 0700 /srv && chown 5:6 /srv/deep && chmod 2750 /srv/deep
+RUN mkdir -p /srv/deep/deeper && chmod 0700 /srv && chown 5:6 /srv/deep && chmod 2750 /srv/deep && \
+    touch -d "2020-01-02 03:04:05" /srv /srv/deep /srv/deep/deeper
+COPY tree/ /srv/deep/deeper/
 COPY tree/ /srv/deep/
 COPY --chown=7:8 --chmod=0640 a.txt /srv/
 """,
