@@ -641,7 +641,16 @@ class Selection:
                     put("item", item.name, item.parents, len(item.entries))
                     for e in item.entries:
                         uid, gid = owner if owner is not None else ((e.uid, e.gid) if self.keep_owner else (0, 0))
-                        put("entry", e.rel, stat.S_IFMT(e.mode), stat.S_IMODE(e.mode), uid, gid)
+                        # put("entry", rel, type, mode, uid, gid), the same bytes made faster: the
+                        # small numbers' encodings are looked up, not formatted each time.
+                        rel = e.rel.encode("utf-8", "surrogateescape")
+                        buf.append(_ENTRY_TAG)
+                        buf.append(length(len(rel)))
+                        buf.append(rel)
+                        buf.append(_number(stat.S_IFMT(e.mode)))
+                        buf.append(_number(stat.S_IMODE(e.mode)))
+                        buf.append(_number(uid))
+                        buf.append(_number(gid))
                         if e.link is not None:
                             put("link", e.link)
                         if stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
@@ -651,7 +660,16 @@ class Selection:
                         if e.hardlink is not None:
                             put("hardlink", e.hardlink[0], e.hardlink[1])
                         elif stat.S_ISREG(e.mode):
-                            put("size", e.size, "sha256", self._content_digest(groupfd, e, hash_cache))
+                            # put("size", size, "sha256", hex digest)
+                            buf.append(_SIZE_TAG)
+                            buf.append(_number(e.size))
+                            buf.append(_SHA256_TAG)
+                            hexdigest = self._content_digest(groupfd, e, hash_cache).encode("ascii")
+                            buf.append(length(len(hexdigest)))
+                            buf.append(hexdigest)
+                        if len(buf) > 4096:
+                            h.update(b"".join(buf))
+                            buf.clear()
         except OSError as err:
             raise CopyError(f"cannot read the {self.what}: {err.strerror}") from None
         finally:
@@ -724,6 +742,26 @@ class Selection:
             os.close(fd)
             raise CopyError(f"{self._where(e)} was replaced during the build")
         return fd
+
+
+def _tagged(text: str) -> bytes:
+    """``text`` as ``cache_digest`` puts a value: its 8-byte big-endian length, then its bytes."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return _LENGTH.pack(len(raw)) + raw
+
+
+_ENTRY_TAG, _SIZE_TAG, _SHA256_TAG = _tagged("entry"), _tagged("size"), _tagged("sha256")
+_NUMBERS: dict[int, bytes] = {}
+
+
+def _number(n: int) -> bytes:
+    """``_tagged(str(n))``, remembered for the modes, ids and sizes that recur."""
+    found = _NUMBERS.get(n)
+    if found is None:
+        found = _tagged(str(n))
+        if len(_NUMBERS) < 65536:
+            _NUMBERS[n] = found
+    return found
 
 
 class HashCache:
@@ -1209,9 +1247,32 @@ class _Dest:
         self.is_root = os.geteuid() == 0
         self.written = 0
         self.dir_meta: list[tuple[list[str], Entry]] = []
+        # Parent directories ``put`` wrote into, by path: a copied tree's files come in runs
+        # per directory, and opening the parent again for each file walks its whole path.
+        # Nothing in a copy removes or replaces a directory it has opened (a file cannot
+        # replace a directory, and open_dir follows no symlink); ADD's extraction, which can,
+        # calls ``forget_dirs``.
+        self._parents: dict[tuple[str, ...], int] = {}
 
     def close(self) -> None:
+        self.forget_dirs()
         os.close(self.fd)
+
+    def forget_dirs(self) -> None:
+        for fd in self._parents.values():
+            os.close(fd)
+        self._parents.clear()
+
+    def parent_dir(self, parts: Sequence[str]) -> int:
+        """A descriptor of the directory ``parts``, kept open by this _Dest (never closed by
+        the caller)."""
+        key = tuple(parts)
+        fd = self._parents.get(key)
+        if fd is None:
+            if len(self._parents) >= 32:
+                self.forget_dirs()
+            fd = self._parents[key] = self.open_dir(parts)
+        return fd
 
     # -- paths
     def resolve(self, parts: Sequence[str], jail: Sequence[str] = (),
@@ -1294,55 +1355,52 @@ class _Dest:
             links: dict[tuple[int, str], list[str]], item_index: int) -> None:
         """Write entry ``e`` (not a directory) at ``parts``."""
         where = "/" + "/".join(parts)
-        pfd = self.open_dir(parts[:-1])
+        pfd = self.parent_dir(parts[:-1])
         name = parts[-1]
-        try:
-            self.clear_for_file(pfd, name, where)
-            if stat.S_ISREG(e.mode):
-                if e.hardlink is not None and e.hardlink in links:
-                    first = links[e.hardlink]
-                    sfd = self.open_dir(first[:-1])
-                    try:
-                        os.link(first[-1], name, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
-                    finally:
-                        os.close(sfd)
-                    return
-                self.charge(e.size, where)
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600, dir_fd=pfd)
+        self.clear_for_file(pfd, name, where)
+        if stat.S_ISREG(e.mode):
+            if e.hardlink is not None and e.hardlink in links:
+                first = links[e.hardlink]
+                sfd = self.open_dir(first[:-1])
                 try:
-                    if e.data is not None:
-                        _write_all(fd, e.data)
-                    else:
-                        src = selection.open_entry(srcfd, e)
-                        try:
-                            _copy_data(src, fd, e.size)
-                        finally:
-                            os.close(src)
-                    self.set_meta_fd(fd, e)
+                    os.link(first[-1], name, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
                 finally:
-                    os.close(fd)
-                links[(item_index, e.rel)] = list(parts)
-            elif stat.S_ISLNK(e.mode):
-                assert e.link is not None
-                os.symlink(e.link, name, dir_fd=pfd)
-                if self.is_root:
-                    os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
-                os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-            elif stat.S_ISFIFO(e.mode) or stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
-                if stat.S_ISFIFO(e.mode):
-                    os.mkfifo(name, 0o600, dir_fd=pfd)
-                elif self.is_root:
-                    os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
+                    os.close(sfd)
+                return
+            self.charge(e.size, where)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=pfd)
+            try:
+                if e.data is not None:
+                    _write_all(fd, e.data)
                 else:
-                    return
-                # Just made by us in a directory held by descriptor: nothing can have swapped it.
-                if self.is_root:
-                    os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
-                os.chmod(name, self.perms(e), dir_fd=pfd)
-                os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-        finally:
-            os.close(pfd)
+                    src = selection.open_entry(srcfd, e)
+                    try:
+                        _copy_data(src, fd, e.size)
+                    finally:
+                        os.close(src)
+                self.set_meta_fd(fd, e)
+            finally:
+                os.close(fd)
+            links[(item_index, e.rel)] = list(parts)
+        elif stat.S_ISLNK(e.mode):
+            assert e.link is not None
+            os.symlink(e.link, name, dir_fd=pfd)
+            if self.is_root:
+                os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        elif stat.S_ISFIFO(e.mode) or stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
+            if stat.S_ISFIFO(e.mode):
+                os.mkfifo(name, 0o600, dir_fd=pfd)
+            elif self.is_root:
+                os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
+            else:
+                return
+            # Just made by us in a directory held by descriptor: nothing can have swapped it.
+            if self.is_root:
+                os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
+            os.chmod(name, self.perms(e), dir_fd=pfd)
+            os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def put_dir(self, parts: list[str], e: Entry | None) -> None:
         """Make sure directory ``parts`` exists (created with ``e``'s metadata, or an existing
@@ -1385,9 +1443,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def _copy_data(src: int, dst: int, size: int) -> None:
-    """Copy ``size`` bytes, keeping holes of a sparse source as holes."""
+    """Copy ``size`` bytes, keeping holes of a sparse source as holes.
+
+    copy_file_range first (the kernel copies, or shares extents where the file system can);
+    once it has refused a pair of file systems (EXDEV: a bind-mounted context onto the step's
+    overlay), reads and writes at explicit offsets for the rest of the process."""
     st = os.fstat(src)
     sparse = st.st_blocks * 512 < st.st_size
+    dst_dev = os.fstat(dst).st_dev if _HAS_CFR else 0
+    use_cfr = _HAS_CFR and (st.st_dev, dst_dev) not in _NO_CFR
     offset = 0
     while offset < size:
         if sparse:
@@ -1403,27 +1467,36 @@ def _copy_data(src: int, dst: int, size: int) -> None:
         pos = data_at
         end = min(hole_at, size)
         while pos < end:
-            try:
-                n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos) if _HAS_CFR else 0
-            except OSError as e:  # across file systems (a bind-mounted source onto overlay)
-                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                n = 0
+            n = 0
+            if use_cfr:
+                try:
+                    n = os.copy_file_range(src, dst, min(end - pos, 1 << 30), pos, pos)
+                except OSError as e:  # across file systems (a bind-mounted source onto overlay)
+                    if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    if e.errno in (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS):
+                        _NO_CFR.add((st.st_dev, dst_dev))
+                    use_cfr = False
             if n <= 0:
-                os.lseek(src, pos, os.SEEK_SET)
-                os.lseek(dst, pos, os.SEEK_SET)
-                chunk = os.read(src, min(_CHUNK, end - pos))
+                chunk = os.pread(src, min(_CHUNK, end - pos), pos)
                 if not chunk:
                     raise CopyError("a source file became shorter while it was being copied")
-                _write_all(dst, chunk)
+                view = memoryview(chunk)
+                at = pos
+                while view:
+                    written = os.pwrite(dst, view, at)
+                    view, at = view[written:], at + written
                 n = len(chunk)
             pos += n
         offset = end
         if not sparse:
             break
-    os.ftruncate(dst, size)
+    if sparse or offset < size:
+        os.ftruncate(dst, size)
 
 
+# (source device, destination device) pairs copy_file_range refused: not tried again.
+_NO_CFR: set[tuple[int, int]] = set()
 _HAS_CFR = hasattr(os, "copy_file_range")
 
 
@@ -1473,6 +1546,89 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
         out.close()
         if srcfd >= 0:
             os.close(srcfd)
+
+
+def plan_direct_copy(tree: LayeredTree | None, selection: Selection, dest: str, *,
+                     workdir: str = "/") -> list[tuple[list[str], int, os.stat_result]] | None:
+    """Whether this copy onto the chain ``tree`` (None: an empty chain) can be written straight
+    into an empty directory that then is the step's upper dir, with the same result as the
+    copy onto an overlay of the chain; None when it cannot, else the directories of the
+    destination's path that exist in the chain (top-down, with the layer and lstat of each),
+    which ``copy_up`` makes first, as overlayfs copies a directory up.
+
+    It can when every component of the destination directory is a directory of the chain or
+    is found in no layer at all (no symlink to follow, nothing a whiteout hides that a new
+    directory would have to hide as opaque), and no name the copy writes there is found in any
+    layer (nothing to replace, no directory to take new metadata). Only plain copies: one
+    destination directory (``dest/``, or a single directory source), no archives, no
+    ``--parents``."""
+    items = selection.items
+    if not items or any(group.unpack for group in selection.groups):
+        return None
+    if not dest_is_dir(dest) and not (len(items) == 1 and items[0].top.is_dir):
+        return None
+    names: set[str] = set()
+    for item in items:
+        if item.top.is_dir:
+            names.update(e.rel.split("/", 1)[0] for e in item.entries[1:])
+        else:
+            names.add(item.name)
+    if not names or "" in names:
+        return None
+    if tree is None:
+        return []
+    dparts = dest_path(dest, workdir)
+    existing: list[tuple[list[str], int, os.stat_result]] = []
+    for depth in range(1, len(dparts) + 1):
+        parts = dparts[:depth]
+        found = tree.lookup(parts)
+        if found is None:
+            return None if tree.present_anywhere(parts) else existing
+        if not stat.S_ISDIR(found[1].st_mode):
+            return None
+        existing.append((parts, found[0], found[1]))
+    if any(tree.present_anywhere(dparts + [name]) for name in names):
+        return None
+    return existing
+
+
+def copy_up(tree: LayeredTree, dirs: list[tuple[list[str], int, os.stat_result]], upper: Path) -> None:
+    """Make ``dirs`` (``plan_direct_copy``'s, top-down) in the empty ``upper`` as overlayfs's
+    copy-up makes them: the lower directory's mode, owner, xattrs (not overlay's own) and
+    times; a copied-up parent keeps its times when a child is copied up into it."""
+    try:
+        rootfd = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CopyError(f"cannot open {upper}: {e.strerror}") from None
+    made: list[tuple[int, str, os.stat_result]] = []
+    try:
+        parent = rootfd
+        for parts, layer, st in dirs:
+            name = parts[-1]
+            os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            lower = tree.open_in(layer, parts, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                for key, value in _xattrs_of(lower):
+                    try:
+                        os.setxattr(fd, key, value)
+                    except OSError as err:
+                        if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.EACCES):
+                            raise
+            finally:
+                os.close(lower)
+            made.append((fd, name, st))
+            parent = fd
+        for fd, _, st in reversed(made):
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError as e:
+        raise CopyError(f"cannot prepare the copy's layer: {e.strerror}") from None
+    finally:
+        for fd, _, _ in made:
+            os.close(fd)
+        os.close(rootfd)
 
 
 def _check_space(root: Path, size: int, limits: Limits) -> None:
@@ -1665,6 +1821,7 @@ def _extract_member(out: _Dest, tar: tarfile.TarFile, m: tarfile.TarInfo, jail: 
             existing = None
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             if stat.S_ISDIR(existing.st_mode):
+                out.forget_dirs()
                 remove_dir_at(pfd, name)
             else:
                 os.unlink(name, dir_fd=pfd)
@@ -1744,6 +1901,26 @@ def _copy_member(src: IO[bytes], fd: int, size: int, where: str) -> None:
         pos += len(chunk)
 
 
-__all__ = ["MULTI_SOURCE_ERROR", "Chmod", "ChownSpec", "CopyError", "Entry", "HashCache", "Item", "Selection",
-           "SourceGroup", "copy_into", "dest_is_dir", "dest_path", "go_match", "has_wildcards", "parse_chmod",
-           "parse_chown", "resolve_in_root", "resolve_owner", "select_sources"]
+__all__ = [
+    "MULTI_SOURCE_ERROR",
+    "Chmod",
+    "ChownSpec",
+    "CopyError",
+    "Entry",
+    "HashCache",
+    "Item",
+    "Selection",
+    "SourceGroup",
+    "copy_into",
+    "copy_up",
+    "dest_is_dir",
+    "dest_path",
+    "go_match",
+    "has_wildcards",
+    "parse_chmod",
+    "parse_chown",
+    "plan_direct_copy",
+    "resolve_in_root",
+    "resolve_owner",
+    "select_sources",
+]

@@ -36,7 +36,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key
-from builder.copy import HashCache, Selection, copy_into, parse_chmod, parse_chown, resolve_owner, select_sources
+from builder.copy import (
+    Chmod,
+    ChownSpec,
+    CopyError,
+    HashCache,
+    Selection,
+    copy_into,
+    copy_up,
+    parse_chmod,
+    parse_chown,
+    plan_direct_copy,
+    resolve_owner,
+    select_sources,
+)
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
@@ -57,7 +70,6 @@ from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into
-from runtime.spec import Volume, check_volume_target
 from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
@@ -66,6 +78,7 @@ from storage.tarlimits import Limits
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
     from builder.sshforward import SSHSource
+    from runtime.spec import Volume
     from runtime.step import StepResult
 
 # Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
@@ -416,6 +429,8 @@ class BuildBackend:
             self.progress.error(step, e.message)
             raise
         for path, data in sorted(process.files.items()):
+            from runtime.spec import Volume     # runtime.spec only for a step with mounts or files
+
             where = self._scratch_dir(mounts.scratch) / "file"
             where.write_bytes(data)
             os.chmod(where, 0o755)
@@ -479,6 +494,8 @@ class BuildBackend:
         mounts and agents are only noted, for ``_attach_mounts``."""
         ssh_count = 0
         for mount in instr.mounts:
+            from runtime.spec import Volume, check_volume_target
+
             needs_target = mount.target or mount.type not in (kw.MOUNT_SECRET, kw.MOUNT_SSH)
             target = mount_target(state.workdir, mount.target) if needs_target else None
             if target is not None:
@@ -549,6 +566,8 @@ class BuildBackend:
         """A fresh tmpfs for the step: BuildKit's (nosuid, the size asked for) and nodev, at
         most ``tmpfs_max`` bytes (the size when none is asked for) and one inode per 4 KiB of
         it (1024 to 2^20), so the kernel memory its inodes take is bounded too."""
+        from runtime.spec import Volume
+
         limit = self.opts.tmpfs_max
         size = ram_in_bytes(mount.size) if mount.size else limit
         if size > limit:
@@ -596,6 +615,7 @@ class BuildBackend:
         one cache in one step share its instance (BuildKit's per-exec ref map); caches are taken
         in one order (by key), so two steps each waiting for the other's cannot happen."""
         from builder.sshforward import AgentRelay, KeyAgent
+        from runtime.spec import Volume
 
         taken: dict[tuple[str, str], Path] = {}
         for plan in sorted(mounts.caches, key=lambda p: (p.cache_id, p.origin)):
@@ -806,6 +826,11 @@ class BuildBackend:
         # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
         link_owner = link_chown_ids(chown) if linked and chown is not None else None
 
+        if remote is None and not parents and not unpack and (chown is None or _numeric(chown)) \
+                and self._copy_directly(state, selection, dest, key, chmod, link_owner or (
+                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees):
+            self._also_under(state, by_source, key)
+            return False
         with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
             def do_copy(inner: Path) -> None:
                 chosen = dataclasses.replace(opened, root=inner) if opened.root is not None else opened
@@ -816,6 +841,45 @@ class BuildBackend:
             self._overlay_step(state, key, do_copy, root, step, independent=linked)
         self._also_under(state, by_source, key)
         return False
+
+    def _copy_directly(self, state: StageState, selection: Selection, dest: str, key: str, chmod: Chmod | None,
+                       owner: tuple[int, int] | None, linked: bool, trees: list[LayeredTree]) -> bool:
+        """A COPY that only adds to the chain (``copy.plan_direct_copy``) is written straight
+        into a fresh directory that becomes its layer and snapshot, the destination's existing
+        directories copied up first as overlayfs would: no overlay mount, no chrooted child,
+        and copy_file_range works between the context and the snapshot store. False (nothing
+        done) when the copy needs the overlay: it may follow a symlink, replace something,
+        or hide something. Every path is still reached through descriptors, never followed."""
+        if os.environ.get("HOIST_BUILD_COPY_OVERLAY") == "1":    # the overlay way, for comparing
+            return False
+        layers = [] if linked else state.layers
+        tree = self._open_chain(layers, trees) if layers else None
+        plan = plan_direct_copy(tree, selection, dest, workdir=state.workdir)
+        if plan is None:
+            return False
+        from runtime.step import StepResult
+        from runtime.stepowners import new_step_id
+
+        steps = self.opts.root / "build" / "steps"
+        steps.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.opts.root / "build", 0o700)
+        folder = steps / new_step_id(self.opts.root)
+        folder.mkdir(mode=0o700)
+        upper = folder / "upper"
+        upper.mkdir(mode=0o755)
+        result = StepResult(0, upper, folder)
+        try:
+            try:
+                if tree is not None:
+                    copy_up(tree, plan, upper)
+                with selection.opened() as opened:
+                    copy_into(opened, upper, dest, workdir=state.workdir, owner=owner, chmod=chmod, link=linked)
+            except CopyError as e:
+                raise DockerfileError(e.message) from None
+            self._commit(state, key, result)
+        finally:
+            result.close()
+        return True
 
     def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
         """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""
@@ -857,6 +921,11 @@ class BuildBackend:
 
 
 # -- inside the step's chroot (no imports from here on) ---------------------------------------------
+
+def _numeric(spec: ChownSpec) -> bool:
+    """Whether ``--chown`` names no user or group that /etc/passwd or /etc/group must resolve."""
+    return (spec.user is None or spec.uid is not None) and (spec.group is None or spec.gid is not None)
+
 
 def _owner(spec: str) -> tuple[int, int]:
     return resolve_owner(parse_chown(spec), Path("/"))

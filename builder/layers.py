@@ -44,10 +44,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import stat
 import struct
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +200,15 @@ def _check_epoch(epoch: int | None) -> int | None:
 
 class _BlobSink:
     """Takes the tar stream; hashes it, compresses it block by block, hashes and writes the
-    result to a temporary file that ``commit`` renames to its digest."""
+    result to a temporary file that ``commit`` renames to its digest.
+
+    The tar is cut into 1 MiB blocks here; once a layer passes one block, hashing,
+    compressing and writing move to a worker thread fed through a bounded queue (``_DEPTH``
+    blocks, so memory stays bounded), overlapping the caller's reading of files: hashlib and
+    ISA-L release the GIL, so on two cores the two halves run side by side. The blocks and
+    their order are the same either way, so are the bytes."""
+
+    _DEPTH = 4
 
     def __init__(self, dest: Path | ImageLayout, codec: _Codec, level: int) -> None:
         self.layout = dest if isinstance(dest, ImageLayout) else None
@@ -209,6 +219,9 @@ class _BlobSink:
         self._blob = Hasher()
         self._pending = bytearray()
         self._committed = False
+        self._queue: queue.Queue[bytes | bytearray | None] | None = None
+        self._worker: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._tmp, self._file = self._open_temporary()
 
     def _open_temporary(self) -> tuple[Path, BinaryIO]:
@@ -231,16 +244,45 @@ class _BlobSink:
     def __exit__(self, *exc: object) -> None:
         self._discard()
 
-    def write(self, data: bytes) -> None:
-        self._diff.update(data)
+    def write(self, data: bytes | bytearray) -> None:
         self._pending += data
         while len(self._pending) >= CHUNK:
             block = self._pending[:CHUNK]
             del self._pending[:CHUNK]      # O(1) from the front of a bytearray
-            self._emit(self._compress(block))
+            self._put(block)
 
-    def _compress(self, block: bytes | bytearray) -> bytes | bytearray:
-        return self._compressor.compress(block) if self._compressor else block
+    def _put(self, block: bytes | bytearray) -> None:
+        if self._queue is None:
+            self._queue = queue.Queue(self._DEPTH)
+            self._worker = threading.Thread(target=self._work, name="layer-writer", daemon=True)
+            self._worker.start()
+        if self._failure is not None:
+            self._raise_failure()
+        self._queue.put(block)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (block := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._block(block)
+                except BaseException as e:  # re-raised in the caller's thread
+                    self._failure = e
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        assert failure is not None
+        raise failure
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None and self._queue is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
+
+    def _block(self, block: bytes | bytearray) -> None:
+        self._diff.update(block)
+        self._emit(self._compressor.compress(block) if self._compressor else block)
 
     def _emit(self, data: bytes | bytearray) -> None:
         if not data:
@@ -252,7 +294,11 @@ class _BlobSink:
 
     def commit(self) -> LayerBlob:
         """Finish the stream and move the blob to ``dest_dir/<digest hex>`` (fsynced first)."""
-        self._emit(self._compress(self._pending))
+        self._stop_worker()
+        if self._failure is not None:
+            self._raise_failure()
+        self._block(self._pending)
+        self._pending.clear()
         if self._compressor:
             self._emit(self._compressor.flush())
         diff_id = self._diff.digest()
@@ -273,6 +319,7 @@ class _BlobSink:
 
     def _discard(self) -> None:
         """Drop an unfinished blob; after a commit its temporary name may already be another's."""
+        self._stop_worker()
         with contextlib.suppress(OSError):
             self._file.close()
         if not self._committed:
@@ -293,7 +340,7 @@ class _TarStream:
         self.sink = sink
 
     def add(self, info: tarfile.TarInfo, content: Iterable[bytes] = ()) -> None:
-        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self.sink.write(_ustar_block(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         written = 0
         for chunk in content:
             written += len(chunk)
@@ -308,6 +355,44 @@ class _TarStream:
     def close(self) -> None:
         # Two zero blocks end the archive; no padding to a 10 KiB record (as Go's archive/tar).
         self.sink.write(bytes(2 * _TAR_BLOCK))
+
+
+_OCTAL7 = 8 ** 7
+_OCTAL11 = 8 ** 11
+_USTAR_TAIL = tarfile.POSIX_MAGIC + bytes(64)     # magic, version, empty uname and gname
+_NO_DEVICE = bytes(16)
+_PREFIX_PAD = bytes(167)                          # empty prefix (155) and the block's last 12
+
+
+def _ustar_block(info: tarfile.TarInfo) -> bytes | None:
+    """The header block ``info.tobuf(PAX_FORMAT, ...)`` writes, built directly for the common
+    entry that needs no PAX record (ASCII names of at most 100 bytes, no xattrs, no owner
+    names, ids, size and time within ustar's octal fields); None for any other, which then goes
+    through tarfile. ``tests/builder/test_layers.py`` checks the two agree byte for byte.
+    tarfile spends ~35 us on each header, a third of writing a 3,000-file COPY layer."""
+    if info.pax_headers or info.uname or info.gname:
+        return None
+    name, linkname, kind = info.name, info.linkname, info.type
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
+    if (len(name) > 100 or len(linkname) > 100 or not name.isascii() or not linkname.isascii()
+            or type(uid) is not int or type(gid) is not int or type(size) is not int or type(mtime) is not int
+            or not (0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7 and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11)):
+        return None
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        major, minor = info.devmajor, info.devminor
+        if not (type(major) is int and type(minor) is int and 0 <= major < _OCTAL7 and 0 <= minor < _OCTAL7):
+            return None
+        device = b"%07o\0%07o\0" % (major, minor)
+    else:
+        device = _NO_DEVICE
+    head = (name.encode("ascii").ljust(100, b"\0")
+            + b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (info.mode & 0o7777, uid, gid, size, mtime))
+    rest = kind + linkname.encode("ascii").ljust(100, b"\0") + _USTAR_TAIL + device + _PREFIX_PAD
+    # The checksum counts its own field as eight spaces (tarfile's calc_chksums).
+    checksum = sum(head) + sum(rest) + 256
+    return head + b"%06o\0 " % checksum + rest
 
 
 def _header(name: str, kind: bytes, mode: int, uid: int, gid: int, mtime: int, *, size: int = 0,

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import email.utils
 import hashlib
 import json
 import os
@@ -200,6 +199,8 @@ def http_time(value: str | None) -> float | None:
     ``http.ParseTime``), or None."""
     if not value:
         return None
+    import email.utils      # only for ADD <url>: a cached build need not import it
+
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

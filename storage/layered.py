@@ -158,6 +158,30 @@ class LayeredTree:
             return None if _whiteout(st) else (layer, st)
         return None
 
+    def present_anywhere(self, parts: Sequence[str]) -> bool:
+        """Whether any layer holds an entry at ``parts`` in its own tree, visible in the merged
+        view or not (a whiteout, or what a whiteout or an opaque directory hides, counts):
+        what a new entry made at ``parts`` in a layer above would have to hide. A layer where a
+        component of the path is not a directory holds nothing there."""
+        if not parts:
+            return True
+        if not _names_ok(parts):
+            return True     # not a plain path: the caller takes its careful way
+        parent = "/".join(parts[:-1]) or "."
+        for root in self.roots:
+            try:
+                fd = openat2(root, parent, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, _STRICT)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue
+                raise
+            try:
+                if _lstat(fd, parts[-1]) is not None:
+                    return True
+            finally:
+                os.close(fd)
+        return False
+
     def lstat(self, parts: Sequence[str]) -> os.stat_result | None:
         found = self.lookup(parts)
         return found[1] if found is not None else None

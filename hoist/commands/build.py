@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from builder.lint import BuildCheck
     from builder.outputs import OutputSpec
     from builder.remote_cache import CacheSpec, ImportedCache
+    from builder.sshforward import SSHSource
     from builder.stages import BuildGraph
     from hoist.build_registry import RegistryBridge
 
@@ -135,7 +136,6 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     from builder.export import ExportError, export
     from builder.outputs import OutputError
     from builder.remote_cache import CacheSpecError
-    from builder.sshforward import parse_ssh
     from hoist.config import local_store
 
     assert report.graph is not None
@@ -165,7 +165,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
                             platform=target, explicit_platform=bool(args.platform), no_cache=args.no_cache,
                             compression=args.compression,
                             network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets),
-                            ssh=parse_ssh(args.ssh))
+                            ssh=_parse_ssh(args.ssh))
     except BuilderError as e:
         raise UserError(str(e)) from None
     source = CliImageSource(layout, args.pull)
@@ -477,6 +477,14 @@ class CliImageSource:
             raise SourceError(f"{name}: {e}") from None
         except Exception as e:  # the client's errors carry their own one-line message
             raise SourceError(f"failed to resolve source metadata for {name}: {e}") from None
+
+
+def _parse_ssh(values: list[str]) -> dict[str, SSHSource]:
+    if not values:
+        return {}       # builder.sshforward (socket, subprocess) only for a build with --ssh
+    from builder.sshforward import parse_ssh
+
+    return parse_ssh(values)
 
 
 def parse_secrets(values: list[str]) -> dict[str, bytes]:

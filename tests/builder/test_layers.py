@@ -497,3 +497,53 @@ def test_bad_source_files(tmp_path: Path) -> None:
             layer_from_files([("f", source)], tmp_path / "out")
         assert str(source) in str(info.value)
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_direct_ustar_headers_match_tarfile_byte_for_byte() -> None:
+    """layers._ustar_block builds the common header itself; wherever it does, the block must be
+    the one tarfile's PAX writer makes, and it must step aside for everything needing PAX."""
+    from builder.layers import _header, _ustar_block
+
+    rng = random.Random(11)
+    kinds = [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE,
+             tarfile.BLKTYPE, tarfile.FIFOTYPE]
+    edges = [0, 1, 8 ** 7 - 1, 8 ** 7, 8 ** 11 - 1, 8 ** 11, 1_700_000_000]
+    built = fell_back = 0
+    for _ in range(20_000):
+        length = rng.choice([1, 7, 99, 100, 101, 140])
+        name = "".join(rng.choice("ab/._-é" if rng.random() < 0.05 else "ab/._-") for _ in range(length))
+        link = rng.choice(["", "t", "x" * 100, "x" * 101, "ünï"])
+        info = _header(name, rng.choice(kinds), rng.randrange(0o200000), rng.choice(edges), rng.choice(edges),
+                       rng.choice(edges), size=rng.choice(edges), linkname=link,
+                       device=(rng.choice([0, 8, 8 ** 7 - 1]), rng.choice([0, 259])),
+                       xattrs={"user.k": b"v"} if rng.random() < 0.05 else None)
+        block = _ustar_block(info)
+        if block is None:
+            fell_back += 1
+            continue
+        built += 1
+        assert block == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), (info.name, info.type)
+    assert built > 500 and fell_back > 500
+    for needs_pax in (_header("d" * 100, tarfile.DIRTYPE, 0o755, 0, 0, 0),      # 101 with its slash
+                      _header(LONG, tarfile.REGTYPE, 0o644, 0, 0, 0),
+                      _header("f", tarfile.REGTYPE, 0o644, 8 ** 7, 0, 0),
+                      _header("f", tarfile.REGTYPE, 0o644, 0, 0, 0, xattrs={"user.a": b"b"})):
+        assert _ustar_block(needs_pax) is None
+
+
+def test_full_destination_fails_cleanly(tmp_path: Path) -> None:
+    """A write that fails in the compressing thread surfaces as LayerOutputError in the caller,
+    and the unfinished blob is removed."""
+    upper, dest = tmp_path / "upper", tmp_path / "dest"
+    upper.mkdir()
+    dest.mkdir()
+    for i in range(3):
+        (upper / f"big{i}").write_bytes(BIG)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(dest)], check=True)
+    try:
+        for compression in ("none", "gzip"):
+            with pytest.raises(LayerOutputError, match="cannot write a layer to"):
+                layer_from_upper(upper, dest, compression)
+            assert os.listdir(dest) == []
+    finally:
+        subprocess.run(["umount", str(dest)], check=True)
