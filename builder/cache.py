@@ -19,7 +19,8 @@ encoding) differs from an earlier one's bumps it, so an entry an older hoist wro
 for a step it would now describe differently; the old entries are simply never looked up
 again (their names say which version wrote them).
 
-Layout: ``<cache>/build/<key>.json`` holds ``{"layer": {digest, diff_id, size, media_type}}``;
+Layout: ``<cache>/build/<key>.json`` holds ``{"layer": {digest, diff_id, size, media_type, created}}``
+(``created``: when the step first made the layer; it dates the image as BuildKit's does);
 each is written atomically (temp file, fsync, rename), so two builds at once never see half an
 entry and the last writer wins with an equal answer. The layer blob of every entry is a GC root
 of the local image store: ``<images>/gc-roots/build-<key>`` lists it (``hoist rmi``'s gc keeps
@@ -57,8 +58,9 @@ class BuildCache:
         try:
             doc = json.loads((self.root / f"{key}.json").read_bytes())
             layer = doc["layer"]
+            created = layer.get("created")
             return LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
-                            str(layer["media_type"]))
+                            str(layer["media_type"]), created=created if isinstance(created, str) else None)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -68,6 +70,8 @@ class BuildCache:
         self.gc_roots.mkdir(parents=True, exist_ok=True)
         # The root first: a blob a cache entry names is never collectable.
         atomic_write(self.gc_roots / f"build-{key}", (layer.digest + "\n").encode(), durable=False)
-        doc = {"layer": {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
-                         "media_type": layer.media_type}}
+        doc: dict[str, Any] = {"layer": {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
+                                         "media_type": layer.media_type}}
+        if layer.created:
+            doc["layer"]["created"] = layer.created
         atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)

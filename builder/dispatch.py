@@ -63,12 +63,15 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class LayerRef:
-    """One layer of a stage's chain: its blob descriptor fields and diff_id."""
+    """One layer of a stage's chain: its blob descriptor fields and diff_id, and when it was made
+    (RFC 3339; a base image's from its history, a step's when it first ran, kept by the cache:
+    BuildKit's ref creation time, which dates the image; not part of the layer's identity)."""
 
     digest: str
     diff_id: str
     size: int
     media_type: str
+    created: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -53,6 +53,7 @@ from builder.copy import (
 from builder.dispatch import LayerRef, RunProcess, StageState, dispatch_stage, link_chown_ids, mount_target, start_stage
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuilderError, DockerfileError, LayerError
+from builder.export import layer_times, timestamp
 from builder.instructions import Add, Copy, Run
 from builder.mounts import Mount, ram_in_bytes
 from builder.platforms import (
@@ -310,7 +311,7 @@ class BuildBackend:
         state.history = [dict(h) for h in image.pop("history", None) or []]
         image.pop("rootfs", None)
         state.image = image
-        state.layers = list(base.layers)
+        state.layers = layer_times(base.layers, base.config)
         state.base_digest = base.digest
         warning = base_platform_warning(base.ref, base.config, self.stage_platform(state), state.node.stage.line)
         if warning is not None:
@@ -401,7 +402,8 @@ class BuildBackend:
                                     self.opts.source_date_epoch)
         except LayerError as e:
             raise DockerfileError(f"cannot write the layer: {e}") from None
-        layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type)
+        layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type,
+                         created=timestamp(time.time()))
         new_chain = state.layers + [layer]
         self.snapshots.adopt(result.upper, self.chain_id(new_chain))
         self.cache.put(key, layer)

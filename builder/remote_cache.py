@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from builder.dispatch import LayerRef
 from builder.errors import BuilderError
+from builder.export import layer_times, valid_time
 from storage import mediatypes as mt
 from storage.errors import StorageError
 from storage.manifest import Manifest, parse_manifest
@@ -173,7 +174,11 @@ class CacheRegistry(Protocol):
 # -- the format -----------------------------------------------------------------------------------
 
 def _layer_doc(layer: LayerRef) -> dict[str, Any]:
-    return {"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type, "diffID": layer.diff_id}
+    doc: dict[str, Any] = {"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type,
+                           "diffID": layer.diff_id}
+    if layer.created:
+        doc["created"] = layer.created          # dates an image of cache hits as BuildKit's does
+    return doc
 
 
 def encode_entries(entries: dict[str, LayerRef]) -> tuple[list[LayerRef], dict[str, int]]:
@@ -247,7 +252,8 @@ def decode_cache(manifest: Manifest, config_raw: bytes) -> dict[str, LayerRef]:
             raise CacheInvalid(f"layer {i} of its config does not match the manifest's")
         if desc.media_type not in mt.LAYERS:
             raise CacheInvalid(f"layer {i} has media type {desc.media_type}, not a layer's")
-        layers.append(LayerRef(str(desc.digest), diff_id, desc.size, desc.media_type))
+        layers.append(LayerRef(str(desc.digest), diff_id, desc.size, desc.media_type,
+                               created=valid_time(entry.get("created"))))
     return _entries(entries_doc, layers)
 
 
@@ -266,7 +272,7 @@ def decode_inline(manifest: Manifest, config: dict[str, Any]) -> dict[str, Layer
         if not (isinstance(diff_id, str) and _HEX64.fullmatch(diff_id)) or desc.media_type not in mt.LAYERS:
             raise CacheInvalid("its layers are not image layers with sha256 diff_ids")
         layers.append(LayerRef(str(desc.digest), diff_id, desc.size, desc.media_type))
-    return _entries(inline["entries"], layers)
+    return _entries(inline["entries"], layer_times(layers, config))
 
 
 def _entries(doc: dict[Any, Any], layers: list[LayerRef]) -> dict[str, LayerRef]:

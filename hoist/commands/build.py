@@ -184,7 +184,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
                 late = _late_checks(report, backend.stages.values())
                 extra = plan.inline_extra(backend, state)
                 result = export(layout, state, [], created=float(epoch) if epoch is not None else started,
-                                fmt=args.format, labels=labels, extra=extra)
+                                fmt=args.format, labels=labels, extra=extra, dated_by_layers=epoch is None)
             finally:
                 progress.close()        # the last frame before anything else is printed
             _deliver(plan, layout, backend, state, result.manifest, tags, bridge, remote, args.quiet)
