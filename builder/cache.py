@@ -53,6 +53,7 @@ class BuildCache:
     def __init__(self, cache_dir: str | os.PathLike[str], gc_roots: str | os.PathLike[str]) -> None:
         self.root = Path(cache_dir) / "build"
         self.gc_roots = Path(gc_roots)
+        self.written = 0            # entries this process added (the cache grew: bound it)
 
     def get(self, key: str) -> LayerRef | None:
         try:
@@ -75,3 +76,4 @@ class BuildCache:
         if layer.created:
             doc["layer"]["created"] = layer.created
         atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)
+        self.written += 1

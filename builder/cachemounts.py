@@ -87,6 +87,10 @@ class CacheMounts:
         if not where.is_dir():
             where.mkdir(mode=0o700, exist_ok=True)
             atomic_write(where / "key", f"{cache_id}\n{origin}\n".encode(), durable=False)
+        try:
+            os.utime(where)         # its last use: the automatic bound evicts the least recent
+        except OSError:
+            pass
         told = False
         while True:
             with _Flock(where / "index.lock"):

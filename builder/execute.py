@@ -649,6 +649,11 @@ class BuildBackend:
             self._cache_mounts = CacheMounts(self.opts.root / "cache" / "cachemounts")
         return self._cache_mounts
 
+    @property
+    def cache_grew(self) -> bool:
+        """Whether this build added cache entries or used a cache mount (which may have grown)."""
+        return self.cache.written > 0 or self._cache_mounts is not None
+
     def _scratch_dir(self, scratch: list[Path]) -> Path:
         base = self.opts.root / "build" / "scratch"
         base.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.prune import (
     MOUNT_DIRS,
+    CacheMount,
     CacheRecord,
     cache_mounts,
     cache_records,
@@ -34,7 +36,7 @@ from builder.prune import (
 from runtime.snapshot_prune import SnapshotUse, remove_snapshot, snapshot_uses
 from runtime.snapshots import SnapshotStore, chain_ids
 from storage.errors import StorageError
-from storage.fsutil import file_lock
+from storage.fsutil import file_lock, try_file_lock
 from storage.layout import ImageLayout
 
 
@@ -189,4 +191,53 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
                 remove_snapshot(use)
     layout.gc()
     result.reclaimed = max(0, before - _measured(root))
+    return result
+
+
+# -- the automatic bound ------------------------------------------------------------------------------
+def bound_build_cache(root: Path, bound: int) -> PruneResult | None:
+    """Evict build cache, least recently used first (cache entries and cache mounts in one
+    order), until what it holds is at most ``bound`` bytes; then the snapshots no image or
+    container uses, and the blobs nothing keeps. Only when no build or pull is running (they
+    hold the store's gc lock shared): None when one is, and the next build that grows the cache
+    tries again. Nothing a running build uses can go."""
+    layout = ImageLayout(root / "images")
+    if not layout.root.is_dir():
+        return PruneResult()
+    result = PruneResult()
+    with try_file_lock(layout.root / ".gc.lock") as taken:
+        if not taken:
+            return None
+        records = cache_records(root, layout.blob_path)
+        mounts = cache_mounts(root)
+        users = Counter(r.layer.digest for r in records)
+        sizes = {r.layer.digest: r.size for r in records}
+        total = sum(sizes.values()) + sum(m.size for m in mounts)
+        if total <= bound:
+            return result
+        items: list[CacheRecord | CacheMount] = [*records, *mounts]
+        items.sort(key=lambda item: item.last_used)
+        gone: list[CacheRecord] = []
+        for item in items:
+            if total <= bound:
+                break
+            if isinstance(item, CacheMount):
+                remove_tree(item.path)
+                total -= item.size
+                result.reclaimed += item.size
+                continue
+            gone.append(item)
+            users[item.layer.digest] -= 1
+            if users[item.layer.digest] == 0:       # a blob shared by entries goes with the last
+                total -= sizes[item.layer.digest]
+        remove_records(gone, layout.root / "gc-roots")
+        result.keys = [r.key for r in gone]
+        # The unpacked snapshots of what went (and of anything else no image or container
+        # uses: a derived cache, unpacked again when needed) go too, as prune removes them.
+        store = SnapshotStore(root / "snapshots")
+        for use in snapshot_uses(store, _image_chains(_images(layout)), root / "containers"):
+            if not use.used:
+                remove_snapshot(use)
+        freed = layout.collect()
+        result.reclaimed += sum(sizes.get(str(d), 0) for d in freed)
     return result

@@ -51,6 +51,23 @@ def file_lock(path: str | os.PathLike[str], shared: bool = False) -> Iterator[No
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def try_file_lock(path: str | os.PathLike[str]) -> Iterator[bool]:
+    """An exclusive flock on ``path`` if nobody holds it now: yields whether it was taken (the
+    block runs either way; without the lock it must do nothing that needs it)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def private_dir(path: str | os.PathLike[str], mode: int = 0o700) -> Path:
     """``path`` as a directory only its owner can enter: created with ``mode`` (missing parents
     get the default mode), or tightened to it if it exists looser (an older hoist made 0755

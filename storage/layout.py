@@ -387,13 +387,17 @@ class ImageLayout:
     def gc(self) -> list[Digest]:
         """Delete blobs no ref reaches; return them. Waits for running pulls to finish."""
         with file_lock(self.root / ".gc.lock"):
-            keep = self.reachable()
-            gone = [d for d in self.blobs() if d not in keep]
-            for d in gone:
-                self.delete_blob(d)
-            if gone:
-                self._forget_sources(gone)
-            return gone
+            return self.collect()
+
+    def collect(self) -> list[Digest]:
+        """``gc``'s work, for a caller that holds ``.gc.lock`` exclusively already."""
+        keep = self.reachable()
+        gone = [d for d in self.blobs() if d not in keep]
+        for d in gone:
+            self.delete_blob(d)
+        if gone:
+            self._forget_sources(gone)
+        return gone
 
     def _forget_sources(self, digests: list[Digest]) -> None:
         with self._locked():

@@ -169,6 +169,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     except BuilderError as e:
         raise UserError(str(e)) from None
     source = CliImageSource(layout, args.pull)
+    bound = _cache_bound()
     started = time.time()
     bridge = _bridge(layout) if plan.needs_registry(args.no_cache) else None
     try:
@@ -204,6 +205,10 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     finally:
         if bridge is not None:
             bridge.close()
+    if bound is not None and backend.cache_grew:
+        from hoist.disk_usage import bound_build_cache
+
+        bound_build_cache(hoist_root(), bound)
     for check in late:
         print(f"{name}: warning: {check}", file=sys.stderr)
     if not args.quiet:
@@ -219,6 +224,15 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     # An output on stdout owns it: the id goes to stderr then.
     print(result.image_id, file=sys.stderr if plan.stdout_taken else sys.stdout)
     return 0
+
+
+def _cache_bound() -> int | None:
+    from builder.prune import PruneError, build_cache_bound
+
+    try:
+        return build_cache_bound(hoist_root())
+    except PruneError as e:
+        raise UserError(str(e)) from None
 
 
 def _late_checks(report: CheckReport, stages: Iterable[StageState]) -> list[BuildCheck]:
