@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Dockerd, MotoS3
+from tests.peers import Dockerd, MotoS3, absent
 
 # `hoist run` without --network joins the default bridge, as docker's: a bridge, NAT rules and an
 # address in the namespace it runs in. The suite runs in the machine's own namespace, so there the
@@ -39,3 +39,21 @@ def moto_s3() -> Iterator[MotoS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def debian_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A docker-archive of a fresh bookworm minbase (tests/interop/test_build_debian.py), made
+    once per session for every test that asks (here, so there is one fixture, not one per module
+    that imports it)."""
+    import shutil
+
+    from tests.interop.test_build_debian import debian_base_archive, debootstrap
+
+    if os.geteuid() != 0:
+        absent("debootstrap needs root")
+    base = tmp_path_factory.mktemp("debian")
+    rootfs = debootstrap(base / "rootfs")
+    archive = debian_base_archive(rootfs, base / "bookworm.tar")
+    shutil.rmtree(rootfs)
+    yield archive

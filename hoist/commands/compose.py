@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="stopped containers too")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
     p.add_argument("--services", action="store_true", help="service names only")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", default="table", metavar="FORMAT",
+                   help="table (the default), json, or a Go template ('table ...' for a header)")
     p.add_argument("services_filter", nargs="*", metavar="SERVICE")
 
     p = sub.add_parser("logs", help="show the services' output, prefixed per container")
@@ -247,7 +248,8 @@ def _status(c: Any) -> str:
 
 
 def _cmd_ps(args: argparse.Namespace, project: Any, engine: Any) -> int:
-    from hoist.compose.engine import SERVICE
+    from hoist.compose.engine import PROJECT, SERVICE
+    from runtime import health
     from runtime.containers import uptime_text
 
     names = _services_arg(args) or None
@@ -265,14 +267,21 @@ def _cmd_ps(args: argparse.Namespace, project: Any, engine: Any) -> int:
         spec = c.spec
         command = " ".join(spec.argv)
         command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+        status, state = c.status()
+        check = health.status_of(state) if status == "running" else health.NONE
         rows.append({"Name": spec.name, "Image": spec.image, "Command": command,
-                     "Service": spec.labels.get(SERVICE, ""),
+                     "Project": spec.labels.get(PROJECT, ""), "Service": spec.labels.get(SERVICE, ""),
                      "Created": f"{uptime_text(time.time() - spec.created)} ago",
-                     "Status": _status(c), "ID": c.id, "State": c.status()[0],
+                     "Status": _status(c), "ID": c.id, "State": status,
+                     "Health": "" if check == health.NONE else check,
+                     "ExitCode": int(state.get("exit_code", 0) or 0) if status == "exited" else 0,
                      "Ports": _ports_text(engine.root, c)})
     if args.format == "json":
         for row in rows:
             print(json.dumps(row))
+        return 0
+    if args.format != "table":
+        _print_template(args.format, rows)
         return 0
     header = ("NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS")
     table = [header] + [(r["Name"], r["Image"], r["Command"], r["Service"], r["Created"], r["Status"], r["Ports"])
@@ -281,6 +290,25 @@ def _cmd_ps(args: argparse.Namespace, project: Any, engine: Any) -> int:
     for row in table:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+_PS_HEADERS = {"Name": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Project": "PROJECT",
+               "Service": "SERVICE", "Created": "CREATED", "Status": "STATUS", "ID": "CONTAINER ID",
+               "State": "STATE", "Health": "HEALTH", "ExitCode": "EXIT CODE", "Ports": "PORTS"}
+
+
+def _print_template(fmt: str, rows: list[dict[str, Any]]) -> None:
+    """docker compose ps's ``--format TEMPLATE``: the Go template over each container's summary."""
+    from hoist import gotemplate
+
+    default = "\t".join(f"{{{{.{k}}}}}" for k in ("Name", "Image", "Command", "Service", "Created", "Status",
+                                                   "Ports"))
+    try:
+        text = gotemplate.format_rows(fmt, [gotemplate.Struct("api.ContainerSummary", r) for r in rows],
+                                      _PS_HEADERS, default=default)
+    except gotemplate.TemplateError as e:
+        raise UserError(f"template: {e}" if not str(e).startswith("template") else str(e)) from None
+    print(text, end="")
 
 
 def _cmd_logs(args: argparse.Namespace, project: Any, engine: Any) -> int:

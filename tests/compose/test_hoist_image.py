@@ -17,23 +17,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.cli.helpers import REPO_ROOT, Hoist
+from tests.cli.helpers import Hoist
 from tests.images import busybox_image
-from tests.interop.test_build_debian import DEBIAN_REF, debian_archive  # noqa: F401 (the session fixture)
 from tests.peers import Dockerd
-from tests.runtime.conftest import need_root_and_busybox
-
-PYTHON_BASE = "hoist-test/python:3.11-bookworm"
-# The host's CA bundle goes in too: pip in the build must trust what this machine trusts (a
-# TLS-inspecting proxy's CA, where there is one); pip reads PIP_CERT, not the system store.
-BASE_DOCKERFILE = f"""\
-FROM {DEBIAN_REF}
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \\
-    && rm -rf /var/lib/apt/lists/*
-COPY host-ca.crt /etc/ssl/certs/host-ca.crt
-ENV PIP_CERT=/etc/ssl/certs/host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/host-ca.crt
-"""
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 PROBE = ("import json, urllib.request, urllib.error\n"
          "try:\n"
@@ -62,19 +48,10 @@ def _wait_v2(url: str) -> urllib.request.http.client.HTTPResponse:  # type: igno
     raise AssertionError(f"{url} never answered: {last}")
 
 
-def test_hoist_image_built_by_hoist_serves_the_registry(debian_archive: Path, tmp_path: Path,  # noqa: F811
+def test_hoist_image_built_by_hoist_serves_the_registry(hoist_image: Hoist, tmp_path: Path,
                                                          dockerd: Dockerd) -> None:
-    need_root_and_busybox()
-    hoist = Hoist(tmp_path)
-    hoist("load", "-i", str(debian_archive), timeout=600)
-    base_ctx = tmp_path / "base"
-    base_ctx.mkdir()
-    (base_ctx / "Dockerfile").write_text(BASE_DOCKERFILE)
-    (base_ctx / "host-ca.crt").write_bytes(HOST_CA.read_bytes())
-    hoist("build", "--progress", "plain", "-t", PYTHON_BASE, str(base_ctx), timeout=1200)
-    built = hoist("build", "--progress", "plain", "--build-arg", f"BASE={PYTHON_BASE}", "-t", "hoist",
-                  str(REPO_ROOT), timeout=1800)
-    assert "hoist 0." in built.err                          # the build's own `hoist --version` check
+    hoist = hoist_image
+    assert "hoist 0." in hoist.built  # type: ignore[attr-defined]   # the build's own `hoist --version` check
 
     config = json.loads(hoist("inspect", "hoist").out)[0]["Config"]
     assert config["Entrypoint"] == ["hoist"]

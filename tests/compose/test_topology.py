@@ -1,8 +1,10 @@
 """``docker-compose.test.yml`` (the integration topology) validates against the specification and
 normalises as expected: two identical registry replicas of hoist's image on the moto S3 bucket
 with token auth, started after the bucket exists, and the client (profile ``client``) after both
-replicas are healthy. Bringing it up needs user-defined networks (service names as host names),
-which hoist does not have yet: ``up`` says so for each service, naming the key."""
+replicas are healthy. Then the real thing: built by ``hoist compose build`` on the host (pip
+reaches PyPI there; hoist's image is a cache hit of the one ``conftest.hoist_image`` built), brought
+up by ``hoist compose up -d --wait`` inside a test "host" network namespace (its bridge, its nft
+rules), the client's round trip through both replicas, and ``down -v`` leaving nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from pathlib import Path
 import yaml
 
 from hoist.compose.engine import config_hash
+from tests.compose.conftest import PYTHON_BASE
 from hoist.compose.loader import LoadOptions, load_project
 from registry.server import config as registry_config
-from tests.cli.helpers import REPO_ROOT
+from tests.cli.helpers import REPO_ROOT, Hoist
+from tests.runtime.test_network import Bed, Res
 
 FILE = REPO_ROOT / "docker-compose.test.yml"
 
@@ -79,3 +83,38 @@ def test_services_plan_onto_the_registry_network() -> None:
         assert plan.mode == f"{project.name}_registry"
         assert plan.joins[0].aliases[0] == name and plan.joins[0].aliases[-1] == f"c-{name}"
         assert warnings == []
+
+
+def test_topology_comes_up_round_trips_and_goes(hoist_image: Hoist) -> None:
+    env = {"HOIST_TEST_BASE": PYTHON_BASE}
+    hoist_image.env.update(env)
+    built = hoist_image("compose", "-f", str(FILE), "build", subprocess=True, timeout=1800)
+    assert "moto" in built.err                                      # the S3 image: pip install moto[server]
+    images = hoist_image("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").out
+    ids = dict(line.split() for line in images.splitlines())
+    assert ids["hoist-test/hoist:latest"] == ids["hoist:latest"]    # the same build, from the cache
+
+    bed = Bed(hoist_image.root).start()
+    try:
+        pristine = bed.kernel_state()
+
+        def compose(*args: str) -> Res:
+            return bed.hoist("compose", "-f", str(FILE), *args, env=bed.env(**env))
+
+        up = compose("up", "-d", "--wait")
+        assert up.code == 0, f"up -> {up.code}\n{up.out}\n{up.err}"
+        ps = compose("ps", "--format", "{{.Service}} {{.Status}}")
+        status = dict(line.split(" ", 1) for line in ps.out.splitlines())
+        assert status["registry-1"].endswith("(healthy)") and status["registry-2"].endswith("(healthy)"), ps.out
+        assert "bucket" not in status or status["bucket"].startswith("Exited (0)"), ps.out
+
+        trip = compose("run", "--rm", "client")
+        assert trip.code == 0, f"client -> {trip.code}\n{trip.out}\n{trip.err}"
+        assert "round trip ok: sha256:" in trip.out, trip.out
+
+        down = compose("down", "-v")
+        assert down.code == 0, down.err
+        assert bed.hoist("ps", "-aq").out == "" and "hoist-test_" not in bed.ok("network", "ls")
+        assert bed.kernel_state() == pristine
+    finally:
+        bed.stop()

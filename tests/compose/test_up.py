@@ -153,6 +153,13 @@ def test_up_upgrade_one_service_and_down(app: tuple[Hoist, Path, dict[str, str]]
     assert "(healthy)" in next(line for line in ps.out.splitlines() if "shop-db-1" in line)
     assert hoist("inspect", "-f", "{{.State.Health.Status}}", "shop-db-1").out == "healthy\n"
     assert "shop-seed-1" in compose(hoist, project, "ps", "-a").out
+    # --format as docker compose's: a Go template over each container's summary, or a table of one
+    templated = compose(hoist, project, "ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}} {{.ExitCode}}")
+    assert sorted(templated.out.splitlines()) == ["db running healthy 0", "seed exited  0", "web running  0"]
+    table = compose(hoist, project, "ps", "--format", "table {{.Name}}\t{{.Project}}").out.splitlines()
+    assert table[0].split() == ["NAME", "PROJECT"] and sorted(table[1:])[0].split() == ["shop-db-1", "shop"]
+    bad = compose(hoist, project, "ps", "--format", "{{.Nope", ok=False)
+    assert bad.code != 0 and "Traceback" not in bad.err and len(bad.err.strip().splitlines()) == 1
     logs = compose(hoist, project, "logs", "seed", "db")
     assert all(line.startswith(("shop-db-1 ", "shop-seed-1 ")) for line in logs.out.splitlines())
     assert compose(hoist, project, "exec", "db", "cat", "/data/value").out == "hello-from-the-volume\n"

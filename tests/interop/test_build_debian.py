@@ -12,19 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from storage.layout import ImageLayout
 from storage.reference import parse_reference
 from tests.cli.helpers import Hoist
-from tests.peers import absent, need_tool
+from tests.peers import need_tool
 
 MIRROR = "http://deb.debian.org/debian"
 DEBIAN_REF = "debian:bookworm-hoist-test"
@@ -103,18 +100,6 @@ def write_debian_project(ctx: Path) -> Path:
     (ctx / "Dockerfile").write_text(DEBIAN_DOCKERFILE)
     (ctx / "app.py").write_text(APP_PY)
     return ctx
-
-
-@pytest.fixture(scope="session")
-def debian_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A docker-archive of a fresh bookworm minbase, made once per session."""
-    if os.geteuid() != 0:
-        absent("debootstrap needs root")
-    base = tmp_path_factory.mktemp("debian")
-    rootfs = debootstrap(base / "rootfs")
-    archive = debian_base_archive(rootfs, base / "bookworm.tar")
-    shutil.rmtree(rootfs)
-    yield archive
 
 
 def test_debian_apt_install_useradd_copy_chown_run_as_user(debian_archive: Path, tmp_path: Path) -> None:
