@@ -74,10 +74,12 @@ class CacheMounts:
 
     def acquire(self, cache_id: str, origin: str, sharing: str | None, *, mode: int = 0o755, uid: int = 0,
                 gid: int = 0, seed: Callable[[Path], None] | None = None,
-                waiting: Callable[[], None] | None = None) -> CacheInstance:
+                waiting: Callable[[], None] | None = None,
+                first_seed: Callable[[Path], None] | None = None) -> CacheInstance:
         """An instance of the cache ``cache_id`` starting from ``origin``, held as ``sharing``
-        says until ``close``. ``seed(path)`` fills a new instance; ``waiting`` is called once
-        when a ``locked`` mount has to wait for another user."""
+        says until ``close``. ``seed(path)`` fills a new instance; ``first_seed``, when given,
+        fills it instead when the cache has no instance at all yet (an imported cache mount);
+        ``waiting`` is called once when a ``locked`` mount has to wait for another user."""
         sharing = sharing or SHARED
         if sharing not in (SHARED, PRIVATE, LOCKED):
             raise DockerfileError(f"unsupported sharing value {sharing!r}")
@@ -98,7 +100,8 @@ class CacheMounts:
                 if found is not None:
                     return found
                 if sharing != LOCKED or not busy:
-                    return self._make(where, sharing, mode, uid, gid, seed)
+                    first = first_seed is not None and not self.instances(where)
+                    return self._make(where, sharing, mode, uid, gid, first_seed if first else seed)
             if not told and waiting is not None:
                 waiting()
                 told = True

@@ -272,6 +272,7 @@ class BuildBackend:
         self.snapshots = SnapshotStore(opts.root / "snapshots")
         self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
         self._cache_mounts: CacheMounts | None = None
+        self.used_mounts: dict[tuple[str, str], Path] = {}   # (cache id, origin) -> the instance used
         # What a killed build left (its overlay upper and work dirs, scratch dirs); never a
         # live build's (runtime.stepowners).
         from runtime.stepowners import clean_stale
@@ -626,9 +627,11 @@ class BuildBackend:
                 def waiting(plan: _CachePlan = plan) -> None:
                     self.progress.output(step, f"waiting for the locked cache mount {plan.cache_id!r}\n".encode())
                 instance = self.cache_mounts.acquire(plan.cache_id, plan.origin, plan.sharing, mode=plan.mode,
-                                                     uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting)
+                                                     uid=plan.uid, gid=plan.gid, seed=plan.seed, waiting=waiting,
+                                                     first_seed=self._imported_mount(plan, step))
                 mounts.closers.append(instance.close)
                 path = taken[(plan.cache_id, plan.origin)] = instance.path
+                self.used_mounts[(plan.cache_id, plan.origin)] = path
             mounts.volumes.append(Volume(str(path), plan.target, plan.readonly))
         for ssh in mounts.ssh:
             folder = self._scratch_dir(mounts.scratch)
@@ -640,6 +643,38 @@ class BuildBackend:
             relay = AgentRelay(folder / "relay.sock", upstream, ssh.uid, ssh.gid, ssh.mode)
             mounts.closers.append(relay.close)
             mounts.volumes.append(Volume(str(relay.path), ssh.target, False))
+
+    def _imported_mount(self, plan: _CachePlan, step: int) -> Callable[[Path], None] | None:
+        """A seed from ``--cache-from``'s copy of this cache mount (``mounts=true``), for a
+        cache this host has no instance of: the blob fetched, then unpacked as any layer is
+        (every bound of ``runtime/unpack.py``, no devices), checked against its diff_id."""
+        layer = self.remote.mount(plan.cache_id, plan.origin) if self.remote is not None else None
+        if layer is None:
+            return None
+        remote = self.remote
+        assert remote is not None
+
+        def seed(dest: Path) -> None:
+            from builder.remote_cache import CacheUnavailable
+            from runtime.errors import RuntimeFailure
+            from runtime.unpack import apply_layer
+
+            try:
+                if not self.layout.has_blob(layer.digest):
+                    remote.fetch(layer)
+                apply_layer(self.layout.blob_path(layer.digest), dest, expected_diff_id=layer.diff_id,
+                            allow_devices=False)
+            except (CacheUnavailable, RuntimeFailure, OSError) as e:
+                # A miss, not a failure: the step runs on an empty cache, as with no import.
+                self.progress.output(step, f"cache mount {plan.cache_id!r}: not imported ({e})\n".encode())
+                for child in list(dest.iterdir()):
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+                return
+            self.progress.output(step, f"cache mount {plan.cache_id!r}: imported ({layer.size} bytes)\n".encode())
+        return seed
 
     @property
     def cache_mounts(self) -> CacheMounts:

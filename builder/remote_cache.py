@@ -17,7 +17,15 @@ and its config maps each cache key to one of those layers::
 
     {"version": 1,
      "layers": [{"digest", "size", "mediaType", "diffID"}, ...],     # the manifest's layers, in order
-     "entries": {"<cache key>": <index into layers>, ...}}
+     "entries": {"<cache key>": <index into layers>, ...},
+     "mounts": [{"id": "<cache id>", "origin": "...", "layer": <index>}, ...]}    # mounts=true only
+
+``mounts`` (``--cache-to ...,mounts=true``): the contents of each ``RUN --mount=type=cache``
+the build used, as a layer of the artifact (the instance directory's tree; BuildKit exports no
+cache mounts). A runner that imports the cache starts a cache it has no instance of from that
+layer (unpacked with every bound and check a layer gets, devices refused), so a package
+manager's cache reaches a fresh runner; a cache it has locally is its own. Mount contents are
+never part of a cache key, so an imported mount can make a step faster, never a hit.
 
 A local cache entry holds only its layer (metadata instructions are not steps: dispatch
 recomputes the config), so this is all an entry needs. Layers are the image's own blobs by
@@ -66,6 +74,8 @@ INLINE_BUILD_ARG = "BUILDKIT_INLINE_CACHE"
 MAX_CONFIG_BYTES = 16 << 20
 MAX_ENTRIES = 200_000
 MAX_LAYERS = 4096               # each is checked with one HEAD on import
+MAX_MOUNTS = 1024
+MAX_MOUNT_NAME = 4096           # a cache id or origin
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,199}")
 _HEX64 = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -97,7 +107,7 @@ class CacheSpec:
 
 
 _FROM_KEYS = {"type", "ref"}
-_TO_KEYS = {"type", "ref", "mode", "ignore-error", "image-manifest", "oci-mediatypes", "compression"}
+_TO_KEYS = {"type", "ref", "mode", "ignore-error", "image-manifest", "oci-mediatypes", "compression", "mounts"}
 
 
 def parse_cache_spec(text: str, direction: str, compression: str) -> CacheSpec:
@@ -137,11 +147,11 @@ def parse_cache_spec(text: str, direction: str, compression: str) -> CacheSpec:
     if asked is not None and asked != compression:
         _bad(flag, text, f"the cache holds the image's own {compression} layers (never recompressed); "
                          f"build with --compression {asked} instead")
-    for flag_name in ("ignore-error", "image-manifest", "oci-mediatypes"):
+    for flag_name in ("ignore-error", "image-manifest", "oci-mediatypes", "mounts"):
         if fields.get(flag_name, "true").lower() not in ("true", "false"):
             _bad(flag, text, f"{flag_name} must be true or false")
     return CacheSpec("registry", ref, mode, fields.get("ignore-error", "false").lower() == "true",
-                     {k: v for k, v in fields.items() if k in ("image-manifest", "oci-mediatypes")})
+                     {k: v.lower() for k, v in fields.items() if k in ("image-manifest", "oci-mediatypes", "mounts")})
 
 
 def _bad(flag: str, text: str, why: str) -> CacheSpec:
@@ -195,10 +205,25 @@ def encode_entries(entries: dict[str, LayerRef]) -> tuple[list[LayerRef], dict[s
     return layers, index
 
 
-def cache_config(entries: dict[str, LayerRef]) -> tuple[bytes, list[LayerRef]]:
-    """The artifact's config bytes and its layers, in manifest order."""
+MountKey = tuple[str, str]          # (cache id, origin): builder/cachemounts.py's key
+
+
+def cache_config(entries: dict[str, LayerRef], mounts: dict[MountKey, LayerRef] | None = None
+                 ) -> tuple[bytes, list[LayerRef]]:
+    """The artifact's config bytes and its layers, in manifest order (the entries' layers, then
+    the cache mounts' that are not among them)."""
     layers, index = encode_entries(entries)
-    doc = {"version": VERSION, "layers": [_layer_doc(layer) for layer in layers], "entries": index}
+    doc: dict[str, Any] = {"version": VERSION, "entries": index}
+    if mounts:
+        where = {layer.digest: i for i, layer in enumerate(layers)}
+        listed = []
+        for (cache_id, origin), layer in sorted(mounts.items()):
+            if layer.digest not in where:
+                where[layer.digest] = len(layers)
+                layers.append(layer)
+            listed.append({"id": cache_id, "origin": origin, "layer": where[layer.digest]})
+        doc["mounts"] = listed
+    doc["layers"] = [_layer_doc(layer) for layer in layers]
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), layers
 
 
@@ -226,9 +251,9 @@ def is_hoist_cache(manifest: Manifest) -> bool:
             or (manifest.config is not None and manifest.config.media_type == CONFIG_TYPE))
 
 
-def decode_cache(manifest: Manifest, config_raw: bytes) -> dict[str, LayerRef]:
-    """The entries of a cache artifact; CacheInvalid when the config is corrupt or disagrees
-    with the manifest (never a partial answer)."""
+def decode_cache(manifest: Manifest, config_raw: bytes) -> tuple[dict[str, LayerRef], dict[MountKey, LayerRef]]:
+    """The entries and cache mounts of a cache artifact; CacheInvalid when the config is corrupt
+    or disagrees with the manifest (never a partial answer)."""
     try:
         doc = json.loads(config_raw)
     except (ValueError, UnicodeDecodeError):
@@ -254,7 +279,26 @@ def decode_cache(manifest: Manifest, config_raw: bytes) -> dict[str, LayerRef]:
             raise CacheInvalid(f"layer {i} has media type {desc.media_type}, not a layer's")
         layers.append(LayerRef(str(desc.digest), diff_id, desc.size, desc.media_type,
                                created=valid_time(entry.get("created"))))
-    return _entries(entries_doc, layers)
+    return _entries(entries_doc, layers), _mounts(doc.get("mounts"), layers)
+
+
+def _mounts(doc: object, layers: list[LayerRef]) -> dict[MountKey, LayerRef]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, list) or len(doc) > MAX_MOUNTS:
+        raise CacheInvalid(f"its mounts are not a list of at most {MAX_MOUNTS}")
+    out: dict[MountKey, LayerRef] = {}
+    for item in doc:
+        if not isinstance(item, dict):
+            raise CacheInvalid("a mount of its config is not an object")
+        cache_id, origin, index = item.get("id"), item.get("origin"), item.get("layer")
+        if not (isinstance(cache_id, str) and isinstance(origin, str) and 0 < len(cache_id) <= MAX_MOUNT_NAME
+                and len(origin) <= MAX_MOUNT_NAME and "\0" not in cache_id + origin):
+            raise CacheInvalid("a mount of its config has no valid id and origin")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(layers):
+            raise CacheInvalid(f"mount {cache_id[:40]!r} names layer {index!r}, which is not there")
+        out[(cache_id, origin)] = layers[index]
+    return out
 
 
 def decode_inline(manifest: Manifest, config: dict[str, Any]) -> dict[str, LayerRef]:
@@ -305,6 +349,7 @@ class ImportedCache:
         self.entries: dict[str, _Hit] = {}
         self.sources: dict[str, str] = {}          # layer digest -> the ref to fetch it from
         self.fetched: set[str] = set()
+        self.mounts: dict[MountKey, _Hit] = {}     # cache mounts (mounts=true), by key
         self.lock = threading.Lock()
 
     def lookup(self, key: str) -> LayerRef | None:
@@ -323,14 +368,24 @@ class ImportedCache:
         with self.lock:
             self.fetched.add(layer.digest)
 
-    def add(self, ref: str, entries: dict[str, LayerRef]) -> int:
-        """Take ``ref``'s entries (the first import that has a key wins); how many were new."""
+    def mount(self, cache_id: str, origin: str) -> LayerRef | None:
+        """The imported contents of the cache mount (``cache_id``, ``origin``), if any."""
+        hit = self.mounts.get((cache_id, origin))
+        return hit.layer if hit is not None else None
+
+    def add(self, ref: str, entries: dict[str, LayerRef], mounts: dict[MountKey, LayerRef] | None = None) -> int:
+        """Take ``ref``'s entries and mounts (the first import that has a key wins); how many
+        entries were new."""
         added = 0
         for key, layer in entries.items():
             if key not in self.entries:
                 self.entries[key] = _Hit(layer, ref)
                 self.sources.setdefault(layer.digest, ref)
                 added += 1
+        for mount_key, layer in (mounts or {}).items():
+            if mount_key not in self.mounts:
+                self.mounts[mount_key] = _Hit(layer, ref)
+                self.sources.setdefault(layer.digest, ref)
         return added
 
 
@@ -341,17 +396,19 @@ def import_caches(specs: Iterable[CacheSpec], registry: CacheRegistry, platform:
     for spec in specs:
         assert spec.ref is not None
         try:
-            entries = read_cache(registry, spec.ref, platform)
+            entries, mounts = read_cache(registry, spec.ref, platform)
         except (CacheInvalid, CacheUnavailable) as e:
             warn(f"cache {spec.ref}: {e}; building without it")
             continue
-        present = _present(registry, spec.ref, entries, warn)
-        imported.add(spec.ref, present)
+        present, present_mounts = _present(registry, spec.ref, entries, mounts, warn)
+        imported.add(spec.ref, present, present_mounts)
     return imported
 
 
-def read_cache(registry: CacheRegistry, ref: str, platform: Platform) -> dict[str, LayerRef]:
-    """The entries ``ref`` holds: a hoist cache artifact, or an image with an inline cache."""
+def read_cache(registry: CacheRegistry, ref: str, platform: Platform
+               ) -> tuple[dict[str, LayerRef], dict[MountKey, LayerRef]]:
+    """The entries and cache mounts ``ref`` holds: a hoist cache artifact, or an image with an
+    inline cache (which holds no mounts)."""
     raw, media_type = registry.manifest(ref)
     manifest = _parse(raw, media_type)
     if manifest.is_index:
@@ -378,7 +435,7 @@ def read_cache(registry: CacheRegistry, ref: str, platform: Platform) -> dict[st
         entries = decode_inline(manifest, config) if isinstance(config, dict) else {}
         if not entries:
             raise CacheInvalid("it is an image without a hoist inline cache, not a hoist cache")
-        return entries
+        return entries, {}
     raise CacheInvalid(f"it is a {manifest.artifact_type or manifest.config.media_type} artifact, "
                        "not a hoist cache")
 
@@ -390,19 +447,20 @@ def _parse(raw: bytes, media_type: str) -> Manifest:
         raise CacheInvalid(f"its manifest is invalid ({e})") from None
 
 
-def _present(registry: CacheRegistry, ref: str, entries: dict[str, LayerRef],
-             warn: Callable[[str], None]) -> dict[str, LayerRef]:
-    """The entries whose layer the registry still holds; the others are misses."""
-    digests = sorted({layer.digest for layer in entries.values()})
+def _present(registry: CacheRegistry, ref: str, entries: dict[str, LayerRef], mounts: dict[MountKey, LayerRef],
+             warn: Callable[[str], None]) -> tuple[dict[str, LayerRef], dict[MountKey, LayerRef]]:
+    """The entries and mounts whose layer the registry still holds; the others are misses."""
+    digests = sorted({layer.digest for layer in [*entries.values(), *mounts.values()]})
     try:
         gone = registry.missing(ref, digests)
     except CacheUnavailable as e:
         warn(f"cache {ref}: cannot check its layers ({e}); building without it")
-        return {}
+        return {}, {}
     if gone:
         warn(f"cache {ref}: {len(gone)} of its {len(digests)} layers are missing from the registry; "
              "the steps they hold will run")
-    return {key: layer for key, layer in entries.items() if layer.digest not in gone}
+    return ({key: layer for key, layer in entries.items() if layer.digest not in gone},
+            {key: layer for key, layer in mounts.items() if layer.digest not in gone})
 
 
 # -- export ---------------------------------------------------------------------------------------

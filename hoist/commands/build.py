@@ -36,7 +36,7 @@ from storage.platform import Platform
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from builder.dispatch import StageState
+    from builder.dispatch import LayerRef, StageState
     from builder.execute import BuildBackend, Progress
     from builder.lint import BuildCheck
     from builder.outputs import OutputSpec
@@ -406,7 +406,8 @@ def _export_cache(layout: ImageLayout, bridge: RegistryBridge, backend: BuildBac
 
     assert spec.ref is not None
     stages = _final_stages(backend.graph) if spec.mode == "min" else list(backend.stages)
-    config_raw, layers = cache_config(backend.recorder.entries(stages))
+    mounts = _mount_layers(layout, backend) if spec.options.get("mounts") == "true" else None
+    config_raw, layers = cache_config(backend.recorder.entries(stages), mounts)
     config_digest = layout.put_blob(config_raw)
     forms = ["image-manifest"] if spec.options.get("image-manifest", "").lower() == "true" \
         else ["artifact", "image-manifest"]
@@ -420,9 +421,28 @@ def _export_cache(layout: ImageLayout, bridge: RegistryBridge, backend: BuildBac
             _warn(f"{spec.ref} refused the cache as an OCI artifact ({e}); pushing it as an image manifest")
             continue
         if not quiet:
-            print(f"exporting cache to {spec.ref}: digest: {pushed.digest} ({len(layers)} layers, "
+            with_mounts = f", {len(mounts)} cache mounts" if mounts else ""
+            print(f"exporting cache to {spec.ref}: digest: {pushed.digest} ({len(layers)} layers{with_mounts}, "
                   f"{pushed.uploaded} blobs uploaded)", file=sys.stderr)
         return
+
+
+def _mount_layers(layout: ImageLayout, backend: BuildBackend) -> dict[tuple[str, str], LayerRef]:
+    """``mounts=true``: each cache mount the build used, its instance's tree as a layer blob in
+    the local store (the build's compression; reproducible, so an unchanged cache is the same
+    blob and its push a HEAD)."""
+    from builder.dispatch import LayerRef
+    from builder.errors import LayerError
+    from builder.layers import layer_from_upper
+
+    out = {}
+    for key, path in sorted(backend.used_mounts.items()):
+        try:
+            blob = layer_from_upper(path, layout, backend.opts.compression, backend.opts.source_date_epoch)
+        except LayerError as e:
+            raise UserError(f"cannot export cache mount {key[0]!r}: {e}") from None
+        out[key] = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type)
+    return out
 
 
 def _write_stderr(text: str) -> None:
