@@ -7,6 +7,12 @@ against the specification's schema, put in long form and its ``extends`` resolve
 files are merged in order. Relative paths of ``-f`` files are relative to the project directory
 (the first file's directory unless ``--project-directory``); those of a file named by
 ``extends: {file: ...}`` are relative to that file.
+
+``include`` (after a file's ``extends``, before the files are merged, as compose-go does it):
+each entry's files are loaded as an application of their own (their project directory, their
+env files under the including project's environment, their own ``include``s; a file met again
+on the way is a cycle) and its services, networks, volumes, secrets and configs are added to
+the including file; a name the file (or an earlier entry) defines otherwise is an error.
 """
 
 from __future__ import annotations
@@ -134,8 +140,6 @@ def find_files(opts: LoadOptions, environ: Mapping[str, str]) -> list[Path]:
 # -- environment ------------------------------------------------------------------------------------
 def project_environment(opts: LoadOptions, project_dir: Path, environ: Mapping[str, str],
                         warn: Callable[[str], None]) -> dict[str, str]:
-    from hoist.compose.dotenv import read_env_file
-
     cwd = Path(opts.cwd or os.getcwd())
     if opts.env_files:
         paths = [cwd / p for p in opts.env_files]
@@ -145,6 +149,15 @@ def project_environment(opts: LoadOptions, project_dir: Path, environ: Mapping[s
     else:
         default = project_dir / ".env"
         paths = [default] if default.is_file() else []
+    return environment_over_files(paths, environ, warn)
+
+
+def environment_over_files(paths: list[Path], environ: Mapping[str, str],
+                           warn: Callable[[str], None]) -> dict[str, str]:
+    """The values of the env files ``paths`` (read in order, each seeing the ones before) with
+    ``environ`` on top: the caller's environment wins."""
+    from hoist.compose.dotenv import read_env_file
+
     env: dict[str, str] = {}
     for path in paths:
         values = read_env_file(path, {**env, **environ}, warn)
@@ -182,8 +195,6 @@ class _Files:
         if "version" in doc:
             self.warn(f"{name}: the attribute `version` is obsolete, it will be ignored")
             doc = {k: v for k, v in doc.items() if k != "version"}
-        if "include" in doc:
-            raise ComposeError("include is not supported by hoist yet", where=where(name, None, "include"))
         ctx = canonical.Context(name, base_dir, self.env)
         out: dict[str, Any] = {}
         for k, v in doc.items():
@@ -202,6 +213,63 @@ class _Files:
         doc["services"] = {name: self.extended(path, base_dir, name, ())
                            for name in services}
         return doc
+
+    def project_file(self, path: Path, working_dir: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+        """A file of the project (``-f`` or included) with its ``extends`` resolved and then the
+        resources of its ``include`` entries added (``chain``: the files including it)."""
+        doc = self.with_extends(path, working_dir)
+        chain += (Path(os.path.normpath(path)),)
+        for i, entry in enumerate(doc.pop("include", None) or []):
+            key = f"include.{i}"
+            paths, imported = self.included(entry, str(path), key, working_dir, chain)
+            for kind in ("services", *_RESOURCES):
+                if not imported.get(kind):
+                    continue
+                section = dict(doc.get(kind) or {})
+                for name, res in imported[kind].items():
+                    # As docker compose: the same definition twice is no conflict.
+                    if name in section and section[name] != res:
+                        raise ComposeError(f"{kind}.{name} conflicts with imported resource "
+                                           f"(from {', '.join(map(str, paths))})", where=where(str(path), None, key))
+                    section[name] = res
+                doc[kind] = section
+        return doc
+
+    def included(self, entry: Any, file: str, key: str, working_dir: Path,
+                 chain: tuple[Path, ...]) -> tuple[list[Path], dict[str, Any]]:
+        """The files of one ``include`` entry of ``file`` and the model they make, loaded as an
+        application of their own: relative paths against its project directory (the first
+        file's directory unless ``project_directory``), interpolation with its env files (``.env``
+        there unless ``env_file``) under the including project's environment."""
+        ctx = canonical.Context(file, working_dir, self.env)
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not entry.get("path"):
+            raise ctx.error(None, key, "path is required")
+        paths = [Path(ctx.path(p)) for p in canonical.string_list(entry["path"])]
+        for p in paths:
+            if p in chain:
+                cycle = " -> ".join(str(f) for f in chain + (p,))
+                raise ctx.error(None, key, f"include cycle detected: {cycle}")
+            if not p.is_file():
+                raise ctx.error(None, key, f"included file {p} not found")
+        if entry.get("project_directory"):
+            project_dir = Path(ctx.path(entry["project_directory"]))
+        else:
+            project_dir = paths[0].parent
+        if entry.get("env_file"):
+            env_paths = [Path(ctx.path(p)) for p in canonical.string_list(entry["env_file"])]
+            for p in env_paths:
+                if not p.is_file():
+                    raise ctx.error(None, f"{key}.env_file", f"env file {p} not found")
+        else:
+            default = project_dir / ".env"
+            env_paths = [default] if default.is_file() else []
+        reader = _Files(environment_over_files(env_paths, self.env, self.warn), self.warn, self.stdin)
+        model: dict[str, Any] = {}
+        for p in paths:
+            model = merge.merge_documents(model, reader.project_file(p, project_dir, chain))
+        return paths, merge.strip(model)
 
     def extended(self, path: Path, base_dir: Path, name: str,
                  chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -275,7 +343,7 @@ def load_project(opts: LoadOptions, warn: Callable[[str], None] | None = None) -
     for path in files:
         if str(path) != "-" and not path.is_file():
             raise ComposeError(f"compose file {path} not found")
-        model = merge.merge_documents(model, reader.with_extends(path, project_dir))
+        model = merge.merge_documents(model, reader.project_file(path, project_dir))
     model = merge.strip(model)
     name = _project_name(opts, env, model, project_dir)
     return _finish(model, name, project_dir, files, env, opts, _warn, warnings)
