@@ -77,3 +77,29 @@ class BuildCache:
             doc["layer"]["created"] = layer.created
         atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)
         self.written += 1
+
+
+# BuildKit's default: the build cache keeps to 10 % of the disk it is on.
+DEFAULT_BOUND_PERCENT = 10
+BOUND_ENV = "HOIST_BUILD_CACHE_MAX"
+
+
+def build_cache_bound(root: Path) -> int | None:
+    """The bytes the build cache (entries' layer blobs and cache mounts) may hold: ``$HOIST_BUILD_
+    CACHE_MAX`` (a size as ``--keep-storage`` reads it, or ``none`` for no bound), else 10 % of the
+    filesystem ``root`` is on. Raises PruneError for a value that is neither."""
+    text = os.environ.get(BOUND_ENV)
+    if text is not None and text.strip():
+        if text.strip().lower() == "none":
+            return None
+        from builder.prune import PruneError, parse_size     # only when set: a build imports little
+
+        try:
+            return parse_size(text)
+        except PruneError as e:
+            raise PruneError(f"{BOUND_ENV}: {e}") from None
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    st = os.statvfs(probe)
+    return st.f_blocks * st.f_frsize * DEFAULT_BOUND_PERCENT // 100

@@ -36,30 +36,6 @@ class PruneError(BuilderError):
     """A prune option hoist cannot use."""
 
 
-# BuildKit's default: the build cache keeps to 10 % of the disk it is on.
-DEFAULT_BOUND_PERCENT = 10
-BOUND_ENV = "HOIST_BUILD_CACHE_MAX"
-
-
-def build_cache_bound(root: Path) -> int | None:
-    """The bytes the build cache (entries' layer blobs and cache mounts) may hold: ``$HOIST_BUILD_
-    CACHE_MAX`` (a size as ``--keep-storage`` reads it, or ``none`` for no bound), else 10 % of the
-    filesystem ``root`` is on. Raises PruneError for a value that is neither."""
-    text = os.environ.get(BOUND_ENV)
-    if text is not None and text.strip():
-        if text.strip().lower() == "none":
-            return None
-        try:
-            return parse_size(text)
-        except PruneError as e:
-            raise PruneError(f"{BOUND_ENV}: {e}") from None
-    probe = root
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    st = os.statvfs(probe)
-    return st.f_blocks * st.f_frsize * DEFAULT_BOUND_PERCENT // 100
-
-
 def parse_size(text: str) -> int:
     """Bytes in ``text`` as docker's ``--keep-storage`` reads it (go-units RAMInBytes: 512, 10k,
     1.5GB, 2GiB; multiples of 1024)."""

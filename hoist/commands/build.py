@@ -227,11 +227,11 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
 
 
 def _cache_bound() -> int | None:
-    from builder.prune import PruneError, build_cache_bound
+    from builder.cache import build_cache_bound
 
     try:
         return build_cache_bound(hoist_root())
-    except PruneError as e:
+    except BuilderError as e:
         raise UserError(str(e)) from None
 
 
