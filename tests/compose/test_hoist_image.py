@@ -5,7 +5,7 @@ command serves the registry on 0.0.0.0:5000 with its store in /var/lib/hoist/reg
 ``--network host`` on a loopback port it takes a real ``hoist push`` and ``hoist pull``; saved by
 ``hoist save`` and loaded into docker, ``docker run`` of it serves the same.
 
-Slow by nature (debootstrap, apt and pip over the network): one test.
+Slow by nature (debootstrap, apt and pip over the network): the image is built once (conftest).
 """
 
 from __future__ import annotations
@@ -107,3 +107,37 @@ def test_hoist_image_built_by_hoist_serves_the_registry(hoist_image: Hoist, tmp_
         assert answer == "200 registry/2.0", answer
     finally:
         dockerd("rm", "-f", "hoist-registry-test", check=False)
+
+
+def test_the_readme_registry_line_serves_on_a_published_port(hoist_image: Hoist, tmp_path: Path) -> None:
+    """README: ``hoist run -d --restart=always -p 5000:5000 -v /srv/registry:/var/lib/hoist/registry
+    hoist``, on a test "host" namespace: /v2/ from another host and from 127.0.0.1, a push into the
+    volume; removed, it leaves no link or rule of its own (the default bridge stays, as docker0)."""
+    from tests.runtime.test_network import Bed, eventually
+
+    store = tmp_path / "srv-registry"
+    bed = Bed(hoist_image.root).start()
+    try:
+        pristine = bed.kernel_state()
+        # As a user types it: the default network, the bridge (the suite's default is none).
+        env = {k: v for k, v in bed.env().items() if k != "HOIST_DEFAULT_NETWORK"}
+        run = bed.hoist("run", "-d", "--name", "registry", "--restart=always", "-p", "5000:5000",
+                        "-v", f"{store}:/var/lib/hoist/registry", "hoist", env=env)
+        assert run.code == 0, run.err
+        v2 = eventually(lambda: bed.client_sh("busybox", "wget", "-qO-", f"http://{bed.host_addr}:5000/v2/"),
+                        "the registry from the client host")
+        assert v2.strip() == "{}"
+        assert bed.host_sh("busybox", "wget", "-qO-", "http://127.0.0.1:5000/v2/").out.strip() == "{}"
+        state = json.loads(bed.ok("inspect", "registry"))[0]
+        assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
+        busybox_image(hoist_image.layout(), "127.0.0.1:5000/team/busybox:1")
+        bed.ok("push", "127.0.0.1:5000/team/busybox:1")
+        assert (store / "docker" / "registry" / "v2" / "repositories" / "team" / "busybox").is_dir()
+        assert "5000" in str(bed.kernel_state()["rules"])         # its DNAT, while it runs
+        bed.ok("rm", "-f", "registry")
+        # What stays is the default bridge itself (as docker0 does), not the container's veth or its rules.
+        after = bed.kernel_state()
+        assert [name for name, _ in set(after["links"]) - set(pristine["links"])] == ["hoist0"]  # type: ignore[arg-type]
+        assert "5000" not in str(after["rules"])
+    finally:
+        bed.stop()
