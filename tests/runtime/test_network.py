@@ -360,6 +360,13 @@ def test_bad_input_is_one_line_and_leaves_nothing(bed: Bed) -> None:
     assert "nftables is not installed" in err
     err = _one_line(bed.hoist("network", "create", "nonft", env=bed.env(PATH=str(empty))), code=1)
     assert "nftables is not installed" in err
+    # the kernel refusing a network namespace (a seccomp filter on the hoist process answers
+    # EPERM to unshare/clone of CLONE_NEWNET, as a locked-down host does)
+    refuse = [sys.executable, str(Path(__file__).with_name("refuse_netns.py")), sys.executable, "-m", "hoist.cli"]
+    for args in (["--network", "bnet", "-p", "8103:80"], ["--network", "bridge"], ["--network", "none"]):
+        err = _one_line(bed.in_ns(bed.host, *refuse, "run", "--rm", *args, "busybox", "true"))
+        assert "Operation not permitted" in err and "unshare" in err, err
+    assert "8103" not in bed.host_sh(bed.nft, "list", "ruleset").out
     assert bed.kernel_state() == before
     assert sorted(p.name for p in (bed.root / "networks" / "endpoints").iterdir()) == records
 
