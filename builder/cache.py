@@ -103,3 +103,11 @@ def build_cache_bound(root: Path) -> int | None:
         probe = probe.parent
     st = os.statvfs(probe)
     return st.f_blocks * st.f_frsize * DEFAULT_BOUND_PERCENT // 100
+
+
+def mark_used(entry: Path) -> None:
+    """A cache hit: the entry's mtime is its last use (for least-recently-used pruning)."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass                     # a read-only or vanished entry still gave its answer

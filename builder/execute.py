@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from builder import keywords as kw
-from builder.cache import BuildCache, cache_key
+from builder.cache import BuildCache, cache_key, mark_used
 from builder.copy import (
     Chmod,
     ChownSpec,
@@ -64,7 +64,6 @@ from builder.platforms import (
     parse_platform,
     result_platform,
 )
-from builder.prune import mark_used
 from builder.remote import EtagCache, RemoteSources, SystemGit
 from builder.remote_cache import CacheUnavailable, ImportedCache, Recorder
 from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher

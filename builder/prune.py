@@ -118,14 +118,6 @@ def remove_records(records: Iterable[CacheRecord], gc_roots: Path) -> None:
         (gc_roots / f"build-{record.key}").unlink(missing_ok=True)
 
 
-def mark_used(entry: Path) -> None:
-    """A cache hit: the entry's mtime is its last use (for least-recently-used pruning)."""
-    try:
-        os.utime(entry)
-    except OSError:
-        pass                     # a read-only or vanished entry still gave its answer
-
-
 @dataclass(frozen=True)
 class CacheMount:
     path: Path

@@ -22,6 +22,11 @@ Every message is one line naming what was wrong; the CLI turns these into ``User
 from __future__ import annotations
 
 
+class Detached(Exception):
+    """The user typed the detach keys (``runtime/tty.py``; here so that a run that is not
+    attached to a terminal need not import the pty code to catch it)."""
+
+
 class RuntimeFailure(Exception):
     """Base of every runtime error; ``exit_code`` is what ``hoist run`` reports (125, as docker)."""
 

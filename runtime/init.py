@@ -27,14 +27,17 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime import caps, cgroups, health, linux, logfile, mounts, restart, seccomp, tty, users, volumes
+from runtime import caps, cgroups, linux, logfile, mounts, restart, seccomp, users, volumes
 from runtime.containers import Container, boot_id, process_start_time
 from runtime.errors import RuntimeFailure
 from runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from runtime.snapshots import RootfsPlan
 from runtime.spec import ContainerSpec, exit_code_of
+
+if TYPE_CHECKING:
+    from runtime import health, tty
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
@@ -251,12 +254,14 @@ def container_main(spec: ContainerSpec, cdir: Path, report_fd: int, monitor_fd: 
                                                 resource.RLIM_INFINITY if hard < 0 else hard))
         if spec.network != "host":
             linux.loopback_up()
+        # The pty code is needed after the pivot, when the host's Python files are out of reach.
+        console_tty = _tty_module() if console_fd is not None else None
         mounts.pivot(root)
         # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would stay ignored across exec.
         for sig in FORWARDED + (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        if console_fd is not None:
-            tty.setup_console(console_fd, console_size)
+        if console_tty is not None and console_fd is not None:
+            console_tty.setup_console(console_fd, console_size)
         if spec.init:
             _reaper(spec, report_fd, monitor_fd, last_cap)
         env, _ = become_user(spec.user, spec.env, spec.cwd, last_cap, monitor_fd, spec)
@@ -381,7 +386,7 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
     # stderr go through a pump into its json-file log, every run of it; one run in the foreground
     # writes to the caller's terminal or pipe as it is.
     log_config = logfile.LogConfig.from_json(spec.log) if ready_fd is not None else None
-    console = tty.ConsoleServer(cdir) if spec.tty else None
+    console = _tty_module().ConsoleServer(cdir) if spec.tty else None
     if console is not None and attach_first:
         console.await_first_client(30.0)
     child = [0]   # the running PID 1 (0: none)
@@ -466,7 +471,7 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
         logs.start()
     # The run's health checks: a process of the monitor's PID namespace too (runtime/health.py).
     check = _healthcheck(spec)
-    prober = health.HealthMonitor.spawn(container, spec, check) if check is not None else None
+    prober = _health_module().HealthMonitor.spawn(container, spec, check) if check is not None else None
     linux.unshare(linux.CLONE_NEWPID)
     report_r, report_w = os.pipe()
     # The monitor holds alive_w until the run ends; PID 1 sees EOF on alive_r once it is gone.
@@ -501,7 +506,7 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
     container.update_state(pid=pid)   # (the container cannot have started before the answer above)
     failure = _read_all(report_r)
     error = _parse_failure(failure)
-    master = tty.receive_master(pair[0]) if pair is not None and not error else None
+    master = _tty_module().receive_master(pair[0]) if pair is not None and not error else None
     if pair is not None:
         pair[0].close()
     if not error:
@@ -509,7 +514,7 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
         # Health starts over with each run (its log kept), in the same write as "running".
         container.modify_state(lambda state: {
             "status": "running", "started_at": started_at, "paused": False,
-            **({"health": health.reset(state.get("health"))} if prober is not None else {})})
+            **({"health": _health_module().reset(state.get("health"))} if prober is not None else {})})
         if prober is not None:
             prober.started(pid, started_at)
     if ready_fd is not None:
@@ -543,10 +548,27 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
 
 def _healthcheck(spec: ContainerSpec) -> health.HealthConfig | None:
     """The probe the container's Config.Healthcheck asks for (None: none, NONE, or unusable)."""
+    if not (spec.config or {}).get("Healthcheck"):
+        return None                 # without one, the health code is not even imported
+    health = _health_module()
     try:
         return health.HealthConfig.from_docker((spec.config or {}).get("Healthcheck"))
     except health.HealthConfigError:
         return None
+
+
+def _tty_module() -> Any:
+    """``runtime.tty``, imported only by a container with a TTY (start-up: bench/run_bench.py)."""
+    from runtime import tty
+
+    return tty
+
+
+def _health_module() -> Any:
+    """``runtime.health``, imported only for a container with a health check."""
+    from runtime import health
+
+    return health
 
 
 def _attach_network(container: Container, ready_fd: int | None):  # -> Attachment | None | False

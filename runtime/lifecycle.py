@@ -716,10 +716,12 @@ def _docker_config(config: dict[str, Any], opts: RunOptions, labels: dict[str, s
     else:
         entrypoint = config.get("Entrypoint") or None
         cmd = list(opts.args) or config.get("Cmd") or None
-    from runtime import health
+    check = None
+    if opts.healthcheck is not None or config.get("Healthcheck"):
+        from runtime import health
 
-    check = health.merge(opts.healthcheck, config.get("Healthcheck"))
-    health.validate(check)
+        check = health.merge(opts.healthcheck, config.get("Healthcheck"))
+        health.validate(check)
     return {"Entrypoint": entrypoint, "Cmd": cmd, "Labels": labels,
             "ExposedPorts": dict(config.get("ExposedPorts") or {}), "Volumes": config.get("Volumes") or None,
             "Healthcheck": check, "Shell": config.get("Shell") or None}

@@ -39,6 +39,8 @@ import termios
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.errors import Detached  # defined there, light, for callers that only catch it
+
 SOCKET_NAME = "attach.sock"
 DETACH_KEYS = b"\x10\x11"   # ctrl-p ctrl-q
 MAX_FRAME = 1 << 20
@@ -47,10 +49,6 @@ MAX_INPUT_BACKLOG = 1 << 20   # bytes of input queued for a container that does 
 TIOCGPTPEER = 0x5441          # _IO('T', 0x41)
 TIOCSPTLCK = 0x40045431       # _IOW('T', 0x31, int); not in every termios module
 _HEADER = struct.Struct(">cI")
-
-
-class Detached(Exception):
-    """The user typed the detach keys."""
 
 
 _CTRL = ["ctrl-@"] + [f"ctrl-{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + \

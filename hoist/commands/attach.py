@@ -45,7 +45,7 @@ def attach_streams(values: list[str]) -> frozenset[str] | None:
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
     from runtime.lifecycle import Runtime
-    from runtime.tty import Detached
+    from runtime.errors import Detached
 
     detach_keys = detach_keys_option(args.detach_keys)
     runtime = Runtime(paths.hoist_root())
@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 def detach_keys_option(text: str | None) -> bytes | None:
     """`--detach-keys` (run, start, attach): None for the default ctrl-p,ctrl-q."""
-    from runtime.tty import parse_detach_keys
-
     if not text:
         return None
+    from runtime.tty import parse_detach_keys     # only then: a plain run loads no pty code
     try:
         return parse_detach_keys(text)
     except ValueError as e:

@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser, create: bool = False) -> None
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
     from runtime.lifecycle import Runtime, StartFailed
-    from runtime.tty import Detached
+    from runtime.errors import Detached
     from storage.fsutil import secure_store_root
 
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
@@ -157,11 +157,10 @@ def run(args: argparse.Namespace) -> int:
 def create_container(runtime: Any, args: argparse.Namespace) -> Any:
     """The container ``run`` and ``create`` make from their (shared) flags: the image pulled by
     ``--pull``, the options checked, the container created (not started), ``--cidfile`` written."""
-    from hoist.commands.pull import pull_for_run
     from runtime.lifecycle import RunOptions
     from runtime.spec import Limits, parse_size
 
-    pull_for_run(args.image, args.pull)
+    _pull_if_missing(args.image, args.pull)
     if args.network is None:
         from runtime.network import default_mode
 
@@ -195,8 +194,31 @@ def create_container(runtime: Any, args: argparse.Namespace) -> Any:
     return container
 
 
+def _pull_if_missing(image: str, policy: str) -> None:
+    """``--pull``: an image that is local under ``missing`` (the default) needs nothing, and
+    then the pull machinery (the registry client, aiohttp: ~130 ms of imports) is not loaded."""
+    if policy == "missing":
+        from runtime.errors import ImageNotFound, RuntimeFailure
+        from runtime.image import load_image
+
+        try:
+            load_image(paths.images_dir(), image)
+            return
+        except ImageNotFound:
+            pass
+        except RuntimeFailure:
+            return  # local but unusable: the run says why
+    from hoist.commands.pull import pull_for_run
+
+    pull_for_run(image, policy)
+
+
 def health_options(args: argparse.Namespace) -> dict[str, object] | None:
     """The user's Config.Healthcheck from the ``--health-*`` flags (docker's CLI parsing)."""
+    given = (args.health_cmd, args.health_interval, args.health_timeout, args.health_retries,
+             args.health_start_period, args.health_start_interval)
+    if all(v is None for v in given) and not args.no_healthcheck:
+        return None             # the common case: no health module to import
     from runtime import health
 
     return health.from_flags(args.health_cmd, args.health_interval, args.health_timeout, args.health_retries,

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from runtime.errors import RuntimeFailure
     from runtime.lifecycle import Runtime, StartFailed
-    from runtime.tty import Detached
+    from runtime.errors import Detached
 
     runtime = Runtime(paths.hoist_root())
     if args.all_restartable:
