@@ -196,7 +196,10 @@ def create_container(runtime: Any, args: argparse.Namespace) -> Any:
 
 def _pull_if_missing(image: str, policy: str) -> None:
     """``--pull``: an image that is local under ``missing`` (the default) needs nothing, and
-    then the pull machinery (the registry client, aiohttp: ~130 ms of imports) is not loaded."""
+    then the pull machinery (the registry client, aiohttp: ~130 ms of imports) is not loaded;
+    nor under ``never``."""
+    if policy == "never":
+        return
     if policy == "missing":
         from runtime.errors import ImageNotFound, RuntimeFailure
         from runtime.image import load_image

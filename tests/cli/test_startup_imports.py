@@ -51,6 +51,8 @@ def test_run_of_a_local_image_imports_no_client_pty_or_health_code(h: Hoist) -> 
     names = imported(h, "run", "--rm", "--network", "none", "busybox", "true")
     assert loaded(names, HEAVY_FOR_RUN) == []
     assert "runtime.lifecycle" in names
+    never = imported(h, "run", "--rm", "--network", "none", "--pull", "never", "busybox", "true")
+    assert loaded(never, HEAVY_FOR_RUN) == []
     # and the same run with a health check and a missing image does load what it needs
     with_health = imported(h, "run", "--rm", "--network", "none", "--health-cmd", "true", "busybox", "true")
     assert "runtime.health" in with_health
