@@ -299,16 +299,11 @@ _PS_HEADERS = {"Name": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Project"
 
 def _print_template(fmt: str, rows: list[dict[str, Any]]) -> None:
     """docker compose ps's ``--format TEMPLATE``: the Go template over each container's summary."""
-    from hoist import gotemplate
+    from hoist.commands.ps import print_rows
 
     default = "\t".join(f"{{{{.{k}}}}}" for k in ("Name", "Image", "Command", "Service", "Created", "Status",
                                                    "Ports"))
-    try:
-        text = gotemplate.format_rows(fmt, [gotemplate.Struct("api.ContainerSummary", r) for r in rows],
-                                      _PS_HEADERS, default=default)
-    except gotemplate.TemplateError as e:
-        raise UserError(f"template: {e}" if not str(e).startswith("template") else str(e)) from None
-    print(text, end="")
+    print_rows(fmt, rows, "api.ContainerSummary", _PS_HEADERS, default)
 
 
 def _cmd_logs(args: argparse.Namespace, project: Any, engine: Any) -> int:

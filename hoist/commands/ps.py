@@ -322,12 +322,16 @@ def tree_size(root: str) -> int:
 
 
 def _print(fmt: str, rows: list[dict[str, Any]], size: bool) -> None:
+    print_rows(fmt, rows, "*formatter.ContainerContext", HEADERS, DEFAULT_TABLE + ("\t{{.Size}}" if size else ""))
+
+
+def print_rows(fmt: str, rows: list[dict[str, Any]], type_name: str, headers: dict[str, str], default: str) -> None:
+    """A list verb's ``--format``: the Go template over each row (a struct named ``type_name``
+    in its errors, as docker's), a bad template one line."""
     from hoist import gotemplate
 
-    default = DEFAULT_TABLE + ("\t{{.Size}}" if size else "")
     try:
-        text = gotemplate.format_rows(fmt, [gotemplate.Struct("*formatter.ContainerContext", r) for r in rows],
-                                      HEADERS, default=default)
+        text = gotemplate.format_rows(fmt, [gotemplate.Struct(type_name, r) for r in rows], headers, default=default)
     except gotemplate.TemplateError as e:
         raise UserError(f"template: {e}" if not str(e).startswith("template") else str(e)) from None
     print(text, end="")

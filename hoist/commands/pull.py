@@ -111,28 +111,10 @@ async def pull_and_prepare(layout: ImageLayout, start: Callable[[OnImage, OnBlob
                 pass
 
 
-PULL_POLICIES = ("missing", "always", "never")
-
-
 def pull_for_run(image: str, policy: str) -> None:
-    """``hoist run --pull POLICY``: pull ``image`` first when ``policy`` says so (docker's
-    semantics: ``missing`` pulls an image that is not local, ``always`` pulls every time,
-    ``never`` leaves a missing image to the run's "no image" error). Progress goes to stderr."""
-    if policy not in PULL_POLICIES:
-        raise UserError(f"invalid --pull {policy!r}: use missing, always or never", exit_code=125)
-    if policy == "never":
-        return
-    from runtime.errors import ImageNotFound
-    from runtime.image import load_image
-
+    """The pull of ``hoist run --pull POLICY`` once the policy says to (``run.pull_by_policy``:
+    ``always``, or ``missing`` and the image is not local). Progress goes to stderr."""
     if policy == "missing":
-        try:
-            load_image(paths.images_dir(), image)
-            return
-        except ImageNotFound:
-            pass
-        except RuntimeFailure:
-            return  # local but unusable: the run says why
         print(f"Unable to find image '{image}' locally", file=sys.stderr, flush=True)
     ref = parse_ref(image)
 

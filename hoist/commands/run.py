@@ -160,7 +160,7 @@ def create_container(runtime: Any, args: argparse.Namespace) -> Any:
     from runtime.lifecycle import RunOptions
     from runtime.spec import Limits, parse_size
 
-    _pull_if_missing(args.image, args.pull)
+    pull_by_policy(args.image, args.pull)
     if args.network is None:
         from runtime.network import default_mode
 
@@ -194,10 +194,16 @@ def create_container(runtime: Any, args: argparse.Namespace) -> Any:
     return container
 
 
-def _pull_if_missing(image: str, policy: str) -> None:
-    """``--pull``: an image that is local under ``missing`` (the default) needs nothing, and
-    then the pull machinery (the registry client, aiohttp: ~130 ms of imports) is not loaded;
-    nor under ``never``."""
+PULL_POLICIES = ("missing", "always", "never")
+
+
+def pull_by_policy(image: str, policy: str) -> None:
+    """``--pull POLICY`` (docker's semantics: ``missing`` pulls an image that is not local,
+    ``always`` pulls every time, ``never`` leaves a missing image to the run's "no image" error).
+    Decided here, so that a run that needs no pull loads no registry client (aiohttp alone is
+    ~130 ms of imports); the pull itself is ``hoist.commands.pull.pull_for_run``."""
+    if policy not in PULL_POLICIES:
+        raise UserError(f"invalid --pull {policy!r}: use missing, always or never", exit_code=125)
     if policy == "never":
         return
     if policy == "missing":

@@ -22,7 +22,7 @@ from registry.client.client import RegistryClient
 from storage import mediatypes as mt
 from storage.digest import Digest
 from tests.cli.conftest import run_hoist
-from tests.cli.helpers import Hoist
+from tests.cli.helpers import Hoist, Result
 from tests.cli.test_build_cache_registry import _put_artifact, distribution, hoist_registry, runner, seed_base
 from tests.peers import Distribution
 
@@ -136,21 +136,27 @@ def _instance_names(h: Hoist) -> list[str]:
     return sorted(p.name for p in instance.iterdir())
 
 
+async def _build_from_handmade_cache(tmp_path: Path, host: str, kind: str, mounts: object) -> tuple[Hoist, Result]:
+    """A cache artifact made by hand (one ``kind`` layer, no entries, ``mounts`` as given) in
+    ``host``, and a fresh runner's build of the project with it as ``--cache-from``."""
+    base = await seed_base(tmp_path, host)
+    blob, diff_id = _hostile_layer(kind)
+    digest = await _upload(host, "team/handmade", blob)
+    layer = {"digest": digest, "size": len(blob), "mediaType": mt.OCI_LAYER_GZIP, "diffID": diff_id}
+    config = {"version": 1, "layers": [layer], "entries": {}, "mounts": mounts}
+    await _put_artifact(host, "team/handmade", "cache", json.dumps(config).encode(), CONFIG_TYPE, ARTIFACT_TYPE,
+                        [{"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": len(blob)}])
+    b = runner(tmp_path / "b")
+    got = await run_hoist(b, "build", "--progress", "plain", "-t", "app:b",
+                          "--cache-from", f"type=registry,ref={host}/team/handmade:cache",
+                          str(project(tmp_path, base, "ctx", "one\n")))
+    return b, got
+
+
 @pytest.mark.parametrize("kind", ["escape", "device"])
 async def test_a_hostile_cache_mount_layer_is_refused_or_defused(tmp_path: Path, kind: str) -> None:
     async with hoist_registry() as host:
-        base = await seed_base(tmp_path, host)
-        blob, diff_id = _hostile_layer(kind)
-        digest = await _upload(host, "team/evil", blob)
-        layer = {"digest": digest, "size": len(blob), "mediaType": mt.OCI_LAYER_GZIP, "diffID": diff_id}
-        config = {"version": 1, "layers": [layer], "entries": {},
-                  "mounts": [{"id": "pkgs", "origin": "", "layer": 0}]}
-        await _put_artifact(host, "team/evil", "cache", json.dumps(config).encode(), CONFIG_TYPE, ARTIFACT_TYPE,
-                            [{"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": len(blob)}])
-        b = runner(tmp_path / "b")
-        got = await run_hoist(b, "build", "--progress", "plain", "-t", "app:b",
-                              "--cache-from", f"type=registry,ref={host}/team/evil:cache",
-                              str(project(tmp_path, base, "ctx", "one\n")))
+        b, got = await _build_from_handmade_cache(tmp_path, host, kind, [{"id": "pkgs", "origin": "", "layer": 0}])
         assert await result(b, "app:b") == ("miss", "one\n")
         listing = (await run_hoist(b, "run", "--rm", "app:b", "cat", "/listing")).out
         assert listing == ""                                   # what the step saw: an empty cache
@@ -170,16 +176,6 @@ async def test_a_hostile_cache_mount_layer_is_refused_or_defused(tmp_path: Path,
 ])
 async def test_a_corrupt_mounts_list_is_a_warning_and_a_cold_build(tmp_path: Path, mounts: object) -> None:
     async with hoist_registry() as host:
-        base = await seed_base(tmp_path, host)
-        blob, diff_id = _hostile_layer("device")
-        digest = await _upload(host, "team/bad", blob)
-        layer = {"digest": digest, "size": len(blob), "mediaType": mt.OCI_LAYER_GZIP, "diffID": diff_id}
-        config = {"version": 1, "layers": [layer], "entries": {}, "mounts": mounts}
-        await _put_artifact(host, "team/bad", "cache", json.dumps(config).encode(), CONFIG_TYPE, ARTIFACT_TYPE,
-                            [{"mediaType": mt.OCI_LAYER_GZIP, "digest": digest, "size": len(blob)}])
-        b = runner(tmp_path / "b")
-        got = await run_hoist(b, "build", "--progress", "plain", "-t", "app:b",
-                              "--cache-from", f"type=registry,ref={host}/team/bad:cache",
-                              str(project(tmp_path, base, "ctx", "one\n")))
+        b, got = await _build_from_handmade_cache(tmp_path, host, "device", mounts)
         assert "WARNING" in got.err and "building without it" in got.err
         assert await result(b, "app:b") == ("miss", "one\n")
