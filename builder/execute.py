@@ -657,13 +657,14 @@ class BuildBackend:
             from builder.remote_cache import CacheUnavailable
             from runtime.errors import RuntimeFailure
             from runtime.unpack import apply_layer
+            from storage.errors import StorageError
 
             try:
                 if not self.layout.has_blob(layer.digest):
                     remote.fetch(layer)
                 apply_layer(self.layout.blob_path(layer.digest), dest, expected_diff_id=layer.diff_id,
                             allow_devices=False)
-            except (CacheUnavailable, RuntimeFailure, OSError) as e:
+            except (CacheUnavailable, RuntimeFailure, StorageError, OSError) as e:
                 # A miss, not a failure: the step runs on an empty cache, as with no import.
                 self.progress.output(step, f"cache mount {plan.cache_id!r}: not imported ({e})\n".encode())
                 for child in list(dest.iterdir()):

@@ -439,8 +439,9 @@ def _mount_layers(layout: ImageLayout, backend: BuildBackend) -> dict[tuple[str,
     for key, path in sorted(backend.used_mounts.items()):
         try:
             blob = layer_from_upper(path, layout, backend.opts.compression, backend.opts.source_date_epoch)
-        except LayerError as e:
-            raise UserError(f"cannot export cache mount {key[0]!r}: {e}") from None
+        except LayerError as e:     # e.g. another build changing it as it is read: that mount only
+            _warn(f"cache mount {key[0]!r} not exported: {e}")
+            continue
         out[key] = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type)
     return out
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -116,7 +117,13 @@ def test_the_readme_registry_line_serves_on_a_published_port(hoist_image: Hoist,
     from tests.runtime.test_network import Bed, eventually
 
     store = tmp_path / "srv-registry"
-    bed = Bed(hoist_image.root).start()
+    # A root of its own (the session's images and snapshots hard-linked in: both are read-only by
+    # convention), so the default bridge it makes is not remembered by the other tests' root.
+    own = Hoist(tmp_path)
+    own.root.mkdir(mode=0o700)
+    for part in ("images", "snapshots"):
+        subprocess.run(["cp", "-al", str(hoist_image.root / part), str(own.root / part)], check=True)
+    bed = Bed(own.root).start()
     try:
         pristine = bed.kernel_state()
         # As a user types it: the default network, the bridge (the suite's default is none).
@@ -130,7 +137,7 @@ def test_the_readme_registry_line_serves_on_a_published_port(hoist_image: Hoist,
         assert bed.host_sh("busybox", "wget", "-qO-", "http://127.0.0.1:5000/v2/").out.strip() == "{}"
         state = json.loads(bed.ok("inspect", "registry"))[0]
         assert state["HostConfig"]["RestartPolicy"]["Name"] == "always"
-        busybox_image(hoist_image.layout(), "127.0.0.1:5000/team/busybox:1")
+        busybox_image(own.layout(), "127.0.0.1:5000/team/busybox:1")
         bed.ok("push", "127.0.0.1:5000/team/busybox:1")
         assert (store / "docker" / "registry" / "v2" / "repositories" / "team" / "busybox").is_dir()
         assert "5000" in str(bed.kernel_state()["rules"])         # its DNAT, while it runs
