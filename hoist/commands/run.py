@@ -102,9 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser, create: bool = False) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.errors import RuntimeFailure
+    from runtime.errors import Detached, RuntimeFailure
     from runtime.lifecycle import Runtime, StartFailed
-    from runtime.errors import Detached
     from storage.fsutil import secure_store_root
 
     # An older hoist left its stores 0755: tighten them here too, not only in pull/load/images.
