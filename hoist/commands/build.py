@@ -208,7 +208,10 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     if bound is not None and backend.cache_grew:
         from hoist.disk_usage import bound_build_cache
 
-        bound_build_cache(hoist_root(), bound)
+        try:
+            bound_build_cache(hoist_root(), bound)
+        except (OSError, StorageError) as e:    # the build stands; the next one tries again
+            _warn(f"the build cache could not be kept under its bound: {e}")
     for check in late:
         print(f"{name}: warning: {check}", file=sys.stderr)
     if not args.quiet:

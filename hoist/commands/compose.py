@@ -233,10 +233,9 @@ def _cmd_down(args: argparse.Namespace, project: Any, engine: Any) -> int:
     return 0
 
 
-def _status(c: Any) -> str:
+def _status(status: str, state: dict[str, Any]) -> str:
     from runtime.containers import uptime_text
 
-    status, state = c.status()
     now = time.time()
     if status == "running":
         from hoist.commands.ps import health_suffix
@@ -272,7 +271,7 @@ def _cmd_ps(args: argparse.Namespace, project: Any, engine: Any) -> int:
         rows.append({"Name": spec.name, "Image": spec.image, "Command": command,
                      "Project": spec.labels.get(PROJECT, ""), "Service": spec.labels.get(SERVICE, ""),
                      "Created": f"{uptime_text(time.time() - spec.created)} ago",
-                     "Status": _status(c), "ID": c.id, "State": status,
+                     "Status": _status(status, state), "ID": c.id, "State": status,
                      "Health": "" if check == health.NONE else check,
                      "ExitCode": int(state.get("exit_code", 0) or 0) if status == "exited" else 0,
                      "Ports": _ports_text(engine.root, c)})
