@@ -343,12 +343,18 @@ class Runtime:
                     return exit_code_of(wstatus)
             status, state = container.status()
             gone = not container.path.exists()
-            if gone and monitor:   # --rm: the state went with the folder, the monitor is ending
-                _, wstatus = os.waitpid(monitor, 0)
-                drain()
-                return exit_code_of(wstatus)
             done = gone or status != "running" or state.get("started_at") != started
             drain()
+            if done and monitor:
+                # Our own monitor's status is the code when it has ended: the state can say 255
+                # for a monitor that just exited (not yet reaped), or be going with the folder
+                # (--rm removes it while the monitor ends), so then the monitor is waited for.
+                pid, wstatus = os.waitpid(monitor, os.WNOHANG)
+                if not pid and (gone or (status != "running" and "exit_code" not in state)):
+                    pid, wstatus = os.waitpid(monitor, 0)
+                if pid:
+                    drain()
+                    return exit_code_of(wstatus)
             if done:
                 return int(state.get("exit_code", 0 if gone else 255))
             time.sleep(0.02)
