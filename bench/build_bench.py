@@ -59,6 +59,16 @@ The cached rows are hoist's start-up (~0.17-0.19 s here; ~0.14 s for the Debian 
 against BuildKit's 0.08-0.31 s: not reliably at or below 1.00x. What remains there is Python's
 start-up and the frontend's imports (dataclass creation in builder/instructions.py alone is
 ~12 ms), then ~25 ms of context walk for 3,000 files.
+
+Tried and not kept (2026-12-03): creating the ``COPY src/`` files on 4 or 8 threads (the
+syscalls release the GIL). Timed against the serial copy by turns in one process, 6 rounds,
+3,000 files / 50 MB: with the disk busy (other tenants' writeback) it was within noise of the
+serial copy (1.06-2.44 s against 1.02-1.87 s); with the disk quiet it was 2-3x slower (0.59-0.71 s
+against 0.21-0.24 s: the creates contend on the directory and the journal). This disk's create
+latency moves by 5x from minute to minute (a loop of create and 16 KB write measured 50 to 254 us), which
+is most of the one-file row's spread. Untried: a COPY whose sources changed in a few files making
+its snapshot by hardlinking the unchanged files from the previous snapshot of the same step
+(snapshots are immutable), as it would skip most creates.
 """
 
 from __future__ import annotations
