@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -424,7 +424,7 @@ class Runtime:
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
         """docker's kill: SIGKILL or the stop signal also ends the restart policy's hold (the
         user stopped it); other signals only reach the command."""
-        status, state = container.status()
+        status, state = _status_between_runs(container)
         if status == "restarting":
             if sig in (signal.SIGKILL, container.spec.stop_signal):
                 container.update_state(manually_stopped=True)
@@ -442,26 +442,42 @@ class Runtime:
     def stop(self, container: Container, timeout: float = 10.0, sig: int | None = None) -> None:
         """``sig`` (default: the container's stop signal: --stop-signal, else the image's
         STOPSIGNAL, else SIGTERM), then SIGKILL after ``timeout`` seconds; waits for the exit.
-        A user's stop: no restart policy brings the container back (until ``start``)."""
-        status, state = container.status()
+        A user's stop: no restart policy brings the container back (until ``start``).
+
+        Each run the monitor starts before it sees the stop gets the stop signal as well."""
+        status, state = _status_between_runs(container)
         if status not in ("running", "restarting"):
             return
         container.update_state(manually_stopped=True)
-        pid = int(state.get("pid") or 0)
-        if pid:
-            _kill_quiet(pid, sig if sig is not None else container.spec.stop_signal)
-            self._thaw_if_paused(container)
-        if self.wait_exit(container, timeout):
+        stop_signal = sig if sig is not None else container.spec.stop_signal
+        signalled: set[int] = set()
+
+        def signal_run(state: dict[str, Any]) -> None:
+            pid = int(state.get("pid") or 0)
+            if pid and pid not in signalled:
+                signalled.add(pid)
+                _kill_quiet(pid, stop_signal)
+                self._thaw_if_paused(container)
+
+        signal_run(state)
+        if self.wait_exit(container, timeout, signal_run):
             return
         pid = container.init_pid()
         if pid:
             _kill_quiet(pid, signal.SIGKILL)
             self._thaw_if_paused(container)
-        self.wait_exit(container, 10.0)
 
-    def wait_exit(self, container: Container, timeout: float) -> bool:
+        def kill_run(state: dict[str, Any]) -> None:
+            if pid := int(state.get("pid") or 0):
+                _kill_quiet(pid, signal.SIGKILL)
+
+        self.wait_exit(container, 10.0, kill_run)
+
+    def wait_exit(self, container: Container, timeout: float,
+                  each_poll: Callable[[dict[str, Any]], None] | None = None) -> bool:
         """Wait until the container's monitor has exited (having written the exit, and removed a
-        ``--rm`` container): the monitor process itself, as it was when the wait began."""
+        ``--rm`` container): the monitor process itself, as it was when the wait began.
+        ``each_poll`` sees the state at each look while the monitor lives."""
         deadline = time.monotonic() + timeout
         first = container.state()
         monitor = (first.get("monitor_pid"), first.get("monitor_start")) if container.monitor_alive(first) else None
@@ -474,6 +490,8 @@ class Runtime:
             state = container.state()
             if monitor is None and not container.monitor_alive(state):
                 return True
+            if each_poll is not None:
+                each_poll(state)
             if state.get("status") == "restarting" and state.get("manually_stopped"):
                 # waiting out a back-off: the monitor's signal handler ends the wait
                 _signal_monitor(container, state, signal.SIGTERM)
@@ -944,6 +962,18 @@ def _signal_monitor(container: Container, state: dict[str, Any], sig: int) -> No
         pass
     finally:
         os.close(fd)
+
+
+def _status_between_runs(container: Container) -> tuple[str, dict[str, Any]]:
+    """``container.status()``, except that between two runs of a restarting container, where
+    the state says "exited" for a moment (the monitor has written the exit and not yet decided
+    on the restart), a live monitor with a restart policy makes it "restarting": what moby's
+    container lock shows ``stop`` and ``kill``."""
+    status, state = container.status()
+    if (status == "exited" and not RestartPolicy.from_json(container.spec.restart).is_none
+            and container.monitor_alive(state)):
+        return "restarting", state
+    return status, state
 
 
 def _kill_quiet(pid: int, sig: int) -> None:

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -162,6 +163,61 @@ def test_crash_loop_is_backed_off_not_spun(hoist: Hoist, tmp_path: Path) -> None
     # the next run writes its mark), which counts one the file does not show
     assert len(starts) - 1 <= state["restart_count"] <= len(starts)
     assert not c.monitor_alive()
+
+
+def _freeze_between_runs(c, tries: int) -> int:
+    """Catch the monitor of a crash loop in the moment between two runs (the exit written, the
+    restart not yet decided) and SIGSTOP it there; its pid (0: not caught in ``tries`` exits)."""
+    path = c.path / "state.json"
+    deadline = time.monotonic() + 60
+    for _ in range(tries):
+        while time.monotonic() < deadline:
+            try:
+                state = json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if state.get("status") == "exited" and state.get("monitor_pid"):
+                break
+        else:
+            raise AssertionError("the crash loop did not go on")
+        monitor = int(state["monitor_pid"])
+        os.kill(monitor, signal.SIGSTOP)
+        if json.loads(path.read_text()).get("status") == "exited":
+            return monitor
+        os.kill(monitor, signal.SIGCONT)
+        while json.loads(path.read_text()).get("status") == "exited":
+            time.sleep(0.001)
+    return 0
+
+
+def test_stop_between_two_runs_ends_the_restarts(hoist: Hoist) -> None:
+    """The state says "exited" between the exit of one run and the monitor's decision on the
+    next: a stop that lands there (the monitor frozen in it) stops the container for good,
+    where it used to see an exited container and leave the crash loop going."""
+    import subprocess
+
+    hoist.ok("run", "-d", "--name", "between", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    rt, c = _container(hoist, "between")
+    monitor = 0
+    for _ in range(4):   # each round: up to 5 exits (3 s of back-off), then start again from 100 ms
+        monitor = _freeze_between_runs(c, 5)
+        if monitor:
+            break
+        hoist.ok("stop", "between")
+        hoist.ok("start", "between")
+    assert monitor, "never caught the monitor between two runs"
+    stop = subprocess.Popen([sys.executable, "-m", "hoist.cli", "stop", "between"], env=hoist.env(),
+                            cwd=hoist.env()["PYTHONPATH"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        assert stop.poll() is None        # it waits for the monitor, which is frozen
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    out, err = stop.communicate(timeout=60)
+    assert stop.returncode == 0, err
+    assert not c.monitor_alive()
+    status, state = c.status()
+    assert status == "exited" and state["manually_stopped"] is True
 
 
 def test_stop_during_the_back_off_ends_it(hoist: Hoist) -> None:
