@@ -19,8 +19,10 @@ the stages it copies from are built.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import posixpath
 import queue
@@ -41,6 +43,7 @@ from builder.copy import (
     ChownSpec,
     CopyError,
     HashCache,
+    PreviousCopy,
     Selection,
     copy_into,
     copy_up,
@@ -70,6 +73,7 @@ from builder.source import GitFetcher, ImageSource, SourceError, UrlFetcher
 from builder.stages import BuildGraph
 from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids, merge_into
+from storage.fsutil import atomic_write, private_dir
 from storage.layered import LayeredTree
 from storage.layout import ImageLayout
 from storage.platform import Platform
@@ -868,9 +872,14 @@ class BuildBackend:
         # --link: the ids are numeric or root (dispatch rejects names); resolved here, not in scratch.
         link_owner = link_chown_ids(chown) if linked and chown is not None else None
 
+        # The same COPY but for its sources' contents: its last result may give unchanged files.
+        previous = cache_key({"op": "copy-previous", "parent": self.chain_id(state.layers), "linked": linked,
+                              "dest": dest, "workdir": state.workdir, "chmod": instr.chmod, "chown": instr.chown,
+                              "sources": list(instr.sources), "excludes": list(instr.excludes),
+                              "keyword": instr.keyword}) if origin == "context" else None
         if remote is None and not parents and not unpack and (chown is None or _numeric(chown)) \
                 and self._copy_directly(state, selection, dest, key, chmod, link_owner or (
-                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees):
+                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees, previous):
             self._also_under(state, by_source, key)
             return False
         with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
@@ -885,7 +894,8 @@ class BuildBackend:
         return False
 
     def _copy_directly(self, state: StageState, selection: Selection, dest: str, key: str, chmod: Chmod | None,
-                       owner: tuple[int, int] | None, linked: bool, trees: list[LayeredTree]) -> bool:
+                       owner: tuple[int, int] | None, linked: bool, trees: list[LayeredTree],
+                       previous_key: str | None = None) -> bool:
         """A COPY that only adds to the chain (``copy.plan_direct_copy``) is written straight
         into a fresh directory that becomes its layer and snapshot, the destination's existing
         directories copied up first as overlayfs would: no overlay mount, no chrooted child,
@@ -910,18 +920,45 @@ class BuildBackend:
         upper = folder / "upper"
         upper.mkdir(mode=0o755)
         result = StepResult(0, upper, folder)
+        copies = self.opts.root / "cache" / "build" / "copies"
+        previous = self._previous_copy(copies, previous_key) if previous_key is not None else None
+        record: dict[str, list[object]] = {}
         try:
             try:
                 if tree is not None:
                     copy_up(tree, plan, upper)
                 with selection.opened() as opened:
-                    copy_into(opened, upper, dest, workdir=state.workdir, owner=owner, chmod=chmod, link=linked)
+                    copy_into(opened, upper, dest, workdir=state.workdir, owner=owner, chmod=chmod, link=linked,
+                              digest_of=self.hash_cache.get_for if previous_key is not None else None,
+                              previous=previous, record=record)
             except CopyError as e:
                 raise DockerfileError(e.message) from None
+            finally:
+                if previous is not None:
+                    previous.close()
             self._commit(state, key, result)
         finally:
             result.close()
+        if previous_key is not None and record:
+            doc = {"snapshot": self.chain_id(state.layers), "files": record}
+            with contextlib.suppress(OSError):   # only a later copy's shortcut is lost
+                private_dir(copies.parent)
+                copies.mkdir(exist_ok=True)
+                atomic_write(copies / f"{previous_key}.json", json.dumps(doc, separators=(",", ":")).encode(),
+                             durable=False)
         return True
+
+    def _previous_copy(self, copies: Path, key: str) -> PreviousCopy | None:
+        """The last result of the copy ``key`` names (``_copy_from``'s "copy-previous"), if its
+        record and snapshot are both still there."""
+        try:
+            doc = json.loads((copies / f"{key}.json").read_bytes())
+            files, chain_id = doc["files"], doc["snapshot"]
+            if not isinstance(files, dict) or not isinstance(chain_id, str) or not self.snapshots.has(chain_id):
+                return None
+            return PreviousCopy(self.snapshots.path(chain_id), files)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeFailure):
+            return None
 
     def _open_chain(self, layers: list[LayerRef], trees: list[LayeredTree]) -> LayeredTree:
         """The merged view of ``layers``' snapshots, read in place (closed by the caller)."""

@@ -119,3 +119,103 @@ def test_plan_direct_copy(tmp_path: Path) -> None:
         assert plan_direct_copy(chain, select_sources(ctx, ["old"], ignore=None), "/srv/") is None  # exists
         assert plan_direct_copy(chain, select_sources(ctx, ["old"], ignore=None), "/new/") == []
     assert plan_direct_copy(None, tree, "/anything/") == []
+
+
+# -- a rebuild links the files its COPY did not change (builder.copy.PreviousCopy) -------------
+
+LINKED = """\
+FROM busybox
+COPY src/ /app/
+RUN cat /app/a.txt /app/d/b.txt > /joined
+"""
+
+
+def _source_tree(ctx: Path) -> None:
+    (ctx / "src" / "d").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(LINKED)
+    for name, data, mode in (("a.txt", "a\n", 0o644), ("d/b.txt", "b\n", 0o600), ("run.sh", "#!/bin/sh\n", 0o755),
+                             ("same-mtime.txt", "m\n", 0o644), ("moded.txt", "x\n", 0o644)):
+        path = ctx / "src" / name
+        path.write_text(data)
+        os.chmod(path, mode)
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+    os.link(ctx / "src" / "a.txt", ctx / "src" / "d" / "a-again.txt")   # a hardlink group: always copied
+    os.symlink("a.txt", ctx / "src" / "ln")
+
+
+def _app_files(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, link count) of each regular file under any snapshot's app/, by snapshot/path."""
+    out = {}
+    for snap in (root / "snapshots").iterdir():
+        app = snap / "app"
+        if app.is_dir() and not app.is_symlink():
+            for path in app.rglob("*"):
+                st = path.lstat()
+                if stat.S_ISREG(st.st_mode):
+                    out[f"{snap.name[:12]}/{path.relative_to(app)}"] = (st.st_ino, st.st_nlink)
+    return out
+
+
+def test_a_rebuild_links_unchanged_files_and_makes_the_image_a_fresh_build_makes(tmp_path: Path) -> None:
+    import time
+
+    ctx = tmp_path / "ctx"
+    _source_tree(ctx)
+    time.sleep(2.1)    # past the HashCache's racy window: the files' digests are kept
+    hoist = Hoist(tmp_path / "runner")
+    busybox_image(hoist.images)
+    hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
+    hoist("build", "-t", "app:1", str(ctx))
+    first = _app_files(hoist.root)
+    old_snapshot = {k.split("/")[0] for k in first}
+    assert len(old_snapshot) == 1
+    assert {k.split("/", 1)[1]: n for k, (_, n) in first.items()} == {
+        "a.txt": 2, "d/a-again.txt": 2, "d/b.txt": 1, "run.sh": 1, "same-mtime.txt": 1, "moded.txt": 1}
+
+    # one file's content changes; one file only changes its mode; one only its mtime
+    (ctx / "src" / "d" / "b.txt").write_text("b changed\n")
+    os.chmod(ctx / "src" / "moded.txt", 0o640)
+    os.utime(ctx / "src" / "same-mtime.txt", (1_600_000_100, 1_600_000_100))
+    hoist("build", "-t", "app:2", str(ctx))
+    second = {k: v for k, v in _app_files(hoist.root).items() if k.split("/")[0] not in old_snapshot}
+    by_path = {k.split("/", 1)[1]: v for k, v in second.items()}
+    old_by_path = {k.split("/", 1)[1]: v for k, v in first.items()}
+    assert set(by_path) == {"a.txt", "d/b.txt", "d/a-again.txt", "run.sh", "same-mtime.txt", "moded.txt"}
+    linked = {p for p, (ino, _) in by_path.items() if ino == old_by_path[p][0]}
+    assert linked == {"run.sh"}, linked      # the hardlink group, the changed content, mode and mtime: copied
+    assert by_path["run.sh"][1] == 2
+
+    # the image is the one a fresh runner builds from the same context, and it runs
+    fresh = Hoist(tmp_path / "fresh")
+    busybox_image(fresh.images)
+    fresh.env["SOURCE_DATE_EPOCH"] = EPOCH
+    fresh("build", "-t", "app:2", str(ctx))
+    assert ImageLayout(hoist.images).find("app:2").descriptor.digest == \
+        ImageLayout(fresh.images).find("app:2").descriptor.digest
+    # the first build's snapshot is as it was: the linked file's metadata was not touched
+    snap = next(p for p in (hoist.root / "snapshots").iterdir() if p.name.startswith(next(iter(old_snapshot))))
+    st = (snap / "app" / "run.sh").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime, (snap / "app" / "d" / "b.txt").read_text()) == \
+        (0o755, 1_600_000_000, "b\n")
+    out = hoist("run", "--rm", "app:2", "sh", "-c", "cat /joined; stat -c '%a %Y' /app/run.sh /app/moded.txt")
+    assert out.out.split("\n")[:4] == ["a", "b changed", "755 1600000000", "640 1600000000"]
+
+
+def test_a_tampered_previous_snapshot_is_copied_from_the_context(tmp_path: Path) -> None:
+    """What the previous snapshot holds must still be what its record says (size, mode, owner,
+    mtime): a file someone changed there is copied, never linked."""
+    import time
+
+    ctx = tmp_path / "ctx"
+    _source_tree(ctx)
+    time.sleep(2.1)
+    hoist = Hoist(tmp_path / "runner")
+    busybox_image(hoist.images)
+    hoist("build", "-t", "app:1", str(ctx))
+    (snap_file,) = [p for p in (hoist.root / "snapshots").glob("*/app/run.sh")]
+    os.chmod(snap_file, 0o700)
+    (ctx / "src" / "a.txt").write_text("a changed\n")
+    hoist("build", "-t", "app:2", str(ctx))
+    made = [p for p in (hoist.root / "snapshots").glob("*/app/run.sh") if p != snap_file]
+    assert len(made) == 1 and made[0].stat().st_ino != snap_file.stat().st_ino
+    assert stat.S_IMODE(made[0].stat().st_mode) == 0o755
