@@ -11,6 +11,21 @@ a fresh runner pulls it. A previous build (not timed) publishes the cache: hoist
 ``docker push``. Then each row is a fresh runner, timed from nothing to pushed: hoist in an
 empty ``HOIST_ROOT``; BuildKit after ``docker builder prune -af`` and removing every image (the
 base too). Rows: the same commit, and one source file changed.
+
+Where the fresh runner's one-file build goes (2026-12-03, disk quiet, 0.94 s; BuildKit 1.15 s):
+start-up and the frontend 0.08 s; the registry client's imports and set-up 0.12 s (aiohttp
+builds its TLS contexts at import); selecting and hashing the context 0.10 s (50 MB, nothing
+cached on a fresh runner); the base chain 0.04 s; the COPY's 3,000 files 0.09 s (0.4-0.8 s when
+the disk is busy: new inodes); its layer 0.18 s; the RUN after it 0.10-0.15 s; the second stage,
+the export and the push 0.08 s. BuildKit makes 6,000 inodes (the context it receives, then the
+COPY) and no blob for the build stage, which nothing exports.
+
+Tried and not kept: (1) writing only the COPY layer's tar (its diff_id is all the next step
+needs) and compressing it in a background thread while the next steps run (the blob and its
+cache entry waited for at the end): 0.09 s of 0.18 s off the step, but the same total in an A/B
+by turns (medians 1.75 / 1.78 s, 10 rounds: the compression then shares the two cores with the
+RUN); (2) importing aiohttp in a thread while the frontend imports: 0.19-0.23 s against
+0.17-0.18 s serially (the GIL and the import lock).
 """
 
 from __future__ import annotations

@@ -1250,6 +1250,7 @@ class PreviousCopy:
     below the snapshot with no symlink followed."""
 
     MAX_LINKS = 60000     # ext4 allows 65000 names per inode: past this the file is copied
+    MAX_FILES = 200_000   # a copy of more files keeps no record (its JSON would be ~20 MB)
 
     def __init__(self, snapshot: Path, files: dict[str, list[object]]) -> None:
         self.fd = os.open(snapshot, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -1325,6 +1326,7 @@ class _Dest:
         self.digest_of: Callable[[Entry], str | None] | None = None
         self.previous: PreviousCopy | None = None
         self.record: dict[str, list[object]] = {}
+        self.recorded = 0     # files the copy had a record of (past MAX_FILES: the record is dropped)
 
     def close(self) -> None:
         self.forget_dirs()
@@ -1409,6 +1411,11 @@ class _Dest:
     def _record_of(self, e: Entry) -> list[object] | None:
         """``PreviousCopy``'s record of the file ``e`` becomes, if it can have one."""
         if self.digest_of is None or e.data is not None or e.hardlink is not None or e.nlink > 1 or e.xattrs:
+            return None
+        self.recorded += 1
+        if self.recorded > PreviousCopy.MAX_FILES:
+            self.record.clear()
+            self.digest_of = None    # nothing more is recorded, and nothing linked
             return None
         digest = self.digest_of(e)
         if digest is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -18,6 +19,7 @@ from builder.context import ContextError, load_context
 from builder.copy import (
     CopyError,
     HashCache,
+    PreviousCopy,
     Selection,
     copy_into,
     parse_chmod,
@@ -665,3 +667,40 @@ def test_passwd_that_is_a_fifo_or_directory_does_not_hang(tmp_path: Path) -> Non
         resolve_owner(parse_chown("app"), rootfs)
     with pytest.raises(CopyError, match="unable to find group staff"):
         resolve_owner(parse_chown("0:staff"), rootfs)
+
+
+# -- the record a copy keeps for the next one (PreviousCopy) --------------------------------------
+
+def _digests(ctx: Path) -> HashCache:
+    cache = HashCache(racy_ns=0)
+    for path in ctx.rglob("*"):
+        if path.is_file():
+            cache.put(path.lstat(), hashlib.sha256(path.read_bytes()).hexdigest())
+    return cache
+
+
+def test_the_record_names_each_plain_file_and_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "d").mkdir(parents=True)
+    for name in ("a", "b", "d/c"):
+        (ctx / name).write_text(name)
+    os.chmod(ctx / "b", 0o600)
+    cache = _digests(ctx)
+    record: dict[str, list[object]] = {}
+    with select_sources(ctx, ["."], ignore=None).opened() as sel:
+        copy_into(sel, _root(tmp_path, "one"), "/app/", digest_of=cache.get_for, record=record)
+    st = (ctx / "b").stat()
+    assert sorted(record) == ["app/a", "app/b", "app/d/c"]
+    assert record["app/b"][1:] == [1, 0o600, 0, 0, st.st_mtime_ns]
+    monkeypatch.setattr(PreviousCopy, "MAX_FILES", 2)
+    record.clear()
+    with select_sources(ctx, ["."], ignore=None).opened() as sel:
+        copy_into(sel, _root(tmp_path, "two"), "/app/", digest_of=cache.get_for, record=record)
+    assert record == {}
+    assert (tmp_path / "two" / "app" / "d" / "c").read_text() == "d/c"    # the copy itself is whole
+
+
+def _root(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    return root
