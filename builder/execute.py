@@ -89,6 +89,9 @@ if TYPE_CHECKING:
 # step machinery, the layer writer or a thread pool (start-up is most of a cached build).
 
 TAIL_LINES = 10
+# The copy records (copy.PreviousCopy) kept: one per COPY of the context, the newest, up to
+# ~300 KB each for 3,000 files (a copy of more than PreviousCopy.MAX_FILES keeps none).
+MAX_COPY_RECORDS = 64
 TMPFS_MAX_DEFAULT = 1 << 30
 
 
@@ -946,6 +949,7 @@ class BuildBackend:
                 copies.mkdir(exist_ok=True)
                 atomic_write(copies / f"{previous_key}.json", json.dumps(doc, separators=(",", ":")).encode(),
                              durable=False)
+                keep_newest(copies, MAX_COPY_RECORDS)
         return True
 
     def _previous_copy(self, copies: Path, key: str) -> PreviousCopy | None:
@@ -1021,6 +1025,21 @@ def _makedirs(path: str, uid: int, gid: int, epoch: int | None) -> None:
             os.chown(current, uid, gid)
             if epoch is not None:
                 os.utime(current, (epoch, epoch))
+
+
+def keep_newest(folder: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently written ``*.json`` files of ``folder`` (the
+    copy records: each COPY's last one is rewritten when it runs)."""
+    entries = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.endswith(".json"):
+                with contextlib.suppress(FileNotFoundError):
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
+    entries.sort(reverse=True)
+    for _, name in entries[keep:]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / name)
 
 
 # -- the build --------------------------------------------------------------------------------------

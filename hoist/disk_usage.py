@@ -15,7 +15,9 @@ Sizes are apparent bytes, each inode once (``du -sb``'s count). "Active" and "re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from builder.prune import (
     tree_size,
 )
 from runtime.snapshot_prune import SnapshotUse, remove_snapshot, snapshot_uses
+from runtime.errors import RuntimeFailure
 from runtime.snapshots import SnapshotStore, chain_ids
 from storage.errors import StorageError
 from storage.fsutil import file_lock, try_file_lock
@@ -189,9 +192,28 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
                                                                   root / "containers") if not u.used]
             for use in unused:
                 remove_snapshot(use)
+            _forget_copies_of_gone_snapshots(root / "cache" / "build" / "copies", store)
     layout.gc()
     result.reclaimed = max(0, before - _measured(root))
     return result
+
+
+def _forget_copies_of_gone_snapshots(copies: Path, store: SnapshotStore) -> None:
+    """The copy records (builder.copy.PreviousCopy) whose snapshot the prune removed."""
+    try:
+        names = os.listdir(copies)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = copies / name
+        try:
+            chain_id = json.loads(path.read_bytes()).get("snapshot")
+            gone = not isinstance(chain_id, str) or not store.has(chain_id)
+        except (OSError, ValueError, AttributeError, RuntimeFailure):
+            gone = True
+        if gone:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 # -- the automatic bound ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,6 @@ def _app_files(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_a_rebuild_links_unchanged_files_and_makes_the_image_a_fresh_build_makes(tmp_path: Path) -> None:
-    import time
-
     ctx = tmp_path / "ctx"
     _source_tree(ctx)
     time.sleep(2.1)    # past the HashCache's racy window: the files' digests are kept
@@ -204,8 +203,6 @@ def test_a_rebuild_links_unchanged_files_and_makes_the_image_a_fresh_build_makes
 def test_a_tampered_previous_snapshot_is_copied_from_the_context(tmp_path: Path) -> None:
     """What the previous snapshot holds must still be what its record says (size, mode, owner,
     mtime): a file someone changed there is copied, never linked."""
-    import time
-
     ctx = tmp_path / "ctx"
     _source_tree(ctx)
     time.sleep(2.1)
@@ -219,3 +216,29 @@ def test_a_tampered_previous_snapshot_is_copied_from_the_context(tmp_path: Path)
     made = [p for p in (hoist.root / "snapshots").glob("*/app/run.sh") if p != snap_file]
     assert len(made) == 1 and made[0].stat().st_ino != snap_file.stat().st_ino
     assert stat.S_IMODE(made[0].stat().st_mode) == 0o755
+
+
+def test_copy_records_are_bounded_and_go_with_their_snapshots(tmp_path: Path) -> None:
+    from builder.execute import keep_newest
+
+    ctx = tmp_path / "ctx"
+    _source_tree(ctx)
+    hoist = Hoist(tmp_path / "runner")
+    busybox_image(hoist.images)
+    copies = hoist.root / "cache" / "build" / "copies"
+    hoist("build", "-t", "app:1", str(ctx))
+    # the files were just written (inside the HashCache's racy window): no digests, no record yet
+    time.sleep(2.1)
+    (ctx / "src" / "a.txt").write_text("a changed\n")
+    os.utime(ctx / "src" / "a.txt", (1_600_000_000, 1_600_000_000))
+    hoist("build", "-t", "app:1", str(ctx))
+    assert len(list(copies.glob("*.json"))) == 1
+    hoist("rmi", "app:1")
+    hoist("builder", "prune", "--all")
+    assert list(copies.glob("*.json")) == []     # its snapshot went with the image
+    # at most the newest N records are kept
+    for i in range(5):
+        (copies / f"{i}.json").write_text("{}")
+        os.utime(copies / f"{i}.json", ns=(i * 10**9, i * 10**9))
+    keep_newest(copies, 2)
+    assert sorted(p.name for p in copies.iterdir()) == ["3.json", "4.json"]
