@@ -11,9 +11,23 @@ import argparse
 import importlib
 import sys
 import types
+from typing import NoReturn
 
 from hoist import __version__
 from hoist.errors import UserError
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (docker prints the error, not the whole usage) and
+    docker's words for a boolean flag given a value it cannot read (``--sig-proxy=maybe``);
+    exit status 2, as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        flag, sep, value = message.partition(": ignored explicit argument ")
+        if sep and flag.startswith("argument --"):
+            message = (f'invalid argument "{value.strip(chr(39))}" for "{flag.removeprefix("argument ")}" flag: '
+                       "expected true or false")
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
 
 # verb -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hoist: '{verb}' is not available in this build", file=sys.stderr)
             return 2
         raise
-    parser = argparse.ArgumentParser(prog=f"hoist {verb}", description=summary)
+    parser = Parser(prog=f"hoist {verb}", description=summary)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:

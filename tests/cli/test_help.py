@@ -27,6 +27,18 @@ def test_every_verb_has_help(hoist: Hoist, verb: str) -> None:
         assert res.code == 0 and res.out.startswith(f"usage: hoist {verb} {sub}"), res
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--bogus", "busybox"], "hoist run: error: unrecognized arguments: --bogus"),
+    (["run", "--sig-proxy=maybe", "busybox"], 'hoist run: error: invalid argument "maybe" for "--sig-proxy" flag: '
+                                              "expected true or false"),
+    (["volume", "create", "--nope"], "hoist volume: error: unrecognized arguments: --nope"),
+    (["tag"], "hoist tag: error: the following arguments are required: SRC, DST"),
+])
+def test_a_bad_flag_is_one_line_not_the_usage(hoist: Hoist, args: list[str], message: str) -> None:
+    res = hoist(*args, ok=False, subprocess=True)
+    assert res.code == 2 and res.err == message + "\n" and res.out == "", res
+
+
 def _readme_commands() -> list[str]:
     """Every ``hoist ...`` command in the README's shell blocks, one per ``&&``/``;`` part (the
     lines that list alternatives with ``|`` or ``[...]`` are summaries, not commands)."""
