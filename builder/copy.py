@@ -1292,9 +1292,14 @@ class PreviousCopy:
             os.link(parts[-1], name, src_dir_fd=ofd, dst_dir_fd=pfd, follow_symlinks=False)
         except OSError:
             return False
-        made = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        if (made.st_dev, made.st_ino) != (st.st_dev, st.st_ino):   # swapped meanwhile: not ours to keep
-            os.unlink(name, dir_fd=pfd)
+        try:
+            made = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            same = (made.st_dev, made.st_ino) == (st.st_dev, st.st_ino)
+        except OSError:
+            same = False
+        if not same:   # swapped meanwhile: not ours to keep (the copy then writes the file)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=pfd)
             return False
         self.used.add((st.st_dev, st.st_ino))
         self.linked += 1
@@ -1447,6 +1452,7 @@ class _Dest:
         pfd = self.parent_dir(parts[:-1])
         name = parts[-1]
         self.clear_for_file(pfd, name, where)
+        self.record.pop("/".join(parts), None)    # what an earlier source wrote there is gone
         if stat.S_ISREG(e.mode):
             if e.hardlink is not None and e.hardlink in links:
                 first = links[e.hardlink]

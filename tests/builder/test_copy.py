@@ -704,3 +704,20 @@ def _root(tmp_path: Path, name: str) -> Path:
     root = tmp_path / name
     root.mkdir()
     return root
+
+
+def test_a_path_two_sources_write_keeps_the_record_of_the_last(tmp_path: Path) -> None:
+    """The later source replaces the earlier one's file; a record of the earlier one must not
+    stay behind for it (it would let a later copy link a file that is not the one recorded)."""
+    ctx = tmp_path / "ctx"
+    for d in ("one", "two"):
+        (ctx / d).mkdir(parents=True)
+        (ctx / d / "f").write_text("same size " + d)
+        os.utime(ctx / d / "f", (1_600_000_000, 1_600_000_000))
+    os.setxattr(ctx / "two" / "f", "user.kept", b"1")     # a file with xattrs has no record
+    cache = _digests(ctx)
+    record: dict[str, list[object]] = {}
+    with select_sources(ctx, ["one/f", "two/f"], ignore=None).opened() as sel:
+        copy_into(sel, _root(tmp_path, "out"), "/dst/", digest_of=cache.get_for, record=record)
+    assert (tmp_path / "out" / "dst" / "f").read_text() == "same size two"
+    assert record == {}
