@@ -509,7 +509,7 @@ class Runtime:
             volumes.forget_container(self.root, container.spec.volumes)
 
     def _remove(self, container: Container, force: bool) -> None:
-        status, _ = container.status()
+        status, _ = _status_between_runs(container)
         if status in ("running", "restarting"):
             if not force:
                 raise ContainerRunning(f"container {container.name} is {status} "
@@ -530,7 +530,7 @@ class Runtime:
               detach_keys: bytes | None = None, sig_proxy: bool = True) -> int | None:
         """Start a created or exited container again: same root and upper dir, fresh cgroups.
         Detached unless ``attach``; attached, returns the exit code (None when detached)."""
-        status, _ = container.status()
+        status, _ = _status_between_runs(container)     # never a second monitor beside a live one
         if status in ("running", "restarting"):
             raise ContainerRunning(f"container {container.name} is already {status}")
         spec = container.spec
@@ -968,7 +968,7 @@ def _status_between_runs(container: Container) -> tuple[str, dict[str, Any]]:
     """``container.status()``, except that between two runs of a restarting container, where
     the state says "exited" for a moment (the monitor has written the exit and not yet decided
     on the restart), a live monitor with a restart policy makes it "restarting": what moby's
-    container lock shows ``stop`` and ``kill``."""
+    container lock shows ``stop``, ``kill``, ``rm`` and ``start``."""
     status, state = container.status()
     if (status == "exited" and not RestartPolicy.from_json(container.spec.restart).is_none
             and container.monitor_alive(state)):

@@ -206,6 +206,14 @@ def test_stop_between_two_runs_ends_the_restarts(hoist: Hoist) -> None:
         hoist.ok("stop", "between")
         hoist.ok("start", "between")
     assert monitor, "never caught the monitor between two runs"
+    try:
+        # neither a second monitor beside the frozen one, nor the folder removed under it
+        for verb, words in (("start", "is already restarting"), ("rm", "is restarting")):
+            res = hoist(verb, "between", timeout=30)
+            assert res.returncode != 0 and words in res.stderr.decode(), (verb, res)
+    except BaseException:
+        os.kill(monitor, signal.SIGCONT)
+        raise
     stop = subprocess.Popen([sys.executable, "-m", "hoist.cli", "stop", "between"], env=hoist.env(),
                             cwd=hoist.env()["PYTHONPATH"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
