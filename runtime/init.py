@@ -27,6 +27,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runtime import caps, cgroups, linux, logfile, mounts, restart, seccomp, users, volumes
@@ -399,20 +400,29 @@ def monitor_main(cdir: Path, ready_fd: int | None, container: Container | None =
         signal.signal(sig, forward)
     container.update_state(monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()),
                            monitor_boot=boot_id())
-    code, first = 0, True
+    code, first, started = 0, True, 0.0
+    decision: list[Any] = [False, 0.0]   # (restart, after what delay), as the last exit decided
+
+    def decide(code: int, error: tuple[int, str] | None, state: dict[str, Any]) -> dict[str, Any]:
+        """Whether the run that just ended runs again, decided under the state's lock in the same
+        write as its exit: the state never says "exited" between two runs, and a user's stop
+        (manually_stopped, set under that lock) is either seen here or sees "restarting"."""
+        decision[:] = [False, 0.0]
+        if error and first:
+            return {}   # a command that cannot start is an error of `run`/`start`, not a crash
+        manager.policy = _current_policy(cdir, manager.policy)   # `hoist update --restart`
+        decision[:] = manager.should_restart(code, bool(state.get("manually_stopped")), time.monotonic() - started)
+        return {"status": "restarting", "restart_count": manager.restart_count} if decision[0] else {}
+
     try:
         while True:
             started = time.monotonic()
-            code, error = _run_once(container, spec, cdir, own_pidns, first, ready_fd, console, child, net, log_config)
-            if error and first:
-                break   # a command that cannot start is an error of `run`/`start`, not a crash
+            code, _ = _run_once(container, spec, cdir, own_pidns, first, ready_fd, console, child, decide,
+                                net, log_config)
             first, ready_fd = False, None
-            manager.policy = _current_policy(cdir, manager.policy)   # `hoist update --restart`
-            again, delay = manager.should_restart(code, bool(container.state().get("manually_stopped")),
-                                                  time.monotonic() - started)
+            again, delay = decision
             if not again:
                 break
-            container.update_state(status="restarting", restart_count=manager.restart_count)
             if not _await_restart(container, delay):
                 container.update_state(status="exited")
                 break
@@ -457,9 +467,11 @@ def _await_restart(container: Container, delay: float) -> bool:
 
 def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: int, first: bool,
               ready_fd: int | None, console: tty.ConsoleServer | None,
-              child: list[int], net: Any = None,
+              child: list[int], decide: Callable[[int, tuple[int, str] | None, dict[str, Any]], dict[str, Any]],
+              net: Any = None,
               log_config: logfile.LogConfig | None = None) -> tuple[int, tuple[int, str] | None]:
-    """One run of the command, from the fork of PID 1 to its exit: (exit code, start failure)."""
+    """One run of the command, from the fork of PID 1 to its exit: (exit code, start failure).
+    The exit is written with what ``decide`` (the restart policy) adds to it, in one write."""
     if not first:
         # The last PID namespace died with its PID 1; back to the monitor's own, to make a new one.
         linux.setns(own_pidns, linux.CLONE_NEWPID)
@@ -537,8 +549,9 @@ def _run_once(container: Container, spec: ContainerSpec, cdir: Path, own_pidns: 
             logs.parent_side()   # the relay wrote the console's output into the pump
         logs.finish()  # every record is written before the state says exited
     code = error[0] if error else exit_code_of(status)
-    container.update_state(status="exited", exit_code=code, finished_at=time.time(), pid=0,
-                           error=error[1] if error else "")
+    ended = {"status": "exited", "exit_code": code, "finished_at": time.time(), "pid": 0,
+             "error": error[1] if error else ""}
+    container.modify_state(lambda state: {**ended, **decide(code, error, state)})
     if console is not None:
         console.finish_run(code)
     if error and ready_fd is None and first:

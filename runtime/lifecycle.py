@@ -424,7 +424,7 @@ class Runtime:
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
         """docker's kill: SIGKILL or the stop signal also ends the restart policy's hold (the
         user stopped it); other signals only reach the command."""
-        status, state = _status_between_runs(container)
+        status, state = container.status()
         if status == "restarting":
             if sig in (signal.SIGKILL, container.spec.stop_signal):
                 container.update_state(manually_stopped=True)
@@ -445,7 +445,7 @@ class Runtime:
         A user's stop: no restart policy brings the container back (until ``start``).
 
         Each run the monitor starts before it sees the stop gets the stop signal as well."""
-        status, state = _status_between_runs(container)
+        status, state = container.status()
         if status not in ("running", "restarting"):
             return
         container.update_state(manually_stopped=True)
@@ -472,6 +472,19 @@ class Runtime:
                 _kill_quiet(pid, signal.SIGKILL)
 
         self.wait_exit(container, 10.0, kill_run)
+
+    def _settled_status(self, container: Container) -> tuple[str, dict[str, Any]]:
+        """``container.status()``, once a monitor that has written its last exit has also
+        ended (it still removes the cgroups and the network after that write): what ``start``
+        and ``rm`` may act on without a live monitor beside them."""
+        status, state = container.status()
+        if status == "exited" and container.monitor_alive(state):
+            if not self.wait_exit(container, 10.0):
+                raise ContainerRunning(f"container {container.name} is still stopping")
+            if not container.path.exists():     # --rm: its monitor removed it
+                raise ContainerNotFound(f"no such container: {container.name}")
+            status, state = container.status()
+        return status, state
 
     def wait_exit(self, container: Container, timeout: float,
                   each_poll: Callable[[dict[str, Any]], None] | None = None) -> bool:
@@ -509,7 +522,7 @@ class Runtime:
             volumes.forget_container(self.root, container.spec.volumes)
 
     def _remove(self, container: Container, force: bool) -> None:
-        status, _ = _status_between_runs(container)
+        status, _ = self._settled_status(container)
         if status in ("running", "restarting"):
             if not force:
                 raise ContainerRunning(f"container {container.name} is {status} "
@@ -530,7 +543,7 @@ class Runtime:
               detach_keys: bytes | None = None, sig_proxy: bool = True) -> int | None:
         """Start a created or exited container again: same root and upper dir, fresh cgroups.
         Detached unless ``attach``; attached, returns the exit code (None when detached)."""
-        status, _ = _status_between_runs(container)     # never a second monitor beside a live one
+        status, _ = self._settled_status(container)     # never a second monitor beside a live one
         if status in ("running", "restarting"):
             raise ContainerRunning(f"container {container.name} is already {status}")
         spec = container.spec
@@ -962,18 +975,6 @@ def _signal_monitor(container: Container, state: dict[str, Any], sig: int) -> No
         pass
     finally:
         os.close(fd)
-
-
-def _status_between_runs(container: Container) -> tuple[str, dict[str, Any]]:
-    """``container.status()``, except that between two runs of a restarting container, where
-    the state says "exited" for a moment (the monitor has written the exit and not yet decided
-    on the restart), a live monitor with a restart policy makes it "restarting": what moby's
-    container lock shows ``stop``, ``kill``, ``rm`` and ``start``."""
-    status, state = container.status()
-    if (status == "exited" and not RestartPolicy.from_json(container.spec.restart).is_none
-            and container.monitor_alive(state)):
-        return "restarting", state
-    return status, state
 
 
 def _kill_quiet(pid: int, sig: int) -> None:

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -165,67 +164,59 @@ def test_crash_loop_is_backed_off_not_spun(hoist: Hoist, tmp_path: Path) -> None
     assert not c.monitor_alive()
 
 
-def _freeze_between_runs(c, tries: int) -> int:
-    """Catch the monitor of a crash loop in the moment between two runs (the exit written, the
-    restart not yet decided) and SIGSTOP it there; its pid (0: not caught in ``tries`` exits)."""
+def _states(c, until):
+    """Every state.json the container shows, read as fast as it can be, until ``until(state)``."""
     path = c.path / "state.json"
+    seen = []
     deadline = time.monotonic() + 60
-    for _ in range(tries):
-        while time.monotonic() < deadline:
-            try:
-                state = json.loads(path.read_text())
-            except (FileNotFoundError, ValueError):
-                continue
-            if state.get("status") == "exited" and state.get("monitor_pid"):
-                break
-        else:
-            raise AssertionError("the crash loop did not go on")
-        monitor = int(state["monitor_pid"])
-        os.kill(monitor, signal.SIGSTOP)
-        if json.loads(path.read_text()).get("status") == "exited":
-            return monitor
-        os.kill(monitor, signal.SIGCONT)
-        while json.loads(path.read_text()).get("status") == "exited":
-            time.sleep(0.001)
-    return 0
+    while time.monotonic() < deadline:
+        try:
+            state = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        seen.append(state)
+        if until(state):
+            return seen
+    raise AssertionError(f"timed out; last state {seen[-1] if seen else None}")
 
 
-def test_stop_between_two_runs_ends_the_restarts(hoist: Hoist) -> None:
-    """The state says "exited" between the exit of one run and the monitor's decision on the
-    next: a stop that lands there (the monitor frozen in it) stops the container for good,
-    where it used to see an exited container and leave the crash loop going."""
+def test_a_crash_loop_never_shows_exited_between_two_runs(hoist: Hoist) -> None:
+    """The monitor writes a run's exit and its restart decision in one write: a reader (``stop``,
+    ``start``, ``rm``, ``ps``) never sees "exited" between two runs. (With two writes a stop
+    that read "exited" there did nothing and left the loop going, the CI flake of
+    test_crash_loop_is_backed_off_not_spun; a start spawned a second monitor.)"""
+    hoist.ok("run", "-d", "--name", "loop", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    rt, c = _container(hoist, "loop")
+    seen = _states(c, lambda state: (state.get("restart_count") or 0) >= 5)
+    assert "restarting" in {s.get("status") for s in seen}     # the loop was watched going round
+    assert [s for s in seen if s.get("status") == "exited"] == []
+    hoist.ok("stop", "loop")
+    assert not c.monitor_alive() and c.status()[0] == "exited"
+
+
+def test_start_and_rm_wait_for_a_monitor_that_is_still_finishing(hoist: Hoist) -> None:
+    """After its last exit is written a monitor still removes the cgroups (and the network): a
+    ``start`` then waits for it rather than running a second monitor beside it (whose cgroups the
+    first would remove), and so does ``rm``. That moment lasts about a millisecond, too short to
+    catch reliably, so the state is made to name a live process of this test as its monitor."""
     import subprocess
 
-    hoist.ok("run", "-d", "--name", "between", "--restart", "always", "busybox", "sh", "-c", "exit 1")
-    rt, c = _container(hoist, "between")
-    monitor = 0
-    for _ in range(4):   # each round: up to 5 exits (3 s of back-off), then start again from 100 ms
-        monitor = _freeze_between_runs(c, 5)
-        if monitor:
-            break
-        hoist.ok("stop", "between")
-        hoist.ok("start", "between")
-    assert monitor, "never caught the monitor between two runs"
-    try:
-        # neither a second monitor beside the frozen one, nor the folder removed under it
-        for verb, words in (("start", "is already restarting"), ("rm", "is restarting")):
-            res = hoist(verb, "between", timeout=30)
-            assert res.returncode != 0 and words in res.stderr.decode(), (verb, res)
-    except BaseException:
-        os.kill(monitor, signal.SIGCONT)
-        raise
-    stop = subprocess.Popen([sys.executable, "-m", "hoist.cli", "stop", "between"], env=hoist.env(),
-                            cwd=hoist.env()["PYTHONPATH"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        time.sleep(0.3)
-        assert stop.poll() is None        # it waits for the monitor, which is frozen
-    finally:
-        os.kill(monitor, signal.SIGCONT)
-    out, err = stop.communicate(timeout=60)
-    assert stop.returncode == 0, err
-    assert not c.monitor_alive()
-    status, state = c.status()
-    assert status == "exited" and state["manually_stopped"] is True
+    from runtime.containers import boot_id, process_start_time
+
+    hoist.ok("run", "-d", "--name", "fin", "--network", "none", "busybox", "true")
+    rt, c = _container(hoist, "fin")
+    assert rt.wait_exit(c, 30)
+    for verb in ("start", "rm"):
+        finishing = subprocess.Popen(["sleep", "1"])
+        c.update_state(monitor_pid=finishing.pid, monitor_start=process_start_time(finishing.pid),
+                       monitor_boot=boot_id())
+        assert c.status()[0] == "exited" and c.monitor_alive()
+        res = hoist(verb, "fin", subprocess=True)
+        assert res.returncode == 0, res
+        assert finishing.poll() is not None      # it returned only once that "monitor" had ended
+        if verb == "start":
+            assert rt.wait_exit(c, 30) and c.state()["monitor_pid"] != finishing.pid
+    assert hoist.ok("ps", "-a", "-q") == ""
 
 
 def test_stop_during_the_back_off_ends_it(hoist: Hoist) -> None:
