@@ -33,10 +33,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder.dispatch import LayerRef
 from storage.fsutil import atomic_write, private_dir
+
+if TYPE_CHECKING:
+    from builder.dispatch import LayerRef
 
 # Bump when what goes into a key, or how it is encoded, changes (see the module doc).
 KEY_VERSION = 2
@@ -54,16 +56,21 @@ class BuildCache:
         self.root = Path(cache_dir) / "build"
         self.gc_roots = Path(gc_roots)
         self.written = 0            # entries this process added (the cache grew: bound it)
+        self.used: set[str] = set()  # keys this build found or wrote (the build memo's entries)
 
     def get(self, key: str) -> LayerRef | None:
+        from builder.dispatch import LayerRef     # not at import: mark_used serves the build memo
+
         try:
             doc = json.loads((self.root / f"{key}.json").read_bytes())
             layer = doc["layer"]
             created = layer.get("created")
-            return LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
-                            str(layer["media_type"]), created=created if isinstance(created, str) else None)
+            found = LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
+                             str(layer["media_type"]), created=created if isinstance(created, str) else None)
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        self.used.add(key)
+        return found
 
     def put(self, key: str, layer: LayerRef) -> None:
         private_dir(self.root.parent)
@@ -77,6 +84,7 @@ class BuildCache:
             doc["layer"]["created"] = layer.created
         atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)
         self.written += 1
+        self.used.add(key)
 
 
 # BuildKit's default: the build cache keeps to 10 % of the disk it is on.

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from builder import keywords as kw
 from builder.cache import BuildCache, cache_key, mark_used
@@ -59,6 +59,7 @@ from builder.errors import BuilderError, DockerfileError, LayerError
 from builder.export import layer_times, timestamp
 from builder.instructions import Add, Copy, Run
 from builder.mounts import Mount, ram_in_bytes
+from builder.progress import Progress
 from builder.platforms import (
     base_platform_warning,
     can_run,
@@ -106,79 +107,6 @@ def _tmpfs_max() -> int:
         return ram_in_bytes(value)
     except DockerfileError:
         raise BuilderError(f"invalid HOIST_BUILD_TMPFS_MAX {value!r} (use e.g. 512m or 2g)") from None
-
-
-class Progress(Protocol):
-    def start(self, name: str) -> int: ...
-    def output(self, step: int, data: bytes) -> None: ...
-    def done(self, step: int, seconds: float | None) -> None: ...     # None: CACHED
-    def error(self, step: int, message: str) -> None: ...
-    def close(self) -> None: ...                                        # the build is over
-
-
-class PlainProgress:
-    """BuildKit's plain progress: ``#N name``, output lines, ``#N DONE 0.1s`` or ``#N CACHED``."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.lock = threading.Lock()
-        self._write = write
-        self.count = 0
-        self.started: dict[int, float] = {}
-        self.partial: dict[int, bytes] = {}
-
-    def write(self, text: str) -> None:
-        with self.lock:
-            self._write(text)
-
-    def start(self, name: str) -> int:
-        with self.lock:
-            self.count += 1
-            step = self.count
-        self.started[step] = time.monotonic()
-        self.write(f"#{step} {name}\n")
-        return step
-
-    def output(self, step: int, data: bytes) -> None:
-        buf = self.partial.get(step, b"") + data
-        *lines, rest = buf.split(b"\n")
-        self.partial[step] = rest
-        elapsed = time.monotonic() - self.started.get(step, time.monotonic())
-        for line in lines:
-            self.write(f"#{step} {elapsed:.3f} {line.decode(errors='replace')}\n")
-
-    def _flush(self, step: int) -> None:
-        rest = self.partial.pop(step, b"")
-        if rest:
-            self.output(step, rest + b"\n")
-            self.partial.pop(step, None)
-
-    def done(self, step: int, seconds: float | None) -> None:
-        self._flush(step)
-        self.write(f"#{step} CACHED\n\n" if seconds is None else f"#{step} DONE {seconds:.1f}s\n\n")
-
-    def error(self, step: int, message: str) -> None:
-        self._flush(step)
-        self.write(f"#{step} ERROR: {message}\n\n")
-
-    def close(self) -> None:
-        pass
-
-
-class QuietProgress:
-    def start(self, name: str) -> int:
-        return 0
-
-    def output(self, step: int, data: bytes) -> None:
-        pass
-
-    def done(self, step: int, seconds: float | None) -> None:
-        pass
-
-    def error(self, step: int, message: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -279,6 +207,7 @@ class BuildBackend:
         self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
         self._cache_mounts: CacheMounts | None = None
         self.used_mounts: dict[tuple[str, str], Path] = {}   # (cache id, origin) -> the instance used
+        self.remote_sources = False    # an ADD of a URL or git ref ran: no build memo (builder.memo)
         # What a killed build left (its overlay upper and work dirs, scratch dirs); never a
         # live build's (runtime.stepowners).
         from runtime.stepowners import clean_stale
@@ -311,7 +240,8 @@ class BuildBackend:
             self.progress.error(self.progress.start(name), str(e))
             raise DockerfileError(str(e)) from None
         # As BuildKit shows it: the resolved digest is part of the step.
-        step = self.progress.start(name.replace(f"FROM {state.node.base}", f"FROM {base.ref}@{base.digest}"))
+        step = self.progress.start(name.replace(f"FROM {state.node.base}", f"FROM {base.ref}@{base.digest}"),
+                                   "from")
         image = dict(base.config)
         image.setdefault("config", {})
         image["config"] = dict(image["config"] or {})
@@ -783,6 +713,8 @@ class BuildBackend:
         began = time.monotonic()
         remote = RemoteSources.plan(instr.sources, checksum=instr.checksum, keep_git_dir=instr.keep_git_dir,
                                     unpack=instr.unpack, git=self.git) if isinstance(instr, Add) else None
+        if remote is not None:
+            self.remote_sources = True
         scratch: list[Path] = []
         trees: list[LayeredTree] = []
         try:

@@ -12,6 +12,15 @@ from storage.reference import NAME_MAX, parse_reference
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 
+def normalised(ref: str) -> str:
+    """``ref`` in full (``app`` is ``docker.io/library/app:latest``); raises ValueError with
+    the message a build shows for a bad one."""
+    try:
+        return str(parse_reference(ref))
+    except (ValueError, StorageError) as e:
+        raise ValueError(f"invalid reference format: {ref}: {e}") from None
+
+
 def _valid(ref: str) -> bool:
     try:
         parse_reference(ref)

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from builder.dispatch import LayerRef
 from builder.errors import BuilderError
+from builder.reference import normalised
 from storage import mediatypes as mt
 from storage.errors import StorageError
 from storage.layout import ImageLayout
 from storage.platform import Platform
-from storage.reference import parse_reference
 
 
 class SourceError(BuilderError):
@@ -47,9 +47,9 @@ class ImageSource(Protocol):
 
 def normalise(ref: str) -> str:
     try:
-        return str(parse_reference(ref))
-    except (ValueError, StorageError) as e:
-        raise SourceError(f"invalid reference format: {ref}: {e}") from None
+        return normalised(ref)
+    except ValueError as e:
+        raise SourceError(str(e)) from None
 
 
 def read_local(layout: ImageLayout, ref: str, platform: Platform, *, any_platform: bool = False) -> BaseImage:

@@ -181,6 +181,9 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
         remove_records(chosen, layout.root / "gc-roots")
         result.keys = [r.key for r in chosen]
         if everything:
+            from builder.memo import MemoStore
+
+            MemoStore(root / "cache" / "build" / "memo").clear()    # what they answered may be gone
             now = time.time()
             for mount in cache_mounts(root):
                 if until is None or now - mount.last_used >= until:

@@ -212,7 +212,7 @@ class BuildTtyProgress:
         self._ticker.start()
 
     # -- the Progress protocol ----------------------------------------------------------------------
-    def start(self, name: str) -> int:
+    def start(self, name: str, kind: str = "step") -> int:
         with self.lock:
             step = len(self.steps) + 1
             self.steps[step] = _Step(name, self.clock(), logs=[])

@@ -436,17 +436,28 @@ class ImageLayout:
         return out
 
     def tag(self, ref: str, desc: Descriptor) -> None:
-        """Point ``ref`` at ``desc`` (replacing what it named before)."""
+        """Point ``ref`` at ``desc`` (replacing what it named before; nothing is written when it
+        names exactly that already)."""
         annotations = dict(desc.annotations)
         annotations[mt.ANNOTATION_REF_NAME] = ref
         entry = Descriptor(desc.media_type, desc.digest, desc.size, annotations,
                            desc.platform, desc.artifact_type).to_json()
         with self._locked():
             self.init()
-            entries = [e for e in self._read_index()
-                       if (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) != ref]
+            current = self._read_index()
+            entries = [e for e in current if (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) != ref]
+            if len(entries) == len(current) - 1 and entry in current:
+                return
             entries.append(entry)
             self._atomic_write(self.root / "index.json", self._index_bytes(entries))
+
+    def named(self, ref: str) -> Descriptor | None:
+        """The descriptor stored under exactly the ref name ``ref``, if any (no docker rules:
+        ``find`` applies those)."""
+        for entry in self._read_index():
+            if (entry.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) == ref:
+                return Descriptor.from_json(entry, "index.json")
+        return None
 
     def untag(self, ref: str) -> Descriptor:
         with self._locked():

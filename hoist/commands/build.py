@@ -22,23 +22,28 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.check import CheckReport, check_dockerfile
 from builder.dockerignore import PatternMatcher, find_ignore_file, load_patterns
 from builder.errors import BuilderError, DockerfileError, DockerignoreError
-from builder.source import BaseImage, SourceError, normalise, read_local
+from builder.reference import normalised
 from hoist.errors import UserError
 from hoist.paths import hoist_root
 from storage.errors import StorageError
-from storage.layout import ImageLayout
-from storage.manifest import Descriptor
-from storage.platform import Platform
 
+# The frontend, the executor and the store are imported by the build that needs them: a build
+# the memo answers (builder.memo) imports none of them.
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from builder.check import CheckReport
+    from builder.source import BaseImage
+    from storage.layout import ImageLayout
+    from storage.manifest import Descriptor
+    from storage.platform import Platform
     from builder.dispatch import LayerRef, StageState
-    from builder.execute import BuildBackend, Progress
+    from builder.execute import BuildBackend
+    from builder.progress import Progress
     from builder.lint import BuildCheck
+    from hoist.build_memo import MemoRun
     from builder.outputs import OutputSpec
     from builder.remote_cache import CacheSpec, ImportedCache
     from builder.sshforward import SSHSource
@@ -103,6 +108,20 @@ def run(args: argparse.Namespace) -> int:
     build_args = parse_build_args(args.build_args)
     ignore_errors = _check_dockerignore(context, dockerfile) if context is not None else []
     matcher = _ignore(context, dockerfile) if context is not None and not ignore_errors else None
+    memo = None
+    if not ignore_errors:
+        from hoist.build_memo import MemoRun
+
+        ignore_file = find_ignore_file(context, dockerfile) if context is not None else None
+        memo = MemoRun.open(args, data, context, build_args, matcher, ignore_file)
+    if memo is not None:
+        tags = [_tag(t) for t in args.tags]
+        image_id = memo.answer(name, tags, lambda: _progress(args))
+        if image_id is not None:
+            return _finish(args, image_id, tags, image=True, stdout_taken=False)
+        memo.walk()         # the context as it is before the build (what a memo of it records)
+    from builder.check import check_dockerfile
+
     report = check_dockerfile(data, target=args.target, build_args=build_args, platform=args.platform,
                               ignore=matcher)
     if args.check:
@@ -112,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in report.warnings:
         print(f"{name}: warning: {warning}", file=sys.stderr)
-    return _build(args, report, name, context, dockerfile)
+    return _build(args, report, name, context, dockerfile, memo)
 
 
 
@@ -131,12 +150,15 @@ class _LazyFetcher:
         return self._fetcher.fetch(url, into, max_bytes, if_none_match)
 
 
-def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path) -> int:
+def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path,
+           memo: MemoRun | None) -> int:
     from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
     from builder.outputs import OutputError
+    from builder.progress import RecordingProgress
     from builder.remote_cache import CacheSpecError
     from hoist.config import local_store
+    from storage.platform import Platform
 
     assert report.graph is not None
     # Another platform than the host's is built as BuildKit builds it without emulation: its
@@ -159,7 +181,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     epoch = _epoch()
     ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
-    progress = _progress(args)
+    progress = RecordingProgress(_progress(args))
     try:
         opts = BuildOptions(root=hoist_root(), context=context.resolve() if context else None, ignore=ignore,
                             platform=target, explicit_platform=bool(args.platform), no_cache=args.no_cache,
@@ -214,18 +236,28 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             _warn(f"the build cache could not be kept under its bound: {e}")
     for check in late:
         print(f"{name}: warning: {check}", file=sys.stderr)
+    if memo is not None and remote is None and not plan.inline and not backend.remote_sources:
+        memo.record(layout, images=source.resolved, entries=backend.cache.used, manifest=result.manifest,
+                    config=result.config, layers=[layer.digest for layer in state.layers],
+                    image_id=result.image_id, steps=progress.steps, warnings=list(report.warnings),
+                    late=[str(c) for c in late])
+    return _finish(args, result.image_id, tags, image=plan.image is not None, stdout_taken=plan.stdout_taken)
+
+
+def _finish(args: argparse.Namespace, image_id: str, tags: list[str], *, image: bool, stdout_taken: bool) -> int:
+    """What every build that succeeded prints last, and the --iidfile."""
     if not args.quiet:
-        print(f"writing image {result.image_id} done", file=sys.stderr)
-        if plan.image is not None:
+        print(f"writing image {image_id} done", file=sys.stderr)
+        if image:
             for tag in tags:
                 print(f"naming to {tag} done", file=sys.stderr)
     if args.iidfile:
         try:
-            Path(args.iidfile).write_text(result.image_id)
+            Path(args.iidfile).write_text(image_id)
         except OSError as e:
             raise UserError(f"cannot write {args.iidfile}: {e.strerror}") from None
     # An output on stdout owns it: the id goes to stderr then.
-    print(result.image_id, file=sys.stderr if plan.stdout_taken else sys.stdout)
+    print(image_id, file=sys.stderr if stdout_taken else sys.stdout)
     return 0
 
 
@@ -257,7 +289,7 @@ def _late_checks(report: CheckReport, stages: Iterable[StageState]) -> list[Buil
 def _progress(args: argparse.Namespace) -> Progress:
     """``--progress``: ``auto`` is BuildKit's folded display when stderr is a terminal (and
     TERM is not ``dumb``), else the plain lines a CI log wants."""
-    from builder.execute import PlainProgress, QuietProgress
+    from builder.progress import PlainProgress, QuietProgress
 
     if args.quiet:
         return QuietProgress()
@@ -461,9 +493,15 @@ class CliImageSource:
         self.layout = layout
         self.pull = pull
         self.pulled: set[tuple[str, Platform]] = set()
+        self.resolved: list[tuple[str, str]] = []   # (name, manifest digest): what the build memo checks
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage:
-        from builder.source import PlatformMismatch
+        base = self._resolve(ref, platform)
+        self.resolved.append((base.ref, base.digest))
+        return base
+
+    def _resolve(self, ref: str, platform: Platform) -> BaseImage:
+        from builder.source import PlatformMismatch, SourceError, normalise, read_local
 
         name = normalise(ref)
         mismatch: SourceError | None = None
@@ -487,6 +525,8 @@ class CliImageSource:
 
     def _pull(self, name: str, platform: Platform) -> None:
         import asyncio
+
+        from builder.source import SourceError
 
         from hoist.config import open_client, parse_ref
         from registry.client.pull import pull
@@ -552,8 +592,8 @@ def parse_secrets(values: list[str]) -> dict[str, bytes]:
 
 def _tag(text: str) -> str:
     try:
-        return normalise(text)
-    except SourceError as e:
+        return normalised(text)
+    except ValueError as e:
         raise UserError(f"invalid tag {text!r}: {e}") from None
 
 

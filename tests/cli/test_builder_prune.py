@@ -148,7 +148,15 @@ def test_keep_storage_evicts_least_recently_used_first(h: Hoist, ctx: Path) -> N
     cache = entries(h)
     path = {e["key"]: h.root / "cache" / "build" / f"{e['key']}.json" for e in cache}
     # A hit is a use: age every entry, rebuild, and every entry that hit is young again (all but
-    # COPY --from's content key: its source key hit first).
+    # COPY --from's content key: its source key hit first). Touching a context file (its ctime
+    # moves, its bytes do not) makes the build memo miss and every step hit.
+    for p in path.values():
+        os.utime(p, (1, 1))
+    os.utime(ctx / "a.txt")
+    rebuilt = h("build", "--progress", "plain", "-t", "app:1", str(ctx))
+    assert rebuilt.err.count("CACHED") == len(path) - 1
+    assert len([k for k, p in path.items() if p.stat().st_mtime == 1]) == 1
+    # A build the memo answers (builder.memo: that build recorded it) uses what that build used.
     for p in path.values():
         os.utime(p, (1, 1))
     h("build", "-t", "app:1", str(ctx))
