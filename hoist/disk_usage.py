@@ -180,10 +180,11 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
         chosen = select(records, everything=everything, in_use=in_use, until=until, keep_storage=keep_storage)
         remove_records(chosen, layout.root / "gc-roots")
         result.keys = [r.key for r in chosen]
-        if everything:
+        if chosen or (everything and until is None and keep_storage is None):
             from builder.memo import MemoStore
 
             MemoStore(root / "cache" / "build" / "memo").clear()    # what they answered may be gone
+        if everything:
             now = time.time()
             for mount in cache_mounts(root):
                 if until is None or now - mount.last_used >= until:

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if not ignore_errors:
         from hoist.build_memo import MemoRun
 
-        ignore_file = find_ignore_file(context, dockerfile) if context is not None else None
+        ignore_file = _ignore_file(context, dockerfile) if context is not None else None
         memo = MemoRun.open(args, data, context, build_args, matcher, ignore_file)
     if memo is not None:
         tags = [_tag(t) for t in args.tags]
@@ -606,8 +606,13 @@ def _epoch() -> int | None:
     return int(value)
 
 
+def _ignore_file(context: Path, dockerfile: Path) -> Path | None:
+    """The ignore file of a build of ``context`` (a Dockerfile on stdin has no file of its own)."""
+    return find_ignore_file(context, dockerfile if str(dockerfile) != "-" else None)
+
+
 def _ignore(context: Path, dockerfile: Path) -> PatternMatcher | None:
-    path = find_ignore_file(context, dockerfile)
+    path = _ignore_file(context, dockerfile)
     if path is None:
         return None
     return load_patterns(path.read_bytes())
@@ -639,7 +644,7 @@ def _read(path: Path) -> bytes:
 
 
 def _check_dockerignore(context: Path, dockerfile: Path) -> list[tuple[str, DockerignoreError]]:
-    path = find_ignore_file(context, dockerfile if str(dockerfile) != "-" else None)
+    path = _ignore_file(context, dockerfile)
     if path is None:
         return []
     try:

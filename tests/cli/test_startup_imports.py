@@ -2,7 +2,8 @@
 ``docker run``; ``bench/build_bench.py``'s cached rebuild): the everyday paths must not import what
 they do not use. Read from ``python -X importtime`` of the real command: ``hoist run`` of a local
 image loads no registry client (aiohttp: ~130 ms), no pty code without ``-t``, no health checks
-without one; a fully cached ``hoist build`` loads neither the client nor the pruning code."""
+without one; a fully cached ``hoist build`` loads neither the client nor the pruning code (and
+one the build memo answers, not even the frontend)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,12 @@ def test_a_fully_cached_build_imports_no_client_or_pruning_code(h: Hoist, tmp_pa
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo hi > /hi\nCOPY a /a\n")
     (ctx / "a").write_text("a\n")
     h("build", "-q", "-t", "app:1", str(ctx))
+    # The build memo (builder.memo) answers: not even the frontend or the executor is loaded.
+    names = imported(h, "build", "-q", "-t", "app:1", str(ctx))
+    assert loaded(names, HEAVY_FOR_CACHED_BUILD + ("builder.execute", "builder.dispatch", "builder.instructions")) == []
+    assert "builder.memo" in names
+    # A source touched (its bytes the same): the memo misses, every step is a cache hit.
+    os.utime(ctx / "a")
     names = imported(h, "build", "-q", "-t", "app:1", str(ctx))
     assert loaded(names, HEAVY_FOR_CACHED_BUILD) == []
     assert "builder.execute" in names
