@@ -78,7 +78,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, TypeVar
 
 from builder.dockerignore import PatternMatcher, check_go_pattern, go_clean
 from builder.errors import DockerfileError, DockerignoreError
@@ -98,6 +98,8 @@ _CHUNK = 1 << 20
 _LENGTH = struct.Struct(">Q")
 MULTI_SOURCE_ERROR = ("When using COPY with more than one source file, the destination must be a "
                       "directory and end with a /")
+
+_T = TypeVar("_T")
 
 
 class CopyError(DockerfileError):
@@ -1445,20 +1447,32 @@ class _Dest:
             raise CopyError(f"cannot replace to directory {where!r} with file")
         os.unlink(name, dir_fd=pfd)
 
+    def _make(self, pfd: int, name: str, where: str, make: Callable[[], _T]) -> _T:
+        """``make()`` (which creates ``name`` in ``pfd`` exclusively), clearing what is in the way
+        first if there is something."""
+        try:
+            return make()
+        except FileExistsError:
+            self.clear_for_file(pfd, name, where)
+            return make()
+
     def put(self, selection: Selection, srcfd: int, parts: list[str], e: Entry,
             links: dict[tuple[int, str], list[str]], item_index: int) -> None:
         """Write entry ``e`` (not a directory) at ``parts``."""
         where = "/" + "/".join(parts)
         pfd = self.parent_dir(parts[:-1])
         name = parts[-1]
-        self.clear_for_file(pfd, name, where)
         self.record.pop("/".join(parts), None)    # what an earlier source wrote there is gone
+        # Each entry is made exclusively, and what is in the way is cleared only when the make
+        # says so (fsutil's ensureEmptyFileTarget): a stat of every name before making it costs
+        # a cold COPY of 3,000 files ~8 % of its time (negative lookups).
         if stat.S_ISREG(e.mode):
             if e.hardlink is not None and e.hardlink in links:
                 first = links[e.hardlink]
                 sfd = self.open_dir(first[:-1])
                 try:
-                    os.link(first[-1], name, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
+                    self._make(pfd, name, where, lambda: os.link(first[-1], name, src_dir_fd=sfd, dst_dir_fd=pfd,
+                                                                 follow_symlinks=False))
                 finally:
                     os.close(sfd)
                 return
@@ -1468,8 +1482,8 @@ class _Dest:
                 self.record["/".join(parts)] = record
                 links[(item_index, e.rel)] = list(parts)
                 return
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=pfd)
+            fd = self._make(pfd, name, where, lambda: os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
             try:
                 if e.data is not None:
                     _write_all(fd, e.data)
@@ -1488,16 +1502,18 @@ class _Dest:
             links[(item_index, e.rel)] = list(parts)
         elif stat.S_ISLNK(e.mode):
             assert e.link is not None
-            os.symlink(e.link, name, dir_fd=pfd)
+            target = e.link
+            self._make(pfd, name, where, lambda: os.symlink(target, name, dir_fd=pfd))
             if self.is_root:
                 os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
             os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         elif stat.S_ISFIFO(e.mode) or stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
             if stat.S_ISFIFO(e.mode):
-                os.mkfifo(name, 0o600, dir_fd=pfd)
+                self._make(pfd, name, where, lambda: os.mkfifo(name, 0o600, dir_fd=pfd))
             elif self.is_root:
-                os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd)
+                self._make(pfd, name, where, lambda: os.mknod(name, stat.S_IFMT(e.mode) | 0o600, e.rdev, dir_fd=pfd))
             else:
+                self.clear_for_file(pfd, name, where)
                 return
             # Just made by us in a directory held by descriptor: nothing can have swapped it.
             if self.is_root:
