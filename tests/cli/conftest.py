@@ -1,5 +1,5 @@
-"""Fixtures for the client and CLI tests: a hoist with its own state directories, and the CLI
-run as a subprocess from async tests."""
+"""Fixtures for the client and CLI tests: a hoist with its own state directories (``h``: with
+the busybox image in its store), and the CLI run as a subprocess from async tests."""
 
 from __future__ import annotations
 
@@ -11,11 +11,19 @@ from pathlib import Path
 import pytest
 
 from tests.cli.helpers import REPO_ROOT, Hoist, Result, run_in_process
+from tests.images import busybox_image
 
 
 @pytest.fixture
 def hoist(tmp_path: Path) -> Hoist:
     return Hoist(tmp_path)
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Hoist:
+    hoist = Hoist(tmp_path)
+    busybox_image(hoist.images)
+    return hoist
 
 
 async def run_hoist(h: Hoist, *args: str, ok: bool = True, stdin: bytes | None = None,

@@ -17,13 +17,6 @@ from tests.images import busybox_image
 EPOCH = "1700000000"
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
-
-
 def _ctx(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None, name: str = "ctx") -> Path:
     ctx = tmp_path / name
     ctx.mkdir(exist_ok=True)

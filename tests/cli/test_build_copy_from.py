@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from tests.cli.helpers import Hoist
-from tests.images import busybox_image
 
 DOCKERFILE = """\
 FROM busybox AS src
@@ -28,13 +26,6 @@ COPY --from=src /lnk/marker /out/marker
 RUN --mount=type=bind,from=src,target=/m echo $(ls /m/d /m/keep) > /out/bind.txt
 CMD ["sh", "-c", "cd /out && echo $(ls d) $(ls keep) $(ls was_file) $(cat was_dir marker bind.txt) && ls -i keep"]
 """
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
 
 
 def test_copy_from_a_stage_with_whiteouts_opaque_dirs_and_links(h: Hoist, tmp_path: Path) -> None:

@@ -28,13 +28,6 @@ CMD ["sh", "-c", "cat /greeting /out.txt /list.txt"]
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
-
-
-@pytest.fixture
 def ctx(tmp_path: Path) -> Path:
     path = tmp_path / "ctx"
     (path / "src").mkdir(parents=True)

@@ -19,17 +19,9 @@ import pytest
 from builder.cachemounts import CacheMounts
 from runtime.containers import process_start_time
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import busybox_image
 from tests.peers import need_tool
 
 WAIT = 60      # seconds a handshake may take before the test gives up (never asserted on)
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
 
 
 def _ctx(tmp_path: Path, dockerfile: str, name: str = "ctx", files: dict[str, str] | None = None) -> Path:

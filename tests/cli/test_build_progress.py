@@ -18,20 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 
 from builder.cachemounts import CacheMounts
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import busybox_image
 
 COLUMNS, ROWS = 100, 40
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
 
 
 def _ctx(tmp_path: Path, dockerfile: str) -> Path:

@@ -12,10 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import busybox_image
 from tests.runtime.conftest import need_root_and_busybox
 
 HEAVY_FOR_RUN = ("aiohttp", "registry.client.client", "hoist.commands.pull", "runtime.tty", "runtime.health",
@@ -38,13 +36,6 @@ def imported(h: Hoist, *args: str) -> set[str]:
 
 def loaded(names: set[str], heavy: tuple[str, ...]) -> list[str]:
     return sorted(n for n in names if any(n == h or n.startswith(h + ".") for h in heavy))
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
 
 
 def test_run_of_a_local_image_imports_no_client_pty_or_health_code(h: Hoist) -> None:
