@@ -150,6 +150,17 @@ def test_tty_display_folds_step_output_and_ends_clean(h: Hoist, tmp_path: Path) 
 
     again = screen(build_on_pty(h, "--progress", "tty", "-t", "p:1", str(_ctx(tmp_path, STEPS)))[2])
     assert again[2].startswith(" => CACHED [2/3] RUN for i in") and again[3].startswith(" => CACHED [3/3]")
+    # Nothing changed since: the build memo answers (its file is left as it was), on the same display.
+    memos = sorted((h.root / "cache" / "build" / "memo").glob("*.json"))
+    recorded = [m.read_bytes() for m in memos]
+    memo = screen(build_on_pty(h, "--progress", "tty", "-t", "p:1", str(tmp_path / "ctx"))[2])
+    assert sorted((h.root / "cache" / "build" / "memo").glob("*.json")) == memos
+    assert [m.read_bytes() for m in memos] == recorded and len(memos) == 1
+
+    def timeless(lines: list[str]) -> list[str]:
+        return [re.sub(r"\d+\.\ds", "", line) for line in lines]
+
+    assert timeless(memo) == timeless(again)
 
 
 def test_tty_display_of_a_failing_step(h: Hoist, tmp_path: Path) -> None:
