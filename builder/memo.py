@@ -10,8 +10,8 @@ the per-file digests. It is a cache of the build as a whole, never of a part of 
   path, size and mtime), the build's options as they change the image (target, build args,
   platform, labels, format, compression, network), the ``HOIST_*`` and ``SOURCE_DATE_EPOCH``
   environment, the context directory, and the bytes of the Dockerfile and of the ignore file;
-- the **context** (``walk_context``, ``ContextWalk.digest``): every path of the context a build can see (what the
-  ignore file hides is left out, as the build leaves it out), with its type, mode, owner, size,
+- the **context** (``walk_context``, ``ContextWalk.digest``): every path of the context a build
+  can see (what the ignore file hides is left out, as the build leaves it out), with its type, mode, owner, size,
   device, inode, link count, mtime and ctime, taken before the build starts. A change to a
   file's bytes, mode, owner or xattrs moves its ctime, which nothing but the clock sets; adding,
   removing or renaming an entry changes the listing, which is read every time. Timestamps are
@@ -21,9 +21,9 @@ the per-file digests. It is a cache of the build as a whole, never of a part of 
   the memo's walk began, so both describe it alike);
 - the **images** the build resolved: each base named exactly in the local store, with the
   manifest it named (a re-tagged base is a miss);
-- the **cache entries** the build used: each must still exist (a pruned or evicted entry is a
-  miss: after ``hoist builder prune`` a build builds again), and a hit marks them used, as a
-  normal cached build does, for least-recently-used pruning;
+- the **cache entries** the build used: each must still exist (an entry a prune or the cache's
+  bound removed is a miss, and its step runs again), and a hit marks them used, as a normal
+  cached build does, for least-recently-used pruning;
 - the **answer**: the image's manifest descriptor, its id, every blob it needs (all must be in
   the store), the steps as a cached build shows them and the build checks it printed.
 
@@ -56,7 +56,7 @@ KEEP = 64                       # memos kept (the newest)
 MAX_ENTRIES = 50_000            # a larger context is not memoised (walking it costs more than it saves)
 MAX_ENTRIES_ENV = "HOIST_BUILD_MEMO_MAX_ENTRIES"
 RACY_NS = 2_000_000_000         # as builder.copy.HashCache.RACY_NS
-MAX_RACY_BYTES = 64 << 20       # files read for their contents by one walk (see context_state)
+MAX_RACY_BYTES = 64 << 20       # racy files read for their bytes by one digest (ContextWalk.digest)
 _PACKAGES = ("storage", "registry", "builder", "runtime", "hoist")
 
 
