@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storage.fsutil import atomic_write, private_dir
+from storage.fsutil import RACY_NS, atomic_write, private_dir
 
 if TYPE_CHECKING:
     from builder.dockerignore import PatternMatcher
@@ -55,7 +55,6 @@ MEMO_VERSION = 1
 KEEP = 64                       # memos kept (the newest)
 MAX_ENTRIES = 50_000            # a larger context is not memoised (walking it costs more than it saves)
 MAX_ENTRIES_ENV = "HOIST_BUILD_MEMO_MAX_ENTRIES"
-RACY_NS = 2_000_000_000         # as builder.copy.HashCache.RACY_NS
 MAX_RACY_BYTES = 64 << 20       # racy files read for their bytes by one digest (ContextWalk.digest)
 _PACKAGES = ("storage", "registry", "builder", "runtime", "hoist")
 

@@ -55,12 +55,11 @@ class MemoRun:
 
     @classmethod
     def open(cls, args: argparse.Namespace, data: bytes, context: Path | None, build_args: dict[str, str],
-             ignore: PatternMatcher | None, ignore_file: Path | None) -> MemoRun | None:
+             ignore: PatternMatcher | None, ignore_bytes: bytes | None) -> MemoRun | None:
         if not memoisable(args):
             return None
         try:
             root = context.resolve() if context is not None else None
-            ignore_bytes = ignore_file.read_bytes() if ignore_file is not None else None
         except OSError:
             return None
         inputs: dict[str, Any] = {

@@ -12,6 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+# A file changed less than this long before its metadata was recorded may change again and keep
+# the same timestamps (they are coarse: a jiffy, a second on some file systems; git's "racy"
+# files): caches that trust size, mtime and ctime (builder.copy.HashCache, builder.memo) look
+# at such a file's bytes.
+RACY_NS = 2_000_000_000
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a rename or create inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

@@ -454,10 +454,7 @@ class ImageLayout:
     def named(self, ref: str) -> Descriptor | None:
         """The descriptor stored under exactly the ref name ``ref``, if any (no docker rules:
         ``find`` applies those)."""
-        for entry in self._read_index():
-            if (entry.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) == ref:
-                return Descriptor.from_json(entry, "index.json")
-        return None
+        return next((desc for name, desc in self.refs() if name == ref), None)
 
     def untag(self, ref: str) -> Descriptor:
         with self._locked():

@@ -106,14 +106,13 @@ def run(args: argparse.Namespace) -> int:
         data = _read(dockerfile)
         name = str(dockerfile)
     build_args = parse_build_args(args.build_args)
-    ignore_errors = _check_dockerignore(context, dockerfile) if context is not None else []
-    matcher = _ignore(context, dockerfile) if context is not None and not ignore_errors else None
+    ignore_bytes, matcher, ignore_errors = (_read_ignore(context, dockerfile) if context is not None
+                                            else (None, None, []))
     memo = None
     if not ignore_errors:
         from hoist.build_memo import MemoRun
 
-        ignore_file = _ignore_file(context, dockerfile) if context is not None else None
-        memo = MemoRun.open(args, data, context, build_args, matcher, ignore_file)
+        memo = MemoRun.open(args, data, context, build_args, matcher, ignore_bytes)
     if memo is not None:
         tags = [_tag(t) for t in args.tags]
         image_id = memo.answer(name, tags, lambda: _progress(args))
@@ -131,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in report.warnings:
         print(f"{name}: warning: {warning}", file=sys.stderr)
-    return _build(args, report, name, context, dockerfile, memo)
+    return _build(args, report, name, context, matcher, memo)
 
 
 
@@ -150,8 +149,8 @@ class _LazyFetcher:
         return self._fetcher.fetch(url, into, max_bytes, if_none_match)
 
 
-def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None, dockerfile: Path,
-           memo: MemoRun | None) -> int:
+def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None,
+           ignore: PatternMatcher | None, memo: MemoRun | None) -> int:
     from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
     from builder.export import ExportError, export
     from builder.outputs import OutputError
@@ -179,7 +178,6 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     except (OutputError, CacheSpecError) as e:
         raise UserError(str(e)) from None
     epoch = _epoch()
-    ignore = _ignore(context, dockerfile) if context is not None else None
     layout = local_store()
     progress = RecordingProgress(_progress(args))
     try:
@@ -606,16 +604,21 @@ def _epoch() -> int | None:
     return int(value)
 
 
-def _ignore_file(context: Path, dockerfile: Path) -> Path | None:
-    """The ignore file of a build of ``context`` (a Dockerfile on stdin has no file of its own)."""
-    return find_ignore_file(context, dockerfile if str(dockerfile) != "-" else None)
-
-
-def _ignore(context: Path, dockerfile: Path) -> PatternMatcher | None:
-    path = _ignore_file(context, dockerfile)
+def _read_ignore(context: Path, dockerfile: Path
+                 ) -> tuple[bytes | None, PatternMatcher | None, list[tuple[str, DockerignoreError]]]:
+    """The ignore file of a build of ``context`` (a Dockerfile on stdin has no file of its own),
+    read once: its bytes, its matcher, and its errors (then no matcher)."""
+    path = find_ignore_file(context, dockerfile if str(dockerfile) != "-" else None)
     if path is None:
-        return None
-    return load_patterns(path.read_bytes())
+        return None, None, []
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {str(path)!r}: {e.strerror}") from None
+    try:
+        return data, load_patterns(data), []
+    except DockerignoreError as e:
+        return data, None, [(str(path), e)]
 
 
 def parse_build_args(values: list[str]) -> dict[str, str]:
@@ -641,19 +644,6 @@ def _read(path: Path) -> bytes:
         raise UserError(f"Dockerfile {str(path)!r} is a directory", hint="pass the file's path with -f") from None
     except OSError as e:
         raise UserError(f"cannot read Dockerfile {str(path)!r}: {e.strerror}") from None
-
-
-def _check_dockerignore(context: Path, dockerfile: Path) -> list[tuple[str, DockerignoreError]]:
-    path = _ignore_file(context, dockerfile)
-    if path is None:
-        return []
-    try:
-        load_patterns(path.read_bytes())
-    except DockerignoreError as e:
-        return [(str(path), e)]
-    except OSError as e:
-        raise UserError(f"cannot read {str(path)!r}: {e.strerror}") from None
-    return []
 
 
 def _print_errors(name: str, report: CheckReport, ignore_errors: list[tuple[str, DockerignoreError]]) -> None:
