@@ -25,6 +25,12 @@ each is written atomically (temp file, fsync, rename), so two builds at once nev
 entry and the last writer wins with an equal answer. The layer blob of every entry is a GC root
 of the local image store: ``<images>/gc-roots/build-<key>`` lists it (``hoist rmi``'s gc keeps
 it).
+
+A lazy entry (a step of a stage no output of its build needed) has no blob: ``digest`` is
+empty, ``size`` is its tar's length and ``snapshot`` the chain id of the snapshot that holds
+the layer. It is a hit only while that snapshot exists; the snapshot is kept for it as a gc
+root keeps a blob (``hoist.disk_usage``), and the blob is made from it when an output needs
+it (``BuildBackend.with_blobs``), the entry then rewritten with the blob.
 """
 
 from __future__ import annotations
@@ -59,6 +65,15 @@ class BuildCache:
         self.used: set[str] = set()  # keys this build found or wrote (the build memo's entries)
 
     def get(self, key: str) -> LayerRef | None:
+        entry = self.entry(key)
+        if entry is None:
+            return None
+        self.used.add(key)
+        return entry[0]
+
+    def entry(self, key: str) -> tuple[LayerRef, str | None] | None:
+        """The entry's layer, and for a lazy one (no blob: ``LayerRef.lazy``) the chain id of
+        the snapshot that holds it; None when there is no entry or it is damaged."""
         from builder.dispatch import LayerRef     # not at import: mark_used serves the build memo
 
         try:
@@ -67,22 +82,34 @@ class BuildCache:
             created = layer.get("created")
             found = LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
                              str(layer["media_type"]), created=created if isinstance(created, str) else None)
-        except (OSError, ValueError, KeyError, TypeError):
+            snapshot = layer.get("snapshot") if found.lazy else None
+            if found.lazy and not isinstance(snapshot, str):
+                return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        self.used.add(key)
-        return found
+        return found, snapshot
 
-    def put(self, key: str, layer: LayerRef) -> None:
+    def put(self, key: str, layer: LayerRef, snapshot: str | None = None) -> None:
+        """Record ``layer`` as what the step ``key`` made; a lazy layer needs ``snapshot``, the
+        chain id of the snapshot that holds it (the entry is a hit only while that exists)."""
+        if layer.lazy and not snapshot:
+            raise ValueError("a lazy layer's cache entry needs its snapshot")
         private_dir(self.root.parent)
         private_dir(self.root)
         self.gc_roots.mkdir(parents=True, exist_ok=True)
-        # The root first: a blob a cache entry names is never collectable.
-        atomic_write(self.gc_roots / f"build-{key}", (layer.digest + "\n").encode(), durable=False)
+        root = self.gc_roots / f"build-{key}"
         doc: dict[str, Any] = {"layer": {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
                                          "media_type": layer.media_type}}
+        if layer.lazy:
+            doc["layer"]["snapshot"] = snapshot
+        else:
+            # The root first: a blob a cache entry names is never collectable.
+            atomic_write(root, (layer.digest + "\n").encode(), durable=False)
         if layer.created:
             doc["layer"]["created"] = layer.created
         atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode(), durable=False)
+        if layer.lazy:
+            root.unlink(missing_ok=True)   # an older entry's blob, no longer named by this key
         self.written += 1
         self.used.add(key)
 

@@ -73,6 +73,12 @@ class LayerRef:
     media_type: str
     created: str | None = field(default=None, compare=False)
 
+    @property
+    def lazy(self) -> bool:
+        """A layer no blob holds yet, only its snapshot (``builder.execute``: a step of a stage
+        no output needs); ``size`` is then its tar's length, ``media_type`` what its blob's will be."""
+        return not self.digest
+
 
 @dataclass
 class StageState:

@@ -12,6 +12,14 @@ built) are dispatched in order by ``builder.dispatch`` with ``BuildBackend``, wh
 - looks every step up in the build cache first (``builder.cache``; keys there), so a hit runs
   nothing and reuses the layer.
 
+Lazy layers: a step of a stage whose layers no output of the build holds (a build stage only
+COPY --from'd, unless ``--cache-to mode=max`` exports it) gets no blob. Its upper dir is
+hashed for its diff_id (``builder.layers.upper_diff``) and adopted as its snapshot, which is
+all the next step and a COPY --from read; its cache entry names that snapshot. When an output
+needs such a layer after all (a later build's target, a cache export), ``with_blobs`` writes
+the blob from the snapshot, the same bytes an eager commit would have written (checked by its
+diff_id), and rewrites the entry. BuildKit keeps such layers in its snapshotter only, too.
+
 This is the only module of ``builder/`` that imports ``runtime/`` to execute steps.
 Independent stages run concurrently (two at a time by default), each as soon as its base and
 the stages it copies from are built.
@@ -180,6 +188,7 @@ class BuildOptions:
     compression: str = "gzip"
     network: str = "host"                   # what RUN --network=default means
     source_date_epoch: int | None = None
+    all_blobs: bool = False                 # every stage's layers as blobs (--cache-to mode=max)
     secrets: dict[str, bytes] = field(default_factory=dict)    # --secret id -> value
     ssh: dict[str, SSHSource] = field(default_factory=dict)    # --ssh id -> agent or keys
     tmpfs_max: int = field(default_factory=lambda: _tmpfs_max())    # bytes; HOIST_BUILD_TMPFS_MAX
@@ -205,6 +214,11 @@ class BuildBackend:
         self.graph = graph
         self.snapshots = SnapshotStore(opts.root / "snapshots")
         self.cache = BuildCache(opts.root / "cache", layout.root / "gc-roots")
+        # Stages whose steps get a blob as they commit (the others' are lazy: module doc).
+        self.eager = frozenset(range(len(graph.nodes))) if opts.all_blobs else frozenset(graph.image_stages())
+        self._lazy_keys: dict[str, set[str]] = {}     # a lazy layer's chain id -> the keys naming it
+        self._blobbed: dict[str, LayerRef] = {}       # chain id -> the layer with_blobs made for it
+        self._lazy_lock = threading.Lock()
         self._cache_mounts: CacheMounts | None = None
         self.used_mounts: dict[tuple[str, str], Path] = {}   # (cache id, origin) -> the instance used
         self.remote_sources = False    # an ADD of a URL or git ref ran: no build memo (builder.memo)
@@ -271,9 +285,18 @@ class BuildBackend:
     # -- the snapshot chain ----------------------------------------------------------------------
     def chain(self, layers: list[LayerRef]) -> list[Path]:
         self.materialise(layers)
+        ids = chain_ids([layer.diff_id for layer in layers])
+        blobs = []
+        for layer, chain_id in zip(layers, ids, strict=True):
+            if layer.lazy:    # only its snapshot holds it; the build's lease keeps that there
+                if not self.snapshots.has(chain_id):
+                    raise DockerfileError(f"the snapshot of cached layer {layer.diff_id} is gone; "
+                                          "'hoist builder prune' clears the cache that names it")
+                blobs.append(self.snapshots.path(chain_id))      # never read: the snapshot exists
+            else:
+                blobs.append(self.layout.blob_path(layer.digest))
         try:
-            return self.snapshots.ensure_chain([self.layout.blob_path(layer.digest) for layer in layers],
-                                               [layer.diff_id for layer in layers])
+            return self.snapshots.ensure_chain(blobs, [layer.diff_id for layer in layers])
         except RuntimeFailure as e:
             raise DockerfileError(f"cannot unpack the base layers: {e}") from None
 
@@ -281,11 +304,23 @@ class BuildBackend:
     def chain_id(layers: list[LayerRef]) -> str:
         return chain_ids([layer.diff_id for layer in layers])[-1] if layers else ""
 
-    def _cached(self, key: str) -> LayerRef | None:
+    def _cached(self, key: str, below: list[LayerRef]) -> LayerRef | None:
+        """The layer the cache has for step ``key`` on the chain ``below``: a local entry whose
+        blob (or, lazy, whose snapshot on that chain) is there, else a remote cache's."""
         if self.opts.no_cache:
             return None
-        hit = self.cache.get(key)
-        if hit is not None and self.layout.has_blob(hit.digest):
+        entry = self.cache.entry(key)
+        hit = entry[0] if entry is not None else None
+        if hit is not None and hit.lazy:
+            chain_id = self.chain_id(below + [hit])
+            if entry is not None and entry[1] == chain_id and self.snapshots.has(chain_id):
+                self._name_lazy(chain_id, key)
+            else:
+                hit = None
+        elif hit is not None and not self.layout.has_blob(hit.digest):
+            hit = None
+        if hit is not None:
+            self.cache.used.add(key)
             mark_used(self.cache.root / f"{key}.json")     # its last use, for LRU pruning
             return hit
         remote = self.remote.lookup(key) if self.remote is not None else None
@@ -300,7 +335,7 @@ class BuildBackend:
             return
         ids = chain_ids([layer.diff_id for layer in layers])
         for layer, chain_id in zip(layers, ids, strict=True):
-            if self.layout.has_blob(layer.digest) or self.snapshots.has(chain_id):
+            if layer.lazy or self.layout.has_blob(layer.digest) or self.snapshots.has(chain_id):
                 continue
             if not self.remote.has_source(layer.digest):
                 continue                            # not ours: chain() reports the missing blob
@@ -322,7 +357,7 @@ class BuildBackend:
 
     def _reuse(self, state: StageState, step: int, key: str) -> bool:
         """On a cache hit: the cached layer goes onto the stage, the step shows CACHED; True."""
-        hit = self._cached(key)
+        hit = self._cached(key, state.layers)
         if hit is None:
             return False
         state.layers.append(hit)
@@ -331,21 +366,96 @@ class BuildBackend:
         return True
 
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
-        """The step's upper dir as a layer, adopted as the snapshot of the new chain."""
-        from builder.layers import layer_from_upper
+        """The step's upper dir as a layer (lazy in a stage no output holds: module doc),
+        adopted as the snapshot of the new chain."""
+        from builder.layers import layer_from_upper, media_type, upper_diff
 
         try:
-            blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
-                                    self.opts.source_date_epoch)
+            if state.node.stage.index in self.eager:
+                blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
+                                        self.opts.source_date_epoch)
+                layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type,
+                                 created=timestamp(time.time()))
+            else:
+                diff = upper_diff(result.upper, self.opts.source_date_epoch)
+                layer = LayerRef("", str(diff.diff_id), diff.size, media_type(self.opts.compression),
+                                 created=timestamp(time.time()))
         except LayerError as e:
             raise DockerfileError(f"cannot write the layer: {e}") from None
-        layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type,
-                         created=timestamp(time.time()))
-        new_chain = state.layers + [layer]
-        self.snapshots.adopt(result.upper, self.chain_id(new_chain))
-        self.cache.put(key, layer)
+        chain_id = self.chain_id(state.layers + [layer])
+        self.snapshots.adopt(result.upper, chain_id)
+        self._put(key, layer, chain_id)
         self.recorder.record(state.node.stage.index, key, layer)
         state.layers.append(layer)
+
+    def _put(self, key: str, layer: LayerRef, chain_id: str) -> None:
+        if layer.lazy:
+            self._name_lazy(chain_id, key)
+            self.cache.put(key, layer, snapshot=chain_id)
+        else:
+            self.cache.put(key, layer)
+
+    def _name_lazy(self, chain_id: str, key: str) -> None:
+        with self._lazy_lock:
+            self._lazy_keys.setdefault(chain_id, set()).add(key)
+
+    def lazy_snapshots(self) -> set[str]:
+        """The chain ids of the snapshots that hold the build's lazy layers (no blob made)."""
+        with self._lazy_lock:
+            return set(self._lazy_keys) - set(self._blobbed)
+
+    def with_blobs(self, layers: list[LayerRef]) -> list[LayerRef]:
+        """``layers`` (a chain, lowest first) with each lazy one's blob written from its snapshot
+        into the store: the tar an eager commit writes, checked against the layer's diff_id.
+        The cache entries that named the snapshot now name the blob."""
+        from builder.layers import layer_from_upper
+
+        out = []
+        for layer, chain_id in zip(layers, chain_ids([layer.diff_id for layer in layers]), strict=True):
+            if not layer.lazy:
+                out.append(layer)
+                continue
+            with self._lazy_lock:
+                done = self._blobbed.get(chain_id)
+            if done is None:
+                if not self.snapshots.has(chain_id):
+                    raise DockerfileError(f"the snapshot of cached layer {layer.diff_id} is gone; "
+                                          "'hoist builder prune' clears the cache that names it")
+                try:
+                    blob = layer_from_upper(self.snapshots.path(chain_id), self.layout, self.opts.compression,
+                                            self.opts.source_date_epoch)
+                except LayerError as e:
+                    raise DockerfileError(f"cannot write the layer {layer.diff_id}: {e}") from None
+                if str(blob.diff_id) != layer.diff_id:
+                    raise DockerfileError(f"the snapshot of cached layer {layer.diff_id} changed (it is now "
+                                          f"{blob.diff_id}); 'hoist builder prune' clears the cache that names it")
+                done = dataclasses.replace(layer, digest=str(blob.digest), size=blob.size,
+                                           media_type=blob.media_type)
+                with self._lazy_lock:
+                    self._blobbed[chain_id] = done
+                    keys = sorted(self._lazy_keys.get(chain_id, ()))
+                for key in keys:
+                    self.cache.put(key, done)
+            out.append(done)
+        return out
+
+    def blobs_for(self, stages: list[int]) -> None:
+        """Every lazy layer of ``stages`` (their chains and what the recorder holds for them)
+        given its blob, in place: what an export of those stages reads."""
+        for index in stages:
+            state = self.stages.get(index)
+            if state is not None:
+                state.layers[:] = self.with_blobs(state.layers)
+        with self._lazy_lock:
+            chain_of = {key: chain_id for chain_id, keys in self._lazy_keys.items() for key in keys}
+            blobbed = dict(self._blobbed)
+        with self.recorder.lock:
+            for index in stages:
+                entries = self.recorder.stages.get(index, [])
+                for i, (key, layer) in enumerate(entries):
+                    if layer.lazy:
+                        # Every step a stage recorded is a layer of its chain, blobbed above.
+                        entries[i] = (key, blobbed[chain_of[key]])
 
     # -- RUN --------------------------------------------------------------------------------------
     def run(self, state: StageState, instr: Run, process: RunProcess) -> None:
@@ -912,7 +1022,9 @@ class BuildBackend:
             return
         layer = state.layers[-1]
         self.recorder.secondary.add(content_key)
-        if self.layout.has_blob(layer.digest):
+        if layer.lazy:
+            self._put(key, layer, self.chain_id(state.layers))
+        elif self.layout.has_blob(layer.digest):
             self.cache.put(key, layer)
         self.recorder.record(state.node.stage.index, key, layer)
 

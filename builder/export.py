@@ -126,6 +126,8 @@ def export(layout: ImageLayout, state: StageState, tags: list[str], *, created: 
     (the inline cache)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (use oci or docker)")
+    if any(layer.lazy for layer in state.layers):     # BuildBackend.blobs_for comes first
+        raise ExportError("a layer of the image has no blob yet")
     config = image_config(state, created, labels, extra, dated_by_layers)
     layers = [{"mediaType": _layer_type(layer.media_type, fmt), "digest": layer.digest, "size": layer.size}
               for layer in state.layers]

@@ -53,7 +53,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Self
 
 from builder.errors import LayerError, LayerInputInvalid, LayerOutputError, LayerSourceError
 from storage import mediatypes
@@ -80,6 +80,14 @@ class LayerBlob:
     size: int           # of the compressed bytes
     media_type: str
     path: Path
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """What a layer's tar is, without a blob: its diff_id and its length in bytes."""
+
+    diff_id: Digest
+    size: int
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,11 @@ def _choose_codec(compression: str, level: int | None) -> tuple[_Codec, int]:
     return codec, level
 
 
+def media_type(compression: str) -> str:
+    """The media type of a layer blob written with ``compression``."""
+    return _choose_codec(compression, None)[0].media_type
+
+
 def _check_epoch(epoch: int | None) -> int | None:
     if epoch is None:
         return None
@@ -198,47 +211,25 @@ def _check_epoch(epoch: int | None) -> int | None:
 
 # -- the output: hashing, compressing, committing ----------------------------------------------
 
-class _BlobSink:
-    """Takes the tar stream; hashes it, compresses it block by block, hashes and writes the
-    result to a temporary file that ``commit`` renames to its digest.
+class _TarSink:
+    """Takes the tar stream and hashes it (its diff_id), cut into 1 MiB blocks; ``_BlobSink``
+    also compresses and writes each block.
 
-    The tar is cut into 1 MiB blocks here; once a layer passes one block, hashing,
-    compressing and writing move to a worker thread fed through a bounded queue (``_DEPTH``
-    blocks, so memory stays bounded), overlapping the caller's reading of files: hashlib and
-    ISA-L release the GIL, so on two cores the two halves run side by side. The blocks and
-    their order are the same either way, so are the bytes."""
+    Once a layer passes one block, the blocks go to a worker thread through a bounded queue
+    (``_DEPTH`` blocks, so memory stays bounded), overlapping the caller's reading of files:
+    hashlib and ISA-L release the GIL, so on two cores the two halves run side by side. The
+    blocks and their order are the same either way, so are the bytes."""
 
     _DEPTH = 4
 
-    def __init__(self, dest: Path | ImageLayout, codec: _Codec, level: int) -> None:
-        self.layout = dest if isinstance(dest, ImageLayout) else None
-        self.dest_dir = dest.root / "ingest" if isinstance(dest, ImageLayout) else dest
-        self.media_type = codec.media_type
-        self._compressor = codec.make(level) if codec.make else None
+    def __init__(self) -> None:
         self._diff = Hasher()
-        self._blob = Hasher()
         self._pending = bytearray()
-        self._committed = False
         self._queue: queue.Queue[bytes | bytearray | None] | None = None
         self._worker: threading.Thread | None = None
         self._failure: BaseException | None = None
-        self._tmp, self._file = self._open_temporary()
 
-    def _open_temporary(self) -> tuple[Path, BinaryIO]:
-        with self._writing():
-            self.dest_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=".layer-", dir=self.dest_dir)
-            os.fchmod(fd, 0o644)
-            return Path(name), os.fdopen(fd, "wb", buffering=CHUNK)
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        try:
-            yield
-        except OSError as e:
-            raise LayerOutputError(f"cannot write a layer to {self.dest_dir}: {e.strerror or e}") from None
-
-    def __enter__(self) -> _BlobSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -280,11 +271,59 @@ class _BlobSink:
             self._worker.join()
             self._worker = None
 
+    def _finish(self) -> None:
+        """Every block through: the worker stopped, the last partial block taken."""
+        self._stop_worker()
+        if self._failure is not None:
+            self._raise_failure()
+        self._block(self._pending)
+        self._pending.clear()
+
     def _block(self, block: bytes | bytearray) -> None:
         self._diff.update(block)
-        self._emit(self._compressor.compress(block) if self._compressor else block)
 
-    def _emit(self, data: bytes | bytearray) -> None:
+    def _discard(self) -> None:
+        self._stop_worker()
+
+    def diff(self) -> LayerDiff:
+        """Finish the stream: its diff_id and length."""
+        self._finish()
+        return LayerDiff(self._diff.digest(), self._diff.size)
+
+
+class _BlobSink(_TarSink):
+    """The tar stream hashed, compressed block by block, the result hashed and written to a
+    temporary file that ``commit`` renames to its digest."""
+
+    def __init__(self, dest: Path | ImageLayout, codec: _Codec, level: int) -> None:
+        super().__init__()
+        self.layout = dest if isinstance(dest, ImageLayout) else None
+        self.dest_dir = dest.root / "ingest" if isinstance(dest, ImageLayout) else dest
+        self.media_type = codec.media_type
+        self._compressor = codec.make(level) if codec.make else None
+        self._blob = Hasher()
+        self._committed = False
+        self._tmp, self._file = self._open_temporary()
+
+    def _open_temporary(self) -> tuple[Path, BinaryIO]:
+        with self._writing():
+            self.dest_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".layer-", dir=self.dest_dir)
+            os.fchmod(fd, 0o644)
+            return Path(name), os.fdopen(fd, "wb", buffering=CHUNK)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise LayerOutputError(f"cannot write a layer to {self.dest_dir}: {e.strerror or e}") from None
+
+    def _block(self, block: bytes | bytearray) -> None:
+        self._diff.update(block)
+        self._out(self._compressor.compress(block) if self._compressor else block)
+
+    def _out(self, data: bytes | bytearray) -> None:
         if not data:
             return
         if self._compressor:
@@ -294,13 +333,9 @@ class _BlobSink:
 
     def commit(self) -> LayerBlob:
         """Finish the stream and move the blob to ``dest_dir/<digest hex>`` (fsynced first)."""
-        self._stop_worker()
-        if self._failure is not None:
-            self._raise_failure()
-        self._block(self._pending)
-        self._pending.clear()
+        self._finish()
         if self._compressor:
-            self._emit(self._compressor.flush())
+            self._out(self._compressor.flush())
         diff_id = self._diff.digest()
         digest, size = (self._blob.digest(), self._blob.size) if self._compressor else (diff_id, self._diff.size)
         final = self.dest_dir / digest.hex
@@ -336,7 +371,7 @@ def _destination(dest: str | os.PathLike[str] | ImageLayout) -> Path | ImageLayo
 class _TarStream:
     """Tar entries onto a sink; every entry's data must be exactly the size its header states."""
 
-    def __init__(self, sink: _BlobSink) -> None:
+    def __init__(self, sink: _TarSink) -> None:
         self.sink = sink
 
     def add(self, info: tarfile.TarInfo, content: Iterable[bytes] = ()) -> None:
@@ -502,11 +537,24 @@ def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathL
     LayerOutputError (``dest_dir`` cannot take the blob).
     """
     codec, level = _choose_codec(compression, level)
-    epoch = _check_epoch(source_date_epoch)
-    upper = Path(upper_dir)
+    with _BlobSink(_destination(dest_dir), codec, level) as sink:
+        _tar_upper(Path(upper_dir), sink, _check_epoch(source_date_epoch), exclude)
+        return sink.commit()
+
+
+def upper_diff(upper_dir: str | os.PathLike[str], source_date_epoch: int | None = None,
+               exclude: Collection[str] = ()) -> LayerDiff:
+    """The diff_id and tar length of the layer ``layer_from_upper`` would write for ``upper_dir``
+    (the same bytes, hashed), with no blob written. Raises as layer_from_upper does."""
+    with _TarSink() as sink:
+        _tar_upper(Path(upper_dir), sink, _check_epoch(source_date_epoch), exclude)
+        return sink.diff()
+
+
+def _tar_upper(upper: Path, sink: _TarSink, epoch: int | None, exclude: Collection[str]) -> None:
     with _reading(f"upper directory {upper}"):
         tree = RootedTree(upper)
-    with tree, _BlobSink(_destination(dest_dir), codec, level) as sink:
+    with tree:
         tar = _TarStream(sink)
         writer = _UpperWriter(tree, tar, epoch)
         with _reading(f"upper directory {upper}"), contextlib.closing(walk_changes(upper)) as changes:
@@ -516,7 +564,6 @@ def layer_from_upper(upper_dir: str | os.PathLike[str], dest_dir: str | os.PathL
                 with _reading(f"{change.path!r} in {upper}"):
                     writer.add(change)
         tar.close()
-        return sink.commit()
 
 
 class _UpperWriter:

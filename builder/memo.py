@@ -21,9 +21,9 @@ the per-file digests. It is a cache of the build as a whole, never of a part of 
   the memo's walk began, so both describe it alike);
 - the **images** the build resolved: each base named exactly in the local store, with the
   manifest it named (a re-tagged base is a miss);
-- the **cache entries** the build used: each must still exist (an entry a prune or the cache's
-  bound removed is a miss, and its step runs again), and a hit marks them used, as a normal
-  cached build does, for least-recently-used pruning;
+- the **cache entries** the build used: each must still exist, a lazy one's snapshot too (an
+  entry a prune or the cache's bound removed is a miss, and its step runs again), and a hit
+  marks them used, as a normal cached build does, for least-recently-used pruning;
 - the **answer**: the image's manifest descriptor, its id, every blob it needs (all must be in
   the store), the steps as a cached build shows them and the build checks it printed.
 
@@ -51,7 +51,7 @@ from storage.fsutil import RACY_NS, atomic_write, private_dir
 if TYPE_CHECKING:
     from builder.dockerignore import PatternMatcher
 
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 KEEP = 64                       # memos kept (the newest)
 MAX_ENTRIES = 50_000            # a larger context is not memoised (walking it costs more than it saves)
 MAX_ENTRIES_ENV = "HOIST_BUILD_MEMO_MAX_ENTRIES"

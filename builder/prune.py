@@ -51,7 +51,13 @@ class CacheRecord:
     layer: LayerRef
     entry: Path
     last_used: float
-    size: int                 # the layer blob's bytes in the store (0 if it is gone)
+    size: int                 # the layer blob's bytes in the store (0 if it is gone); lazy: its tar's
+    snapshot: str | None = None   # a lazy entry's snapshot (chain id): what holds its layer
+
+    @property
+    def holds(self) -> str:
+        """What the entry keeps on disk: its blob's digest, or a lazy one's snapshot."""
+        return self.snapshot or self.layer.digest
 
 
 def cache_records(root: Path, blob_path: Callable[[str], Path]) -> list[CacheRecord]:
@@ -68,13 +74,17 @@ def cache_records(root: Path, blob_path: Callable[[str], Path]) -> list[CacheRec
         if not name.endswith(".json") or name == CONTEXT_HASHES:
             continue
         key = name[:-len(".json")]
-        layer = cache.get(key)
-        if layer is None:
+        found = cache.entry(key)
+        if found is None:
             continue
+        layer, snapshot = found
         entry = base / name
         try:
             used = entry.stat().st_mtime
         except FileNotFoundError:
+            continue
+        if snapshot is not None:
+            records.append(CacheRecord(key, layer, entry, used, layer.size, snapshot))
             continue
         try:
             size = os.stat(blob_path(layer.digest)).st_size
@@ -93,7 +103,7 @@ def select(records: Iterable[CacheRecord], *, everything: bool, in_use: set[str]
     now = time.time() if now is None else now
     records = sorted(records, key=lambda r: r.last_used)
     candidates = [r for r in records
-                  if (everything or r.layer.digest not in in_use)
+                  if (everything or r.holds not in in_use)
                   and (until is None or now - r.last_used >= until)]
     if keep_storage is None:
         return candidates
@@ -108,8 +118,9 @@ def select(records: Iterable[CacheRecord], *, everything: bool, in_use: set[str]
 
 
 def cache_size(records: Iterable[CacheRecord]) -> int:
-    """Bytes the records' blobs take (a blob several entries share counted once)."""
-    return sum({r.layer.digest: r.size for r in records}.values())
+    """Bytes the records' blobs take (a blob several entries share counted once; a lazy entry's
+    snapshot counted as its tar's length, which is its files' bytes and ~1 KiB a file more)."""
+    return sum({r.holds: r.size for r in records}.values())
 
 
 def remove_records(records: Iterable[CacheRecord], gc_roots: Path) -> None:

@@ -51,6 +51,16 @@ class BuildGraph:
     def needed(self) -> frozenset[int]:
         return frozenset(self.order)
 
+    def image_stages(self) -> list[int]:
+        """The target and the stages it is built FROM (nearest first): those whose layers are
+        the image's."""
+        out: list[int] = []
+        index: int | None = self.target
+        while index is not None and index not in out:
+            out.append(index)
+            index = self.nodes[index].base_stage
+        return out
+
 
 def global_args(dockerfile: Dockerfile, build_args: Mapping[str, str], target_platform: Platform,
                 build_platform: Platform) -> dict[str, str]:

@@ -103,7 +103,7 @@ class MemoRun:
         layout = local_store()
         try:
             with layout.lease():
-                manifest = memo.still_valid(layout, hoist_root() / "cache" / "build")
+                manifest = memo.still_valid(layout, hoist_root() / "cache" / "build", hoist_root() / "snapshots")
                 if manifest is None:
                     self.store.forget(self.key)
                     return None
@@ -125,7 +125,7 @@ class MemoRun:
 
     # -- a finished build -------------------------------------------------------------------------
     def record(self, layout: ImageLayout, *, images: list[tuple[str, str]], entries: set[str],
-               manifest: Descriptor, config: Descriptor, layers: list[str], image_id: str,
+               snapshots: set[str], manifest: Descriptor, config: Descriptor, layers: list[str], image_id: str,
                steps: list[list], warnings: list[str], late: list[str]) -> None:
         """Keep the answer of a build that succeeded, when each base it resolved is named
         exactly so in the store."""
@@ -141,6 +141,7 @@ class MemoRun:
             named.append([ref, str(desc.digest), resolved])
         self.store.save(self.key, {
             "context": digest, "taken": walked.started_ns, "images": named, "entries": sorted(entries),
+            "snapshots": sorted(s.removeprefix("sha256:") for s in snapshots),
             "blobs": [str(manifest.digest), str(config.digest), *layers], "manifest": manifest.to_json(),
             "image_id": image_id, "steps": steps, "warnings": warnings, "late": late,
         })
@@ -154,6 +155,7 @@ class _Memo:
         self.taken: int = doc["taken"]
         self.images: list[list[str]] = doc["images"]
         self.entries: list[str] = doc["entries"]
+        self.snapshots: list[str] = doc["snapshots"]      # what lazy entries hold (builder.cache)
         self.blobs: list[str] = doc["blobs"]
         self.manifest: dict[str, Any] = doc["manifest"]
         self.image_id: str = doc["image_id"]
@@ -167,20 +169,21 @@ class _Memo:
             memo = cls(doc)
         except (KeyError, TypeError):
             return None
-        strings = [memo.context, memo.image_id, *memo.entries, *memo.blobs, *memo.warnings, *memo.late]
+        strings = [memo.context, memo.image_id, *memo.entries, *memo.snapshots, *memo.blobs, *memo.warnings,
+                   *memo.late]
         ok = (isinstance(memo.taken, int) and isinstance(memo.manifest, dict)
-              and all(isinstance(v, list) for v in (memo.images, memo.entries, memo.blobs, memo.steps,
-                                                     memo.warnings, memo.late))
+              and all(isinstance(v, list) for v in (memo.images, memo.entries, memo.snapshots, memo.blobs,
+                                                     memo.steps, memo.warnings, memo.late))
               and all(isinstance(v, str) for v in strings)
               and all(isinstance(i, list) and len(i) == 3 and all(isinstance(v, str) for v in i) for i in memo.images)
               and all(isinstance(s, list) and len(s) == 3 and all(isinstance(v, str) for v in s) for s in memo.steps)
-              and all("/" not in key and key not in ("", ".", "..") for key in memo.entries))
+              and all("/" not in key and key not in ("", ".", "..") for key in memo.entries + memo.snapshots))
         return memo if ok else None
 
-    def still_valid(self, layout: ImageLayout, cache: Path) -> Descriptor | None:
+    def still_valid(self, layout: ImageLayout, cache: Path, snapshots: Path) -> Descriptor | None:
         """The image's manifest descriptor, when every base is still named as it was, every
-        blob is in the store and every cache entry still exists (those are then marked used,
-        as a cached build marks what it hits)."""
+        blob is in the store and every cache entry still exists, a lazy one's snapshot too
+        (those are then marked used, as a cached build marks what it hits)."""
         from builder.cache import mark_used
         from storage.manifest import Descriptor
 
@@ -197,7 +200,7 @@ class _Memo:
         if str(manifest.digest) not in self.blobs:
             return None
         paths = [cache / f"{key}.json" for key in self.entries]
-        if not all(p.is_file() for p in paths):
+        if not all(p.is_file() for p in paths) or not all((snapshots / s).is_dir() for s in self.snapshots):
             return None
         for p in paths:
             mark_used(p)

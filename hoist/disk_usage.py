@@ -8,14 +8,17 @@ Sizes are apparent bytes, each inode once (``du -sb``'s count). "Active" and "re
   images no container uses (as docker counts it);
 - containers: their directories (upper dirs, logs); active = running; reclaimable = stopped ones;
 - snapshots: unpacked layers; active = used by an image or container; reclaimable = the others;
-- build cache: the layer blobs cache entries keep; active = also a layer of a local image;
-  reclaimable = the others (what ``hoist builder prune`` removes);
+- build cache: the layer blobs cache entries keep, and the snapshots lazy entries keep
+  (``builder.cache``: layers no output needed have no blob, their snapshot holds them; counted
+  here, not under snapshots); active = also a layer of a local image; reclaimable = the others
+  (what ``hoist builder prune`` removes);
 - cache mounts: ``RUN --mount=type=cache`` directories; all reclaimable (``prune --all``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -84,6 +87,11 @@ def _image_chains(images: list[tuple[str, list[str], list[str], int]]) -> set[st
     return chains
 
 
+def _lazy_chains(records: list[CacheRecord]) -> set[str]:
+    """The snapshots lazy cache entries hold their layers in: kept as gc roots keep blobs."""
+    return {r.snapshot for r in records if r.snapshot}
+
+
 def _blob_sizes(layout: ImageLayout, digests: set[str]) -> int:
     total = 0
     for digest in digests:
@@ -121,22 +129,33 @@ def disk_usage(root: Path) -> list[Usage]:
     image_usage.size = _blob_sizes(layout, all_blobs)
     image_usage.reclaimable = _blob_sizes(layout, all_blobs - kept_blobs)
 
+    records = cache_records(root, layout.blob_path)
+    image_chains = _image_chains(images)
     store = SnapshotStore(root / "snapshots")
-    uses = snapshot_uses(store, _image_chains(images), root / "containers")
-    snapshots = Usage("Snapshots", total=len(uses), active=sum(1 for u in uses if u.used))
+    # A lazy entry's snapshot is the build cache's (unless an image's chain is the same).
+    by_cache = {store.path(c).name for c in _lazy_chains(records) - image_chains}
+    uses = snapshot_uses(store, image_chains, root / "containers")
     seen: set[tuple[int, int]] = set()
+    lazy_sizes: dict[str, int] = {}
+    for use in uses:
+        if use.name in by_cache:
+            lazy_sizes[use.name] = tree_size(use.path, seen)
+    uses = [u for u in uses if u.name not in by_cache]
+    snapshots = Usage("Snapshots", total=len(uses), active=sum(1 for u in uses if u.used))
     for use in uses:
         size = tree_size(use.path, seen)
         snapshots.size += size
         if not use.used:
             snapshots.reclaimable += size
 
-    records = cache_records(root, layout.blob_path)
-    image_layers = {b for _, blobs, _, _ in images for b in blobs}
+    # Measured as du counts them: a blob's bytes, a lazy entry's snapshot's tree.
+    records = [dataclasses.replace(r, size=lazy_sizes.get(store.path(r.snapshot).name, 0)) if r.snapshot else r
+               for r in records]
+    in_images = {b for _, blobs, _, _ in images for b in blobs} | image_chains
     cache = Usage("Build Cache", total=len(records),
-                  active=sum(1 for r in records if r.layer.digest in image_layers),
+                  active=sum(1 for r in records if r.holds in in_images),
                   size=cache_size(records),
-                  reclaimable=cache_size([r for r in records if r.layer.digest not in image_layers]))
+                  reclaimable=cache_size([r for r in records if r.holds not in in_images]))
     mounts = cache_mounts(root)
     mount_usage = Usage("Cache mounts", total=len(mounts), size=sum(m.size for m in mounts),
                         reclaimable=sum(m.size for m in mounts))
@@ -159,7 +178,8 @@ def remove_unused_snapshots(root: Path) -> int:
         return 0
     with file_lock(layout.root / ".gc.lock"):
         store = SnapshotStore(root / "snapshots")
-        unused = [u for u in snapshot_uses(store, _image_chains(_images(layout)), root / "containers") if not u.used]
+        kept = _image_chains(_images(layout)) | _lazy_chains(cache_records(root, layout.blob_path))
+        unused = [u for u in snapshot_uses(store, kept, root / "containers") if not u.used]
         for use in unused:
             remove_snapshot(use)
     return len(unused)
@@ -175,10 +195,18 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
     # Exclusive: waits for running builds and pulls (they hold it shared) and keeps new ones out.
     with file_lock(layout.root / ".gc.lock"):
         images = _images(layout)
-        in_use = {b for _, blobs, _, _ in images for b in blobs}
+        in_use = {b for _, blobs, _, _ in images for b in blobs} | _image_chains(images)
         records: list[CacheRecord] = cache_records(root, layout.blob_path)
         chosen = select(records, everything=everything, in_use=in_use, until=until, keep_storage=keep_storage)
         remove_records(chosen, layout.root / "gc-roots")
+        store = SnapshotStore(root / "snapshots")
+        removed = {r.key for r in chosen}
+        kept = _image_chains(images) | _lazy_chains([r for r in records if r.key not in removed])
+        # What the removed lazy entries held goes with them, whatever the filters.
+        gone = {store.path(c).name for c in _lazy_chains(chosen) - kept}
+        for use in snapshot_uses(store, kept, root / "containers"):
+            if use.name in gone and not use.used:
+                remove_snapshot(use)
         result.keys = [r.key for r in chosen]
         if chosen or (everything and until is None and keep_storage is None):
             from builder.memo import MemoStore
@@ -191,9 +219,7 @@ def prune(root: Path, *, everything: bool, until: float | None, keep_storage: in
                     remove_tree(mount.path)
         # Unused snapshots are a derived cache: they go unless the prune was asked to keep some.
         if until is None and keep_storage is None:
-            store = SnapshotStore(root / "snapshots")
-            unused: list[SnapshotUse] = [u for u in snapshot_uses(store, _image_chains(images),
-                                                                  root / "containers") if not u.used]
+            unused: list[SnapshotUse] = [u for u in snapshot_uses(store, kept, root / "containers") if not u.used]
             for use in unused:
                 remove_snapshot(use)
             _forget_copies_of_gone_snapshots(root / "cache" / "build" / "copies", store)
@@ -236,8 +262,8 @@ def bound_build_cache(root: Path, bound: int) -> PruneResult | None:
             return None
         records = cache_records(root, layout.blob_path)
         mounts = cache_mounts(root)
-        users = Counter(r.layer.digest for r in records)
-        sizes = {r.layer.digest: r.size for r in records}
+        users = Counter(r.holds for r in records)
+        sizes = {r.holds: r.size for r in records}
         total = sum(sizes.values()) + sum(m.size for m in mounts)
         if total <= bound:
             return result
@@ -253,17 +279,22 @@ def bound_build_cache(root: Path, bound: int) -> PruneResult | None:
                 result.reclaimed += item.size
                 continue
             gone.append(item)
-            users[item.layer.digest] -= 1
-            if users[item.layer.digest] == 0:       # a blob shared by entries goes with the last
-                total -= sizes[item.layer.digest]
+            users[item.holds] -= 1
+            if users[item.holds] == 0:       # a blob shared by entries goes with the last
+                total -= sizes[item.holds]
         remove_records(gone, layout.root / "gc-roots")
         result.keys = [r.key for r in gone]
-        # The unpacked snapshots of what went (and of anything else no image or container
-        # uses: a derived cache, unpacked again when needed) go too, as prune removes them.
+        # The unpacked snapshots of what went (and of anything else no image, container or
+        # lazy entry uses: a derived cache, unpacked again when needed) go too, as prune
+        # removes them; a lazy entry's snapshot goes with its last entry.
         store = SnapshotStore(root / "snapshots")
-        for use in snapshot_uses(store, _image_chains(_images(layout)), root / "containers"):
+        evicted = {r.key for r in gone}
+        kept = _image_chains(_images(layout)) | _lazy_chains([r for r in records if r.key not in evicted])
+        lazy_gone = {store.path(c).name: sizes[c] for c in _lazy_chains(gone) - kept}
+        for use in snapshot_uses(store, kept, root / "containers"):
             if not use.used:
                 remove_snapshot(use)
+                result.reclaimed += lazy_gone.get(use.name, 0)
         freed = layout.collect()
         result.reclaimed += sum(sizes.get(str(d), 0) for d in freed)
     return result

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from builder.outputs import OutputSpec
     from builder.remote_cache import CacheSpec, ImportedCache
     from builder.sshforward import SSHSource
-    from builder.stages import BuildGraph
     from hoist.build_registry import RegistryBridge
 
 DEFAULT_DOCKERFILE = "Dockerfile"
@@ -185,7 +184,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
                             platform=target, explicit_platform=bool(args.platform), no_cache=args.no_cache,
                             compression=args.compression,
                             network=args.network, source_date_epoch=epoch, secrets=parse_secrets(args.secrets),
-                            ssh=_parse_ssh(args.ssh))
+                            ssh=_parse_ssh(args.ssh), all_blobs=any(c.mode == "max" for c in plan.cache_to))
     except BuilderError as e:
         raise UserError(str(e)) from None
     source = CliImageSource(layout, args.pull)
@@ -202,6 +201,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
                 backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_LazyFetcher(),
                                        remote=remote)
                 state = execute(report.graph, backend)
+                backend.blobs_for(plan.exported_stages(backend))
                 late = _late_checks(report, backend.stages.values())
                 extra = plan.inline_extra(backend, state)
                 result = export(layout, state, [], created=float(epoch) if epoch is not None else started,
@@ -235,7 +235,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     for check in late:
         print(f"{name}: warning: {check}", file=sys.stderr)
     if memo is not None and remote is None and not plan.inline and not backend.remote_sources:
-        memo.record(layout, images=source.resolved, entries=backend.cache.used, manifest=result.manifest,
+        memo.record(layout, images=source.resolved, entries=backend.cache.used,
+                    snapshots=backend.lazy_snapshots(), manifest=result.manifest,
                     config=result.config, layers=[layer.digest for layer in state.layers],
                     image_id=result.image_id, steps=progress.steps, warnings=list(report.warnings),
                     late=[str(c) for c in late])
@@ -332,12 +333,19 @@ class _Plan:
     def needs_registry(self, no_cache: bool) -> bool:
         return self.push or bool(self.cache_to) or (bool(self.cache_from) and not no_cache)
 
+    def exported_stages(self, backend: BuildBackend) -> list[int]:
+        """The stages whose layers an output reads: the image's, and with ``--cache-to
+        mode=max`` every stage the build ran."""
+        if any(c.mode == "max" for c in self.cache_to):
+            return sorted(backend.stages)
+        return backend.graph.image_stages()
+
     def inline_extra(self, backend: BuildBackend, state: StageState) -> dict[str, Any] | None:
         if not self.inline:
             return None
         from builder.remote_cache import INLINE_FIELD, inline_cache
 
-        entries = backend.recorder.entries(_final_stages(backend.graph), primary_only=True)
+        entries = backend.recorder.entries(backend.graph.image_stages(), primary_only=True)
         return {INLINE_FIELD: inline_cache(entries, state.layers)}
 
 
@@ -359,16 +367,6 @@ def _plan(args: argparse.Namespace, tags: list[str]) -> _Plan:
     if parse_build_args(args.build_args).get(INLINE_BUILD_ARG, "") not in ("", "0", "false"):
         cache_to.append(CacheSpec("inline"))
     return _Plan(outputs, cache_from, cache_to)
-
-
-def _final_stages(graph: BuildGraph) -> list[int]:
-    """The target stage and the stages it is built FROM: those whose layers are in the image."""
-    out: list[int] = []
-    index: int | None = graph.target
-    while index is not None and index not in out:
-        out.append(index)
-        index = graph.nodes[index].base_stage
-    return out
 
 
 def _deliver(plan: _Plan, layout: ImageLayout, backend: BuildBackend, state: StageState, image: Descriptor,
@@ -438,7 +436,7 @@ def _export_cache(layout: ImageLayout, bridge: RegistryBridge, backend: BuildBac
     from storage import mediatypes as mt
 
     assert spec.ref is not None
-    stages = _final_stages(backend.graph) if spec.mode == "min" else list(backend.stages)
+    stages = backend.graph.image_stages() if spec.mode == "min" else list(backend.stages)
     mounts = _mount_layers(layout, backend) if spec.options.get("mounts") == "true" else None
     config_raw, layers = cache_config(backend.recorder.entries(stages), mounts)
     config_digest = layout.put_blob(config_raw)

@@ -19,11 +19,19 @@ def hoist(tmp_path: Path) -> Hoist:
     return Hoist(tmp_path)
 
 
+def busybox_hoist(base: Path, epoch: str | None = None) -> Hoist:
+    """A hoist over ``base`` with the busybox image in its store; ``epoch``: its builds'
+    SOURCE_DATE_EPOCH."""
+    hoist = Hoist(base)
+    busybox_image(hoist.images)
+    if epoch is not None:
+        hoist.env["SOURCE_DATE_EPOCH"] = epoch
+    return hoist
+
+
 @pytest.fixture
 def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    return hoist
+    return busybox_hoist(tmp_path)
 
 
 async def run_hoist(h: Hoist, *args: str, ok: bool = True, stdin: bytes | None = None,

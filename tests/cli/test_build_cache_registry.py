@@ -384,6 +384,26 @@ async def test_lazy_layers_reach_another_registry(tmp_path: Path) -> None:
         assert out.out == "version one\none\ntool\n"
 
 
+async def test_a_cache_export_after_a_local_build_writes_the_blobs_of_its_lazy_layers(tmp_path: Path) -> None:
+    """A local build leaves the tool stage's layer lazy (no output held it: only its snapshot);
+    a later build with ``mode=max`` hits it and exports it, its blob written from the snapshot,
+    so a fresh runner gets the tool stage CACHED and its files from the registry."""
+    async with hoist_registry() as host:
+        base = await seed_base(tmp_path, host)
+        ctx = context(tmp_path, base)
+        cache = f"{host}/team/cache:main"
+        a, b = runner(tmp_path / "a"), runner(tmp_path / "b")
+        await run_hoist(a, "build", "-t", "app:local", str(ctx))
+        exported = await run_hoist(a, "build", "-t", "app:local", "--cache-to", f"type=registry,ref={cache},mode=max",
+                                   str(ctx))
+        assert shown(steps(exported.err)[0]) == set(STEPS), exported.err
+        tool = await run_hoist(b, "build", "--target", "tool", "-t", "tool:b", "--cache-from", cache, str(ctx))
+        assert shown(steps(tool.err)[0]) == {"RUN echo tool"} and "WARNING" not in tool.err, tool.err
+        assert (await run_hoist(b, "run", "--rm", "tool:b", "cat", "/t")).out == "tool\n"
+        mine = await run_hoist(a, "build", "--target", "tool", "-t", "tool:a", str(ctx))
+        assert mine.out.strip() == tool.out.strip()        # the same image id
+
+
 async def test_refused_cache_export_fails_the_build_unless_ignore_error(tmp_path: Path) -> None:
     faults = Faults()
     faults.add("POST", "/team/cache/blobs/uploads/", "status", status=403, times=1000)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import busybox_hoist
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import busybox_image
 from tests.peers import Dockerd, need_tool, skopeo
 
 EPOCH = "1700000000"
@@ -31,10 +31,7 @@ CMD ["cat", "/a.txt"]
 
 @pytest.fixture
 def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
-    return hoist
+    return busybox_hoist(tmp_path, EPOCH)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import busybox_hoist
 from tests.cli.helpers import REPO_ROOT, Hoist
-from tests.images import busybox_image
 
 EPOCH = "1700000000"
 DOCKERFILE = """\
@@ -27,10 +27,7 @@ COPY --from=tool /tool.bin /tool.bin
 
 @pytest.fixture
 def h(tmp_path: Path) -> Hoist:
-    hoist = Hoist(tmp_path)
-    busybox_image(hoist.images)
-    hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
-    return hoist
+    return busybox_hoist(tmp_path, EPOCH)
 
 
 @pytest.fixture
@@ -65,6 +62,10 @@ def blob(h: Hoist, digest: str) -> Path:
     return h.images / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
 
+def snapshot(h: Hoist, chain_id: str) -> Path:
+    return h.root / "snapshots" / chain_id.removeprefix("sha256:")
+
+
 def reclaimed(text: str) -> str:
     return text.strip().splitlines()[-1].removeprefix("Total reclaimed space: ")
 
@@ -94,16 +95,19 @@ def test_df_counts_what_du_counts(h: Hoist, ctx: Path) -> None:
     cache = entries(h)
     # Four steps; COPY --from is cached under its content key and its source key.
     assert usage["Build Cache"]["TotalCount"] == len(cache) == 5
-    layer_blobs = {e["layer"]["digest"] for e in cache}
-    assert usage["Build Cache"]["Size"] == du(*(blob(h, d) for d in layer_blobs))
-    # The tool stage's layer is in no image: it is the reclaimable (dangling) part.
+    # The tool stage's layer is in no image: no output held it, so it has no blob, only its
+    # snapshot (a lazy entry), which is the build cache's and its reclaimable (dangling) part.
+    lazy = [e for e in cache if not e["layer"]["digest"]]
+    assert len(lazy) == 1
+    held = snapshot(h, lazy[0]["layer"]["snapshot"])
+    layer_blobs = {e["layer"]["digest"] for e in cache} - {""}
+    assert usage["Build Cache"]["Size"] == du(*(blob(h, d) for d in layer_blobs), held)
     image_layers = set(h.layout().resolve_image("docker.io/library/app:1")[1].doc["layers"][i]["digest"]
                        for i in range(4))
-    dangling = layer_blobs - image_layers
-    assert len(dangling) == 1
-    assert usage["Build Cache"]["Reclaimable"] == du(*(blob(h, d) for d in dangling))
+    assert layer_blobs <= image_layers
+    assert usage["Build Cache"]["Reclaimable"] == du(held)
     assert usage["Build Cache"]["Active"] == 4
-    snaps = [p for p in (h.root / "snapshots").iterdir() if p.name not in ("empty", ".locks")]
+    snaps = [p for p in (h.root / "snapshots").iterdir() if p.name not in ("empty", ".locks", held.name)]
     assert usage["Snapshots"]["TotalCount"] == len(snaps) and usage["Snapshots"]["Size"] == du(*snaps)
     assert usage["Cache mounts"]["TotalCount"] == 1 and usage["Cache mounts"]["Size"] == du(*mounts(h))
     table = h("system", "df").out
@@ -166,7 +170,10 @@ def test_keep_storage_evicts_least_recently_used_first(h: Hoist, ctx: Path) -> N
     tool = next(e["key"] for e in cache if e["layer"]["digest"] not in image_layers)
     for i, key in enumerate(sorted(path, key=lambda k: k != tool)):
         os.utime(path[key], (10 + i, 10 + i))
-    sizes = {e["layer"]["digest"]: blob(h, e["layer"]["digest"]).stat().st_size for e in cache}
+    # What prune counts: a blob's bytes; a lazy entry's (the tool stage's) tar length.
+    sizes = {e["layer"]["digest"] or e["layer"]["snapshot"]:
+             blob(h, e["layer"]["digest"]).stat().st_size if e["layer"]["digest"] else e["layer"]["size"]
+             for e in cache}
     r = h("builder", "prune", "--all", "--keep-storage", str(sum(sizes.values()) - 1))
     assert r.out.splitlines()[1:-1] == [tool]
     assert {e["key"] for e in entries(h)} == set(path) - {tool}
