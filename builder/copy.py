@@ -75,10 +75,11 @@ import stat
 import struct
 import tarfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 from builder.dockerignore import PatternMatcher, check_go_pattern, go_clean
 from builder.errors import DockerfileError, DockerignoreError
@@ -1334,10 +1335,18 @@ class _Dest:
         self.previous: PreviousCopy | None = None
         self.record: dict[str, list[object]] = {}
         self.recorded = 0     # files the copy had a record of (past MAX_FILES: the record is dropped)
+        self.writers: _Writers | None = None     # regular files written in worker threads
 
     def close(self) -> None:
+        if self.writers is not None:
+            self.writers.close()
         self.forget_dirs()
         os.close(self.fd)
+
+    def drain(self) -> None:
+        """Every file handed to the writers written (their first error raised here)."""
+        if self.writers is not None:
+            self.writers.drain()
 
     def forget_dirs(self) -> None:
         for fd in self._parents.values():
@@ -1468,6 +1477,7 @@ class _Dest:
         # copy of 3,000 files into a tmpfs ~7 % of its time (negative lookups).
         if stat.S_ISREG(e.mode):
             if e.hardlink is not None and e.hardlink in links:
+                self.drain()           # the first name of the group is written
                 first = links[e.hardlink]
                 sfd = self.open_dir(first[:-1])
                 try:
@@ -1482,23 +1492,11 @@ class _Dest:
                 self.record["/".join(parts)] = record
                 links[(item_index, e.rel)] = list(parts)
                 return
-            fd = self._make(pfd, name, where, lambda: os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
-            try:
-                if e.data is not None:
-                    _write_all(fd, e.data)
-                else:
-                    src = selection.open_entry(srcfd, e)
-                    try:
-                        _copy_data(src, fd, e.size)
-                        # Recorded only if what was copied is what was hashed.
-                        if record is not None and _unchanged(os.fstat(src), e):
-                            self.record["/".join(parts)] = record
-                    finally:
-                        os.close(src)
-                self.set_meta_fd(fd, e)
-            finally:
-                os.close(fd)
+            if self.writers is not None and self.writers.wanted():
+                self.writers.add(tuple(parts[:-1]), pfd, lambda fd: self._write_file(
+                    selection, srcfd, fd, name, where, parts, e, record))
+            else:
+                self._write_file(selection, srcfd, pfd, name, where, parts, e, record)
             links[(item_index, e.rel)] = list(parts)
         elif stat.S_ISLNK(e.mode):
             assert e.link is not None
@@ -1520,6 +1518,28 @@ class _Dest:
                 os.chown(name, *self.ids(e), dir_fd=pfd, follow_symlinks=False)
             os.chmod(name, self.perms(e), dir_fd=pfd)
             os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _write_file(self, selection: Selection, srcfd: int, pfd: int, name: str, where: str, parts: list[str],
+                    e: Entry, record: list[object] | None) -> None:
+        """Create the regular file ``name`` in ``pfd`` and fill it from ``e`` (inline, or in a
+        writer thread)."""
+        fd = self._make(pfd, name, where, lambda: os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
+        try:
+            if e.data is not None:
+                _write_all(fd, e.data)
+            else:
+                src = selection.open_entry(srcfd, e)
+                try:
+                    _copy_data(src, fd, e.size)
+                    # Recorded only if what was copied is what was hashed.
+                    if record is not None and _unchanged(os.fstat(src), e):
+                        self.record["/".join(parts)] = record
+                finally:
+                    os.close(src)
+            self.set_meta_fd(fd, e)
+        finally:
+            os.close(fd)
 
     def put_dir(self, parts: list[str], e: Entry | None) -> None:
         """Make sure directory ``parts`` exists (created with ``e``'s metadata, or an existing
@@ -1546,6 +1566,7 @@ class _Dest:
 
     def finish_dirs(self) -> None:
         """Directory metadata last, deepest first (writing children changed their times)."""
+        self.drain()
         for parts, e in sorted(self.dir_meta, key=lambda pe: len(pe[0]), reverse=True):
             fd = self.open_dir(parts)
             try:
@@ -1553,6 +1574,94 @@ class _Dest:
             finally:
                 os.close(fd)
         self.dir_meta.clear()
+
+
+class _Writers:
+    """Worker threads that create and fill a copy's regular files. Making an inode waits on the
+    file system (its bitmaps and inode tables read in, its journal) far more than it computes,
+    and the kernel makes one directory's entries one at a time (its lock): 3,000 files in 60
+    directories of a busy ext4 took 1.76 s one at a time, 1.52 s by eight threads in walk order
+    and 0.70 s by eight threads each in another directory. So the files go to the workers in
+    batches, one per run of files with the same parent (a tree's walk lists a directory's files
+    together), several directories at once.
+
+    A copy hands files over only within one source item, whose paths are all different (the
+    tree is walked once), and drains before anything that could touch a pending path: a hardlink
+    to an earlier name, the next item, the directories' metadata, and the end. Started only past
+    ``START`` files, so a small copy makes no thread."""
+
+    START = 32
+    THREADS = 8
+    _DEPTH = 32          # batches queued at most: memory stays bounded, errors surface soon
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self._pool: Any = None
+        self._pending: deque[Any] = deque()
+        self._parent: tuple[str, ...] | None = None
+        self._fd = -1                          # the batch's own descriptor of its parent
+        self._batch: list[Callable[[int], None]] = []
+
+    def wanted(self) -> bool:
+        self.seen += 1
+        return self.seen > self.START
+
+    def add(self, parent: tuple[str, ...], pfd: int, write: Callable[[int], None]) -> None:
+        """Queue ``write(parent_fd)``, a file of the directory ``parent`` (open as ``pfd``, which
+        the caller keeps: the batch writes through a duplicate of its own). Raises if an earlier
+        write failed."""
+        if parent != self._parent or self._fd < 0:
+            self._flush()
+            self._fd = os.dup(pfd)
+            self._parent = parent
+        self._batch.append(write)
+
+    def _flush(self) -> None:
+        batch, fd = self._batch, self._fd
+        self._batch, self._fd, self._parent = [], -1, None
+        if fd < 0:
+            return
+        try:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="copy-writer")
+            while len(self._pending) >= self._DEPTH:
+                self._pending.popleft().result()
+            self._pending.append(self._pool.submit(_run_batch, fd, batch))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def drain(self) -> None:
+        first: BaseException | None = None
+        try:
+            self._flush()
+        except BaseException as e:
+            first = e
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except BaseException as e:     # every write waited for; the first error raised
+                first = first or e
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        with contextlib.suppress(BaseException):
+            self.drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _run_batch(fd: int, batch: list[Callable[[int], None]]) -> None:
+    """One directory's files, in order; the first failure stops the batch (and the copy)."""
+    try:
+        for write in batch:
+            write(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -1623,14 +1732,15 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
               chmod: Chmod | None = None, parents: bool = False, unpack_archives: bool = False,
               link: bool = False, limits: Limits | None = None,
               digest_of: Callable[[Entry], str | None] | None = None, previous: PreviousCopy | None = None,
-              record: dict[str, list[object]] | None = None) -> None:
+              record: dict[str, list[object]] | None = None, parallel: bool = False) -> None:
     """Copy ``selection`` onto the rootfs ``root`` at ``dest`` with BuildKit's rules (see the
     module docstring); raises CopyError. With ``link`` (``COPY --link``) ``root`` is expected to be
     an empty directory that becomes the layer, as BuildKit copies onto scratch there.
 
     ``digest_of`` (the sources' content digests, as the HashCache knows them) makes the copy
     fill ``record`` with what it wrote, and link from ``previous`` what it can
-    (``PreviousCopy``)."""
+    (``PreviousCopy``). ``parallel``: regular files are written by worker threads (``_Writers``;
+    the caller's process must be able to run threads: not a chrooted child)."""
     del link  # the caller decides where the copy goes; the rules are the same
     limits = limits or Limits()
     as_dir = dest_is_dir(dest) or parents
@@ -1642,6 +1752,8 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
     out.digest_of, out.previous = digest_of, previous
     if record is not None:
         out.record = record
+    if parallel and not unpack_archives:   # an archive's extraction may replace what it wrote
+        out.writers = _Writers()
     srcfd = -1
     try:
         if selection.root is not None:
@@ -1663,6 +1775,7 @@ def copy_into(selection: Selection, root: Path, dest: str, *, workdir: str = "/"
             for index, item in enumerate(group.items):
                 links: dict[tuple[int, str], list[str]] = {}
                 _copy_item(selection, groupfd, out, item, index, dparts, parents, unpack, links)
+                out.drain()    # the next item may write where this one did
         out.finish_dirs()
     except OSError as e:
         if e.errno == errno.ENOSPC:

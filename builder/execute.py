@@ -975,7 +975,7 @@ class BuildBackend:
                 with selection.opened() as opened:
                     copy_into(opened, upper, dest, workdir=state.workdir, owner=owner, chmod=chmod, link=linked,
                               digest_of=self.hash_cache.get_for if previous_key is not None else None,
-                              previous=previous, record=record)
+                              previous=previous, record=record, parallel=True)
             except CopyError as e:
                 raise DockerfileError(e.message) from None
             finally:

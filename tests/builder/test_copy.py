@@ -721,3 +721,91 @@ def test_a_path_two_sources_write_keeps_the_record_of_the_last(tmp_path: Path) -
         copy_into(sel, _root(tmp_path, "out"), "/dst/", digest_of=cache.get_for, record=record)
     assert (tmp_path / "out" / "dst" / "f").read_text() == "same size two"
     assert record == {}
+
+
+def _described(root: Path) -> dict[str, tuple]:
+    """Every path under ``root``: type, mode, owner, mtime, content or link target, and which
+    other names share its inode."""
+    by_inode: dict[int, list[str]] = {}
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st = p.lstat()
+            body = os.readlink(p) if stat.S_ISLNK(st.st_mode) else p.read_bytes() if stat.S_ISREG(st.st_mode) else b""
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, body)
+            if stat.S_ISREG(st.st_mode):
+                by_inode.setdefault(st.st_ino, []).append(rel)
+    groups = {rel: tuple(sorted(names)) for names in by_inode.values() for rel in names}
+    return {rel: desc + (groups.get(rel, ()),) for rel, desc in out.items()}
+
+
+def _wide_tree(ctx: Path) -> Path:
+    for d in range(30):
+        for f in range(6):
+            p = ctx / "src" / f"d{d}" / f"f{f}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(os.urandom(100 + d * f))
+            os.chmod(p, 0o600 + f)
+            os.chown(p, 1000 + d, 2000 + f)
+            os.utime(p, ns=(1_000_000_000 * d, 1_000_000_000 * (d + f)))
+        os.utime(ctx / "src" / f"d{d}", ns=(5, 5_000_000_000 + d))
+    os.link(ctx / "src/d3/f1", ctx / "src/d20/hard")     # a hardlink group across directories
+    os.link(ctx / "src/d9/f0", ctx / "src/d9/zz")        # and one in a directory the writers have
+    os.symlink("../d1/f1", ctx / "src/d2/link")
+    (ctx / "src/d4/sub/deeper").mkdir(parents=True)
+    (ctx / "src/d4/sub/deeper/g").write_text("nested\n")
+    return ctx
+
+
+def test_parallel_copy_writes_what_a_serial_copy_writes(tmp_path: Path) -> None:
+    ctx = _wide_tree(tmp_path / "ctx")
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    serial.mkdir()
+    parallel.mkdir()
+    do_copy(ctx, serial, ["src/"], "/t/", owner=None)
+    threads = __import__("threading").active_count()
+    fds = len(os.listdir("/proc/self/fd"))
+    do_copy(ctx, parallel, ["src/"], "/t/", parallel=True)
+    made, expected = _described(parallel), _described(serial)
+    del made["t"], expected["t"]                     # made by the copy now: its time is now
+    assert made == expected
+    assert (parallel / "t/d3/f1").stat().st_ino == (parallel / "t/d20/hard").stat().st_ino
+    assert (parallel / "t/d9/f0").stat().st_ino == (parallel / "t/d9/zz").stat().st_ino
+    # Its threads and descriptors are gone with it.
+    assert __import__("threading").active_count() == threads and len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_parallel_copy_raises_a_writers_error_and_leaks_nothing(tmp_path: Path) -> None:
+    ctx = _wide_tree(tmp_path / "ctx")
+    dst = tmp_path / "root"
+    (dst / "t/d25/f4").mkdir(parents=True)          # a directory where a file must go
+    threads = __import__("threading").active_count()
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(CopyError, match="cannot replace to directory '/t/d25/f4' with file"):
+        do_copy(ctx, dst, ["src/"], "/t/", parallel=True)
+    assert __import__("threading").active_count() == threads and len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_parallel_copy_later_source_wins(tmp_path: Path) -> None:
+    # Two sources with the same names: the second's files replace the first's, as one at a time
+    # (the first source's directory of big files is still being written when the second source's
+    # copy reaches it, unless the copy waits between sources).
+    ctx = tmp_path / "ctx"
+    for d in range(8):
+        for f in range(6):
+            p = ctx / "a" / f"d{d}" / f"f{f}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"a")
+    for src, size in (("a", 1 << 20), ("b", 10)):
+        for f in range(16):
+            p = ctx / src / "m" / f"f{f}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(src.encode() * size)
+    (ctx / "a" / "n").mkdir()
+    (ctx / "a" / "n" / "last").write_bytes(b"a")
+    dst = tmp_path / "root"
+    dst.mkdir()
+    do_copy(ctx, dst, ["a/", "b/"], "/t/", parallel=True)
+    assert {p.read_bytes() for p in (dst / "t" / "m").iterdir()} == {b"b" * 10}
