@@ -759,7 +759,25 @@ def _wide_tree(ctx: Path) -> Path:
     return ctx
 
 
-def test_parallel_copy_writes_what_a_serial_copy_writes(tmp_path: Path) -> None:
+@pytest.fixture
+def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Copies with ``parallel`` go to the writer threads after their first window of files,
+    however fast this disk is; the list counts the batches the threads wrote."""
+    import builder.copy as copy_module
+
+    batches: list[int] = []
+    run = copy_module._run_batch
+
+    def counted(fd: int, batch: list) -> None:
+        batches.append(len(batch))
+        run(fd, batch)
+
+    monkeypatch.setattr(copy_module._Writers, "SLOW_NS", 0)
+    monkeypatch.setattr(copy_module, "_run_batch", counted)
+    return batches
+
+
+def test_parallel_copy_writes_what_a_serial_copy_writes(tmp_path: Path, writers: list[int]) -> None:
     ctx = _wide_tree(tmp_path / "ctx")
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     serial.mkdir()
@@ -768,6 +786,7 @@ def test_parallel_copy_writes_what_a_serial_copy_writes(tmp_path: Path) -> None:
     threads = __import__("threading").active_count()
     fds = len(os.listdir("/proc/self/fd"))
     do_copy(ctx, parallel, ["src/"], "/t/", parallel=True)
+    assert len(writers) > 20          # the threads wrote most of it, a batch per directory
     made, expected = _described(parallel), _described(serial)
     del made["t"], expected["t"]                     # made by the copy now: its time is now
     assert made == expected
@@ -777,7 +796,7 @@ def test_parallel_copy_writes_what_a_serial_copy_writes(tmp_path: Path) -> None:
     assert __import__("threading").active_count() == threads and len(os.listdir("/proc/self/fd")) == fds
 
 
-def test_parallel_copy_raises_a_writers_error_and_leaks_nothing(tmp_path: Path) -> None:
+def test_parallel_copy_raises_a_writers_error_and_leaks_nothing(tmp_path: Path, writers: list[int]) -> None:
     ctx = _wide_tree(tmp_path / "ctx")
     dst = tmp_path / "root"
     (dst / "t/d25/f4").mkdir(parents=True)          # a directory where a file must go
@@ -785,10 +804,11 @@ def test_parallel_copy_raises_a_writers_error_and_leaks_nothing(tmp_path: Path) 
     fds = len(os.listdir("/proc/self/fd"))
     with pytest.raises(CopyError, match="cannot replace to directory '/t/d25/f4' with file"):
         do_copy(ctx, dst, ["src/"], "/t/", parallel=True)
+    assert writers
     assert __import__("threading").active_count() == threads and len(os.listdir("/proc/self/fd")) == fds
 
 
-def test_parallel_copy_later_source_wins(tmp_path: Path) -> None:
+def test_parallel_copy_later_source_wins(tmp_path: Path, writers: list[int]) -> None:
     # Two sources with the same names: the second's files replace the first's, as one at a time
     # (the first source's directory of big files is still being written when the second source's
     # copy reaches it, unless the copy waits between sources).
@@ -808,4 +828,20 @@ def test_parallel_copy_later_source_wins(tmp_path: Path) -> None:
     dst = tmp_path / "root"
     dst.mkdir()
     do_copy(ctx, dst, ["a/", "b/"], "/t/", parallel=True)
+    assert writers
     assert {p.read_bytes() for p in (dst / "t" / "m").iterdir()} == {b"b" * 10}
+
+
+def test_writer_threads_take_over_only_once_files_are_slow_to_make() -> None:
+    from builder.copy import _Writers
+
+    w = _Writers()
+    for _ in range(3 * _Writers.WINDOW):          # a quick file system: stays in line
+        w.took(_Writers.SLOW_NS // 3)
+        assert not w.wanted()
+    for _ in range(_Writers.WINDOW - 1):          # a slow window: the threads take the rest
+        w.took(_Writers.SLOW_NS * 2)
+    assert not w.wanted()
+    w.took(_Writers.SLOW_NS * 2)
+    assert w.wanted()
+    w.close()
