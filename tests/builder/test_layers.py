@@ -271,6 +271,46 @@ def test_compressed_bytes_and_identities(tmp_path: Path, tree: Path) -> None:
     assert (gz.media_type, zst.media_type, raw.media_type) == (mt.OCI_LAYER_GZIP, mt.OCI_LAYER_ZSTD, mt.OCI_LAYER)
 
 
+def test_a_gzip_layer_of_many_blocks_is_one_valid_stream_and_the_same_each_time(tmp_path: Path) -> None:
+    # Past one 1 MiB block the deflate is made block by block on threads (builder.layers._Gzip):
+    # the stream must read back with Python's gzip and GNU gzip, and be the same bytes each time
+    # whatever the threads' timing, and about as small as one stream (each block is primed with
+    # the 32 KiB before it).
+    rng = random.Random(5)
+    words = [rng.randbytes(rng.randrange(3, 12)) for _ in range(2000)]
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    for i in range(6):                      # ~5 MiB of text-like data across block boundaries
+        (upper / f"f{i}").write_bytes(b" ".join(rng.choice(words) for _ in range(90_000)))
+    blobs = [layer_from_upper(upper, tmp_path / f"out{n}", "gzip") for n in range(3)]
+    raw = layer_from_upper(upper, tmp_path / "raw", "none").path.read_bytes()
+    data = blobs[0].path.read_bytes()
+    assert len({b.digest for b in blobs}) == 1 and len(raw) > 4 << 20
+    assert gzip.decompress(data) == raw
+    assert subprocess.run(["gzip", "-dc"], input=data, capture_output=True, check=True).stdout == raw
+    from isal import isal_zlib
+
+    one_stream = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)      # the same level, one stream
+    assert len(data) < 1.02 * len(one_stream.compress(raw) + one_stream.flush())
+
+
+def test_each_gzip_block_is_primed_with_the_data_before_it(tmp_path: Path) -> None:
+    # A 16 KiB random pattern repeated over 5 MiB: one stream stores the pattern once; blocks
+    # deflated without the 32 KiB before them would store it again in each of the five.
+    from isal import isal_zlib
+
+    pattern = random.Random(9).randbytes(16 << 10)
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "f").write_bytes(pattern * 320)
+    raw = layer_from_upper(upper, tmp_path / "raw", "none").path.read_bytes()
+    # Level 3: ISA-L's level 1 finds few of these matches even in one stream.
+    data = layer_from_upper(upper, tmp_path / "gz", "gzip", level=3).path.read_bytes()
+    assert gzip.decompress(data) == raw
+    one_stream = isal_zlib.compressobj(3, isal_zlib.DEFLATED, -15)
+    assert len(data) < 1.5 * len(one_stream.compress(raw) + one_stream.flush())
+
+
 def test_tar_headers_carry_only_deterministic_fields(tmp_path: Path, tree: Path) -> None:
     blob = layer_from_upper(tree, tmp_path / "out", "none")
     for member in entries(blob):
