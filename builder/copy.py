@@ -1604,6 +1604,7 @@ class _Writers:
     SLOW_NS = 150_000
     THREADS = 8
     _DEPTH = 32          # batches queued at most: memory stays bounded, errors surface soon
+    _BATCH = 256         # files a batch holds at most (a huge directory is several batches)
 
     def __init__(self) -> None:
         self.timed = 0                           # files written in line in the current window
@@ -1631,7 +1632,7 @@ class _Writers:
         """Queue ``write(parent_fd)``, a file of the directory ``parent`` (open as ``pfd``, which
         the caller keeps: the batch writes through a duplicate of its own). Raises if an earlier
         write failed."""
-        if parent != self._parent or self._fd < 0:
+        if parent != self._parent or self._fd < 0 or len(self._batch) >= self._BATCH:
             self._flush()
             self._fd = os.dup(pfd)
             self._parent = parent

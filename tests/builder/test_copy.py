@@ -845,3 +845,22 @@ def test_writer_threads_take_over_only_once_files_are_slow_to_make() -> None:
     w.took(_Writers.SLOW_NS * 2)
     assert w.wanted()
     w.close()
+
+
+def test_parallel_copy_of_one_big_directory(tmp_path: Path, writers: list[int]) -> None:
+    # 600 files in one directory: several batches of at most _BATCH files, the same result.
+    from builder.copy import _Writers
+
+    ctx = tmp_path / "ctx"
+    (ctx / "big").mkdir(parents=True)
+    for i in range(600):
+        (ctx / "big" / f"f{i:03d}").write_bytes(b"%d\n" % i)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    serial.mkdir()
+    parallel.mkdir()
+    do_copy(ctx, serial, ["big/"], "/t/")
+    do_copy(ctx, parallel, ["big/"], "/t/", parallel=True)
+    assert len(writers) >= 2 and max(writers) <= _Writers._BATCH
+    made, expected = _described(parallel), _described(serial)
+    del made["t"], expected["t"]
+    assert made == expected
