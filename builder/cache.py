@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,8 @@ from storage.fsutil import atomic_write, private_dir
 
 if TYPE_CHECKING:
     from builder.dispatch import LayerRef
+
+_CHAIN_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 # Bump when what goes into a key, or how it is encoded, changes (see the module doc).
 KEY_VERSION = 2
@@ -83,8 +86,8 @@ class BuildCache:
             found = LayerRef(str(layer["digest"]), str(layer["diff_id"]), int(layer["size"]),
                              str(layer["media_type"]), created=created if isinstance(created, str) else None)
             snapshot = layer.get("snapshot") if found.lazy else None
-            if found.lazy and not isinstance(snapshot, str):
-                return None
+            if found.lazy and not (isinstance(snapshot, str) and _CHAIN_ID.fullmatch(snapshot)):
+                return None      # a damaged entry: a miss (and never a path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         return found, snapshot

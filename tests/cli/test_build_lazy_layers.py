@@ -150,3 +150,28 @@ def test_prune_removes_what_lazy_entries_hold(h: Hoist, ctx: Path) -> None:
     cached, ran, _ = build(h, ctx, "-t", "app:1")
     assert ran == set(BUILD_STEPS)
     assert h("run", "--rm", "app:1").out == "version one\nbuilt\n"
+
+
+@pytest.mark.parametrize("snapshot", ["../../etc", "sha256:zz", 7, None, "sha256:" + "0" * 64])
+def test_a_damaged_lazy_entry_is_a_miss_never_a_path(h: Hoist, ctx: Path, snapshot: object) -> None:
+    build(h, ctx, "-t", "app:1")
+
+    def damage() -> None:
+        entry = next(e for e in lazy(h) if (snapshot_of(h, e) / "big").exists())
+        path = h.root / "cache" / "build" / f"{entry['key']}.json"
+        doc = json.loads(path.read_text())
+        doc["layer"]["snapshot"] = snapshot
+        path.write_text(json.dumps(doc))
+
+    damage()
+    assert "Build Cache" in h("system", "df").out          # df, rmi and prune read the entries
+    h("rmi", "app:1")
+    cached, ran, _ = build(h, ctx, "-t", "app:2")
+    assert "RUN head -c" in ran                                # the damaged entry missed
+    assert h("run", "--rm", "app:2").out == "version one\nbuilt\n"
+    damage()
+    h("builder", "prune", "--keep-storage", "0")
+
+
+def snapshot_of(h: Hoist, entry: dict) -> Path:
+    return snapshot(h, entry["snapshot"]) if isinstance(entry.get("snapshot"), str) else h.root / "none"
