@@ -25,7 +25,7 @@ the compressor library is the same build (see "Compressors" below).
   tar bytes alone, never on how reads happened to be sized.
 
 Compressors: gzip is raw deflate from ISA-L (``isal``) inside a gzip header written here (no
-name, mtime 0, OS "unknown"), deflated in independent 1 MiB blocks two at a time (``_Gzip``);
+name, mtime 0, OS "unknown"), deflated in independent 1 MiB blocks, several at once (``_Gzip``);
 zstd is ``zstandard``, single-threaded, without content size or dictionary id. Both pin their
 output to the library version (and, for ISA-L, to its CPU dispatch: x86-64 with SSE4.2 and
 later behave alike), which the project's dependency pins fix.
