@@ -67,13 +67,6 @@ class BuildCache:
         self.written = 0            # entries this process added (the cache grew: bound it)
         self.used: set[str] = set()  # keys this build found or wrote (the build memo's entries)
 
-    def get(self, key: str) -> LayerRef | None:
-        entry = self.entry(key)
-        if entry is None:
-            return None
-        self.used.add(key)
-        return entry[0]
-
     def entry(self, key: str) -> tuple[LayerRef, str | None] | None:
         """The entry's layer, and for a lazy one (no blob: ``LayerRef.lazy``) the chain id of
         the snapshot that holds it; None when there is no entry or it is damaged."""

@@ -309,11 +309,10 @@ class BuildBackend:
         blob (or, lazy, whose snapshot on that chain) is there, else a remote cache's."""
         if self.opts.no_cache:
             return None
-        entry = self.cache.entry(key)
-        hit = entry[0] if entry is not None else None
+        hit, snapshot = self.cache.entry(key) or (None, None)
         if hit is not None and hit.lazy:
             chain_id = self.chain_id(below + [hit])
-            if entry is not None and entry[1] == chain_id and self.snapshots.has(chain_id):
+            if snapshot == chain_id and self.snapshots.has(chain_id):
                 self._name_lazy(chain_id, key)
             else:
                 hit = None

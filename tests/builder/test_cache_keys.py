@@ -33,7 +33,7 @@ def test_entries_of_another_version_are_never_hits(tmp_path: Path) -> None:
     cache.put(legacy, LAYER)
     cache.put(cache_key(DOC, version=KEY_VERSION - 1), LAYER)
     cache.put(cache_key(DOC, version=KEY_VERSION + 1), LAYER)
-    assert cache.get(cache_key(DOC)) is None
+    assert cache.entry(cache_key(DOC)) is None
     cache.put(cache_key(DOC), LAYER)
-    assert cache.get(cache_key(DOC)) == LAYER
+    assert cache.entry(cache_key(DOC)) == (LAYER, None)
     assert (tmp_path / "gc-roots" / f"build-{cache_key(DOC)}").read_text() == LAYER.digest + "\n"
