@@ -97,6 +97,7 @@ class StageState:
     onbuild_done: bool = False
     workdir_set: bool = False                   # a WORKDIR of this Dockerfile ran (in this stage or its base)
     lint: list[BuildCheck] = field(default_factory=list)   # build checks found at dispatch (builder/lint.py)
+    runs_ahead: int = 0                         # RUN instructions after the one being dispatched
 
     @property
     def config(self) -> dict[str, Any]:
@@ -243,7 +244,10 @@ def dispatch_stage(state: StageState, graph: BuildGraph, backend: Backend,
     instructions = list(state.node.stage.instructions)
     if not state.onbuild_done:
         instructions = onbuild_triggers(state, errors) + instructions
+    runs_ahead = sum(isinstance(i, Run) for i in instructions)
     for instr in instructions:
+        runs_ahead -= isinstance(instr, Run)
+        state.runs_ahead = runs_ahead
         try:
             dispatch(instr, state, lex, backend)
         except UnsetVariableError as e:

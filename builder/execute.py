@@ -27,6 +27,7 @@ the stages it copies from are built.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import dataclasses
 import hashlib
@@ -91,6 +92,7 @@ from storage.tarlimits import Limits
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
     from builder.sshforward import SSHSource
+    from runtime.lifecycle import WarmMonitor
     from runtime.spec import Volume
     from runtime.step import StepResult
 
@@ -232,6 +234,7 @@ class BuildBackend:
         self.blob_dir = layout.root / "blobs" / "sha256"
         # Context file digests by (dev, inode), trusted only while size, mtime and ctime match.
         self.hash_cache = HashCache(opts.root / "cache" / "build" / "context-hashes.json")
+        self._warm = threading.local()   # this stage thread's monitor started ahead (_prewarm)
 
     # -- naming steps as BuildKit does --------------------------------------------------------
     def _name(self, state: StageState, text: str) -> str:
@@ -363,6 +366,30 @@ class BuildBackend:
         self.recorder.record(state.node.stage.index, key, hit)
         self.progress.done(step, None)
         return True
+
+    # -- monitors started ahead of the RUN steps ------------------------------------------------
+    def _prewarm(self, state: StageState) -> None:
+        """A step of ``state`` runs and a RUN comes later in the stage: start that RUN's monitor
+        now, so its Python start-up overlaps this step. Only in a process with threads (a
+        single-threaded one forks its monitors, which costs nothing), and from the stage's own
+        thread (runtime.lifecycle.WarmMonitor)."""
+        if state.runs_ahead and _thread._count() and getattr(self._warm, "monitor", None) is None:
+            from runtime.lifecycle import WarmMonitor
+
+            try:
+                self._warm.monitor = WarmMonitor()
+            except OSError:
+                self._warm.monitor = None     # the step starts its monitor itself
+
+    def _take_warm(self) -> WarmMonitor | None:
+        monitor, self._warm.monitor = getattr(self._warm, "monitor", None), None
+        return monitor
+
+    def discard_warm(self) -> None:
+        """End this thread's unused monitor (at the end of a stage, or when it fails)."""
+        monitor = self._take_warm()
+        if monitor is not None:
+            monitor.discard()
 
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer (lazy in a stage no output holds: module doc),
@@ -517,11 +544,15 @@ class BuildBackend:
         volumes = sorted(mounts.volumes, key=lambda v: v.target)
         spec = ProcessSpec(argv=process.argv, env=env + process.proxy_env + mounts.env, cwd=process.cwd,
                            user=process.user, network=network, mounts=volumes)
+        warm = self._take_warm()
         try:
-            result = run_step(self.opts.root, chain, spec, output)
+            result = run_step(self.opts.root, chain, spec, output, warm)
         except RuntimeFailure as e:
             self.progress.error(step, str(e))
             raise DockerfileError(f"cannot run the step: {e}") from None
+        finally:
+            if warm is not None:
+                warm.discard()
         try:
             if pending[0]:
                 tail.append(pending[0].decode(errors="replace"))
@@ -531,6 +562,7 @@ class BuildBackend:
                            f"exit code: {result.exit_code}")
                 self.progress.error(step, message)
                 raise StepFailed(message, command, list(tail))
+            self._prewarm(state)     # the next RUN's, while this one commits
             self._commit(state, key, result)
         finally:
             result.close()
@@ -901,6 +933,7 @@ class BuildBackend:
             if self._reuse(state, step, key):
                 self._also_under(state, by_source, key)
                 return True
+        self._prewarm(state)    # the copy runs
         if remote is not None:
             where, limits = self._scratch_dir(scratch), Limits()
             if not keyed:  # URLs without a checksum: keyed by what they hold now
@@ -1102,7 +1135,10 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
             state = start_stage(graph, index, parent, backend, platform)
         except DockerfileError as e:
             raise e.at(node.stage.line) from None
-        backend.stages[index] = dispatch_stage(state, graph, backend)
+        try:
+            backend.stages[index] = dispatch_stage(state, graph, backend)
+        finally:
+            backend.discard_warm()
 
     def needs(index: int) -> set[int]:
         node = graph.nodes[index]

@@ -636,5 +636,15 @@ def main(argv: list[str] | None = None) -> int:
     return monitor_main(Path(argv[0]), ready_fd, attach_first=attach_first)
 
 
+def warm_main(ctrl: int) -> int:
+    """A monitor started before its container (``lifecycle.WarmMonitor``): the container's path
+    comes on ``ctrl``; end of file without one means it is not needed."""
+    with os.fdopen(ctrl, "rb") as f:
+        path = f.read()
+    if not path:
+        return 0
+    return main([os.fsdecode(path)])
+
+
 if __name__ == "__main__":
     sys.exit(main())

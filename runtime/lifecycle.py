@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 _PKG_PARENT = str(Path(__file__).resolve().parent.parent)
 _MONITOR = ("import sys; sys.path.insert(0, sys.argv[1]); from runtime.init import main; "
             "sys.exit(main(sys.argv[2:]))")
+# A warm monitor (WarmMonitor): runtime.init imported, then the container's path from the
+# control pipe (none, at end of file: it was not needed).
+_WARM_MONITOR = ("import sys; sys.path.insert(0, sys.argv[1]); from runtime.init import warm_main; "
+                 "sys.exit(warm_main(int(sys.argv[2])))")
 _PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 # docker's --sig-proxy (cli ForwardAllSignals): every signal the client gets goes to the container
 # but SIGCHLD, SIGPIPE and SIGURG; SIGKILL and SIGSTOP cannot be caught, and the hardware faults
@@ -251,6 +255,7 @@ class Runtime:
         proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
                                 stdin=stdin, stdout=output, stderr=output if errput == _AS_OUTPUT else errput,
                                 pass_fds=(ready_fd,) if ready_fd is not None else ())
+        _callers_child(proc)
         return proc.pid
 
     def run_foreground(self, container: Container, interactive: bool = False,
@@ -775,6 +780,74 @@ def _check_user(user: str) -> None:
         users.check_user_spec(user)
     except users.UserNotFound as e:
         raise SetupError(f"invalid user: {e}") from None
+
+
+def _callers_child(proc: Any) -> None:
+    """The caller reaps ``proc`` itself (os.waitpid on its pid). A Popen dropped while its child
+    runs is polled by the next Popen anywhere in the process (subprocess's ``_cleanup``), which
+    would reap the monitor first and leave the caller's waitpid with ECHILD: so it is marked
+    done, and subprocess never waits for it."""
+    proc.returncode = 0
+
+
+class WarmMonitor:
+    """A monitor started before its container exists (re-executing Python costs a RUN step
+    ~40-70 ms of imports; this way they overlap the step's own set-up or the steps before it).
+    It has imported ``runtime.init`` and waits for a container's path on its control pipe; its
+    stdout and stderr are a pipe whose read end is ``output``. Start it from the thread that will
+    wait for it: the monitor's parent-death signal follows the thread that spawned it.
+    ``discard`` ends one that is not used (and is safe to call after ``start``)."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        ctrl_r, self._ctrl = os.pipe()
+        self.output, out_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._proc: Any = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WARM_MONITOR, _PKG_PARENT, str(ctrl_r)],
+                start_new_session=True, stdin=devnull, stdout=out_w, stderr=out_w, pass_fds=(ctrl_r,))
+        except BaseException:
+            for fd in (self._ctrl, self.output):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (ctrl_r, out_w, devnull):
+                os.close(fd)
+        self.pid: int = self._proc.pid
+        self.started = False
+
+    def start(self, container: Container) -> int | None:
+        """Hand ``container`` to the monitor; its pid (to wait for, as ``start_captured``'s),
+        with ``output`` now the container's output. None when this monitor has died (then it is
+        discarded; start the container another way)."""
+        if self._proc.poll() is None:
+            try:
+                os.write(self._ctrl, os.fsencode(str(container.path)))
+            except OSError:
+                pass
+            else:
+                os.close(self._ctrl)
+                self._ctrl = -1
+                _callers_child(self._proc)
+                self.started = True
+                return self.pid
+        self.discard()
+        return None
+
+    def discard(self) -> None:
+        """End an unused monitor (killed and reaped) and close its pipes. After ``start`` it
+        does nothing: the caller owns ``output`` and the pid."""
+        if self.started:
+            return
+        for fd in (self._ctrl, self.output):
+            if fd >= 0:
+                os.close(fd)
+        self._ctrl = self.output = -1
+        if self._proc.returncode is None:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def _monitor_child(container: Container, ready_fd: int | None, stdin: int | None,

@@ -40,7 +40,7 @@ from pathlib import Path
 from runtime import linux, mounts, seccomp
 from runtime.containers import Container, ContainerStore
 from runtime.errors import RuntimeFailure
-from runtime.lifecycle import Runtime
+from runtime.lifecycle import Runtime, WarmMonitor
 from runtime.snapshots import SnapshotStore, overlay_mount_data, remove_tree
 from runtime.spec import ContainerSpec, Volume, check_volume_target, check_volumes
 from runtime.stepowners import TOKEN_LEN, new_step_id
@@ -86,10 +86,12 @@ def _step_store(root: Path) -> ContainerStore:
 
 
 def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSpec,
-             output: Callable[[bytes], None]) -> StepResult:
+             output: Callable[[bytes], None], warm: WarmMonitor | None = None) -> StepResult:
     """Run ``process`` on the snapshots ``chain`` (lowest first) of the store under ``root``
-    ($HOIST_ROOT); ``output`` gets its stdout and stderr as they come. Raises StepError when the
-    step cannot be set up; a process that fails is a StepResult with its exit code."""
+    ($HOIST_ROOT); ``output`` gets its stdout and stderr as they come. ``warm``: a monitor
+    started ahead for this step (used if it is still alive; the caller discards it either way).
+    Raises StepError when the step cannot be set up; a process that fails is a StepResult with
+    its exit code."""
     runtime = Runtime(root)
     if not runtime.use_overlay:
         raise StepError("building needs overlayfs (HOIST_NO_OVERLAY is set)")
@@ -112,14 +114,18 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
         [v.target.strip("/") for v in spec.volumes if v.target.strip("/")]
     missing = [s for s in stubs if not _in_chain(chain, s)]
     container = runtime.create_from_spec(spec, chain, store)
-    read_fd, write_fd = os.pipe()
+    read_fd = -1
     pid = 0
     try:
-        os.set_inheritable(read_fd, False)
-        try:
-            pid = runtime.start_captured(container, write_fd)
-        finally:
-            os.close(write_fd)
+        started = warm.start(container) if warm is not None else None
+        if warm is not None and started is not None:
+            pid, read_fd = started, warm.output
+        else:
+            read_fd, write_fd = os.pipe()
+            try:
+                pid = runtime.start_captured(container, write_fd)
+            finally:
+                os.close(write_fd)
         with os.fdopen(read_fd, "rb", buffering=0) as pipe:
             read_fd = -1
             while chunk := pipe.read(65536):
