@@ -236,9 +236,12 @@ class Runtime:
         return [sys.executable, "-I", "-S", "-c", _MONITOR, _PKG_PARENT, str(container.path), *extra]
 
     def _spawn_monitor(self, container: Container, ready_fd: int | None, stdin: int | None,
-                       output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT) -> int:
+                       output: int | None, attach_first: bool = False, errput: int | None = _AS_OUTPUT,
+                       waited: bool = True) -> int:
         """Start the monitor in its own session; returns its pid. A single-threaded caller (the
-        CLI) forks, which saves a Python start-up; anything else re-executes Python."""
+        CLI) forks, which saves a Python start-up; anything else re-executes Python. ``waited``:
+        the caller waits for the pid (else subprocess reaps a re-executed monitor, as a detached
+        one outlives its caller's interest)."""
         # _thread's count covers threads started either way (threading, or _thread directly);
         # importing threading just to ask would cost the CLI start-up.
         if _thread._count() == 0:
@@ -255,7 +258,8 @@ class Runtime:
         proc = subprocess.Popen(self._monitor_argv(container, *extra), start_new_session=True,
                                 stdin=stdin, stdout=output, stderr=output if errput == _AS_OUTPUT else errput,
                                 pass_fds=(ready_fd,) if ready_fd is not None else ())
-        _callers_child(proc)
+        if waited:
+            _callers_child(proc)
         return proc.pid
 
     def run_foreground(self, container: Container, interactive: bool = False,
@@ -313,7 +317,8 @@ class Runtime:
                 monitor = 0
                 if start:
                     with fs_lock(container):
-                        ready_r, monitor = self._spawn_logged_pid(container, False, 0 if interactive else None)
+                        ready_r, monitor = self._spawn_logged_pid(container, False, 0 if interactive else None,
+                                                                   waited=True)
                         self._await_ready(container, ready_r)
                 else:
                     status, state = container.status()
@@ -396,15 +401,16 @@ class Runtime:
         return self._spawn_logged_pid(container, attach_first)[0]
 
     def _spawn_logged_pid(self, container: Container, attach_first: bool,
-                          stdin: int | None = None) -> tuple[int, int]:
+                          stdin: int | None = None, waited: bool = False) -> tuple[int, int]:
         """(the ready pipe to read, the monitor's pid): output to the log, stdin from ``stdin``
-        (default /dev/null)."""
+        (default /dev/null); ``waited`` as for ``_spawn_monitor``."""
         container.update_state(output="log")
         ready_r, ready_w = os.pipe()
         log = os.open(container.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pid = self._spawn_monitor(container, ready_w, devnull if stdin is None else stdin, log, attach_first)
+            pid = self._spawn_monitor(container, ready_w, devnull if stdin is None else stdin, log, attach_first,
+                                      waited=waited)
         finally:
             os.close(log)
             os.close(devnull)
