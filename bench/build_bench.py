@@ -2,7 +2,7 @@
 in one run, on one reference project.
 
     sudo .venv/bin/python bench/build_bench.py [--files 3000] [--mb 50] [--skip-buildah] [--skip-debian]
-        [--debian-base ARCHIVE] [--repeat 5]
+        [--debian-base ARCHIVE] [--repeat 5] [--rounds 3]
 
 The reference project: the busybox-static base of tests/builder/differential.py (loaded into each
 builder first), a few RUN steps, a COPY of a generated source tree (~``--files`` files, ~``--mb``
@@ -16,6 +16,12 @@ cold build is mostly apt's downloads, so it measures the network as much as the 
 ``docker load`` and ``hoist load`` unpack the base before the clock starts (``--debian-base``
 reuses the archive of an earlier run instead of a new debootstrap). The cached rows are the
 median of ``--repeat`` rebuilds each: one ~0.1 s build is at the mercy of the machine's noise.
+
+Since 2026-12-07 every row is measured ``--rounds`` times (3) by turns, the first builder
+turning each round, each builder starting a round with nothing cached (BuildKit pruned and its
+images removed, hoist and buildah in new roots, the bases loaded untimed), and each timed cold
+or one-file build starts after ``sync`` and a second (``quiesce``: no builder pays for the one
+before's writeback). The table shows the medians, and the ratio of each round.
 
 Where hoist's time went (profiled with py-spy, pyinstrument, ``-X importtime`` and ``strace -c
 -f``, 3,000 files / 50 MB) and what was done about it:
@@ -138,6 +144,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,7 +158,6 @@ from tests.interop.test_build_debian import debian_base_archive, debootstrap, wr
 from tests.peers import Dockerd  # noqa: E402
 
 Builder = BuildKit | Buildah | Hoist
-Rows = dict[str, dict[str, float | str]]
 
 DOCKERFILE = f"""\
 FROM {BASE_REF} AS build
@@ -180,6 +186,13 @@ def make_project(root: Path, files: int, mb: int, seed: int = 7) -> Path:
     return root
 
 
+def quiesce() -> None:
+    """Flush what the previous build left dirty, so no builder pays for another's writeback (a
+    prune's deletes, 50 MB of layers) in its timed run."""
+    os.sync()
+    time.sleep(1)
+
+
 def timed_build(b: Builder, project: Path, tag: str) -> float:
     start = time.perf_counter()
     if isinstance(b, Buildah):
@@ -190,6 +203,7 @@ def timed_build(b: Builder, project: Path, tag: str) -> float:
 
 
 REPEAT = 5      # a cached rebuild takes ~0.1 s: its row is the median of this many (--repeat)
+ROUNDS = 3      # each builder's rows, by turns: the table shows the medians (--rounds)
 
 
 def timed_rebuild(b: Builder, project: Path, tag: str, repeat: int) -> float:
@@ -201,44 +215,57 @@ def _failed(e: BuildError) -> str:
     return f"failed: {str(e).splitlines()[0][:40]}"
 
 
-def bench_reference(builders: dict[str, Builder], dockerd: Dockerd, project: Path, rows: Rows, repeat: int) -> None:
+Rounds = dict[str, dict[str, list[float | str]]]   # row -> builder -> one figure a round
+
+
+def fresh_builder(name: str, work: Path, dockerd: Dockerd, n: int, bases: list[Path]) -> Builder:
+    """Builder ``name`` with nothing cached, the ``bases`` loaded (not timed): BuildKit's cache
+    pruned and the previous round's images removed; a new root for hoist and buildah."""
+    b: Builder
+    if name == "buildkit":
+        dockerd("builder", "prune", "-af")
+        subprocess.run([dockerd.docker, "rmi", "-f", "bench:1", "bench-debian:1"], capture_output=True,
+                       env=dict(os.environ, DOCKER_HOST=f"unix://{dockerd.socket}",
+                                DOCKER_CONFIG=str(dockerd.base / "client-config")))
+        b = BuildKit(dockerd.socket, dockerd.base / "client-config", dockerd.docker)
+    else:
+        for old in work.glob(f"{name}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        b = Hoist(work / f"{name}-{n}") if name == "hoist" else Buildah(work / f"{name}-{n}")
+    for base in bases:
+        b.load_base(base)
+    return b
+
+
+def bench_reference(b: Builder, project: Path, rows: Rounds, name: str, repeat: int) -> None:
     changed = project / "src" / "pkg0" / "file0.txt"
     original = changed.read_bytes()
-    for name, b in builders.items():
+    try:
+        quiesce()
+        cold = timed_build(b, project, "bench:1")
+        cached = timed_rebuild(b, project, "bench:1", repeat)
+        changed.write_bytes(original + b"changed\n")
         try:
-            if isinstance(b, BuildKit):
-                dockerd("builder", "prune", "-af")
-            rows["cold"][name] = timed_build(b, project, "bench:1")
-            rows["cached"][name] = timed_rebuild(b, project, "bench:1", repeat)
-            changed.write_bytes(original + b"changed\n")
-            try:
-                rows["one file changed"][name] = timed_build(b, project, "bench:1")
-            finally:
-                changed.write_bytes(original)
-        except BuildError as e:
-            for row in ("cold", "cached", "one file changed"):
-                rows[row].setdefault(name, _failed(e))
+            quiesce()
+            one = timed_build(b, project, "bench:1")
+        finally:
+            changed.write_bytes(original)
+        figures: list[float | str] = [cold, cached, one]
+    except BuildError as e:
+        figures = [_failed(e)] * 3
+    for row, v in zip(("cold", "cached", "one file changed"), figures, strict=True):
+        rows[row].setdefault(name, []).append(v)
 
 
-def bench_debian(builders: dict[str, Builder], dockerd: Dockerd, work: Path, rows: Rows, repeat: int,
-                 base: Path | None = None) -> None:
-    if base is None:
-        rootfs = debootstrap(work / "debian-rootfs")
-        archive = debian_base_archive(rootfs, work / "debian.tar")
-        shutil.rmtree(rootfs)
-    else:
-        archive = base
-    project = write_debian_project(work / "debian-project")
-    for name, b in builders.items():
-        try:
-            b.load_base(archive)
-            if isinstance(b, BuildKit):
-                dockerd("builder", "prune", "-af")
-            rows["debian cold"][name] = timed_build(b, project, "bench-debian:1")
-            rows["debian cached"][name] = timed_rebuild(b, project, "bench-debian:1", repeat)
-        except BuildError as e:
-            for row in ("debian cold", "debian cached"):
-                rows[row].setdefault(name, _failed(e))
+def bench_debian(b: Builder, project: Path, rows: Rounds, name: str, repeat: int) -> None:
+    try:
+        quiesce()
+        figures: list[float | str] = [timed_build(b, project, "bench-debian:1"),
+                                      timed_rebuild(b, project, "bench-debian:1", repeat)]
+    except BuildError as e:
+        figures = [_failed(e)] * 2
+    for row, v in zip(("debian cold", "debian cached"), figures, strict=True):
+        rows[row].setdefault(name, []).append(v)
 
 
 def main() -> int:
@@ -251,6 +278,7 @@ def main() -> int:
                     help="the Debian base as a docker-archive of tests/interop/test_build_debian.py "
                          "(debian_base_archive) instead of a new debootstrap")
     ap.add_argument("--repeat", type=int, default=REPEAT, help="cached rebuilds per cached row (the median)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds by turns; the table shows medians")
     args = ap.parse_args()
     # hoist is measured as installed, its modules byte-compiled (pip compiles them when it
     # installs): with PYTHONDONTWRITEBYTECODE set, every hoist start-up compiles ~150 modules.
@@ -264,44 +292,60 @@ def main() -> int:
         dockerd.start()
         archive = write_base_archive(work / "base.tar")
         project = make_project(work / "project", args.files, args.mb)
-        builders: dict[str, Builder] = {
-            "buildkit": BuildKit(dockerd.socket, dockerd.base / "client-config", dockerd.docker),
-            "hoist": Hoist(work / "hoist"),
-        }
-        if not args.skip_buildah:
-            builders["buildah"] = Buildah(work / "buildah")
-        for b in builders.values():
-            b.load_base(archive)
-
-        rows: Rows = {"cold": {}, "cached": {}, "one file changed": {}}
-        bench_reference(builders, dockerd, project, rows, args.repeat)
+        names = ["buildkit", "hoist"] + ([] if args.skip_buildah else ["buildah"])
+        bases = [archive]
+        debian_project = None
         if not args.skip_debian:
+            if args.debian_base is None:
+                rootfs = debootstrap(work / "debian-rootfs")
+                bases.append(debian_base_archive(rootfs, work / "debian.tar"))
+                shutil.rmtree(rootfs)
+            else:
+                bases.append(args.debian_base)
+            debian_project = write_debian_project(work / "debian-project")
+        rows: Rounds = {row: {} for row in ("cold", "cached", "one file changed")}
+        if debian_project is not None:
             rows.update({"debian cold": {}, "debian cached": {}})
-            bench_debian(builders, dockerd, work, rows, args.repeat, args.debian_base)
-        _print(rows, list(builders), args)
+        for n in range(max(1, args.rounds)):
+            # Who goes first turns each round: the first builder of a round finds the disk quieter.
+            for name in names[n % len(names):] + names[:n % len(names)]:
+                b = fresh_builder(name, work, dockerd, n, bases)
+                bench_reference(b, project, rows, name, args.repeat)
+                if debian_project is not None:
+                    bench_debian(b, debian_project, rows, name, args.repeat)
+        _print(rows, names, args)
     finally:
         dockerd.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
+def _median(vs: list[float | str]) -> float | str:
+    nums = [v for v in vs if isinstance(v, float)]
+    return statistics.median(nums) if len(nums) == len(vs) and nums else next(v for v in vs if isinstance(v, str))
+
+
 def _fmt(v: float | str) -> str:
     return f"{v:.2f} s" if isinstance(v, float) else v
 
 
-def _print(rows: Rows, names: list[str], args: argparse.Namespace) -> None:
+def _print(rows: Rounds, names: list[str], args: argparse.Namespace) -> None:
     peers = [n for n in names if n != "hoist"]
-    print(f"reference project: {args.files} files, ~{args.mb} MB, 2 stages")
-    header = f"{'build':<18}" + "".join(f"{n:>24}" for n in names) + "".join(f"{'hoist/' + p:>16}" for p in peers)
-    print(header)
+    print(f"reference project: {args.files} files, ~{args.mb} MB, 2 stages; medians of {args.rounds} rounds"
+          f" (cached rows: each round the median of {args.repeat} rebuilds)")
+    header = f"{'build':<18}" + "".join(f"{n:>14}" for n in names) + "".join(f"{'hoist/' + p:>16}" for p in peers)
+    print(header + "   per round")
     for row_name, row in rows.items():
-        line = f"{row_name:<18}" + "".join(f"{_fmt(row.get(n, '-')):>24}" for n in names)
-        h = row.get("hoist")
+        line = f"{row_name:<18}" + "".join(f"{_fmt(_median(row.get(n, ['-']))):>14}" for n in names)
+        each = []
         for p in peers:
-            pv = row.get(p)
+            h, pv = _median(row.get("hoist", ["-"])), _median(row.get(p, ["-"]))
             ratio = f"{h / pv:.2f}x" if isinstance(h, float) and isinstance(pv, float) and pv > 0 else "n/a"
             line += f"{ratio:>16}"
-        print(line)
+            pairs = zip(row.get("hoist", []), row.get(p, []), strict=False)
+            each.append(" ".join(f"{x / y:.2f}" if isinstance(x, float) and isinstance(y, float) and y > 0
+                                 else "n/a" for x, y in pairs))
+        print(line + "   " + " | ".join(each))
 
 
 if __name__ == "__main__":

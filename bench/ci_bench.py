@@ -74,7 +74,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.build_bench import make_project  # noqa: E402
+from bench.build_bench import make_project, quiesce  # noqa: E402
 from tests.builder.differential import BASE_REF, write_base_archive  # noqa: E402
 from tests.peers import Distribution, Dockerd  # noqa: E402
 
@@ -113,13 +113,6 @@ class BuildKitRunner:
             args += ["--cache-from", cache_from]
         self.dockerd(*args, str(project), env=self.env, timeout=1800)
         self.dockerd("push", tag, timeout=1800)
-
-
-def quiesce() -> None:
-    """Flush what the previous build left dirty, so neither tool pays for the other's writeback
-    (a prune's deletes, 50 MB of layers) in its timed run."""
-    os.sync()
-    time.sleep(1)
 
 
 def main() -> int:

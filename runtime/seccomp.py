@@ -61,6 +61,10 @@ _MACHINES = {
     "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"), "loongarch64": ("loong64", "SCMP_ARCH_LOONGARCH64"),
 }
 
+# What ``sync_noop`` turns into no-ops (names this libseccomp or machine lacks are skipped).
+SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "sync_file_range2", "arm_sync_file_range",
+              "syncfs", "sync")
+
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -111,10 +115,18 @@ def __getattr__(name: str) -> Any:
 
 # -- a container's filter ---------------------------------------------------------------------------
 
-def for_container(choice: str, caps: Iterable[str], cache_dir: str | os.PathLike[str] | None) -> dict[str, str] | None:
+def for_container(choice: str, caps: Iterable[str], cache_dir: str | os.PathLike[str] | None, *,
+                  sync_noop: bool = False) -> dict[str, str] | None:
     """What a container's spec keeps for ``--security-opt seccomp=CHOICE`` (``default``,
     ``unconfined`` or a profile file): None when unconfined, else the profile's source and the
     compiled program (base64). Raises ProfileError for a bad profile.
+
+    ``sync_noop`` (build steps only, ``runtime.step``): fsync, fdatasync, sync_file_range,
+    syncfs and sync succeed without doing anything (``SYNC_CALLS``, ``seccomp_profile.
+    with_sync_noop``). A step's files are worth nothing until the step is committed, and a
+    step a crash interrupts is run again, so flushing them to the disk one by one only
+    costs (dpkg flushes every file it unpacks); this is the reasoning of the
+    ``force-unsafe-io`` that Debian's official docker images set for dpkg.
 
     The cache is keyed by the profile's bytes and everything ``resolve`` selects on (the
     capabilities, the machine, the kernel version): a run whose program is cached reads the
@@ -128,16 +140,20 @@ def for_container(choice: str, caps: Iterable[str], cache_dir: str | os.PathLike
     caps = sorted(set(caps))
     arch = machine()
     kernel = _kernel_version(os.uname().release)
-    key = hashlib.sha256(json.dumps([_PROGRAM_FORMAT, hashlib.sha256(raw).hexdigest(), caps,
-                                     list(arch), list(kernel)]).encode()).hexdigest()
+    fields: list[Any] = [_PROGRAM_FORMAT, hashlib.sha256(raw).hexdigest(), caps, list(arch), list(kernel)]
+    if sync_noop:
+        fields.append("sync-noop")
+    key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()
     path = Path(cache_dir) / f"{key}.bpf" if cache_dir is not None else None
     program = _read_cached(path)
     if program is None:
-        from runtime.seccomp_profile import _parse, compile_program, resolve
+        from runtime.seccomp_profile import _parse, compile_program, resolve, with_sync_noop
 
         resolved = resolve(_parse(raw, where), caps, arch, kernel)
         if resolved is None:
             return None
+        if sync_noop:
+            resolved = with_sync_noop(resolved)
         try:
             program = compile_program(resolved)
         except ProfileError as e:

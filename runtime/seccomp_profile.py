@@ -192,6 +192,21 @@ def resolve(doc: dict[str, Any], caps: Iterable[str], arch: tuple[str, str] | No
             "architectures": arches, "syscalls": rules}
 
 
+def with_sync_noop(resolved: dict[str, Any]) -> dict[str, Any]:
+    """``resolved`` with the calls of ``SYNC_CALLS`` answered 0 without being made (the
+    ERRNO action with errno 0): taken out of every rule that names them (libseccomp refuses
+    two actions for one call) and given a rule of their own."""
+    from runtime.seccomp import SYNC_CALLS
+
+    rules = []
+    for rule in resolved["syscalls"]:
+        names = [n for n in rule["names"] if n not in SYNC_CALLS]
+        if names:
+            rules.append(dict(rule, names=names))
+    rules.append({"names": list(SYNC_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 0, "args": []})
+    return dict(resolved, syscalls=rules)
+
+
 def _applies(rule: dict[str, Any], caps: set[str], goarch: str, kernel: tuple[int, int]) -> bool:
     exc = rule.get("excludes") or {}
     if goarch in (exc.get("arches") or []):

@@ -4,7 +4,8 @@
 ``hoist run`` runs a container (the same monitor and container init: PID, mount, UTS, IPC and,
 unless ``network="host"``, network namespaces; docker's capabilities and seccomp profile,
 no_new_privs, no inherited descriptors, its own session keyring, masked /proc paths, nodev and
-nosuid binds), on an overlay of ``chain`` with a fresh upper directory. /etc/hosts,
+nosuid binds; one difference: fsync and its kin succeed without flushing anything,
+``seccomp.for_container``'s ``sync_noop``), on an overlay of ``chain`` with a fresh upper directory. /etc/hosts,
 /etc/resolv.conf and /etc/hostname are bound into the step from the step's folder, so they are
 never part of the upper dir; the empty mount points the init had to create for them and for
 the extra mounts are removed from the upper dir afterwards, as BuildKit's mount-stub cleaner
@@ -106,7 +107,8 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
         argv=list(process.argv), env=list(process.env), cwd=process.cwd, user=process.user,
         hostname=process.hostname, network=process.network,
         volumes=check_volumes(list(process.mounts)), created=time.time(),
-        seccomp=seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, runtime.root / "cache" / "seccomp"),
+        seccomp=seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, runtime.root / "cache" / "seccomp",
+                                      sync_noop=True),
         caller_pid=os.getpid(),
     )
     # Not SPECIAL_DIRS: their mount points stay in the layer, as in BuildKit's (see above).

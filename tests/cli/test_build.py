@@ -405,3 +405,15 @@ CMD ["sh", "-c", "ls -ln /sym/a.txt /real2/a.txt /real/plain.txt; ls -A /real; s
     r = h("build", "-t", "link:bad", str(bad), ok=False)
     assert r.code != 0 and "Dockerfile:2: --chown=app:staff by name cannot be used with --link" in r.err
     assert "Traceback" not in r.err
+
+
+def test_run_steps_flush_nothing_but_containers_do(h: Hoist, tmp_path: Path) -> None:
+    """A RUN's fsync, fdatasync, syncfs and sync succeed without being made (runtime.seccomp's
+    sync_noop): fsync of a pipe, EINVAL when it is made, succeeds in a step, and fails in a
+    container that ``hoist run`` starts from the image the step made."""
+    pipe_syncs = "echo | sync /dev/stdin && echo | sync -d /dev/stdin"
+    ctx = _ctx(tmp_path, f"FROM busybox\nRUN {pipe_syncs} && sync && sync -f /etc && echo flushed > /ok\n")
+    h("build", "-t", "sync:1", str(ctx))
+    assert h("run", "--rm", "sync:1", "cat", "/ok").out == "flushed\n"
+    r = h("run", "--rm", "sync:1", "sh", "-c", pipe_syncs, ok=False)
+    assert r.code != 0 and "Invalid argument" in r.err, r

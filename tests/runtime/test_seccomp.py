@@ -310,3 +310,22 @@ def test_exec_into_an_old_container_gets_the_default(probe: Hoist) -> None:
         assert parse(probe.ok("exec", cid, "seccomp_probe")) == DEFAULT_RESULTS
     finally:
         probe.ok("rm", "-f", cid)
+
+
+def test_sync_noop_answers_the_sync_calls_and_keeps_the_rest(tmp_path: Path) -> None:
+    """What build steps load (runtime.step): the default profile with fsync and its kin
+    answered 0 in one rule of their own, every other rule as it was, cached apart."""
+    from runtime.seccomp_profile import with_sync_noop
+
+    resolved = seccomp.resolve(seccomp.default_profile(), DEFAULT_CAPS)
+    noop = with_sync_noop(resolved)
+    assert all(set(r["names"]).isdisjoint(seccomp.SYNC_CALLS) for r in noop["syscalls"][:-1])
+    assert noop["syscalls"][-1] == {"names": list(seccomp.SYNC_CALLS), "action": "SCMP_ACT_ERRNO",
+                                    "errnoRet": 0, "args": []}
+    assert sum(len(r["names"]) for r in noop["syscalls"][:-1]) + \
+        sum(n in seccomp.SYNC_CALLS for r in resolved["syscalls"] for n in r["names"]) == \
+        sum(len(r["names"]) for r in resolved["syscalls"])
+    plain = seccomp.for_container(seccomp.DEFAULT, DEFAULT_CAPS, tmp_path)
+    quiet = seccomp.for_container(seccomp.DEFAULT, DEFAULT_CAPS, tmp_path, sync_noop=True)
+    assert plain is not None and quiet is not None and plain["program"] != quiet["program"]
+    assert len(list(tmp_path.iterdir())) == 2
