@@ -347,7 +347,10 @@ def test_hoist_unpack_reproduces_the_tree(tmp_path: Path, tree: Path) -> None:
 def test_files_layer_matches_the_same_tree_from_an_upper_dir(tmp_path: Path) -> None:
     spec = [Node("app", "dir", 0o755, mtime=0), Node("app/bin", "dir", 0o755, mtime=0),
             Node("app/bin/run", "file", 0o755, b"#!/bin/sh\n"), Node("app/data", "file", 0o640, BIG, uid=7, gid=8),
-            Node("app/link", "symlink", target="data")]
+            Node("app/link", "symlink", target="data"),
+            # Small files take _UpperWriter's direct header; these sizes hit each padding case.
+            Node("app/p0", "file", 0o600, b"", uid=70000, gid=3), Node("app/p512", "file", 0o4711, b"b" * 512),
+            Node("app/p513", "file", 0o644, b"c" * 513)]
     upper = make_tree(tmp_path / "upper", spec)
     (tmp_path / "context").mkdir()
     (tmp_path / "context" / "data").write_bytes(BIG)
@@ -355,6 +358,8 @@ def test_files_layer_matches_the_same_tree_from_an_upper_dir(tmp_path: Path) -> 
         ("app/bin/run", b"#!/bin/sh\n", 0o755, 0, 0, OLD),
         ("/app/data", str(tmp_path / "context" / "data"), 0o640, 7, 8, OLD),
         FileEntry("app/link", mode=stat.S_IFLNK | 0o777, mtime=OLD, link="data"),
+        ("app/p0", b"", 0o600, 70000, 3, OLD), ("app/p512", b"b" * 512, 0o4711, 0, 0, OLD),
+        ("app/p513", b"c" * 513, 0o644, 0, 0, OLD),
     ]
     from_files = layer_from_files(files, tmp_path / "out1", "none")
     from_upper = layer_from_upper(upper, tmp_path / "out2", "none")
