@@ -487,7 +487,7 @@ def _ustar_block(info: tarfile.TarInfo) -> bytes | None:
                   info.linkname, device)
 
 
-def _ustar(name: str, kind: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+def _ustar(name: str, kind: bytes, mode: int, uid: int, gid: int, size: int, mtime: int | float,
            linkname: str = "", device: tuple[int, int] | None = None) -> bytes | None:
     """The ustar header block of an entry with no xattrs and no owner names, as tarfile's PAX
     format writes it when it needs no PAX record; None when it would need one (a name or link
