@@ -74,6 +74,7 @@ import re
 import stat
 import struct
 import tarfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -686,6 +687,28 @@ class Selection:
             hash_cache.save()
         return "sha256:" + h.hexdigest()
 
+    def hash_contents(self, hash_cache: HashCache, stop: threading.Event) -> None:
+        """Put the content digest of every selected regular file into ``hash_cache``, as
+        ``cache_digest`` would (``builder.prehash``: ahead of the step); stops early once
+        ``stop`` is set. Raises CopyError as cache_digest does."""
+        rootfd = self.open_root()
+        try:
+            for group in self.groups:
+                groupfd = rootfd
+                if group.root is not None:
+                    continue        # fetched sources (ADD of a URL): their step hashes them
+                for item in group.items:
+                    for e in item.entries:
+                        if stop.is_set():
+                            return
+                        if e.hardlink is None and e.data is None and stat.S_ISREG(e.mode):
+                            self._content_digest(groupfd, e, hash_cache)
+        except OSError as err:
+            raise CopyError(f"cannot read the {self.what}: {err.strerror}") from None
+        finally:
+            if isinstance(rootfd, int) and rootfd >= 0:
+                os.close(rootfd)
+
     def open_root(self) -> SourceRoot:
         """What ``open_entry`` opens entries from: the tree, or a new descriptor of ``root``
         (-1 without one), which the caller closes."""
@@ -848,16 +871,21 @@ class HashCache:
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
-        if len(self._entries) > self.MAX_ENTRIES:
-            self._entries = {k: v for k, v in self._entries.items() if k in self._used}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # A copy taken at once (dict() holds the GIL throughout): builder.prehash may be adding
+        # entries from its thread while this one writes them.
+        self._dirty = False             # set again by what is added meanwhile
+        entries = dict(self._entries)
+        if len(entries) > self.MAX_ENTRIES:
+            used = set(self._used)
+            entries = self._entries = {k: v for k, v in entries.items() if k in used}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self._entries, f, separators=(",", ":"))
+                json.dump(entries, f, separators=(",", ":"))
             os.replace(tmp, self.path)
-            self._dirty = False
         except OSError:
+            self._dirty = True
             try:
                 tmp.unlink()
             except OSError:

@@ -91,6 +91,7 @@ from storage.tarlimits import Limits
 
 if TYPE_CHECKING:
     from builder.cachemounts import CacheMounts
+    from builder.prehash import ContextPrehash
     from builder.sshforward import SSHSource
     from runtime.lifecycle import WarmMonitor
     from runtime.spec import Volume
@@ -201,7 +202,7 @@ class BuildBackend:
 
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
                  graph: BuildGraph, *, remote: ImportedCache | None = None, fetcher: UrlFetcher | None = None,
-                 git: GitFetcher | None = None) -> None:
+                 git: GitFetcher | None = None, prehash: ContextPrehash | None = None) -> None:
         self.opts = opts
         self.fetcher = fetcher          # ADD <url> (None: a URL source is an error)
         self.git = git if git is not None else SystemGit()
@@ -232,8 +233,10 @@ class BuildBackend:
         self.stages: dict[int, StageState] = {}
         self.counters: dict[int, int] = {}
         self.blob_dir = layout.root / "blobs" / "sha256"
-        # Context file digests by (dev, inode), trusted only while size, mtime and ctime match.
-        self.hash_cache = HashCache(opts.root / "cache" / "build" / "context-hashes.json")
+        # Context file digests by (dev, inode), trusted only while size, mtime and ctime match;
+        # the COPY steps' sources walked and hashed ahead (builder.prehash), if started.
+        self.prehash = prehash
+        self.hash_cache = prehash.hash_cache if prehash is not None else HashCache(context_hashes(opts.root))
         self._warm = threading.local()   # this stage thread's monitor started ahead (_prewarm)
 
     # -- naming steps as BuildKit does --------------------------------------------------------
@@ -694,7 +697,6 @@ class BuildBackend:
         """Take the cache instances (waiting for a locked one) and start the agents. Mounts of
         one cache in one step share its instance (BuildKit's per-exec ref map); caches are taken
         in one order (by key), so two steps each waiting for the other's cannot happen."""
-        from builder.sshforward import AgentRelay, KeyAgent
         from runtime.spec import Volume
 
         taken: dict[tuple[str, str], Path] = {}
@@ -710,6 +712,8 @@ class BuildBackend:
                 path = taken[(plan.cache_id, plan.origin)] = instance.path
                 self.used_mounts[(plan.cache_id, plan.origin)] = path
             mounts.volumes.append(Volume(str(path), plan.target, plan.readonly))
+        if mounts.ssh:          # socket and the agents: only for a step with an ssh mount
+            from builder.sshforward import AgentRelay, KeyAgent
         for ssh in mounts.ssh:
             folder = self._scratch_dir(mounts.scratch)
             upstream = ssh.source.socket
@@ -906,9 +910,11 @@ class BuildBackend:
                 root = None if layers else self._empty_dir()
                 source = self._open_chain(layers, trees) if layers else self._empty_dir()
                 ignore, what = None, f"stage {from_stage}"
-            selection = select_sources(source, patterns, ignore=ignore, excludes=instr.excludes,
-                                       what=what, parents=parents,
-                                       hash_cache=self.hash_cache if origin == "context" else None)
+            ahead = self.prehash.take(state.node.stage.index, instr.line, patterns, instr.excludes, parents) \
+                if origin == "context" and self.prehash is not None else None
+            selection = ahead or select_sources(source, patterns, ignore=ignore, excludes=instr.excludes,
+                                                what=what, parents=parents,
+                                                hash_cache=self.hash_cache if origin == "context" else None)
         if instr.contents:  # after every path source, as BuildKit's dispatchCopy adds them
             selection = selection.with_contents([(c.name, c.data) for c in instr.contents])
         digest = selection.cache_digest(dest=dest, chmod=chmod, parents=parents, link=instr.link,
@@ -1120,6 +1126,27 @@ def keep_newest(folder: Path, keep: int) -> None:
 
 # -- the build --------------------------------------------------------------------------------------
 
+def context_hashes(root: Path) -> Path:
+    """Where the HashCache of the context's file digests is kept under ``$HOIST_ROOT``."""
+    return root / "cache" / "build" / "context-hashes.json"
+
+
+def start_prehash(opts: BuildOptions, graph: BuildGraph) -> ContextPrehash | None:
+    """The walk and hashing of the context sources of the COPY/ADD steps the target needs,
+    started now (``builder.prehash``); None without a context or such a step. Hand it to
+    ``BuildBackend``; ``stop`` it if the build ends before ``execute``."""
+    if opts.context is None:
+        return None
+    from builder.prehash import ContextPrehash
+
+    steps = ((index, instr) for index in graph.order for instr in graph.nodes[index].stage.instructions)
+    prehash = ContextPrehash(opts.context, opts.ignore, HashCache(context_hashes(opts.root)), steps)
+    if not prehash:
+        return None
+    prehash.start()
+    return prehash
+
+
 def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageState:
     """Build the stages the target needs, each once its base and the stages it copies from are
     built; up to ``jobs`` independent stages at once. Returns the target's state; raises
@@ -1147,6 +1174,8 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
     try:
         target = _execute(graph, backend, jobs, build_one, needs)
     finally:
+        if backend.prehash is not None:
+            backend.prehash.stop()
         backend.hash_cache.save()
     result_platform(target.image, backend.opts.platform, backend.opts.explicit_platform)
     return target

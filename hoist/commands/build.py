@@ -150,7 +150,7 @@ class _LazyFetcher:
 
 def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Path | None,
            ignore: PatternMatcher | None, memo: MemoRun | None) -> int:
-    from builder.execute import BuildBackend, BuildOptions, StepFailed, execute
+    from builder.execute import BuildBackend, BuildOptions, StepFailed, execute, start_prehash
     from builder.export import ExportError, export
     from builder.outputs import OutputError
     from builder.progress import RecordingProgress
@@ -190,8 +190,11 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     source = CliImageSource(layout, args.pull)
     bound = _cache_bound()
     started = time.time()
-    bridge = _bridge(layout) if plan.needs_registry(args.no_cache) else None
+    # The COPY sources are hashed while the client starts and the caches are imported.
+    prehash = start_prehash(opts, report.graph)
+    bridge = None
     try:
+        bridge = _bridge(layout) if plan.needs_registry(args.no_cache) else None
         with layout.lease():
             try:
                 remote = None
@@ -199,7 +202,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
                     from builder.remote_cache import import_caches
                     remote = import_caches(plan.cache_from, bridge, target, _warn)
                 backend = BuildBackend(opts, layout, source, progress, report.graph, fetcher=_LazyFetcher(),
-                                       remote=remote)
+                                       remote=remote, prehash=prehash)
                 state = execute(report.graph, backend)
                 backend.blobs_for(plan.exported_stages(backend))
                 late = _late_checks(report, backend.stages.values())
@@ -223,6 +226,8 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     except OSError as e:
         raise UserError(f"build failed: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
     finally:
+        if prehash is not None:
+            prehash.stop()
         if bridge is not None:
             bridge.close()
     if bound is not None and backend.cache_grew:

@@ -1,0 +1,122 @@
+"""The context's COPY/ADD sources selected and hashed ahead of their steps.
+
+A COPY from the context is keyed by the content of its sources, so before it can look in the
+cache its step reads and hashes every file it copies (into the ``HashCache``, which makes the
+next build's digest a walk). BuildKit transfers the context as a source of its own while the
+steps before the COPY run; hoist does the same with the part of it that is work: as soon as the
+stage graph is known, one thread walks the sources of each COPY/ADD the target needs (in build
+order) and hashes them, while the client starts, the caches are imported and the steps before
+the COPY run. The COPY step then takes that walk (``take``: waiting for it if it is still going)
+when it selected what the step would select, and its digest finds every file in the HashCache.
+
+Only what the step would read anyway is read: the sources of the stages the target needs, as
+the Dockerfile writes them when no ARG or ENV can change them (no ``$`` and no escape in a
+source or ``--exclude``), never a URL or a git source, never a file ``.dockerignore`` hides.
+Whatever goes wrong here (a source missing, a file changing) is left for the step to find and
+report: a prehash that failed is only no help. ``stop`` ends the walk between files."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.copy import CopyError, HashCache, Matcher, Selection, select_sources
+from builder.instructions import Add, Copy, Instruction
+
+# ADD sources hoist fetches rather than reads from the context (builder.remote's classify says
+# the same at the step; anything that might be one is simply not hashed ahead).
+_REMOTE_MARKS = ("://", "git@")
+
+
+@dataclass
+class _Job:
+    sources: tuple[str, ...]
+    excludes: tuple[str, ...]
+    parents: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    selection: Selection | None = None
+
+
+def _literal(words: Iterable[str]) -> bool:
+    return all("$" not in w and "\\" not in w for w in words)
+
+
+def _job_for(instr: Instruction) -> _Job | None:
+    if isinstance(instr, Copy):
+        if instr.from_stage is not None or not instr.sources:
+            return None
+        parents = instr.parents
+    elif isinstance(instr, Add):
+        if not instr.sources or any(mark in s for s in instr.sources for mark in _REMOTE_MARKS):
+            return None
+        parents = False
+    else:
+        return None
+    if not _literal(instr.sources) or not _literal(instr.excludes):
+        return None
+    return _Job(tuple(instr.sources), tuple(instr.excludes), parents)
+
+
+class ContextPrehash:
+    """The walk and hashing of the context sources of ``instructions`` (``(stage index,
+    instruction)`` in build order), in a thread of its own once ``start`` is called."""
+
+    def __init__(self, context: Path, ignore: Matcher | None, hash_cache: HashCache,
+                 instructions: Iterable[tuple[int, Instruction]]) -> None:
+        self.context, self.ignore, self.hash_cache = context, ignore, hash_cache
+        self._jobs: dict[tuple[int, int], _Job] = {}
+        for stage, instr in instructions:
+            job = _job_for(instr)
+            if job is not None:
+                self._jobs[(stage, instr.line)] = job
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def start(self) -> None:
+        if self._jobs and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="context-prehash", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for job in self._jobs.values():
+                if self._stop.is_set():
+                    return
+                try:
+                    selection = select_sources(self.context, list(job.sources), ignore=self.ignore,
+                                               excludes=job.excludes, what="context", parents=job.parents,
+                                               hash_cache=self.hash_cache)
+                    selection.hash_contents(self.hash_cache, self._stop)
+                    if not self._stop.is_set():
+                        job.selection = selection
+                except (CopyError, OSError):
+                    pass        # the step meets it again, and says so
+                finally:
+                    job.done.set()
+        finally:
+            for job in self._jobs.values():
+                job.done.set()
+
+    def take(self, stage: int, line: int, sources: Iterable[str], excludes: Iterable[str],
+             parents: bool) -> Selection | None:
+        """The selection walked ahead for the step at ``line`` of ``stage``, once its files are
+        hashed, if it was made from these (expanded) arguments; else None (the step selects)."""
+        job = self._jobs.get((stage, line))
+        if job is None or self._thread is None:
+            return None
+        if (job.sources, job.excludes, job.parents) != (tuple(sources), tuple(excludes), parents):
+            return None
+        job.done.wait()
+        selection, job.selection = job.selection, None      # taken once: a step walks its own after
+        return selection
+
+    def stop(self) -> None:
+        """End the walk (between two files) and wait for its thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
