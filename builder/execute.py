@@ -548,6 +548,7 @@ class BuildBackend:
         spec = ProcessSpec(argv=process.argv, env=env + process.proxy_env + mounts.env, cwd=process.cwd,
                            user=process.user, network=network, mounts=volumes)
         warm = self._take_warm()
+        self._prewarm(state)     # the next RUN's, while this one runs (a monitor starts in ~0.1 s)
         try:
             result = run_step(self.opts.root, chain, spec, output, warm)
         except RuntimeFailure as e:
@@ -565,7 +566,6 @@ class BuildBackend:
                            f"exit code: {result.exit_code}")
                 self.progress.error(step, message)
                 raise StepFailed(message, command, list(tail))
-            self._prewarm(state)     # the next RUN's, while this one commits
             self._commit(state, key, result)
         finally:
             result.close()

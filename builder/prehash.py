@@ -112,6 +112,10 @@ class ContextPrehash:
         if (job.sources, job.excludes, job.parents) != (tuple(sources), tuple(excludes), parents):
             return None
         job.done.wait()
+        if all(j.done.is_set() for j in self._jobs.values()):
+            # The walk is over: its thread is gone before the step goes on, so a build with no
+            # other thread still forks its RUN monitors (runtime.lifecycle).
+            self._thread.join()
         selection, job.selection = job.selection, None      # taken once: a step walks its own after
         return selection
 
