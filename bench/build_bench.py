@@ -134,6 +134,39 @@ Every row at or below BuildKit but the Debian cold row in one run of four (1.03x
 run between the first two, with BuildKit at 4.84 s): it is apt's downloads from Debian's
 mirror and dpkg (BuildKit's own apt step took 3.9-5.3 s from one run to the next), then each
 builder's commit of the 134 MB layer (BuildKit's export ~0.4 s, hoist's layer ~0.35 s).
+
+2026-12-07, rounds by turns (above), ``--skip-buildah``. Where hoist's time went, against
+BuildKit's ``--progress plain`` timings: BuildKit transfers the context (~1 s for 3,000 files)
+while the RUNs before the COPY run; hoist hashed it inside the COPY step, after them. A short
+RUN waited for the next monitor's start-up (~0.1 s). dpkg's flushes of every file it unpacks
+cost the apt step ~0.4-1 s. Four changes, the whole table after each (ratios of medians, then
+each round's):
+
+- a build step's fsync and its kin answer 0 without flushing (``runtime.step``, the step's
+  seccomp filter; containers keep them): the apt step's dpkg phase 3.4-5.2 s before,
+  2.1-2.8 s after, BuildKit's 2.6-4.0 s in the same rounds;
+- a small file's tar entry made from its stat and read whole (``layers._UpperWriter``): the
+  50 MB COPY's upper_diff 0.18 -> 0.10 s, the Debian apt layer 0.52 -> 0.45 s;
+- the COPY sources walked and hashed ahead, while the client starts and the RUNs before the
+  COPY run (``builder/prehash.py``): cold, 6 rounds by turns, medians 2.43 -> 2.30 s;
+- a RUN starts the next RUN's monitor as it begins: ten ``RUN echo N``, 0.92 -> 0.54 s.
+
+::
+
+                        fsync      + tar entries  + prehash    + monitor    the same, again
+    cold                0.96x      1.15x          1.10x        0.88x        0.84x
+                        .31 .96 1.64  .95 1.44 1.12  .90 .71 1.10  .80 .88 .95  .51 .96 .84
+    cached              0.69x      0.65x          0.43x        0.63x        0.72x
+    one file changed    0.98x      0.94x          0.78x        0.62x        0.61x
+                        .29 1.13 .95  .76 1.01 .92  .76 .87 .78  .74 .54 .85  .37 .61 .86
+    debian cold         0.94x      1.08x          1.12x        0.97x        0.96x
+                        .93 .91 1.09  1.30 1.08 1.09  .89 1.14 1.19  .85 .97 1.00  1.13 .89 .96
+    debian cached       0.97x      1.02x          0.66x        0.93x        0.96x
+
+BuildKit's own medians in those runs: cold 1.41-2.53 s, one file 0.65-1.10 s, Debian cold
+6.04-7.42 s; hoist's after the four: cold 1.87-2.12 s, one file 0.63-0.68 s, Debian cold
+6.94-7.23 s. The Debian cold row stays the closest: apt's downloads and dpkg are the same work
+in both, and a round's mirror speed moves it by more than what is left to either builder.
 """
 
 from __future__ import annotations

@@ -124,3 +124,5 @@ class ContextPrehash:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        for job in self._jobs.values():
+            job.selection = None        # walks no step took
