@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Dockerd, MotoS3, absent
+from tests.peers import Dockerd, MotoS3, absent, remove_scratch
 
 # `hoist run` without --network joins the default bridge, as docker's: a bridge, NAT rules and an
 # address in the namespace it runs in. The suite runs in the machine's own namespace, so there the
@@ -23,22 +23,25 @@ def dockerd() -> Iterator[Dockerd]:
     """One private Docker engine for the whole session (started on first use)."""
     base = Path(tempfile.mkdtemp(prefix="hoist-dockerd-", dir="/tmp"))
     engine = Dockerd(base)
-    engine.start()
     try:
+        engine.start()
         yield engine
     finally:
         engine.stop()
+        remove_scratch(base)      # its data root: ~450 MB after a run
 
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[MotoS3]:
     """One moto S3 server for the whole session; tests make their own buckets."""
-    server = MotoS3(Path(tempfile.mkdtemp(prefix="hoist-moto-", dir="/tmp")))
-    server.start()
+    base = Path(tempfile.mkdtemp(prefix="hoist-moto-", dir="/tmp"))
+    server = MotoS3(base)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        remove_scratch(base)
 
 
 @pytest.fixture(scope="session")

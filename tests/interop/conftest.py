@@ -10,7 +10,7 @@ from typing import Protocol
 
 import pytest
 
-from tests.peers import Distribution
+from tests.peers import Distribution, remove_scratch
 from tests.registry.http import ServerProcess
 
 
@@ -36,6 +36,7 @@ def registry_server(request: pytest.FixtureRequest) -> Iterator[RegistryUnderTes
         yield server
     finally:
         server.stop()
+        remove_scratch(base)
 
 
 @pytest.fixture(scope="module")

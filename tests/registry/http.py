@@ -5,9 +5,11 @@ Paths come from ``registry.routes``; this only sends requests and reads response
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -124,6 +126,8 @@ class ServerProcess:
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)      # one per server started: they added up under /tmp
 
 
 def htpasswd_registry(base: Path, users: dict[str, str], realm: str = "hoist-registry") -> ServerProcess:
