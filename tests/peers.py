@@ -13,13 +13,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def absent(reason: str) -> None:
+def absent(reason: str) -> NoReturn:
     """Fail under CI, skip visibly elsewhere."""
     if IN_CI:
         pytest.fail(f"required peer missing in CI: {reason}", pytrace=False)
