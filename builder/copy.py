@@ -1524,9 +1524,7 @@ class _Dest:
                 self.writers.add(tuple(parts[:-1]), pfd, lambda fd: self._write_file(
                     selection, srcfd, fd, name, where, parts, e, record))
             elif self.writers is not None:
-                began = time.perf_counter_ns()
-                self._write_file(selection, srcfd, pfd, name, where, parts, e, record)
-                self.writers.took(time.perf_counter_ns() - began)
+                self.writers.took(self._write_file(selection, srcfd, pfd, name, where, parts, e, record))
             else:
                 self._write_file(selection, srcfd, pfd, name, where, parts, e, record)
             links[(item_index, e.rel)] = list(parts)
@@ -1552,11 +1550,13 @@ class _Dest:
             os.utime(name, ns=(e.atime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _write_file(self, selection: Selection, srcfd: int, pfd: int, name: str, where: str, parts: list[str],
-                    e: Entry, record: list[object] | None) -> None:
+                    e: Entry, record: list[object] | None) -> int:
         """Create the regular file ``name`` in ``pfd`` and fill it from ``e`` (inline, or in a
-        writer thread)."""
+        writer thread); returns how long the create took (ns: ``_Writers.took``)."""
+        began = time.perf_counter_ns()
         fd = self._make(pfd, name, where, lambda: os.open(
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
+        made = time.perf_counter_ns() - began
         try:
             if e.data is not None:
                 _write_all(fd, e.data)
@@ -1572,6 +1572,7 @@ class _Dest:
             self.set_meta_fd(fd, e)
         finally:
             os.close(fd)
+        return made
 
     def put_dir(self, parts: list[str], e: Entry | None) -> None:
         """Make sure directory ``parts`` exists (created with ``e``'s metadata, or an existing
@@ -1609,20 +1610,26 @@ class _Dest:
 
 
 class _Writers:
-    """Worker threads that create and fill a copy's regular files. Making an inode waits on the
-    file system (its bitmaps and inode tables read in, its journal) far more than it computes,
-    and the kernel makes one directory's entries one at a time (its lock): 3,000 files in 60
-    directories of a busy ext4 took 1.76 s one at a time, 1.52 s by eight threads in walk order
-    and 0.70 s by eight threads each in another directory. So the files go to the workers in
-    batches, one per run of files with the same parent (a tree's walk lists a directory's files
-    together), several directories at once.
+    """Worker threads that create and fill a copy's regular files, for file systems where
+    making an inode is slow, and the kernel makes one directory's entries one at a time (its
+    lock): 3,000 files in 60 directories took 1.76 s one at a time, 1.52 s by eight threads in
+    walk order and 0.70 s by eight threads each in another directory. So the files go to the
+    workers in batches, one per run of files with the same parent (a tree's walk lists a
+    directory's files together), several directories at once.
 
-    Where making a file is quick (a quiet disk, a tmpfs: ~30 us), the threads only add their
-    handovers and the GIL: the same copy into a tmpfs took 0.20 s by threads against 0.095 s
-    alone. So files are written in line and timed, and the threads take over (for the rest of
-    the copy) once a run of ``WINDOW`` files took more than ``SLOW_NS`` each on average: the
-    disk's latency moves within one copy (here the first 32 files of 3,000 took ~145 us each
-    and the copy ~850 us a file).
+    What made inodes slow here: ext4 without a journal (this machine's root) skips, for each
+    inode it allocates, every free inode of the group deleted in the last 5 s (305 s while
+    its inode table block is dirty: fs/ext4/ialloc.c, ``recently_deleted``), scanning from
+    the group's start each time: after a tree of 3,000 files was deleted, each create took
+    0.4-1.3 ms of kernel CPU against ~25 us on a fresh file system. Threads put both cores on
+    those scans (the same copy 2.05-2.10 s in line, 1.18-1.75 s by threads, 2026-12-07).
+
+    Where making a file is quick, the threads only add their handovers and the GIL (the same
+    copy on a fresh ext4: 0.44-0.70 s in line, 0.72-0.91 s by threads; into a tmpfs 0.095 s
+    against 0.20 s). So files are written in line, their creates timed (the create alone: the
+    rest of a file's cost is this process's own, which threads do not share out), and the
+    threads take over (for the rest of the copy) once a run of ``WINDOW`` creates took more
+    than ``SLOW_NS`` each on average: the latency moves within one copy.
 
     A copy hands files over only within one source item, whose paths are all different (the
     tree is walked once), and drains before anything that could touch a pending path: a hardlink
@@ -1642,21 +1649,21 @@ class _Writers:
         self._pending: deque[Any] = deque()
         self._parent: tuple[str, ...] | None = None
         self._fd = -1                          # the batch's own descriptor of its parent
-        self._batch: list[Callable[[int], None]] = []
+        self._batch: list[Callable[[int], object]] = []
 
     def wanted(self) -> bool:
         """Whether the next file goes to the threads."""
         return self.parallel
 
     def took(self, ns: int) -> None:
-        """A file written in line took ``ns``."""
+        """The create of a file written in line took ``ns``."""
         self.timed += 1
         self.spent_ns += ns
         if self.timed == self.WINDOW:
             self.parallel = self.spent_ns > self.SLOW_NS * self.WINDOW
             self.timed = self.spent_ns = 0
 
-    def add(self, parent: tuple[str, ...], pfd: int, write: Callable[[int], None]) -> None:
+    def add(self, parent: tuple[str, ...], pfd: int, write: Callable[[int], object]) -> None:
         """Queue ``write(parent_fd)``, a file of the directory ``parent`` (open as ``pfd``, which
         the caller keeps: the batch writes through a duplicate of its own). Raises if an earlier
         write failed."""
@@ -1705,7 +1712,7 @@ class _Writers:
             self._pool = None
 
 
-def _run_batch(fd: int, batch: list[Callable[[int], None]]) -> None:
+def _run_batch(fd: int, batch: list[Callable[[int], object]]) -> None:
     """One directory's files, in order; the first failure stops the batch (and the copy)."""
     try:
         for write in batch:
