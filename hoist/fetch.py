@@ -21,12 +21,15 @@ import os
 import ssl
 from pathlib import Path
 
-import aiohttp
 from yarl import URL
 
 from builder.source import Download, FetchError
 from registry.client.errors import ConfigurationError
+from registry.client.lazytls import deferred_default_cas
 from registry.client.tls import tls_context
+
+with deferred_default_cas():    # aiohttp's import-time CA loads, deferred to first use
+    import aiohttp
 
 MAX_REDIRECTS = 10
 CHUNK = 64 << 10

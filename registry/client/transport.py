@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from registry.client.auth import Request
 from registry.client.auth import Response as ResponseHead
 from registry.client.errors import ConnectionLost, PlainHTTP, RegistryUnreachable
+from registry.client.lazytls import deferred_default_cas
+
+with deferred_default_cas():    # aiohttp's import-time CA loads (~0.1 s), deferred to first use
+    import aiohttp
 
 if TYPE_CHECKING:
     from aiohttp import web
