@@ -868,6 +868,22 @@ class HashCache:
         self._used.add(key)
         self._dirty = True
 
+    def mark(self) -> dict[str, list]:
+        """What ``changes`` compares with: the entries as they are now (a shallow copy)."""
+        return dict(self._entries)
+
+    def changes(self, since: dict[str, list]) -> dict[str, list]:
+        """The entries added or replaced since ``mark`` returned ``since``."""
+        return {k: v for k, v in self._entries.items() if since.get(k) is not v}
+
+    def merge(self, changes: dict[str, list]) -> None:
+        """Take another HashCache's ``changes`` (builder.prehash's child: entries it made as
+        ``put`` makes them; each is still checked against the file at every use)."""
+        if changes:
+            self._entries.update(changes)
+            self._used.update(changes)
+            self._dirty = True
+
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return

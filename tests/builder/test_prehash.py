@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 from pathlib import Path
 
-from builder.copy import HashCache, select_sources
+import pytest
+
+from builder.copy import HashCache, Selection, select_sources
 from builder.dockerfile import parse_dockerfile
 from builder.dockerignore import PatternMatcher
 from builder.prehash import ContextPrehash
@@ -127,7 +130,7 @@ def test_stop_ends_the_walk_between_files(tmp_path: Path) -> None:
 
     HashCache.put = slow_put  # type: ignore[method-assign]
     try:
-        prehash.start()
+        prehash.start(fork=False)       # in this process, so the puts can be watched
         assert gate.wait(30)
         prehash.stop()
         stopped_at = reads
@@ -139,3 +142,68 @@ def test_stop_ends_the_walk_between_files(tmp_path: Path) -> None:
 
 def test_nothing_to_walk_without_context_sources(tmp_path: Path) -> None:
     assert not _prehash(tmp_path, text="FROM scratch\nCOPY --from=busybox /bin /bin\n", target=None)
+
+
+def _shape(selection: Selection) -> list[tuple[object, ...]]:
+    return [(g.pattern, item.name, e.rel, e.src, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.ctime_ns, e.dev, e.ino,
+             e.nlink, e.link, e.xattrs, e.hardlink) for g in selection.groups for item in g.items for e in item.entries]
+
+
+def _forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() forks only when the process has no other thread; pytest's may have some."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
+def test_forked_child_walks_and_hashes_as_the_thread_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _context(tmp_path, files=300)
+    ignore = PatternMatcher(["app/secret.key"])
+    in_thread = _prehash(ctx, ignore)
+    in_thread.start(fork=False)
+    expected = in_thread.take(1, 10, ["app/"], ["*.log"], False)
+    _forking(monkeypatch)
+    forked = _prehash(ctx, ignore)
+    forked.start()
+    assert forked._child is not None
+    pid = forked._child.pid
+    got = forked.take(1, 10, ["app/"], ["*.log"], False)
+    assert got is not None and expected is not None
+    assert _shape(got) == _shape(expected)      # as walked in this process (atimes aside: the first read moved them)
+    for i in range(300):
+        f = ctx / "app" / "sub" / f"f{i}.txt"
+        assert _hashed(forked.hash_cache, f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert _hashed(forked.hash_cache, ctx / "data.txt") == hashlib.sha256(b"data\n").hexdigest()
+    assert _hashed(forked.hash_cache, ctx / "app" / "secret.key") is None      # ignored: never read
+    forked.stop()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)      # reaped
+
+
+def test_a_child_that_dies_is_only_no_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _context(tmp_path, files=3000)
+    _forking(monkeypatch)
+    prehash = _prehash(ctx)
+    prehash.start()
+    assert prehash._child is not None
+    os.kill(prehash._child.pid, signal.SIGKILL)
+    done = threading.Event()
+    taken: list[object] = []
+    threading.Thread(target=lambda: (taken.append(prehash.take(1, 10, ["app/"], ["*.log"], False)), done.set()),
+                     daemon=True).start()
+    assert done.wait(30), "take() waited for a dead child"
+    selection = taken[0]
+    if selection is not None:       # the child had answered before it was killed: a whole answer
+        assert len(selection.items[0].entries) == 3000 + 3     # app/, sub/, the files, secret.key
+    prehash.stop()
+
+
+def test_stop_kills_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _context(tmp_path, files=3000)
+    _forking(monkeypatch)
+    prehash = _prehash(ctx)
+    prehash.start()
+    assert prehash._child is not None
+    pid = prehash._child.pid
+    prehash.stop()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert prehash.take(1, 10, ["app/"], ["*.log"], False) is None
