@@ -185,9 +185,7 @@ import argparse
 import compileall
 import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -198,7 +196,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.builder.differential import BASE_REF, Buildah, BuildError, BuildKit, Hoist, write_base_archive  # noqa: E402
 from tests.interop.test_build_debian import debian_base_archive, debootstrap, write_debian_project  # noqa: E402
-from tests.peers import Dockerd  # noqa: E402
+from tests.peers import Dockerd, remove_scratch  # noqa: E402
 
 Builder = BuildKit | Buildah | Hoist
 
@@ -230,8 +228,18 @@ def make_project(root: Path, files: int, mb: int, seed: int = 7) -> Path:
 
 
 def quiesce() -> None:
-    """Flush what the previous build left dirty, so no builder pays for another's writeback (a
-    prune's deletes, 50 MB of layers) in its timed run."""
+    """Flush what the previous build left dirty, so no builder pays for another's writeback
+    (50 MB of layers) in its timed run.
+
+    The benches delete nothing before their last timed run (each fresh builder gets a new
+    root, BuildKit a new engine on a new data root), because on this machine's root file
+    system (ext4 without a journal) a deletion slows the next creates for minutes: for each
+    inode it allocates, ext4 then skips every free inode of the block group deleted in the last
+    5 s, or 305 s while the inode's table block is dirty (fs/ext4/ialloc.c, recently_deleted),
+    scanning from the group's start each time. After a 3,000-file tree was deleted, each create
+    took 0.4-1.3 ms of kernel CPU against ~25 us on a fresh file system, so a builder that ran
+    after a prune or a removed root paid for it by the file (2026-12-07). A fresh runner has
+    deleted nothing."""
     os.sync()
     time.sleep(1)
 
@@ -261,19 +269,30 @@ def _failed(e: BuildError) -> str:
 Rounds = dict[str, dict[str, list[float | str]]]   # row -> builder -> one figure a round
 
 
-def fresh_builder(name: str, work: Path, dockerd: Dockerd, n: int, bases: list[Path]) -> Builder:
-    """Builder ``name`` with nothing cached, the ``bases`` loaded (not timed): BuildKit's cache
-    pruned and the previous round's images removed; a new root for hoist and buildah."""
+def warm_up_buildkit(dockerd: Dockerd) -> None:
+    """One BuildKit build of a one-file context on a new engine, so that no timed build pays
+    for the engine's first build (a runner's daemon has been up since it booted)."""
+    warm = dockerd.base / "warm-up"
+    warm.mkdir(exist_ok=True)
+    (warm / "Dockerfile").write_text("FROM scratch\nCOPY x /x\n")
+    (warm / "x").write_text("x\n")
+    dockerd("build", "-q", "-t", "warm-up", str(warm), env={"DOCKER_BUILDKIT": "1"})
+
+
+def fresh_builder(name: str, work: Path, engines: list[Dockerd], n: int, bases: list[Path]) -> Builder:
+    """Builder ``name`` with nothing cached, the ``bases`` loaded (not timed): for BuildKit a
+    new Docker engine on a new data root (the last one stopped), a new root for hoist and
+    buildah. Nothing is deleted until the end (see ``quiesce``)."""
     b: Builder
     if name == "buildkit":
-        dockerd("builder", "prune", "-af")
-        subprocess.run([dockerd.docker, "rmi", "-f", "bench:1", "bench-debian:1"], capture_output=True,
-                       env=dict(os.environ, DOCKER_HOST=f"unix://{dockerd.socket}",
-                                DOCKER_CONFIG=str(dockerd.base / "client-config")))
+        if engines:
+            engines[-1].stop()
+        dockerd = Dockerd(work / f"dockerd-{n}")
+        engines.append(dockerd)
+        dockerd.start()
+        warm_up_buildkit(dockerd)
         b = BuildKit(dockerd.socket, dockerd.base / "client-config", dockerd.docker)
     else:
-        for old in work.glob(f"{name}-*"):
-            shutil.rmtree(old, ignore_errors=True)
         b = Hoist(work / f"{name}-{n}") if name == "hoist" else Buildah(work / f"{name}-{n}")
     for base in bases:
         b.load_base(base)
@@ -330,9 +349,8 @@ def main() -> int:
         compileall.compile_dir(str(REPO / package), quiet=1)
 
     work = Path(tempfile.mkdtemp(prefix="hoist-build-bench-", dir="/tmp"))
-    dockerd = Dockerd(work / "dockerd")
+    engines: list[Dockerd] = []
     try:
-        dockerd.start()
         archive = write_base_archive(work / "base.tar")
         project = make_project(work / "project", args.files, args.mb)
         names = ["buildkit", "hoist"] + ([] if args.skip_buildah else ["buildah"])
@@ -341,8 +359,7 @@ def main() -> int:
         if not args.skip_debian:
             if args.debian_base is None:
                 rootfs = debootstrap(work / "debian-rootfs")
-                bases.append(debian_base_archive(rootfs, work / "debian.tar"))
-                shutil.rmtree(rootfs)
+                bases.append(debian_base_archive(rootfs, work / "debian.tar"))    # rootfs: removed at the end
             else:
                 bases.append(args.debian_base)
             debian_project = write_debian_project(work / "debian-project")
@@ -352,14 +369,15 @@ def main() -> int:
         for n in range(max(1, args.rounds)):
             # Who goes first turns each round: the first builder of a round finds the disk quieter.
             for name in names[n % len(names):] + names[:n % len(names)]:
-                b = fresh_builder(name, work, dockerd, n, bases)
+                b = fresh_builder(name, work, engines, n, bases)
                 bench_reference(b, project, rows, name, args.repeat)
                 if debian_project is not None:
                     bench_debian(b, debian_project, rows, name, args.repeat)
         _print(rows, names, args)
     finally:
-        dockerd.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        for engine in engines:
+            engine.stop()
+        remove_scratch(work)
     return 0
 
 

@@ -74,7 +74,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -85,9 +84,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.build_bench import make_project, quiesce  # noqa: E402
+from bench.build_bench import make_project, quiesce, warm_up_buildkit  # noqa: E402
 from tests.builder.differential import BASE_REF, write_base_archive  # noqa: E402
-from tests.peers import Distribution, Dockerd  # noqa: E402
+from tests.peers import Distribution, Dockerd, remove_scratch  # noqa: E402
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> str:
@@ -99,7 +98,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> str:
 
 class HoistRunner:
     def __init__(self, root: Path) -> None:
-        shutil.rmtree(root, ignore_errors=True)
+        assert not root.exists(), root      # a fresh runner: a new root (nothing deleted: quiesce)
         self.env = {"HOIST_ROOT": str(root), "SOURCE_DATE_EPOCH": "1700000000"}
 
     def build(self, *args: str) -> None:
@@ -107,16 +106,16 @@ class HoistRunner:
 
 
 class BuildKitRunner:
-    def __init__(self, dockerd: Dockerd) -> None:
-        self.dockerd = dockerd
-        self.env = {"DOCKER_BUILDKIT": "1"}
+    """BuildKit on a fresh runner: a Docker engine of its own, with a new data root (no build
+    cache, no images) that has built nothing of the project (one build of a one-file context
+    first, so the engine's own start-up is not timed)."""
 
-    def fresh(self) -> None:
-        """A fresh runner: no build cache, no images."""
-        self.dockerd("builder", "prune", "-af")
-        ids = self.dockerd("images", "-aq").stdout.decode().split()
-        if ids:
-            self.dockerd("rmi", "-f", *sorted(set(ids)))
+    env = {"DOCKER_BUILDKIT": "1"}
+
+    def __init__(self, base: Path) -> None:
+        self.dockerd = Dockerd(base)
+        self.dockerd.start()
+        warm_up_buildkit(self.dockerd)
 
     def build_and_push(self, project: Path, tag: str, cache_from: str | None) -> None:
         args = ["build", "--network", "host", "-q", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", tag]
@@ -124,6 +123,9 @@ class BuildKitRunner:
             args += ["--cache-from", cache_from]
         self.dockerd(*args, str(project), env=self.env, timeout=1800)
         self.dockerd("push", tag, timeout=1800)
+
+    def stop(self) -> None:
+        self.dockerd.stop()
 
 
 def main() -> int:
@@ -137,28 +139,28 @@ def main() -> int:
         compileall.compile_dir(str(REPO / package), quiet=1)
 
     work = Path(tempfile.mkdtemp(prefix="hoist-ci-bench-", dir="/tmp"))
-    dockerd = Dockerd(work / "dockerd")
     registry = Distribution(work / "registry-root", work / "registry")
+    runners: list[BuildKitRunner] = []
     try:
-        dockerd.start()
         registry.start()
         reg = registry.addr
         base = f"{reg}/lib/busybox:hoist-test"
-        dockerd("load", "-i", str(write_base_archive(work / "base.tar")))
-        dockerd("tag", BASE_REF, base)
-        dockerd("push", base)
+        seed = BuildKitRunner(work / "dockerd-seed")
+        runners.append(seed)
+        seed.dockerd("load", "-i", str(write_base_archive(work / "base.tar")))
+        seed.dockerd("tag", BASE_REF, base)
+        seed.dockerd("push", base)
         project = make_project(work / "project", args.files, args.mb)
         dockerfile = project / "Dockerfile"
         dockerfile.write_text(dockerfile.read_text().replace(f"FROM {BASE_REF}", f"FROM {base}"))
         changed = project / "src" / "pkg0" / "file0.txt"
         cache = f"{reg}/bench/cache:main"
-        buildkit = BuildKitRunner(dockerd)
 
         # The previous commit's build publishes each cache (not timed).
         HoistRunner(work / "hoist-a").build("--cache-to", f"type=registry,ref={cache},mode=max",
                                             "-t", f"{reg}/bench/app:hoist-prev", "--push", str(project))
-        buildkit.fresh()
-        buildkit.build_and_push(project, f"{reg}/bench/app:bk-prev", None)
+        seed.build_and_push(project, f"{reg}/bench/app:bk-prev", None)
+        seed.stop()
 
         rows: dict[str, dict[str, list[float]]] = {}
         original = changed.read_bytes()
@@ -173,12 +175,13 @@ def main() -> int:
                     start = time.perf_counter()
                     hoist.build("--cache-from", cache, "-t", f"{reg}/bench/app:hoist-{n}", "--push", str(project))
                     hoist_s = time.perf_counter() - start
-                    shutil.rmtree(work / f"hoist-b-{n}")
-                    buildkit.fresh()
+                    buildkit = BuildKitRunner(work / f"dockerd-{n}")
+                    runners.append(buildkit)
                     quiesce()
                     start = time.perf_counter()
                     buildkit.build_and_push(project, f"{reg}/bench/app:bk-{n}", f"{reg}/bench/app:bk-prev")
                     buildkit_s = time.perf_counter() - start
+                    buildkit.stop()
                 finally:
                     changed.write_bytes(original)
                 r = rows.setdefault(row, {"hoist": [], "buildkit": []})
@@ -193,8 +196,9 @@ def main() -> int:
             print(f"{name:<34}{h:>10.2f} s{b:>10.2f} s{h / b:>15.2f}x   {each}")
     finally:
         registry.stop()
-        dockerd.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        for runner in runners:
+            runner.stop()
+        remove_scratch(work)
     return 0
 
 
