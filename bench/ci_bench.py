@@ -67,6 +67,24 @@ and 0.21x. Two later runs of the same tree: 0.60x (0.45 / 0.67 / 0.95) and, 5 ro
 day's prehash and monitor changes (d7b2aaa) timed the same then, by turns (medians 2.29 s and
 2.22 s, 4 rounds): the fresh runner's COPY makes 3,000 files, 1.4-1.9 s on this disk then
 against ~1.0 s in the first runs.
+
+2026-12-07, later: that disk time was this machine's file system, not the disk. Its root is
+ext4 without a journal, which for each inode it allocates skips every free inode of the
+group deleted in the last 5 s (305 s while its table block is dirty), scanning from the
+group's start: after a 3,000-file tree was deleted, each create took 0.4-1.3 ms of kernel CPU
+(~25 us on a fresh file system). The bench removed hoist's root and pruned BuildKit right
+before the other's fresh build, so each paid for the one before it, BuildKit (6,000 inodes)
+the most. Now nothing is deleted until the end: each hoist runner has a new root, each
+BuildKit runner a new engine on a new data root (one one-file build first, untimed). The same
+tree then: same commit 0.57x / 0.47x, one file changed 0.78x / 0.69x (BuildKit 3.17 / 4.13 s,
+hoist 2.48 / 2.87 s). Three changes since (each file's create timed alone for the writer
+threads, which on a quick file system only cost: the copy 0.83-0.91 s -> 0.40-0.46 s;
+aiohttp's import-time CA loads deferred, ~0.08 s; the COPY sources walked and hashed in a
+forked child, off the main thread's GIL): same commit 0.41x (0.47 / 0.37 / 0.40; hoist
+0.84 s, BuildKit 2.04 s), one file changed 0.66x (0.73 / 0.66 / 0.66; hoist 2.25 s, BuildKit
+3.39 s). Where the one-file build goes now (phase timers, a fresh ext4, 1.9 s): start-up and
+the frontend 0.29 s, the client 0.18 s, the COPY's wait for its digests 0.06 s, the copy
+0.42 s, its diff_id 0.18 s, the RUN after it 0.33 s, the second stage and the push 0.14 s.
 """
 
 from __future__ import annotations

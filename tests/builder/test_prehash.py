@@ -178,11 +178,17 @@ def test_forked_child_walks_and_hashes_as_the_thread_does(tmp_path: Path, monkey
         os.waitpid(pid, os.WNOHANG)      # reaped
 
 
-def test_a_child_that_dies_is_only_no_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = _context(tmp_path, files=3000)
+def _started_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ContextPrehash:
+    """A prehash of 3,000 files, started in a child."""
     _forking(monkeypatch)
-    prehash = _prehash(ctx)
+    prehash = _prehash(_context(tmp_path, files=3000))
     prehash.start()
+    assert prehash._child is not None
+    return prehash
+
+
+def test_a_child_that_dies_is_only_no_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prehash = _started_child(tmp_path, monkeypatch)
     assert prehash._child is not None
     os.kill(prehash._child.pid, signal.SIGKILL)
     done = threading.Event()
@@ -197,10 +203,7 @@ def test_a_child_that_dies_is_only_no_help(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_stop_kills_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = _context(tmp_path, files=3000)
-    _forking(monkeypatch)
-    prehash = _prehash(ctx)
-    prehash.start()
+    prehash = _started_child(tmp_path, monkeypatch)
     assert prehash._child is not None
     pid = prehash._child.pid
     prehash.stop()
