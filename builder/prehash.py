@@ -22,7 +22,8 @@ So when the build has no other thread yet, the work is done by a forked child (`
 instead, on the other core, which sends back each job's selection and the digests it added to
 its copy of the HashCache (``HashCache.changes``); a thread of the build only receives them.
 The child keys each digest by what it read, exactly as the thread would; it writes nothing
-(the build saves the HashCache), dies with the build, and its failure is only no help."""
+(the build saves the HashCache), stops between files once the build is gone, and its failure
+is only no help."""
 
 from __future__ import annotations
 
@@ -172,6 +173,18 @@ class ContextPrehash:
             job.selection = None        # walks no step took
 
 
+class _ParentGone(threading.Event):
+    """The child's stop: set once the build that forked it is gone (hash_contents asks between
+    files; a write to the pipe of a build that is gone fails, which ends the child too)."""
+
+    def __init__(self, parent: int) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return os.getppid() != self.parent
+
+
 class _Child:
     """The forked child that walks and hashes for a ``ContextPrehash``, and its pipe."""
 
@@ -182,6 +195,7 @@ class _Child:
     @classmethod
     def fork(cls, prehash: ContextPrehash) -> _Child:
         r, w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -192,10 +206,8 @@ class _Child:
             code = 1
             try:
                 os.close(r)
-                from runtime import linux
-
-                linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                prehash._stop = _ParentGone(parent)
                 with os.fdopen(w, "wb") as out:
                     for key, job in prehash._jobs.items():
                         since = prehash.hash_cache.mark()

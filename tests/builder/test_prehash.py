@@ -210,3 +210,10 @@ def test_stop_kills_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     assert prehash.take(1, 10, ["app/"], ["*.log"], False) is None
+
+
+def test_the_child_stops_once_its_build_is_gone() -> None:
+    from builder.prehash import _ParentGone
+
+    assert not _ParentGone(os.getppid()).is_set()               # its build is there
+    assert _ParentGone(os.getppid() + 1).is_set()               # it was reparented: the build is gone
