@@ -177,6 +177,20 @@ Debian cold), then one of 5 rounds::
     debian cached       0.77x      0.76x      0.93x
 
 Every median at or below BuildKit's, but not every round: the Debian cold row is at parity.
+
+2026-12-07, later: the rounds above paid for this machine's file system (``quiesce``: after a
+prune or a removed root, each new inode cost 0.4-1.3 ms of kernel CPU), BuildKit the most, and
+the copy's writer threads started on any file system (``copy._Writers`` now times the create
+alone). Nothing is deleted before the last timed run now (each builder a new root, BuildKit a
+new engine on a new data root), the COPY sources are walked and hashed in a forked child, and
+aiohttp's CA loads are deferred. ``--skip-buildah``, one run::
+
+                        BuildKit (s)    hoist (s)       hoist/BuildKit   per round
+    cold                3.20            2.42            0.75x            .73 1.01 .64
+    cached              0.30            0.17            0.59x            .64 .68 .59
+    one file changed    1.78            1.13            0.63x            .69 .66 .62
+    debian cold         11.60           10.35           0.89x            .99 .89 .88
+    debian cached       0.14            0.14            0.98x            1.20 .98 .83
 """
 
 from __future__ import annotations
