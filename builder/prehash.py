@@ -227,7 +227,7 @@ class _Child:
             while True:
                 try:
                     key, selection, changes = pickle.load(f)
-                except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+                except Exception:       # the end, or a child that died mid-answer: no more help
                     return
                 yield key, selection, changes
 
