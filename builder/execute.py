@@ -230,6 +230,11 @@ class BuildBackend:
         from runtime.stepowners import clean_stale
 
         clean_stale(opts.root)
+        # Snapshots are written unsynced and synced in the background (runtime.unsynced).
+        from runtime.unsynced import UnsyncedWrites
+
+        self.unsynced = UnsyncedWrites(opts.root)
+        self.unsynced.open()
         self.stages: dict[int, StageState] = {}
         self.counters: dict[int, int] = {}
         self.blob_dir = layout.root / "blobs" / "sha256"
@@ -416,6 +421,12 @@ class BuildBackend:
         self._put(key, layer, chain_id)
         self.recorder.record(state.node.stage.index, key, layer)
         state.layers.append(layer)
+
+    def close(self, wait: bool = True) -> OSError | None:
+        """Once the build is done with the store: its snapshots synced to disk
+        (``runtime.unsynced``; ``wait=False``: by a detached ``sync -f``); the writeback error
+        that kept them from it, if one did."""
+        return self.unsynced.close(wait)
 
     def _put(self, key: str, layer: LayerRef, chain_id: str) -> None:
         if layer.lazy:

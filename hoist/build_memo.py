@@ -101,6 +101,9 @@ class MemoRun:
         from hoist.config import local_store
 
         layout = local_store()
+        from runtime.unsynced import recover
+
+        recover(hoist_root() / "snapshots")     # what a crash cut short is no answer (runtime.unsynced)
         try:
             with layout.lease():
                 manifest = memo.still_valid(layout, hoist_root() / "cache" / "build", hoist_root() / "snapshots")

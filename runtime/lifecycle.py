@@ -28,6 +28,7 @@ from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, 
 from runtime.image import Image, load_image
 from runtime.restart import RestartPolicy
 from runtime.snapshots import SnapshotStore, plan_rootfs
+from runtime.unsynced import recover as recover_unsynced
 from runtime.spec import (
     ContainerSpec,
     Limits,
@@ -132,6 +133,7 @@ class Runtime:
         self.root = Path(root)
         self.images_dir = self.root / "images"
         self.snapshots = SnapshotStore(self.root / "snapshots", unpack_limits)
+        recover_unsynced(self.snapshots.root)     # what a crash cut short goes first
         self.containers = ContainerStore(self.root / "containers")
         self.use_overlay = use_overlay and os.environ.get("HOIST_NO_OVERLAY", "") == ""
 
@@ -150,12 +152,14 @@ class Runtime:
             raise
 
     def create_from_spec(self, spec: ContainerSpec, chain: list[Path],
-                         store: ContainerStore | None = None) -> Container:
+                         store: ContainerStore | None = None, volatile: bool = False) -> Container:
         """Write the folder of a container that runs ``spec`` on the snapshots ``chain`` (lowest
-        first), in ``store`` (default: the containers ``hoist ps`` lists)."""
+        first), in ``store`` (default: the containers ``hoist ps`` lists). ``volatile``: a
+        container started once (a build step), whose overlay need not sync at unmount
+        (``runtime.unsynced``)."""
         container = (store or self.containers).reserve(spec)
         try:
-            self._prepare(container, spec, chain)
+            self._prepare(container, spec, chain, volatile)
         except BaseException:
             cgroups.remove(spec.cgroups)
             container.destroy()
@@ -222,9 +226,10 @@ class Runtime:
         return volumes.container_mounts(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
                                         volumes.VolumeStore(self.root / "volumes"), self.containers)
 
-    def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path]) -> None:
+    def _prepare(self, container: Container, spec: ContainerSpec, chain: list[Path],
+                 volatile: bool = False) -> None:
         (container.path / "rootfs").mkdir(mode=0o755, exist_ok=True)
-        plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay)
+        plan = plan_rootfs(self.snapshots, chain, container.path, self.use_overlay, volatile)
         spec.rootfs = plan.to_json()
         spec.cgroups = cgroups.create(spec.id, spec.limits, devices=[
             (d["kind"], d["major"], d["minor"], d["access"]) for d in spec.devices])

@@ -142,6 +142,12 @@ def move_mount_fd(from_fd: int, to_fd: int) -> None:
     _check(res, "move_mount")
 
 
+def syncfs(fd: int) -> None:
+    """syncfs(2): write back everything dirty of the file system ``fd`` is on, and wait (the
+    GIL is released meanwhile); raises OSError on a writeback error since the last call."""
+    _check(_libc.syncfs(ctypes.c_int(fd)), "syncfs")
+
+
 def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 

@@ -282,11 +282,17 @@ def make_private() -> None:
 
 
 def mount_overlay(target: str, cwd: str, options: str) -> None:
-    """Overlay with lowerdirs named relative to ``cwd`` (shorter option string)."""
+    """Overlay with lowerdirs named relative to ``cwd`` (shorter option string). A kernel
+    without ``volatile`` (before 5.10) mounts without it: the unmount then syncs, as before."""
     here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.chdir(cwd)
-        linux.mount("overlay", target, "overlay", MS_NODEV, options)
+        try:
+            linux.mount("overlay", target, "overlay", MS_NODEV, options)
+        except OSError as e:
+            if e.errno != errno.EINVAL or not options.endswith(",volatile"):
+                raise
+            linux.mount("overlay", target, "overlay", MS_NODEV, options.removesuffix(",volatile"))
     finally:
         os.fchdir(here)
         os.close(here)

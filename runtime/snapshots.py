@@ -197,19 +197,23 @@ def _unsafe_for_options(path: str) -> bool:
     return any(c in path for c in ",:\\\n")
 
 
-def overlay_options(lowers: list[str], upper: str, work: str) -> str:
-    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+def overlay_options(lowers: list[str], upper: str, work: str, volatile: bool = False) -> str:
+    """``volatile``: no syncfs of the upper dir's file system at unmount (nor fsync through the
+    overlay); for an upper dir used once, a build step's (``runtime.unsynced``), never for a
+    container's, whose upper and work dirs are mounted again at each start (the kernel refuses
+    to mount a work dir that was mounted volatile)."""
+    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
 
 
 def plan_rootfs(store: SnapshotStore, chain: list[Path], container_dir: Path,
-                use_overlay: bool = True) -> RootfsPlan:
+                use_overlay: bool = True, volatile: bool = False) -> RootfsPlan:
     """Pick overlay (names relative to the snapshot root, to fit more layers into one page of
     mount data) or, when overlay is off, a merged copy in ``container_dir/rootfs``."""
     upper, work = container_dir / "upper", container_dir / "work"
     if use_overlay and not any(_unsafe_for_options(str(p)) for p in (upper, work)):
         upper.mkdir(mode=0o755, exist_ok=True)
         work.mkdir(mode=0o700, exist_ok=True)
-        cwd, options = overlay_mount_data(store, chain, container_dir, upper, work)
+        cwd, options = overlay_mount_data(store, chain, container_dir, upper, work, volatile)
         return RootfsPlan("overlay", cwd=cwd, options=options)
     rootfs = container_dir / "rootfs"
     rootfs.mkdir(mode=0o755, exist_ok=True)
@@ -218,14 +222,14 @@ def plan_rootfs(store: SnapshotStore, chain: list[Path], container_dir: Path,
 
 
 def overlay_mount_data(store: SnapshotStore, chain: list[Path], folder: Path, upper: Path,
-                       work: Path) -> tuple[str, str]:
+                       work: Path, volatile: bool = False) -> tuple[str, str]:
     """(directory to mount from, overlay options) for ``chain`` (lowest first) under the upper
     and work dirs: the snapshots' names relative to the store, or, when they do not fit in a
     page, short symlinks ``folder/lowers/N`` to them (overlay follows them when it is mounted,
     as docker's overlay2 ``l/`` links); a chain past overlay's own limit (or one whose links
     still do not fit) is merged into ``folder/lower``, which goes when ``folder`` does."""
     lowers = [p.name for p in reversed(chain)] or [_empty_lower(store)]
-    options = overlay_options(lowers, str(upper), str(work))
+    options = overlay_options(lowers, str(upper), str(work), volatile)
     if len(options) <= MOUNT_DATA_MAX and all(store.root / name == layer for name, layer in
                                               zip(lowers, reversed(chain), strict=False)):
         return str(store.root), options
@@ -235,14 +239,14 @@ def overlay_mount_data(store: SnapshotStore, chain: list[Path], folder: Path, up
         links.mkdir(mode=0o700)
         for index, layer in enumerate(reversed(chain)):
             os.symlink(os.path.abspath(layer), links / str(index))
-        options = overlay_options([str(i) for i in range(len(chain))], str(upper), str(work))
+        options = overlay_options([str(i) for i in range(len(chain))], str(upper), str(work), volatile)
         if len(options) <= MOUNT_DATA_MAX:
             return str(links), options
     merged = folder / "lower"
     remove_tree(merged)
     merged.mkdir(mode=0o755)
     merge_into(chain, merged, link=True)  # a lowerdir is never written: links are safe
-    return str(folder), overlay_options([merged.name], str(upper), str(work))
+    return str(folder), overlay_options([merged.name], str(upper), str(work), volatile)
 
 
 def _empty_lower(store: SnapshotStore) -> str:

@@ -5,7 +5,8 @@
 unless ``network="host"``, network namespaces; docker's capabilities and seccomp profile,
 no_new_privs, no inherited descriptors, its own session keyring, masked /proc paths, nodev and
 nosuid binds; one difference: fsync and its kin succeed without flushing anything,
-``seccomp.for_container``'s ``sync_noop``), on an overlay of ``chain`` with a fresh upper directory. /etc/hosts,
+``seccomp.for_container``'s ``sync_noop``, and the overlay is mounted ``volatile``, so its unmount
+syncs nothing either: ``runtime.unsynced``), on an overlay of ``chain`` with a fresh upper directory. /etc/hosts,
 /etc/resolv.conf and /etc/hostname are bound into the step from the step's folder, so they are
 never part of the upper dir; the empty mount points the init had to create for them and for
 the extra mounts are removed from the upper dir afterwards, as BuildKit's mount-stub cleaner
@@ -115,7 +116,7 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
     stubs = [p.lstrip("/") for p in _ETC_FILES] + \
         [v.target.strip("/") for v in spec.volumes if v.target.strip("/")]
     missing = [s for s in stubs if not _in_chain(chain, s)]
-    container = runtime.create_from_spec(spec, chain, store)
+    container = runtime.create_from_spec(spec, chain, store, volatile=True)
     read_fd = -1
     pid = 0
     try:
@@ -226,7 +227,7 @@ def on_overlay(root: str | os.PathLike[str], chain: list[Path], fn: Callable[[Pa
     merged.mkdir(mode=0o755)
     snapshots: SnapshotStore = runtime.snapshots
     try:
-        lower_cwd, options = overlay_mount_data(snapshots, chain, folder, upper, work)
+        lower_cwd, options = overlay_mount_data(snapshots, chain, folder, upper, work, volatile=True)
     except BaseException:
         remove_tree(folder)
         raise

@@ -193,6 +193,7 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
     # The COPY sources are hashed while the client starts and the caches are imported.
     prehash = start_prehash(opts, report.graph)
     bridge = None
+    backend: BuildBackend | None = None
     try:
         bridge = _bridge(layout) if plan.needs_registry(args.no_cache) else None
         with layout.lease():
@@ -230,6 +231,9 @@ def _build(args: argparse.Namespace, report: CheckReport, name: str, context: Pa
             prehash.stop()
         if bridge is not None:
             bridge.close()
+        if backend is not None and (unsynced := backend.close(wait=False)) is not None:
+            _warn(f"the build's snapshots could not be written to disk ({unsynced.strerror or unsynced}); "
+                  "after a reboot they are unpacked or rebuilt again")
     if bound is not None and backend.cache_grew:
         from hoist.disk_usage import bound_build_cache
 
