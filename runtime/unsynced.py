@@ -10,19 +10,19 @@ machine going down, not the build) can lose it, and a cache entry, written with 
 then name a snapshot with files missing or empty.
 
 ``UnsyncedWrites`` makes that safe. A build holds a marker ``<snapshots>/.unsynced/<owner
-token>`` holding the boot id (fsynced before the build writes anything) until a syncfs that
-started after its last write has succeeded: ``close``, at the end of the build (after its
-pushes), runs it and then removes the marker and those of builds that died in this boot (their
-writes came before this sync). The CLI does not wait for that sync: a detached ``sync -f``
-writes the build's 50 MB back while the next command runs, as BuildKit's unmounts would have
-made each step wait for (syncing during the build instead, in a thread, slowed the RUN steps
-it overlapped as much as it saved). A marker whose boot id is not this
-boot's is a crash while a build's snapshots were unsynced: ``recover`` (run before a build or a
-container uses the store) removes every snapshot that came into place since that marker was
-made (its ctime, which the rename that adopts a snapshot sets), then the marker. Their blobs
-and cache entries stay: a snapshot is unpacked again from its blob, and a lazy layer's cache
-entry, whose snapshot is gone, misses (``builder.execute``). Conservative by design: snapshots
-of other builds in that window go too.
+token>`` holding the boot id (its name made durable first; one a crash left empty reads as
+another boot's) until a syncfs that started after its last write has succeeded: ``close``, at
+the end of the build (after its pushes), runs it and then removes the marker and those of builds
+that died in this boot (their writes came before this sync). The CLI does not wait for that
+sync: a detached ``sync -f`` writes the build's 50 MB back while the next command runs, as
+BuildKit's unmounts would have made each step wait for (syncing during the build instead, in a
+thread, slowed the RUN steps it overlapped as much as it saved). A marker whose boot id is not
+this boot's is a crash while a build's snapshots were unsynced: ``recover`` (run before a build
+or a container uses the store) removes every snapshot that came into place since that marker was
+made (its ctime, which the rename that adopts a snapshot sets), then the marker. Their blobs and
+cache entries stay: a snapshot is unpacked again from its blob, and a lazy layer's cache entry,
+whose snapshot is gone, misses (``builder.execute``). Conservative by design: snapshots of other
+builds in that window go too.
 
 A failed syncfs (a writeback error) keeps the marker, so the next boot treats that build's
 snapshots as lost.
@@ -137,9 +137,11 @@ class UnsyncedWrites:
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, (boot_id() + "\n").encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
+        # Renamed in whole (a reader never sees it empty); only its name is made durable (one
+        # fsync, ~10 ms on a journalled ext4): a crash may leave it empty, which names no boot,
+        # so it reads as another boot's, the safe side.
         os.replace(staging, self._marker)
         fsync_dir(folder)
         self._open = True

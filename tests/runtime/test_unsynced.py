@@ -149,3 +149,11 @@ def test_a_runtime_recovers_before_it_uses_the_store(tmp_path: Path) -> None:
     new = snapshot(tmp_path, "5" * 64)
     Runtime(tmp_path)
     assert not new.exists() and markers(tmp_path) == []
+
+
+def test_a_marker_a_crash_left_empty_is_another_boots(tmp_path: Path) -> None:
+    # Only the marker's name is made durable: after a crash its content may be gone.
+    plant(tmp_path, "b" * 16, "").write_text("")
+    later()
+    new = snapshot(tmp_path, "6" * 64)
+    assert recover(tmp_path / "snapshots") == [new]
