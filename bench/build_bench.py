@@ -191,6 +191,24 @@ aiohttp's CA loads are deferred. ``--skip-buildah``, one run::
     one file changed    1.78            1.13            0.63x            .69 .66 .62
     debian cold         11.60           10.35           0.89x            .99 .89 .88
     debian cached       0.14            0.14            0.98x            1.20 .98 .83
+
+2026-12-07, a third session: build steps mount their overlay ``volatile`` and the build syncs
+once, after it (``runtime/unsynced.py``). ``--skip-buildah``, two runs; the first started 2 min
+after a ci_bench run had removed its scratch (``quiesce``: ext4 slows creates for up to 305 s
+after a deletion), the second 5 min after the first::
+
+                        BuildKit (s)    hoist (s)       hoist/BuildKit   per round
+    cold                2.57 / 2.43     2.93 / 2.13     1.14x / 0.88x    .79 1.17 .64 / .89 .83 .84
+    cached              0.29 / 0.25     0.21 / 0.17     0.73x / 0.68x    .87 .71 .71 / .63 .68 .82
+    one file changed    1.40 / 1.48     1.25 / 1.22     0.89x / 0.82x    .61 .93 .75 / .78 .73 .91
+    debian cold         10.68 / 10.24   11.44 / 10.59   1.07x / 1.03x    1.01 1.07 .99 / .98 1.06 1.01
+    debian cached       0.14 / 0.14     0.16 / 0.12     1.15x / 0.85x    1.00 1.22 1.05 / .90 .81 .85
+
+The tree before (aa30b12) and after, by turns, a new root each: the Debian cold build 11.74 s
+and 11.10 s (medians of 4, the new tree faster in all 4); the one-file rebuild 1.21 s and
+1.25 s (medians of 8; its COPY links the unchanged files from the last snapshot, so there is
+little to sync). BuildKit's rows were faster than in the run above (one file 1.40-1.48 s
+against 1.78 s), so the ratios moved the other way.
 """
 
 from __future__ import annotations
