@@ -10,44 +10,23 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.cli.conftest import busybox_hoist
 from tests.cli.helpers import Hoist
-from tests.cli.test_build_lazy_layers import BUILD_STEPS, DOCKERFILE, EPOCH, build, lazy
-from tests.runtime.conftest import need_root_and_busybox
-
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Hoist:
-    need_root_and_busybox()
-    return busybox_hoist(tmp_path / "h", EPOCH)
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Path:
-    """The lazy-layers project: its build stage's layers are snapshots only."""
-    path = tmp_path / "ctx"
-    path.mkdir()
-    (path / "Dockerfile").write_text(DOCKERFILE)
-    (path / "a.txt").write_text("version one\n")
-    return path
+from tests.cli.test_build_lazy_layers import BUILD_STEPS, build, ctx, h, lazy  # noqa: F401  (fixtures)
 
 FOREIGN = "00000000-0000-4000-8000-000000000000"
 
 
-def markers(h: Hoist) -> list[str]:
-    folder = h.root / "snapshots" / ".unsynced"
+def markers(hoist: Hoist) -> list[str]:
+    folder = hoist.root / "snapshots" / ".unsynced"
     return sorted(n for n in os.listdir(folder) if not n.startswith(".")) if folder.is_dir() else []
 
 
-def settled(h: Hoist) -> list[str]:
+def settled(hoist: Hoist) -> list[str]:
     """The markers left once the detached syncs have had their time."""
     deadline = time.monotonic() + 30
-    while markers(h) and time.monotonic() < deadline:
+    while markers(hoist) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return markers(h)
+    return markers(hoist)
 
 
 def root_options(text: str) -> set[str]:
@@ -60,7 +39,7 @@ def volatile(options: set[str]) -> bool:
     return bool(options & {"volatile", "fsync=volatile"})     # the kernel's two spellings
 
 
-def test_run_steps_mount_volatile_containers_do_not(h: Hoist, tmp_path: Path) -> None:
+def test_run_steps_mount_volatile_containers_do_not(h: Hoist, tmp_path: Path) -> None:  # noqa: F811
     context = tmp_path / "mnt"
     context.mkdir()
     (context / "Dockerfile").write_text('FROM busybox\nRUN grep " / / " /proc/self/mountinfo > /root-mount\n'
@@ -73,7 +52,7 @@ def test_run_steps_mount_volatile_containers_do_not(h: Hoist, tmp_path: Path) ->
     assert settled(h) == []
 
 
-def test_a_crash_before_the_sync_is_a_rebuild_of_the_same_image(h: Hoist, ctx: Path) -> None:
+def test_a_crash_before_the_sync_is_a_rebuild_of_the_same_image(h: Hoist, ctx: Path) -> None:  # noqa: F811
     _, ran, _ = build(h, ctx, "-t", "app:1")
     assert ran == set(BUILD_STEPS)
     first = h("images", "-q", "--no-trunc", "app:1").out.strip()
@@ -95,7 +74,7 @@ def test_a_crash_before_the_sync_is_a_rebuild_of_the_same_image(h: Hoist, ctx: P
     assert settled(h) == []
 
 
-def test_a_killed_build_leaves_a_marker_the_next_build_clears(h: Hoist, ctx: Path) -> None:
+def test_a_killed_build_leaves_a_marker_the_next_build_clears(h: Hoist, ctx: Path) -> None:  # noqa: F811
     # A marker of this boot whose build is dead (killed before its sync) is no crash: nothing
     # is dropped, and the next build's sync covers what it wrote.
     build(h, ctx, "-t", "app:1")
