@@ -157,3 +157,27 @@ def test_a_marker_a_crash_left_empty_is_another_boots(tmp_path: Path) -> None:
     later()
     new = snapshot(tmp_path, "6" * 64)
     assert recover(tmp_path / "snapshots") == [new]
+
+
+def test_a_kernel_without_volatile_mounts_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before Linux 5.10 overlay refuses the option with EINVAL: the step then mounts as before
+    # (and its unmount syncs). Any other failure, or one without the option, is raised.
+    from runtime import linux, mounts
+
+    calls: list[str] = []
+    refusal = [errno.EINVAL]
+
+    def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+        calls.append(data or "")
+        if data and data.endswith(",volatile"):
+            raise OSError(refusal[0], "mount: refused")
+
+    monkeypatch.setattr(linux, "mount", mount)
+    options = "lowerdir=a,upperdir=/u,workdir=/w"
+    mounts.mount_overlay(str(tmp_path), str(tmp_path), options + ",volatile")
+    assert calls == [options + ",volatile", options]
+    calls.clear()
+    refusal[0] = errno.EPERM
+    with pytest.raises(OSError):
+        mounts.mount_overlay(str(tmp_path), str(tmp_path), options + ",volatile")
+    assert calls == [options + ",volatile"]
