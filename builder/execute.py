@@ -230,7 +230,7 @@ class BuildBackend:
         from runtime.stepowners import clean_stale
 
         clean_stale(opts.root)
-        # Snapshots are written unsynced and synced in the background (runtime.unsynced).
+        # Snapshots are written unsynced, and synced once, after the build (runtime.unsynced).
         from runtime.unsynced import UnsyncedWrites
 
         self.unsynced = UnsyncedWrites(opts.root)

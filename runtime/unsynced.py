@@ -175,13 +175,14 @@ class UnsyncedWrites:
             return None
         from runtime.linux import syncfs
 
-        fd = os.open(self.store, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            syncfs(fd)
+            fd = os.open(self.store, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                syncfs(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
             return e
-        finally:
-            os.close(fd)
         for marker in markers:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(marker)
