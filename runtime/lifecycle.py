@@ -28,7 +28,6 @@ from runtime.errors import ContainerNotFound, ContainerRunning, RuntimeFailure, 
 from runtime.image import Image, load_image
 from runtime.restart import RestartPolicy
 from runtime.snapshots import SnapshotStore, plan_rootfs
-from runtime.unsynced import recover as recover_unsynced
 from runtime.spec import (
     ContainerSpec,
     Limits,
@@ -45,6 +44,7 @@ from runtime.spec import (
     read_env_file,
     working_dir,
 )
+from runtime.unsynced import recover as recover_unsynced
 from storage.fsutil import file_lock
 
 if TYPE_CHECKING:

@@ -92,12 +92,11 @@ def recover(store: str | os.PathLike[str], *, force: bool = False) -> list[Path]
 
     removed: list[Path] = []
     with file_lock(root / ".locks" / "unsynced"):
-        for name in os.listdir(_markers(root)):
-            marker = _markers(root) / name
-            found = _read(marker) if not name.startswith(".") else None
-            if found is None or found[0] == now:
-                continue
-            since = found[1] - _SLACK_NS
+        # Read again under the lock: another process may have recovered meanwhile.
+        stale = {marker: found[1] for marker in _markers(root).iterdir()
+                 if not marker.name.startswith(".") and (found := _read(marker)) is not None and found[0] != now}
+        if stale:
+            since = min(stale.values()) - _SLACK_NS
             for entry in sorted(os.listdir(root)):
                 if entry.startswith(".") or entry == "empty":
                     continue
@@ -106,6 +105,7 @@ def recover(store: str | os.PathLike[str], *, force: bool = False) -> list[Path]
                     if os.lstat(path).st_ctime_ns >= since:
                         remove_tree(path)
                         removed.append(path)
+        for marker in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(marker)
     return removed

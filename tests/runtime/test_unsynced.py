@@ -181,3 +181,15 @@ def test_a_kernel_without_volatile_mounts_without_it(tmp_path: Path, monkeypatch
     with pytest.raises(OSError):
         mounts.mount_overlay(str(tmp_path), str(tmp_path), options + ",volatile")
     assert calls == [options + ",volatile"]
+
+
+def test_several_crash_markers_count_from_the_earliest(tmp_path: Path) -> None:
+    old = snapshot(tmp_path, "7" * 64)
+    later()
+    plant(tmp_path, "a" * 16, FOREIGN)
+    later()
+    between = snapshot(tmp_path, "8" * 64)
+    later()
+    plant(tmp_path, "9" * 16, FOREIGN)
+    assert recover(tmp_path / "snapshots") == [between]
+    assert old.is_dir() and markers(tmp_path) == []
