@@ -18,7 +18,7 @@ import dataclasses
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,7 +88,7 @@ class StageState:
     scope: Scope
     image: dict[str, Any]                       # the image config (architecture, os, config, ...)
     history: list[dict[str, Any]] = field(default_factory=list)
-    layers: list[LayerRef] = field(default_factory=list)
+    _layers: list[LayerRef] = field(default_factory=list)      # read as ``layers``
     build_args: list[tuple[str, str | None]] = field(default_factory=list)  # declared ARGs, in order
     env_known: bool = True                      # False when the base image's ENV is unknown (--check)
     cmd_set: bool = False
@@ -98,6 +98,22 @@ class StageState:
     workdir_set: bool = False                   # a WORKDIR of this Dockerfile ran (in this stage or its base)
     lint: list[BuildCheck] = field(default_factory=list)   # build checks found at dispatch (builder/lint.py)
     runs_ahead: int = 0                         # RUN instructions after the one being dispatched
+    # A step's commit still being made beside the next step (builder.execute's run ahead): the
+    # first read of ``layers`` waits for it and puts its layer on the chain.
+    pending: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def layers(self) -> list[LayerRef]:
+        """The stage's layer chain, lowest first (a pending commit settled first)."""
+        settle = self.pending
+        if settle is not None:
+            self.pending = None
+            settle()
+        return self._layers
+
+    @layers.setter
+    def layers(self, value: list[LayerRef]) -> None:
+        self._layers = value
 
     @property
     def config(self) -> dict[str, Any]:
@@ -222,7 +238,7 @@ def start_stage(graph: BuildGraph, index: int, parent: StageState | None, backen
     if parent is not None:
         image = json.loads(json.dumps(parent.image))
         state = StageState(node, Scope(graph.global_args, graph.build_args), image,
-                           history=[dict(h) for h in parent.history], layers=list(parent.layers),
+                           history=[dict(h) for h in parent.history], _layers=list(parent.layers),
                            build_args=list(parent.build_args), env_known=parent.env_known,
                            base_digest=parent.base_digest, workdir_set=parent.workdir_set)
         state.scope.args = dict(parent.scope.args)

@@ -20,6 +20,11 @@ needs such a layer after all (a later build's target, a cache export), ``with_bl
 the blob from the snapshot, the same bytes an eager commit would have written (checked by its
 diff_id), and rewrites the entry. BuildKit keeps such layers in its snapshotter only, too.
 
+A RUN right after a COPY runs ahead of it: the COPY's layer is made in a thread
+(``_defer_commit``) while the RUN starts on the COPY's upper dir; the RUN's key (which names
+the COPY's diff_id) is looked up once the layer is made, and a hit kills the run
+(``_run_ahead``). The stage's ``layers`` settle the pending commit whenever they are read.
+
 This is the only module of ``builder/`` that imports ``runtime/`` to execute steps.
 Independent stages run concurrently (two at a time by default), each as soon as its base and
 the stages it copies from are built.
@@ -95,7 +100,7 @@ if TYPE_CHECKING:
     from builder.sshforward import SSHSource
     from runtime.lifecycle import WarmMonitor
     from runtime.spec import Volume
-    from runtime.step import StepResult
+    from runtime.step import ProcessSpec, StepCancel, StepResult
 
 # Imported where a step runs, not at start-up: a fully cached build never needs the runtime's
 # step machinery, the layer writer or a thread pool (start-up is most of a cached build).
@@ -197,6 +202,81 @@ class BuildOptions:
     tmpfs_max: int = field(default_factory=lambda: _tmpfs_max())    # bytes; HOIST_BUILD_TMPFS_MAX
 
 
+class _PendingCommit:
+    """A step's commit whose layer (its upper dir's tar hashed; for a stage an output holds,
+    written as a compressed blob) is made in a thread of its own (``BuildBackend._defer_commit``).
+    Called, it waits for the layer and applies it (adopted, cached, on the chain); ``probe``
+    functions registered before the layer is made are called with it in that thread first.
+    ``below`` is the chain under the step, ``upper`` its upper dir (a RUN may mount it read-only
+    as the top of its chain meanwhile: nothing writes to it any more)."""
+
+    def __init__(self, make: Callable[[], LayerRef], below: list[LayerRef], upper: Path,
+                 apply: Callable[[LayerRef], None], close: Callable[[], None], hold: bool = False) -> None:
+        self.below, self.upper = below, upper
+        # ``hold`` (HOIST_BUILD_RUN_AHEAD=wait, for tests): the layer is made only once the next
+        # step is waiting for it (a probe registered, or settling): the RUN surely runs ahead.
+        self._go = threading.Event()
+        if not hold:
+            self._go.set()
+        self._make, self._apply, self._close = make, apply, close
+        self._lock = threading.Lock()
+        self._made = False
+        self._probes: list[Callable[[LayerRef], None]] = []
+        self._done = threading.Event()
+        self._layer: LayerRef | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="commit", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _work(self) -> None:
+        self._go.wait(30)
+        try:
+            self._layer = self._make()
+        except BaseException as e:      # raised where the commit is settled
+            self._error = e
+        with self._lock:
+            self._made = True
+            probes, self._probes = self._probes, []
+        try:
+            if self._layer is not None:
+                for probe in probes:
+                    with contextlib.suppress(Exception):     # a probe only saves time
+                        probe(self._layer)
+        finally:
+            self._done.set()
+
+    def when_made(self, probe: Callable[[LayerRef], None]) -> bool:
+        """Call ``probe(layer)`` in the commit's thread once the layer is made; False (not
+        registered) if it is made already."""
+        with self._lock:
+            if self._made:
+                return False
+            self._probes.append(probe)
+        self._go.set()
+        return True
+
+    def _wait(self) -> LayerRef:
+        self._go.set()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._layer is not None
+        return self._layer
+
+    def __call__(self) -> None:
+        try:
+            self._apply(self._wait())
+        finally:
+            self._close()
+
+    def discard(self) -> None:
+        self._go.set()
+        self._done.wait()
+        self._close()
+
+
 class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
@@ -243,6 +323,11 @@ class BuildBackend:
         self.prehash = prehash
         self.hash_cache = prehash.hash_cache if prehash is not None else HashCache(context_hashes(opts.root))
         self._warm = threading.local()   # this stage thread's monitor started ahead (_prewarm)
+        # A RUN after a COPY starts while the COPY's layer is made (_run_ahead); "0": it waits
+        # for the layer, "wait" (for tests): the layer waits for the RUN to start.
+        mode = os.environ.get("HOIST_BUILD_RUN_AHEAD")
+        self.run_ahead, self._hold_commits = mode != "0", mode == "wait"
+        self._filter_ahead = False      # the steps' seccomp filter compiled ahead (_prewarm)
 
     # -- naming steps as BuildKit does --------------------------------------------------------
     def _name(self, state: StageState, text: str) -> str:
@@ -315,26 +400,29 @@ class BuildBackend:
     def chain_id(layers: list[LayerRef]) -> str:
         return chain_ids([layer.diff_id for layer in layers])[-1] if layers else ""
 
-    def _cached(self, key: str, below: list[LayerRef]) -> LayerRef | None:
+    def _cached(self, key: str, below: list[LayerRef], peek: bool = False) -> LayerRef | None:
         """The layer the cache has for step ``key`` on the chain ``below``: a local entry whose
-        blob (or, lazy, whose snapshot on that chain) is there, else a remote cache's."""
+        blob (or, lazy, whose snapshot on that chain) is there, else a remote cache's.
+        ``peek``: only whether there is one (nothing marked used or named)."""
         if self.opts.no_cache:
             return None
         hit, snapshot = self.cache.entry(key) or (None, None)
         if hit is not None and hit.lazy:
             chain_id = self.chain_id(below + [hit])
             if snapshot == chain_id and self.snapshots.has(chain_id):
-                self._name_lazy(chain_id, key)
+                if not peek:
+                    self._name_lazy(chain_id, key)
             else:
                 hit = None
         elif hit is not None and not self.layout.has_blob(hit.digest):
             hit = None
         if hit is not None:
-            self.cache.used.add(key)
-            mark_used(self.cache.root / f"{key}.json")     # its last use, for LRU pruning
+            if not peek:
+                self.cache.used.add(key)
+                mark_used(self.cache.root / f"{key}.json")     # its last use, for LRU pruning
             return hit
         remote = self.remote.lookup(key) if self.remote is not None else None
-        if remote is not None and not self.layout.has_blob(remote.digest):
+        if remote is not None and not peek and not self.layout.has_blob(remote.digest):
             self.remote_keys.setdefault(remote.digest, key)
         return remote
 
@@ -388,6 +476,15 @@ class BuildBackend:
                 self._warm.monitor = WarmMonitor()
             except OSError:
                 self._warm.monitor = None     # the step starts its monitor itself
+            if not self._filter_ahead:      # and the steps' seccomp filter, into its cache
+                self._filter_ahead = True
+                threading.Thread(target=self._compile_filter, name="seccomp-ahead", daemon=True).start()
+
+    def _compile_filter(self) -> None:
+        from runtime.step import step_seccomp
+
+        with contextlib.suppress(Exception):      # the step compiles it, and says what is wrong
+            step_seccomp(Path(self.opts.root))
 
     def _take_warm(self) -> WarmMonitor | None:
         monitor, self._warm.monitor = getattr(self._warm, "monitor", None), None
@@ -402,25 +499,60 @@ class BuildBackend:
     def _commit(self, state: StageState, key: str, result: StepResult) -> None:
         """The step's upper dir as a layer (lazy in a stage no output holds: module doc),
         adopted as the snapshot of the new chain."""
+        self._adopt(state, key, result, self._layer_of(state, result))
+
+    def _layer_of(self, state: StageState, result: StepResult) -> LayerRef:
+        """The layer of a step's upper dir: its blob written for a stage an output holds, else
+        only its diff_id (lazy). Reads nothing of ``state`` but its stage's index."""
         from builder.layers import layer_from_upper, media_type, upper_diff
 
         try:
             if state.node.stage.index in self.eager:
                 blob = layer_from_upper(result.upper, self.blob_dir, self.opts.compression,
                                         self.opts.source_date_epoch)
-                layer = LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type,
-                                 created=timestamp(time.time()))
-            else:
-                diff = upper_diff(result.upper, self.opts.source_date_epoch)
-                layer = LayerRef("", str(diff.diff_id), diff.size, media_type(self.opts.compression),
-                                 created=timestamp(time.time()))
+                return LayerRef(str(blob.digest), str(blob.diff_id), blob.size, blob.media_type,
+                                created=timestamp(time.time()))
+            diff = upper_diff(result.upper, self.opts.source_date_epoch)
+            return LayerRef("", str(diff.diff_id), diff.size, media_type(self.opts.compression),
+                            created=timestamp(time.time()))
         except LayerError as e:
             raise DockerfileError(f"cannot write the layer: {e}") from None
+
+    def _adopt(self, state: StageState, key: str, result: StepResult, layer: LayerRef) -> None:
         chain_id = self.chain_id(state.layers + [layer])
         self.snapshots.adopt(result.upper, chain_id)
         self._put(key, layer, chain_id)
         self.recorder.record(state.node.stage.index, key, layer)
         state.layers.append(layer)
+
+    def _defer_commit(self, state: StageState, key: str, result: StepResult, line: int | None,
+                      then: Callable[[], None] | None = None) -> None:
+        """``_commit``, its layer made in a thread while the stage goes on (the next RUN starts
+        at once: ``_run_ahead``); the stage's next read of its layers settles it, and then
+        runs ``then``. ``result`` is closed by the pending commit; its failure is the step's
+        at ``line``, wherever it is settled."""
+        def make() -> LayerRef:
+            try:
+                return self._layer_of(state, result)
+            except DockerfileError as e:
+                raise e.at(line) from None
+
+        def apply(layer: LayerRef) -> None:
+            self._adopt(state, key, result, layer)
+            if then is not None:
+                then()
+
+        pending = _PendingCommit(make, list(state.layers), result.upper,
+                                 apply, result.close, hold=self._hold_commits)
+        state.pending = pending
+        pending.start()
+
+    @staticmethod
+    def drop_pending(state: StageState) -> None:
+        """A stage that failed: the commit it left pending is waited for and thrown away."""
+        pending, state.pending = state.pending, None
+        if isinstance(pending, _PendingCommit):
+            pending.discard()
 
     def close(self, wait: bool = True) -> OSError | None:
         """Once the build is done with the store: its snapshots synced to disk
@@ -528,22 +660,13 @@ class BuildBackend:
         env = list(process.env)
         if mounts.ssh_sock and not any(e.startswith("SSH_AUTH_SOCK=") for e in env):
             env.append(f"SSH_AUTH_SOCK={mounts.ssh_sock}")      # as BuildKit's llb sets it
-        key = cache_key({"op": "run", "parent": self.chain_id(state.layers), "argv": process.argv,
-                         "env": env, "cwd": process.cwd, "user": process.user, "network": network,
-                         "mounts": mounts.keys, "compression": self.opts.compression,
-                         "epoch": self.opts.source_date_epoch})
-        if self._reuse(state, step, key):
-            return
-        began = time.monotonic()
-        chain = self.chain(state.layers)
-        try:
-            # Held only for a step that runs: a hit neither waits for a locked cache nor
-            # starts an agent.
-            self._attach_mounts(mounts, step)
-        except (DockerfileError, BuilderError) as e:
-            message = getattr(e, "message", None) or str(e)
-            self.progress.error(step, message)
-            raise DockerfileError(message) from None
+
+        def key_of(parent: str) -> str:
+            return cache_key({"op": "run", "parent": parent, "argv": process.argv,
+                              "env": env, "cwd": process.cwd, "user": process.user, "network": network,
+                              "mounts": mounts.keys, "compression": self.opts.compression,
+                              "epoch": self.opts.source_date_epoch})
+
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         pending = [b""]
 
@@ -552,22 +675,37 @@ class BuildBackend:
             *lines, pending[0] = (pending[0] + data).split(b"\n")
             tail.extend(line.decode(errors="replace") for line in lines)
 
-        from runtime.step import ProcessSpec, run_step
+        from runtime.step import ProcessSpec
 
-        # Parents before children (BuildKit sorts an exec's mounts by target).
-        volumes = sorted(mounts.volumes, key=lambda v: v.target)
-        spec = ProcessSpec(argv=process.argv, env=env + process.proxy_env + mounts.env, cwd=process.cwd,
-                           user=process.user, network=network, mounts=volumes)
-        warm = self._take_warm()
-        self._prewarm(state)     # the next RUN's, while this one runs (a monitor starts in ~0.1 s)
-        try:
-            result = run_step(self.opts.root, chain, spec, output, warm)
-        except RuntimeFailure as e:
-            self.progress.error(step, str(e))
-            raise DockerfileError(f"cannot run the step: {e}") from None
-        finally:
-            if warm is not None:
-                warm.discard()
+        def spec() -> ProcessSpec:     # once the mounts are attached
+            # Parents before children (BuildKit sorts an exec's mounts by target).
+            volumes = sorted(mounts.volumes, key=lambda v: v.target)
+            return ProcessSpec(argv=process.argv, env=env + process.proxy_env + mounts.env, cwd=process.cwd,
+                               user=process.user, network=network, mounts=volumes)
+
+        began = time.monotonic()
+        key: str | None = None
+        result: StepResult | None = None
+        if isinstance(state.pending, _PendingCommit) and not instr.mounts and not process.files:
+            reused, key, result = self._run_ahead(state, state.pending, key_of, spec(), output, step)
+            if reused:
+                return
+        if result is None:
+            if key is None:
+                key = key_of(self._parent_of(state, step))
+                if self._reuse(state, step, key):
+                    return
+                began = time.monotonic()
+            chain = self.chain(state.layers)
+            try:
+                # Held only for a step that runs: a hit neither waits for a locked cache nor
+                # starts an agent.
+                self._attach_mounts(mounts, step)
+            except (DockerfileError, BuilderError) as e:
+                message = getattr(e, "message", None) or str(e)
+                self.progress.error(step, message)
+                raise DockerfileError(message) from None
+            result = self._start_step(state, step, chain, spec(), output)
         try:
             if pending[0]:
                 tail.append(pending[0].decode(errors="replace"))
@@ -577,10 +715,96 @@ class BuildBackend:
                            f"exit code: {result.exit_code}")
                 self.progress.error(step, message)
                 raise StepFailed(message, command, list(tail))
+            assert key is not None      # every way here looked the step up
             self._commit(state, key, result)
         finally:
             result.close()
         self.progress.done(step, time.monotonic() - began)
+
+    def _parent_of(self, state: StageState, step: int) -> str:
+        """The chain id under the step, once a commit pending on the stage is settled (whose
+        failure fails the step too)."""
+        try:
+            return self.chain_id(state.layers)
+        except DockerfileError as e:
+            self.progress.error(step, e.message)
+            raise
+
+    def _start_step(self, state: StageState, step: int, chain: list[Path], spec: ProcessSpec,
+                    output: Callable[[bytes], None], cancel: StepCancel | None = None) -> StepResult:
+        """Run the step's process on ``chain`` (``runtime.step.run_step``) with this stage
+        thread's monitor started ahead, starting the next RUN's."""
+        from runtime.step import run_step
+
+        warm = self._take_warm()
+        self._prewarm(state)     # the next RUN's, while this one runs (a monitor starts in ~0.1 s)
+        try:
+            return run_step(self.opts.root, chain, spec, output, warm, cancel)
+        except RuntimeFailure as e:
+            self.progress.error(step, str(e))
+            raise DockerfileError(f"cannot run the step: {e}") from None
+        finally:
+            if warm is not None:
+                warm.discard()
+
+    def _run_ahead(self, state: StageState, pending: _PendingCommit, key_of: Callable[[str], str],
+                   spec: ProcessSpec, output: Callable[[bytes], None],
+                   step: int) -> tuple[bool, str | None, StepResult | None]:
+        """A RUN right after a step whose layer is still being made (``_defer_commit``: a COPY
+        of many files, whose tar is hashed): its key needs that layer's diff_id, so the process
+        starts at once on the step's upper dir (read-only, the top of its chain) while the
+        layer is made, and the key is looked up once it is. A hit kills the process and throws
+        its result away; its output is held until the lookup says it is wanted, so a hit shows
+        only CACHED. Returns (reused, key, result): a hit; else the key and the run's result,
+        or no result when the run was killed for a hit that was gone by the time the stage
+        looked (the caller then runs it as usual), or nothing at all when the layer was made
+        before the run could start (the usual way)."""
+        from runtime.step import StepCancel
+
+        below = pending.below
+        cancel = StepCancel()
+        looked = threading.Event()
+
+        def probe(layer: LayerRef) -> None:     # in the commit's thread
+            try:
+                chain = below + [layer]
+                if self._cached(key_of(self.chain_id(chain)), chain, peek=True) is not None:
+                    cancel.cancel()
+            finally:
+                looked.set()
+
+        if self.opts.no_cache:
+            looked.set()
+        elif not pending.when_made(probe):
+            return False, None, None
+        held: list[bytes] = []
+
+        def held_output(data: bytes) -> None:
+            if cancel.cancelled:
+                return
+            if not looked.is_set():
+                held.append(data)
+                return
+            while held:
+                output(held.pop(0))
+            output(data)
+
+        chain = self.chain(below) + [pending.upper]      # the copy read them: there already
+        result = self._start_step(state, step, chain, spec, held_output, cancel)
+        try:
+            key = key_of(self._parent_of(state, step))
+            if self._reuse(state, step, key):
+                result.close()
+                return True, key, None
+            if cancel.cancelled:
+                result.close()
+                return False, key, None
+        except BaseException:
+            result.close()
+            raise
+        for data in held:
+            output(data)
+        return False, key, result
 
     def _run_mounts(self, state: StageState, instr: Run, mounts: _StepMounts) -> None:
         """Each mount's definition for the key (never a cache mount's, a secret's or an agent's
@@ -973,7 +1197,8 @@ class BuildBackend:
                               "keyword": instr.keyword}) if origin == "context" else None
         if remote is None and not parents and not unpack and (chown is None or _numeric(chown)) \
                 and self._copy_directly(state, selection, dest, key, chmod, link_owner or (
-                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees, previous):
+                    resolve_owner(chown, Path("/")) if chown is not None else None), linked, trees, previous,
+                    defer=by_source is None, line=instr.line):
             self._also_under(state, by_source, key)
             return False
         with selection.opened() as opened:  # fetched sources: descriptors held across the chroot
@@ -989,13 +1214,15 @@ class BuildBackend:
 
     def _copy_directly(self, state: StageState, selection: Selection, dest: str, key: str, chmod: Chmod | None,
                        owner: tuple[int, int] | None, linked: bool, trees: list[LayeredTree],
-                       previous_key: str | None = None) -> bool:
+                       previous_key: str | None = None, defer: bool = False, line: int | None = None) -> bool:
         """A COPY that only adds to the chain (``copy.plan_direct_copy``) is written straight
         into a fresh directory that becomes its layer and snapshot, the destination's existing
         directories copied up first as overlayfs would: no overlay mount, no chrooted child,
         and copy_file_range works between the context and the snapshot store. False (nothing
         done) when the copy needs the overlay: it may follow a symlink, replace something,
-        or hide something. Every path is still reached through descriptors, never followed."""
+        or hide something. Every path is still reached through descriptors, never followed.
+        ``defer``: with a RUN later in the stage, the layer is made while the stage goes on
+        (``_defer_commit``; a failure to make it is the step's at ``line``)."""
         if os.environ.get("HOIST_BUILD_COPY_OVERLAY") == "1":    # the overlay way, for comparing
             return False
         layers = [] if linked else state.layers
@@ -1017,6 +1244,19 @@ class BuildBackend:
         copies = self.opts.root / "cache" / "build" / "copies"
         previous = self._previous_copy(copies, previous_key) if previous_key is not None else None
         record: dict[str, list[object]] = {}
+
+        def write_record() -> None:
+            if previous_key is None or not record:
+                return
+            doc = {"snapshot": self.chain_id(state.layers), "files": record}
+            with contextlib.suppress(OSError):   # only a later copy's shortcut is lost
+                private_dir(copies.parent)
+                copies.mkdir(exist_ok=True)
+                atomic_write(copies / f"{previous_key}.json", json.dumps(doc, separators=(",", ":")).encode(),
+                             durable=False)
+                keep_newest(copies, MAX_COPY_RECORDS)
+
+        deferred = False
         try:
             try:
                 if tree is not None:
@@ -1030,17 +1270,16 @@ class BuildBackend:
             finally:
                 if previous is not None:
                     previous.close()
-            self._commit(state, key, result)
+            if defer and state.runs_ahead and self.run_ahead:
+                self._defer_commit(state, key, result, line, then=write_record)
+                deferred = True
+            else:
+                self._commit(state, key, result)
         finally:
-            result.close()
-        if previous_key is not None and record:
-            doc = {"snapshot": self.chain_id(state.layers), "files": record}
-            with contextlib.suppress(OSError):   # only a later copy's shortcut is lost
-                private_dir(copies.parent)
-                copies.mkdir(exist_ok=True)
-                atomic_write(copies / f"{previous_key}.json", json.dumps(doc, separators=(",", ":")).encode(),
-                             durable=False)
-                keep_newest(copies, MAX_COPY_RECORDS)
+            if not deferred:
+                result.close()
+        if not deferred:
+            write_record()
         return True
 
     def _previous_copy(self, copies: Path, key: str) -> PreviousCopy | None:
@@ -1174,9 +1413,12 @@ def execute(graph: BuildGraph, backend: BuildBackend, jobs: int = 2) -> StageSta
         except DockerfileError as e:
             raise e.at(node.stage.line) from None
         try:
-            backend.stages[index] = dispatch_stage(state, graph, backend)
+            done = dispatch_stage(state, graph, backend)
+            _ = done.layers         # a commit still pending is the stage's last layer
+            backend.stages[index] = done
         finally:
             backend.discard_warm()
+            backend.drop_pending(state)     # only a stage that failed has one left
 
     def needs(index: int) -> set[int]:
         node = graph.nodes[index]

@@ -34,6 +34,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,58 @@ class StepResult:
         remove_tree(self.folder)
 
 
+class StepCancel:
+    """Ends a running step from another thread (``builder.execute``: a RUN started before its
+    cache key was known, which turns out to be a hit). ``cancel`` SIGKILLs the step's init, the
+    PID namespace going with it; a step not started yet is killed as soon as it starts, one
+    that has ended is left alone. ``cancelled`` says whether it was asked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[Runtime, Container] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            target = self._target
+        if target is not None:
+            self._kill(*target)
+
+    def _started(self, runtime: Runtime, container: Container) -> None:
+        with self._lock:
+            self._target = (runtime, container)
+            cancelled = self.cancelled
+        if cancelled:
+            self._kill(runtime, container)
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._target = None
+
+    def _kill(self, runtime: Runtime, container: Container) -> None:
+        # The init may not have written its pid yet: asked again until it has, or the step
+        # has ended (run_step reaps it; its exit is then the kill's, or its own).
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                runtime.kill(container, signal.SIGKILL)
+                return
+            except RuntimeFailure:
+                with self._lock:
+                    if self._target is None or time.monotonic() > deadline:
+                        return
+                time.sleep(0.01)
+
+
+def step_seccomp(root: Path) -> dict[str, str] | None:
+    """A step's seccomp filter (docker's default profile, fsync and its kin answered 0), from
+    the store's cache under ``root`` ($HOIST_ROOT, resolved) or compiled into it (~45 ms of
+    libseccomp: ``builder.execute`` compiles it ahead, while the steps before the first RUN
+    run)."""
+    return seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, root / "cache" / "seccomp", sync_noop=True)
+
+
 def _step_store(root: Path) -> ContainerStore:
     store = ContainerStore(root / "build" / "steps")
     store.root.mkdir(parents=True, exist_ok=True)
@@ -88,10 +141,12 @@ def _step_store(root: Path) -> ContainerStore:
 
 
 def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSpec,
-             output: Callable[[bytes], None], warm: WarmMonitor | None = None) -> StepResult:
+             output: Callable[[bytes], None], warm: WarmMonitor | None = None,
+             cancel: StepCancel | None = None) -> StepResult:
     """Run ``process`` on the snapshots ``chain`` (lowest first) of the store under ``root``
     ($HOIST_ROOT); ``output`` gets its stdout and stderr as they come. ``warm``: a monitor
     started ahead for this step (used if it is still alive; the caller discards it either way).
+    ``cancel``: what another thread may end the step with (its exit is then SIGKILL's).
     Raises StepError when the step cannot be set up; a process that fails is a StepResult with
     its exit code."""
     runtime = Runtime(root)
@@ -108,8 +163,7 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
         argv=list(process.argv), env=list(process.env), cwd=process.cwd, user=process.user,
         hostname=process.hostname, network=process.network,
         volumes=check_volumes(list(process.mounts)), created=time.time(),
-        seccomp=seccomp.for_container(seccomp.DEFAULT, linux.DEFAULT_CAPS, runtime.root / "cache" / "seccomp",
-                                      sync_noop=True),
+        seccomp=step_seccomp(runtime.root),
         caller_pid=os.getpid(),
     )
     # Not SPECIAL_DIRS: their mount points stay in the layer, as in BuildKit's (see above).
@@ -129,12 +183,18 @@ def run_step(root: str | os.PathLike[str], chain: list[Path], process: ProcessSp
                 pid = runtime.start_captured(container, write_fd)
             finally:
                 os.close(write_fd)
+        if cancel is not None:
+            cancel._started(runtime, container)
         with os.fdopen(read_fd, "rb", buffering=0) as pipe:
             read_fd = -1
             while chunk := pipe.read(65536):
                 output(chunk)
         code = runtime.wait(pid)
+        if cancel is not None:
+            cancel._ended()
     except BaseException:
+        if cancel is not None:
+            cancel._ended()
         # Interrupted (Ctrl-C) or failed: the step must not outlive the build.
         if read_fd >= 0:
             os.close(read_fd)
