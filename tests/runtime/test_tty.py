@@ -123,6 +123,9 @@ def test_run_t_without_i_has_a_tty_but_no_input(hoist: Hoist) -> None:
     res = hoist("run", "-t", "--rm", "busybox", "sh", "-c", "tty; test -t 1 && echo OUT-TTY")
     assert res.returncode == 0
     assert re.search(rb"^/dev/pts/\d+\r\nOUT-TTY\r\n$", res.stdout), res.stdout
+    # as docker's: run --rm returns once the container is gone (looked at at once, not by ps)
+    containers = hoist.root / "containers"
+    assert not containers.is_dir() or not [p for p in containers.iterdir() if not p.name.startswith(".")]
 
 
 def test_exec_it(hoist: Hoist) -> None:
