@@ -242,3 +242,38 @@ def test_copy_records_are_bounded_and_go_with_their_snapshots(tmp_path: Path) ->
         os.utime(copies / f"{i}.json", ns=(i * 10**9, i * 10**9))
     keep_newest(copies, 2)
     assert sorted(p.name for p in copies.iterdir()) == ["3.json", "4.json"]
+
+
+# -- names that are not UTF-8 ------------------------------------------------------------------
+
+def test_a_name_that_is_not_utf8_is_copied_byte_for_byte(tmp_path: Path) -> None:
+    """A context file named with Latin-1 bytes (as os.listdir gives them back: surrogates) is
+    opened, hashed, copied and written into the layer under its own bytes, both ways; it was
+    a traceback in openat2 (its name encoded as UTF-8)."""
+    import io
+    import tarfile
+
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY src/ /src/\n"
+                                    "RUN for f in /src/*; do printf '%s' \"$f\" | od -An -tx1; done > /names\n")
+    name = os.fsdecode(b"caf\xe9.txt")
+    (ctx / "src" / name).write_bytes(b"latin-1\n")
+    digests = []
+    for way in ("direct", "overlay"):
+        hoist = Hoist(tmp_path / way)
+        busybox_image(hoist.images)
+        hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
+        if way == "overlay":
+            hoist.env["HOIST_BUILD_COPY_OVERLAY"] = "1"
+        hoist("build", "-t", "u:1", str(ctx))
+        layout = ImageLayout(hoist.images)
+        digests.append(str(layout.find("u:1").descriptor.digest))
+        _, manifest = layout.resolve_image("u:1")
+        with tarfile.open(fileobj=io.BytesIO(layout.read_blob(manifest.layers[-2].digest)),
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            members = {os.fsencode(m.name): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        assert members == {b"src/caf\xe9.txt": b"latin-1\n"}
+        assert hoist("run", "--rm", "u:1", "cat", "/names").out.split() == \
+            [f"{b:02x}" for b in b"/src/caf\xe9.txt"]
+    assert digests[0] == digests[1]
