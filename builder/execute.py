@@ -280,6 +280,8 @@ class _PendingCommit:
 class BuildBackend:
     """Dispatch's backend that runs steps (see the module doc)."""
 
+    FETCHES = 4         # remote cache layers downloaded at once (materialise)
+
     def __init__(self, opts: BuildOptions, layout: ImageLayout, source: ImageSource, progress: Progress,
                  graph: BuildGraph, *, remote: ImportedCache | None = None, fetcher: UrlFetcher | None = None,
                  git: GitFetcher | None = None, prehash: ContextPrehash | None = None) -> None:
@@ -431,16 +433,44 @@ class BuildBackend:
         they would be unpacked into exists; each becomes a local cache entry."""
         if self.remote is None:
             return
+        remote = self.remote
         ids = chain_ids([layer.diff_id for layer in layers])
+        wanted: dict[str, LayerRef] = {}
         for layer, chain_id in zip(layers, ids, strict=True):
             if layer.lazy or self.layout.has_blob(layer.digest) or self.snapshots.has(chain_id):
                 continue
-            if not self.remote.has_source(layer.digest):
-                continue                            # not ours: chain() reports the missing blob
-            try:
-                self.remote.fetch(layer)
-            except CacheUnavailable as e:
-                raise DockerfileError(f"cannot fetch cached layer {layer.digest}: {e}") from None
+            if remote.has_source(layer.digest):     # else not ours: chain() reports the missing blob
+                wanted.setdefault(layer.digest, layer)
+        # The downloads at once, up to FETCHES at a time (the registry calls are safe from
+        # several threads): a fresh runner's chain of a base and three RUN layers, 0.12 s one
+        # after the other.
+        todo = list(wanted.values())
+        failures: dict[str, BaseException] = {}
+
+        def fetch() -> None:
+            while todo:
+                try:
+                    layer = todo.pop(0)
+                except IndexError:
+                    return
+                try:
+                    remote.fetch(layer)
+                except Exception as e:     # raised below, in the build's thread
+                    failures[layer.digest] = e
+
+        helpers = [threading.Thread(target=fetch, name="cache-fetch", daemon=True)
+                   for _ in range(min(self.FETCHES, len(todo)) - 1)]
+        for helper in helpers:
+            helper.start()
+        fetch()
+        for helper in helpers:
+            helper.join()
+        for layer in wanted.values():
+            failure = failures.get(layer.digest)
+            if isinstance(failure, CacheUnavailable):
+                raise DockerfileError(f"cannot fetch cached layer {layer.digest}: {failure}") from None
+            if failure is not None:
+                raise failure
             key = self.remote_keys.get(layer.digest)
             if key is not None:
                 self.cache.put(key, layer)
