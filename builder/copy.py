@@ -728,16 +728,21 @@ class Selection:
             hit = cache.get_for(e)
             if hit is not None:
                 return hit
-        fd = self.open_entry(rootfd, e)
+        fd, st = self._open_checked(rootfd, e)
         try:
-            st = os.fstat(fd)
             if cache is not None:
                 hit = cache.get(st)
                 if hit is not None:
                     return hit
             h = hashlib.sha256()
+            read = 0
+            # Until the size the stat gave (no read for the end: a file that grows or changes
+            # meanwhile is caught by the stat after), or past it to the end.
             while chunk := os.read(fd, _CHUNK):
                 h.update(chunk)
+                read += len(chunk)
+                if read == st.st_size and len(chunk) < _CHUNK:
+                    break
             after = os.fstat(fd)
             if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
                 raise CopyError(f"{self._where(e)} changed while it was being read")
@@ -755,6 +760,10 @@ class Selection:
 
     def open_entry(self, rootfd: SourceRoot, e: Entry) -> int:
         """A read descriptor of a selected regular file, checked to be the file selected."""
+        return self._open_checked(rootfd, e)[0]
+
+    def _open_checked(self, rootfd: SourceRoot, e: Entry) -> tuple[int, os.stat_result]:
+        """``open_entry``'s descriptor and the stat it was checked with."""
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
             if self.tree is not None and e.layer >= 0:
@@ -768,7 +777,7 @@ class Selection:
         if (st.st_dev, st.st_ino) != (e.dev, e.ino) or not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise CopyError(f"{self._where(e)} was replaced during the build")
-        return fd
+        return fd, st
 
 
 def _tagged(text: str) -> bytes:
@@ -978,7 +987,8 @@ class _Reader:
                 fd = -1
             if fd >= 0:
                 try:
-                    if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) == (st.st_dev, st.st_ino):
+                    opened = os.fstat(fd)
+                    if (opened.st_dev, opened.st_ino) == (st.st_dev, st.st_ino):
                         xattrs = _xattrs_of(fd)
                 finally:
                     os.close(fd)

@@ -864,3 +864,36 @@ def test_parallel_copy_of_one_big_directory(tmp_path: Path, writers: list[int]) 
     made, expected = _described(parallel), _described(serial)
     del made["t"], expected["t"]
     assert made == expected
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks", "same size, new content"])
+def test_a_file_that_changes_while_it_is_hashed_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            change: str) -> None:
+    """The digest reads a file up to the size its stat gave and checks the stat after: a
+    writer that gets in between (simulated: it writes as the first read starts) is caught,
+    never hashed as the old content or half of the new."""
+    import builder.copy as copy_module
+
+    ctx = tree(tmp_path / "ctx", {"f.txt": "x" * 5000})
+    selection = select_sources(ctx, ["f.txt"], ignore=None)
+    real_read = os.read
+    target = ctx / "f.txt"
+    done = []
+
+    def racing_read(fd: int, n: int) -> bytes:
+        if not done:
+            done.append(True)
+            time.sleep(0.01)      # a new mtime and ctime, whatever the clock's resolution
+            with open(target, "r+b") as f:
+                if change == "grows":
+                    f.seek(0, 2)
+                    f.write(b"more")
+                elif change == "shrinks":
+                    f.truncate(100)
+                else:
+                    f.write(b"y" * 5000)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(copy_module.os, "read", racing_read)
+    with pytest.raises(CopyError, match="changed while it was being read"):
+        selection.cache_digest(dest="/", hash_cache=None)
