@@ -78,16 +78,23 @@ def _context(tmp_path: Path, dockerfile: str) -> Path:
     return ctx
 
 
+def _runner(tmp_path: Path, way: str) -> Hoist:
+    """A runner with busybox and SOURCE_DATE_EPOCH that copies the ``way`` given ("direct" or
+    "overlay": HOIST_BUILD_COPY_OVERLAY)."""
+    hoist = Hoist(tmp_path / way)
+    busybox_image(hoist.images)
+    hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
+    if way == "overlay":
+        hoist.env["HOIST_BUILD_COPY_OVERLAY"] = "1"
+    return hoist
+
+
 @pytest.mark.parametrize("dockerfile", list(CASES.values()), ids=list(CASES))
 def test_direct_copy_makes_the_image_the_overlay_makes(tmp_path: Path, dockerfile: str) -> None:
     ctx = _context(tmp_path, dockerfile)
     digests = []
     for way in ("direct", "overlay"):
-        hoist = Hoist(tmp_path / way)
-        busybox_image(hoist.images)
-        hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
-        if way == "overlay":
-            hoist.env["HOIST_BUILD_COPY_OVERLAY"] = "1"
+        hoist = _runner(tmp_path, way)
         hoist("build", "-t", "d:1", str(ctx))
         digests.append(str(ImageLayout(hoist.images).find("d:1").descriptor.digest))
     assert digests[0] == digests[1]
@@ -261,11 +268,7 @@ def test_a_name_that_is_not_utf8_is_copied_byte_for_byte(tmp_path: Path) -> None
     (ctx / "src" / name).write_bytes(b"latin-1\n")
     digests = []
     for way in ("direct", "overlay"):
-        hoist = Hoist(tmp_path / way)
-        busybox_image(hoist.images)
-        hoist.env["SOURCE_DATE_EPOCH"] = EPOCH
-        if way == "overlay":
-            hoist.env["HOIST_BUILD_COPY_OVERLAY"] = "1"
+        hoist = _runner(tmp_path, way)
         hoist("build", "-t", "u:1", str(ctx))
         layout = ImageLayout(hoist.images)
         digests.append(str(layout.find("u:1").descriptor.digest))
