@@ -556,11 +556,11 @@ class BuildBackend:
         state.layers.append(layer)
 
     def _defer_commit(self, state: StageState, key: str, result: StepResult, line: int | None,
-                      then: Callable[[], None] | None = None) -> None:
+                      then: Callable[[], None] | None = None) -> bool:
         """``_commit``, its layer made in a thread while the stage goes on (the next RUN starts
         at once: ``_run_ahead``); the stage's next read of its layers settles it, and then
         runs ``then``. ``result`` is closed by the pending commit; its failure is the step's
-        at ``line``, wherever it is settled."""
+        at ``line``, wherever it is settled. False (nothing pending) if no thread could start."""
         def make() -> LayerRef:
             try:
                 return self._layer_of(state, result)
@@ -574,8 +574,12 @@ class BuildBackend:
 
         pending = _PendingCommit(make, list(state.layers), result.upper,
                                  apply, result.close, hold=self._hold_commits)
+        try:
+            pending.start()
+        except RuntimeError:        # no thread to be had: the caller commits in line
+            return False
         state.pending = pending
-        pending.start()
+        return True
 
     @staticmethod
     def drop_pending(state: StageState) -> None:
@@ -1300,10 +1304,9 @@ class BuildBackend:
             finally:
                 if previous is not None:
                     previous.close()
-            if defer and state.runs_ahead and self.run_ahead:
+            deferred = bool(defer and state.runs_ahead and self.run_ahead) and \
                 self._defer_commit(state, key, result, line, then=write_record)
-                deferred = True
-            else:
+            if not deferred:
                 self._commit(state, key, result)
         finally:
             if not deferred:
