@@ -213,8 +213,9 @@ class _PendingCommit:
     def __init__(self, make: Callable[[], LayerRef], below: list[LayerRef], upper: Path,
                  apply: Callable[[LayerRef], None], close: Callable[[], None], hold: bool = False) -> None:
         self.below, self.upper = below, upper
-        # ``hold`` (HOIST_BUILD_RUN_AHEAD=wait, for tests): the layer is made only once the next
-        # step is waiting for it (a probe registered, or settling): the RUN surely runs ahead.
+        # ``hold`` (HOIST_BUILD_RUN_AHEAD=wait, for tests): the layer is made only once the RUN
+        # ahead has printed something (``go``), or the stage settles: the RUN surely runs
+        # ahead, and whatever it does before its first output happens before the lookup.
         self._go = threading.Event()
         if not hold:
             self._go.set()
@@ -254,8 +255,11 @@ class _PendingCommit:
             if self._made:
                 return False
             self._probes.append(probe)
-        self._go.set()
         return True
+
+    def go(self) -> None:
+        """A held layer (``hold``) may be made now."""
+        self._go.set()
 
     def _wait(self) -> LayerRef:
         self._go.set()
@@ -275,6 +279,41 @@ class _PendingCommit:
         self._go.set()
         self._done.wait()
         self._close()
+
+
+class _HeldOutput:
+    """A RUN's output while it runs ahead of its key (``BuildBackend._run_ahead``): held until
+    the lookup is done (``looked``), then let through, and dropped once the run is cancelled
+    for a hit. At most ``LIMIT`` bytes are held: past that the output goes through at once,
+    so a step that prints without end while a large layer is hashed costs no memory (a hit
+    found after that shows the output it printed, then CACHED)."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, output: Callable[[bytes], None], looked: threading.Event, cancel: StepCancel,
+                 first: Callable[[], None] = lambda: None) -> None:
+        self._output, self._looked, self._cancel, self._first = output, looked, cancel, first
+        self._held: list[bytes] = []
+        self._size = 0
+        self._through = False
+
+    def write(self, data: bytes) -> None:
+        self._first()       # (the pending commit's ``go``, for HOIST_BUILD_RUN_AHEAD=wait)
+        if self._cancel.cancelled:
+            return
+        if not self._through and not self._looked.is_set() and self._size + len(data) <= self.LIMIT:
+            self._held.append(data)
+            self._size += len(data)
+            return
+        self.release()
+        self._output(data)
+
+    def release(self) -> None:
+        """Everything held, out (the run is wanted), and the rest straight through."""
+        self._through = True
+        held, self._held, self._size = self._held, [], 0
+        for data in held:
+            self._output(data)
 
 
 class BuildBackend:
@@ -326,7 +365,7 @@ class BuildBackend:
         self.hash_cache = prehash.hash_cache if prehash is not None else HashCache(context_hashes(opts.root))
         self._warm = threading.local()   # this stage thread's monitor started ahead (_prewarm)
         # A RUN after a COPY starts while the COPY's layer is made (_run_ahead); "0": it waits
-        # for the layer, "wait" (for tests): the layer waits for the RUN to start.
+        # for the layer, "wait" (for tests): the layer waits for the RUN's first output.
         mode = os.environ.get("HOIST_BUILD_RUN_AHEAD")
         self.run_ahead, self._hold_commits = mode != "0", mode == "wait"
         self._filter_ahead = False      # the steps' seccomp filter compiled ahead (_prewarm)
@@ -811,20 +850,9 @@ class BuildBackend:
             looked.set()
         elif not pending.when_made(probe):
             return False, None, None
-        held: list[bytes] = []
-
-        def held_output(data: bytes) -> None:
-            if cancel.cancelled:
-                return
-            if not looked.is_set():
-                held.append(data)
-                return
-            while held:
-                output(held.pop(0))
-            output(data)
-
+        held = _HeldOutput(output, looked, cancel, pending.go)
         chain = self.chain(below) + [pending.upper]      # the copy read them: there already
-        result = self._start_step(state, step, chain, spec, held_output, cancel)
+        result = self._start_step(state, step, chain, spec, held.write, cancel)
         try:
             key = key_of(self._parent_of(state, step))
             if self._reuse(state, step, key):
@@ -836,8 +864,7 @@ class BuildBackend:
         except BaseException:
             result.close()
             raise
-        for data in held:
-            output(data)
+        held.release()
         return False, key, result
 
     def _run_mounts(self, state: StageState, instr: Run, mounts: _StepMounts) -> None:

@@ -2,9 +2,10 @@
 or compressed into a blob), on the COPY's upper dir, and is looked up in the cache once the
 layer is made (builder.execute: ``_defer_commit``, ``_run_ahead``); a hit kills it.
 
-``HOIST_BUILD_RUN_AHEAD=wait`` makes the layer wait until the RUN has started, so the tests
-take that way for sure (the default takes it whenever the layer is not made by then); ``=0``
-is the way without it, which must make the same image.
+``HOIST_BUILD_RUN_AHEAD=wait`` makes the layer wait for the RUN's first output (or the end of
+the RUN), so the tests take that way for sure, and what a RUN does before it prints happens
+before the lookup (the default takes it whenever the layer is not made by then); ``=0`` is
+the way without it, which must make the same image.
 
 What shows a RUN ran ahead: it calls a listener on loopback, which looks at the store while
 the RUN waits for its answer. The COPY's snapshot is adopted only once the RUN is done, so a
