@@ -597,14 +597,19 @@ class Runtime:
             except BaseException:
                 sock.close()
                 raise
+        started = container.state()
         code = tty.attach_client(sock, interactive, detach_keys=detach_keys or tty.DETACH_KEYS)
         if code is None:
             _, state = container.status()
             code = int(state.get("exit_code", 255))
         if container.spec.remove:
-            # docker's run --rm returns once the container is gone: its monitor removes it
-            # after the console closes.
-            self.wait_exit(container, 10.0)
+            # docker's run --rm returns once the container is gone. Its monitor removes it after
+            # the console closes, then exits: the monitor is waited for (its state file may be
+            # gone before the folder is, so the state cannot say when).
+            pid, start = int(started.get("monitor_pid") or 0), started.get("monitor_start")
+            deadline = time.monotonic() + 10
+            while pid and process_start_time(pid) == start and time.monotonic() < deadline:
+                time.sleep(0.01)
         return code
 
     def run_following(self, container: Container, streams: frozenset[str] | None = None,
