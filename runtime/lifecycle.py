@@ -317,6 +317,10 @@ class Runtime:
             return self.run_foreground(container, interactive, streams, sig_proxy)
         reader = LogReader(container.path)
         reader.read()    # what earlier runs wrote is not this run's
+        if start:
+            # Held open from now: a --rm run's monitor removes the log with the folder, which
+            # for a short command can be before the first read of what it wrote.
+            reader.hold()
         try:
             with _SignalProxy(self._forwarder(container) if sig_proxy else None):
                 monitor = 0

@@ -361,6 +361,13 @@ class LogReader:
             if not self.path.exists():
                 return out
 
+    def hold(self) -> None:
+        """Open the log now (made empty if there is none yet), so what is written to it stays
+        readable here even once the file is removed."""
+        if self._f is None:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640))
+            self._f = open(self.path, "rb")
+
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
